@@ -1,0 +1,514 @@
+"""The one device description.
+
+Each unit has a frozen parameter dataclass whose invariants are checked on construction and whose derived values are
+properties (never recomputed elsewhere). :class:`DeviceConfig` bundles them. Presets live as YAML in
+``accel/presets/``; :func:`load_device` reads them strictly: unknown, duplicate and missing keys, wrong types and
+out-of-range values are rejected with a message naming the file, the key path, the value and the rule.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = [
+    "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "VectorConfig",
+    "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
+]
+
+#: Datatypes a bit-serial unit can be built for, in the order of their ``dtype`` code (see ``accel/numerics.py``).
+BITSERIAL_DATATYPES: tuple[str, ...] = (
+    "int8", "int4", "int3",
+    "fp4_er_pos", "fp4_er_neg", "fp4_ea_pos", "fp4_ea_neg",
+    "fp3_er_pos", "fp3_er_neg", "fp3_ea_pos", "fp3_ea_neg",
+)
+
+
+def _require(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r}: {rule}")
+
+
+def _pow2(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0
+
+
+def _int_range(key: str, value: int, lo: int, hi: int | None = None) -> None:
+    if hi is None:
+        _require(value >= lo, key, value, f"must be at least {lo}")
+    else:
+        _require(lo <= value <= hi, key, value, f"must be between {lo} and {hi}")
+
+
+@dataclass(frozen=True)
+class BitSerialConfig:
+    """A bit-serial MAC unit (after BitMoD): weights one signed term per cycle, activations in parallel.
+
+    Parameters
+    ----------
+    lanes:
+        Multipliers working in parallel; one weight beat carries ``lanes`` weights and activations.
+    act_bits:
+        Width of a signed integer activation (bits).
+    max_weight_bits:
+        Width of a weight code on the weight stream (bits); every built datatype's code must fit.
+    group_size:
+        Weights sharing one datatype and scale; a multiple of ``lanes``.
+    scale_bits:
+        Width of the unsigned per-group integer scale (bits); the dequantiser takes one cycle per scale bit.
+    acc_bits:
+        Width of the partial sum and result registers (bits, two's complement, wrapping).
+    datatypes:
+        Datatypes the unit decodes, a subset of :data:`BITSERIAL_DATATYPES`.
+    """
+
+    lanes: int
+    act_bits: int
+    max_weight_bits: int
+    group_size: int
+    scale_bits: int
+    acc_bits: int
+    datatypes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _int_range("lanes", self.lanes, 1, 256)
+        _int_range("act_bits", self.act_bits, 2, 16)
+        _int_range("max_weight_bits", self.max_weight_bits, 3, 8)
+        _int_range("group_size", self.group_size, 1, 4096)
+        _require(self.group_size % self.lanes == 0, "group_size", self.group_size,
+                 f"must be a multiple of lanes ({self.lanes})")
+        _int_range("scale_bits", self.scale_bits, 1, 16)
+        _int_range("acc_bits", self.acc_bits, 16, 64)
+        _require(len(self.datatypes) > 0, "datatypes", list(self.datatypes), "must name at least one datatype")
+        for dt in self.datatypes:
+            _require(dt in BITSERIAL_DATATYPES, "datatypes", dt, f"must be one of {', '.join(BITSERIAL_DATATYPES)}")
+        _require(len(set(self.datatypes)) == len(self.datatypes), "datatypes", list(self.datatypes),
+                 "must not repeat a datatype")
+        from .numerics import DATATYPES  # numerics imports nothing from here at module level
+
+        for dt in self.datatypes:
+            _require(DATATYPES[dt].code_bits <= self.max_weight_bits, "datatypes", dt,
+                     f"needs {DATATYPES[dt].code_bits}-bit codes but max_weight_bits is {self.max_weight_bits}")
+        worst = self.group_size * (1 << (self.act_bits - 1)) * max(DATATYPES[d].max_abs for d in self.datatypes)
+        _require(worst < (1 << (self.acc_bits - 1)), "acc_bits", self.acc_bits,
+                 f"a group's partial sum can reach {worst}; acc_bits must hold it (at least "
+                 f"{worst.bit_length() + 1})")
+
+    @property
+    def beats_per_group(self) -> int:
+        """Weight/activation beats in one group."""
+        return self.group_size // self.lanes
+
+    @property
+    def dtype_bits(self) -> int:
+        """Width of the datatype field on the weight stream (bits)."""
+        return max(1, (len(BITSERIAL_DATATYPES) - 1).bit_length())
+
+    @property
+    def dtype_codes(self) -> dict[str, int]:
+        """Datatype name -> code on the weight stream."""
+        return {dt: BITSERIAL_DATATYPES.index(dt) for dt in self.datatypes}
+
+    @property
+    def max_terms(self) -> int:
+        """Most signed terms (cycles per beat) of any built datatype."""
+        from .numerics import DATATYPES
+
+        return max(DATATYPES[d].terms for d in self.datatypes)
+
+    def cycles_per_group(self, dtype: str) -> int:
+        """MAC cycles for one group of ``dtype`` weights (beats x terms), before any dequantiser stall."""
+        from .numerics import DATATYPES
+
+        return self.beats_per_group * DATATYPES[dtype].terms
+
+    @property
+    def peak_macs_per_cycle(self) -> float:
+        """MACs per cycle at the fastest built datatype."""
+        from .numerics import DATATYPES
+
+        return self.lanes / min(DATATYPES[d].terms for d in self.datatypes)
+
+
+@dataclass(frozen=True)
+class PimTiming:
+    """DRAM timing of a PIM channel, in cycles of the device clock (``tck_ns``).
+
+    Names follow Ramulator 2 (``nRCD`` = tRCD in cycles, ...). ``nRCD_MAC`` is the activate-to-MAC delay, ``nCCD_AB``
+    the pacing of consecutive all-bank MACs, ``faw_all_bank`` whether tFAW counts an all-bank activate.
+    """
+
+    tck_ns: float
+    nBL: int
+    nCL: int
+    nCWL: int
+    nRCD: int
+    nRCDWR: int
+    nRCD_MAC: int
+    nRP: int
+    nRAS: int
+    nRC: int
+    nWR: int
+    nRTP: int
+    nCCDS: int
+    nCCDL: int
+    nCCD_AB: int
+    nRRDS: int
+    nRRDL: int
+    nFAW: int
+    nRFC: int
+    nREFI: int
+    faw_all_bank: bool
+
+    def __post_init__(self) -> None:
+        _require(self.tck_ns > 0, "tck_ns", self.tck_ns, "must be positive (ns)")
+        for f in dataclasses.fields(self):
+            if f.name.startswith("n"):
+                _int_range(f.name, getattr(self, f.name), 1, 1 << 20)
+        # tRC is nominally tRAS + tRP, but published presets round it (AttAcc's HBM3: 63 < 45 + 19).
+        _require(self.nRC >= self.nRAS, "nRC", self.nRC, f"must be at least nRAS = {self.nRAS}")
+        _require(self.nCCDL >= self.nCCDS, "nCCDL", self.nCCDL, f"must be at least nCCDS = {self.nCCDS}")
+        _require(self.nRRDL >= self.nRRDS, "nRRDL", self.nRRDL, f"must be at least nRRDS = {self.nRRDS}")
+        _require(self.nREFI > self.nRFC, "nREFI", self.nREFI, f"must exceed nRFC = {self.nRFC}")
+
+    @property
+    def clock_mhz(self) -> float:
+        return 1e3 / self.tck_ns
+
+
+@dataclass(frozen=True)
+class PimConfig:
+    """PIM channels of DRAM banks that compute.
+
+    Parameters
+    ----------
+    channels, banks, bank_groups:
+        Channels of the device; banks per channel; bank groups per channel (banks divide evenly).
+    rows:
+        Rows per bank.
+    row_bytes:
+        Bytes per row (the row buffer).
+    column_bits:
+        Bits moved by one column access (RD/WR/MAC burst).
+    mac_lanes:
+        Multiply-accumulate lanes per bank; a MAC consumes one column.
+    lane:
+        ``"bitserial"`` (the bit-serial unit, mixed datatypes per group) or ``"int8"`` (bit-parallel lanes).
+    global_buffer_bytes:
+        Bytes of the channel's global buffer holding the input vector slice.
+    timing:
+        DRAM timing (:class:`PimTiming`).
+    """
+
+    channels: int
+    banks: int
+    bank_groups: int
+    rows: int
+    row_bytes: int
+    column_bits: int
+    mac_lanes: int
+    lane: str
+    global_buffer_bytes: int
+    timing: PimTiming
+
+    def __post_init__(self) -> None:
+        _int_range("channels", self.channels, 1, 1024)
+        _int_range("banks", self.banks, 1, 256)
+        _int_range("bank_groups", self.bank_groups, 1, 64)
+        _require(self.banks % self.bank_groups == 0, "banks", self.banks,
+                 f"must be a multiple of bank_groups ({self.bank_groups})")
+        _require(_pow2(self.rows), "rows", self.rows, "must be a power of two")
+        _require(_pow2(self.row_bytes), "row_bytes", self.row_bytes, "must be a power of two")
+        _require(_pow2(self.column_bits) and self.column_bits >= 8, "column_bits", self.column_bits,
+                 "must be a power of two of at least 8")
+        _require(self.row_bytes * 8 >= self.column_bits, "row_bytes", self.row_bytes,
+                 f"a row must hold at least one {self.column_bits}-bit column")
+        _int_range("mac_lanes", self.mac_lanes, 1, 1024)
+        _require(self.lane in ("bitserial", "int8"), "lane", self.lane, "must be 'bitserial' or 'int8'")
+        _require(self.global_buffer_bytes * 8 >= self.column_bits, "global_buffer_bytes", self.global_buffer_bytes,
+                 f"must hold at least one {self.column_bits}-bit column")
+
+    @property
+    def columns(self) -> int:
+        """Columns per row."""
+        return self.row_bytes * 8 // self.column_bits
+
+    @property
+    def banks_per_group(self) -> int:
+        return self.banks // self.bank_groups
+
+    @property
+    def row_address_bits(self) -> int:
+        return max(1, (self.rows - 1).bit_length())
+
+    @property
+    def column_address_bits(self) -> int:
+        return max(1, (self.columns - 1).bit_length())
+
+    @property
+    def bank_address_bits(self) -> int:
+        return max(1, (self.banks - 1).bit_length())
+
+    @property
+    def channel_address_bits(self) -> int:
+        return max(1, (self.channels - 1).bit_length())
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.channels * self.banks * self.rows * self.row_bytes
+
+    @property
+    def peak_macs_per_s(self) -> float:
+        """All banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
+        per_cycle = self.channels * self.banks * self.mac_lanes / self.timing.nCCD_AB
+        return per_cycle * self.timing.clock_mhz * 1e6
+
+    @property
+    def internal_bandwidth_bytes_per_s(self) -> float:
+        """Bytes the banks' MAC units read per second, all banks busy."""
+        per_cycle = self.channels * self.banks * self.column_bits / 8 / self.timing.nCCD_AB
+        return per_cycle * self.timing.clock_mhz * 1e6
+
+    @property
+    def external_bandwidth_bytes_per_s(self) -> float:
+        """Bytes per second over the channels' data buses (one column every ``nCCDS`` per channel)."""
+        per_cycle = self.channels * self.column_bits / 8 / self.timing.nCCDS
+        return per_cycle * self.timing.clock_mhz * 1e6
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """A spatial attention array (after FuseMax): a ``rows`` x ``cols`` 2D PE array plus a 1D array.
+
+    Parameters
+    ----------
+    rows, cols:
+        2D array size (keys of a chunk x queries).
+    head_dim:
+        Largest head dimension the buffers hold.
+    data_bits:
+        Width of Q/K/V elements (signed fixed point, bits).
+    exp_table_bits:
+        log2 of the entries of the 2^x fraction table.
+    clock_mhz:
+        Clock of the array (MHz).
+    """
+
+    rows: int
+    cols: int
+    head_dim: int
+    data_bits: int
+    exp_table_bits: int
+    clock_mhz: float
+
+    def __post_init__(self) -> None:
+        _int_range("rows", self.rows, 1, 1024)
+        _int_range("cols", self.cols, 1, 1024)
+        _int_range("head_dim", self.head_dim, 1, 1024)
+        _int_range("data_bits", self.data_bits, 2, 16)
+        _int_range("exp_table_bits", self.exp_table_bits, 1, 12)
+        _require(self.clock_mhz > 0, "clock_mhz", self.clock_mhz, "must be positive (MHz)")
+
+    @property
+    def peak_macs_per_s(self) -> float:
+        return self.rows * self.cols * self.clock_mhz * 1e6
+
+
+@dataclass(frozen=True)
+class VectorConfig:
+    """The vector unit (layer norm, activations, residual adds, decode softmax, reductions).
+
+    Parameters
+    ----------
+    lanes:
+        Elements processed per cycle.
+    clock_mhz:
+        Clock of the unit (MHz).
+    """
+
+    lanes: int
+    clock_mhz: float
+
+    def __post_init__(self) -> None:
+        _int_range("lanes", self.lanes, 1, 4096)
+        _require(self.clock_mhz > 0, "clock_mhz", self.clock_mhz, "must be positive (MHz)")
+
+    @property
+    def peak_ops_per_s(self) -> float:
+        return self.lanes * self.clock_mhz * 1e6
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """A whole device: PIM channels, the bit-serial unit they use, an attention array and a vector unit."""
+
+    name: str
+    description: str
+    bitserial: BitSerialConfig
+    pim: PimConfig
+    attention: Union[AttentionConfig, None]
+    vector: VectorConfig
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name) and self.name.replace("-", "").replace("_", "").isalnum(), "name", self.name,
+                 "must be a non-empty identifier of letters, digits, '-' and '_'")
+
+    def key_figures(self) -> dict[str, Any]:
+        """The figures ``accel devices`` lists."""
+        p = self.pim
+        return {
+            "name": self.name,
+            "description": self.description,
+            "channels": p.channels,
+            "banks_per_channel": p.banks,
+            "mac_lanes_per_bank": p.mac_lanes,
+            "lane": p.lane,
+            "capacity_gib": p.capacity_bytes / 2**30,
+            "clock_mhz": p.timing.clock_mhz,
+            "pim_peak_tmacs": p.peak_macs_per_s / 1e12,
+            "internal_bw_gbs": p.internal_bandwidth_bytes_per_s / 1e9,
+            "external_bw_gbs": p.external_bandwidth_bytes_per_s / 1e9,
+            "attention_array": None if self.attention is None else f"{self.attention.rows}x{self.attention.cols}",
+            "bitserial_lanes": self.bitserial.lanes,
+            "bitserial_group": self.bitserial.group_size,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Strict loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"line {line}: duplicate key {key!r} (first given on line {seen[key]}); "
+                              f"give each key once")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, key)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} = {value!r}: must be a list")
+        (inner, _) = typing.get_args(tp)
+        return tuple(_convert(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} = {value!r}: must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key} = {value!r}: must be a finite number")
+        return float(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r}: must be true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r}: must be a string")
+        return value
+    raise TypeError(f"unsupported config field type {_type_name(tp)}")  # a bug in this module, not user input
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    where = path or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping of keys to values, not {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys are {', '.join(names)}")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing key {missing[0]!r}; every key of {cls.__name__} must be given "
+                          f"({', '.join(names)})")
+    prefix = f"{path}." if path else ""
+    kwargs = {n: _convert(hints[n], data[n], prefix + n) for n in names}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}{e}") from None
+
+
+def device_from_dict(data: Any) -> DeviceConfig:
+    """Build a :class:`DeviceConfig` from plain data with the same strict rules as :func:`load_device`."""
+    return _build(DeviceConfig, data, "")
+
+
+def load_device(path: str | Path) -> DeviceConfig:
+    """Load a device description from a YAML file, strictly."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read device description ({e.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+        return device_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def _preset_dir() -> Any:
+    return resources.files("accel") / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> DeviceConfig:
+    """Load a preset by name (``accel devices`` lists them); a path to a YAML file also works."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load_device(name)
+    names = preset_names()
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; presets are {', '.join(names)}; "
+                          f"or give a path to a YAML file")
+    with resources.as_file(_preset_dir() / f"{name}.yaml") as p:
+        dev = load_device(p)
+    if dev.name != name:
+        raise ConfigError(f"preset file {name}.yaml: name = {dev.name!r}: must equal the file name {name!r}")
+    return dev
