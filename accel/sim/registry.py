@@ -1,0 +1,64 @@
+"""Units known to ``accel rtl`` and the equivalence runner, registered by name.
+
+Each unit module defines a :class:`UnitSpec` named ``SPEC``; :data:`UNIT_MODULES` maps the unit's name to that module
+(imported lazily, so listing units does not import every simulator).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..config import DeviceConfig
+from ..errors import AccelError
+from .harness import Model, Stimulus, Trace
+
+#: unit name -> module defining ``SPEC``
+UNIT_MODULES: dict[str, str] = {
+    "bitserial": "accel.sim.bitserial",
+}
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """How to build, model, stimulate and check one unit.
+
+    Parameters
+    ----------
+    name:
+        Unit name on the command line.
+    top:
+        Verilog top-level module name.
+    config_of:
+        The unit's parameter dataclass from a device description.
+    rtl:
+        config -> Amaranth ``wiring.Component``.
+    model:
+        config -> per-cycle model.
+    stimulus:
+        (config, seed) -> a randomised :class:`Stimulus`.
+    check:
+        (config, stimulus, trace) -> messages for every result that differs from the golden numerics (empty if
+        all agree).
+    test_configs:
+        Configurations the test suite runs the equivalence on (at least three, small enough to simulate).
+    """
+
+    name: str
+    top: str
+    config_of: Callable[[DeviceConfig], Any]
+    rtl: Callable[[Any], Any]
+    model: Callable[[Any], Model]
+    stimulus: Callable[[Any, int], Stimulus]
+    check: Callable[[Any, Stimulus, Trace], list[str]]
+    test_configs: Callable[[], list[Any]]
+
+
+def unit_names() -> list[str]:
+    return sorted(UNIT_MODULES)
+
+
+def get_unit(name: str) -> UnitSpec:
+    if name not in UNIT_MODULES:
+        raise AccelError(f"unknown unit {name!r}; units are {', '.join(unit_names())}")
+    return importlib.import_module(UNIT_MODULES[name]).SPEC
