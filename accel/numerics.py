@@ -217,3 +217,428 @@ def bitserial_dot(acts: np.ndarray, codes: np.ndarray, dtypes: list[str], scales
         psum = group_dot(acts[sl], DATATYPES[dt].decode(codes[sl]), acc_bits)
         acc = wrap(acc + dequant_serial(psum, sc, scale_bits, acc_bits), acc_bits)
     return acc
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Quantisation: integer activations, BitMoD-style per-group weights, the integer matrix-vector product
+# ---------------------------------------------------------------------------------------------------------------------
+#
+# Floats enter here and leave as the integers the unit consumes (activation integers, weight codes, per-group datatypes
+# and integer scales); everything after ``quantize_weights`` is integer and bit-exact with ``bitserial_dot``.
+
+from .errors import EncodingError  # noqa: E402  (kept with the section that uses it)
+
+__all__ += [
+    "int_range", "check_int", "QuantizedTensor", "quantize_symmetric", "quantize_with_scale", "scale_max",
+    "round_to_grid", "QuantizedWeights", "quantize_weights", "matvec_int", "matvec",
+]
+
+
+def int_range(bits: int) -> tuple[int, int]:
+    """Smallest and largest ``bits``-wide two's complement integer."""
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not 2 <= bits <= 32:
+        raise EncodingError(f"integer width {bits!r} is not supported; use a width of 2 to 32 bits")
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def check_int(values: np.ndarray, bits: int, what: str = "activation") -> np.ndarray:
+    """Check that ``values`` are integers that fit ``bits``-bit two's complement; return them as ``int64``.
+
+    Raises
+    ------
+    StimulusError
+        Naming the first value (and its index) that is not an integer or lies outside the format.
+    """
+    lo, hi = int_range(bits)
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind not in "fb" and arr.size:
+            raise StimulusError(f"{what} values must be integers, not {arr.dtype}; quantise them first")
+        bad = ~np.isfinite(arr.astype(np.float64)) | (arr != np.round(arr))
+        if bad.any():
+            idx = _first_bad(np.atleast_1d(bad))
+            raise StimulusError(f"{what} {np.atleast_1d(arr)[idx].item()!r} at index {list(idx)} is not an integer; "
+                                f"{what}s must be integers (quantise them first)")
+    arr = arr.astype(np.int64)
+    bad = (arr < lo) | (arr > hi)
+    if bad.any():
+        idx = _first_bad(np.atleast_1d(bad))
+        raise StimulusError(f"{what} {int(np.atleast_1d(arr)[idx])} at index {list(idx)} does not fit int{bits} "
+                            f"({lo}..{hi}); quantise with a larger scale or use more bits")
+    return arr
+
+
+def _check_finite(x: np.ndarray, what: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iuf":
+        raise StimulusError(f"{what} must be a real numeric array, not {arr.dtype}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = _first_bad(np.atleast_1d(bad))
+        raise StimulusError(f"{what} has {np.atleast_1d(arr)[idx]} at index {list(idx)}; values must be finite "
+                            f"(replace NaN/inf before quantising)")
+    return arr
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """Symmetric integer quantisation: ``x ≈ q * scale``.
+
+    Members
+    -------
+    q:
+        Integers in ``bits``-bit two's complement (``int64`` array, the input's shape).
+    scale:
+        Float step per integer (same units as ``x``), broadcastable against ``q``: shape ``()`` per tensor, or the
+        input's shape with every axis but the channel axis of length 1.
+    bits:
+        Integer width (bits).
+    """
+
+    q: np.ndarray
+    scale: np.ndarray
+    bits: int
+
+    def dequantize(self) -> np.ndarray:
+        return self.q * self.scale
+
+
+def quantize_symmetric(x: np.ndarray, bits: int = 8, axis: int | None = None) -> QuantizedTensor:
+    """Quantise ``x`` symmetrically to ``bits``-bit integers, per tensor or per channel.
+
+    The scale maps the largest magnitude to ``2**(bits-1) - 1`` (the most negative code is left unused so that the
+    range is symmetric); values round half to even. An all-zero tensor (or channel) gets scale 1.
+
+    Parameters
+    ----------
+    x:
+        Real values (any shape, finite).
+    bits:
+        Integer width (bits), 2..32; activations of the bit-serial unit use its ``act_bits`` (8).
+    axis:
+        ``None`` for one scale for the whole tensor; otherwise the channel axis, which gets one scale per index.
+
+    Raises
+    ------
+    StimulusError
+        ``x`` holds NaN or inf.
+    EncodingError
+        ``bits`` or ``axis`` is out of range.
+    """
+    lo, hi = int_range(bits)
+    arr = _check_finite(x, "tensor to quantise")
+    if axis is None:
+        absmax = np.max(np.abs(arr)) if arr.size else np.float64(0.0)
+    else:
+        if not -arr.ndim <= axis < arr.ndim:
+            raise EncodingError(f"channel axis {axis} does not exist in a {arr.ndim}-D tensor; "
+                                f"use -{arr.ndim}..{arr.ndim - 1} or None for per-tensor")
+        others = tuple(i for i in range(arr.ndim) if i != axis % arr.ndim)
+        absmax = np.max(np.abs(arr), axis=others, keepdims=True)
+    scale = np.where(absmax > 0, absmax / hi, 1.0)
+    q = np.clip(np.rint(arr / scale), lo, hi).astype(np.int64)
+    return QuantizedTensor(q, np.asarray(scale, dtype=np.float64), int(bits))
+
+
+def quantize_with_scale(x: np.ndarray, scale: float | np.ndarray, bits: int = 8, *,
+                        saturate: bool = False) -> np.ndarray:
+    """Quantise ``x`` with a given (e.g. calibrated) scale: ``q = round(x / scale)``.
+
+    A value whose ``q`` falls outside ``bits``-bit two's complement is an error unless ``saturate`` is set, in which
+    case it is clipped to the nearest end of the range (what a saturating converter does).
+
+    Raises
+    ------
+    StimulusError
+        NaN/inf in ``x``, or (without ``saturate``) a value out of range, named with its index.
+    EncodingError
+        A scale that is not positive and finite.
+    """
+    lo, hi = int_range(bits)
+    arr = _check_finite(x, "tensor to quantise")
+    sc = np.asarray(scale, dtype=np.float64)
+    if not (np.all(np.isfinite(sc)) and np.all(sc > 0)):
+        raise EncodingError(f"scale {scale!r} must be positive and finite")
+    q = np.rint(arr / sc)
+    if saturate:
+        return np.clip(q, lo, hi).astype(np.int64)
+    bad = (q < lo) | (q > hi)
+    if bad.any():
+        idx = _first_bad(np.atleast_1d(bad))
+        xv = float(np.atleast_1d(arr)[idx])
+        raise StimulusError(f"value {xv!r} at index {list(idx)} quantises to {int(np.atleast_1d(q)[idx])}, outside "
+                            f"int{bits} ({lo}..{hi}); use a larger scale or saturate=True")
+    return q.astype(np.int64)
+
+
+def _datatype(name: object) -> DataType:
+    if not isinstance(name, str) or name not in DATATYPES:
+        raise EncodingError(f"datatype {name!r} is not one of {', '.join(DATATYPES)}")
+    return DATATYPES[name]
+
+
+def scale_max(name: str) -> int:
+    """The grid value a group's largest magnitude maps to (the divisor of its float scale).
+
+    INT types use the symmetric maximum ``2**(bits-1) - 1`` (7 for INT4, 3 for INT3), as BitMoD's symmetric INT
+    quantiser does; FP types use the largest magnitude of their value set *including* the special value (12 for the
+    FP4 extra-resolution types, 16 for extra-asymmetry, 4 and 6 for FP3), as BitMoD's ``quant_datatype`` does.
+    """
+    dt = _datatype(name)
+    return (1 << (dt.code_bits - 1)) - 1 if dt.kind == "int" else dt.max_abs
+
+
+def _grid_index(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    # side="left" sends a value exactly on a midpoint to the lower grid value, the tie rule of BitMoD's quantiser;
+    # values beyond the ends saturate to the end values.
+    mids = (grid[1:] + grid[:-1]) / 2.0
+    return np.searchsorted(mids, x, side="left")
+
+
+def round_to_grid(x: np.ndarray, name: str) -> np.ndarray:
+    """Nearest value of datatype ``name`` for every element of ``x`` (ties to the lower value, ends saturate)."""
+    grid = _datatype(name).grid
+    return grid[_grid_index(np.asarray(x, dtype=np.float64), grid.astype(np.float64))]
+
+
+@dataclass(frozen=True)
+class QuantizedWeights:
+    """A weight matrix quantised per group, in the form the bit-serial unit consumes.
+
+    ``W[r, k] ≈ row_scale[r] * scale_int[r, g] * value(codes[r, k])`` with ``g = k // group_size`` and ``value``
+    the decoding of group ``(r, g)``'s datatype ``dtypes[r, g]``.
+
+    Members
+    -------
+    group_size, scale_bits:
+        Weights per group; width of the unsigned integer group scale (bits).
+    datatypes:
+        The allowed set, in preference order (first wins a tie in squared error).
+    codes:
+        ``(rows, K)`` weight codes (``int64``).
+    dtypes:
+        ``(rows, K // group_size)`` datatype name of every group.
+    scale_int:
+        ``(rows, groups)`` unsigned integer group scales, ``1 .. 2**scale_bits - 1``.
+    row_scale:
+        ``(rows,)`` float scale of each row (units of ``W`` per integer step of ``scale_int * value``).
+    group_scale:
+        ``(rows, groups)`` float group scales ``absmax / scale_max(dtype)`` before integer scale quantisation.
+    weights:
+        ``(rows, K)`` dequantised weights with the integer scales (what the integer datapath computes with).
+    float_weights:
+        ``(rows, K)`` dequantised weights with the float group scales (BitMoD's float-scale result).
+    """
+
+    group_size: int
+    scale_bits: int
+    datatypes: tuple[str, ...]
+    codes: np.ndarray
+    dtypes: np.ndarray
+    scale_int: np.ndarray
+    row_scale: np.ndarray
+    group_scale: np.ndarray
+    weights: np.ndarray
+    float_weights: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.codes.shape
+
+    @property
+    def groups(self) -> int:
+        return self.codes.shape[1] // self.group_size
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        """``(rows, K)`` integer weight values (the codes decoded by their group's datatype)."""
+        rows, k = self.codes.shape
+        lut = np.zeros((len(self.datatypes), 1 << max(DATATYPES[d].code_bits for d in self.datatypes)), np.int64)
+        index = np.zeros(self.dtypes.shape, np.int64)
+        for i, name in enumerate(self.datatypes):
+            vals = DATATYPES[name].values
+            lut[i, :len(vals)] = vals
+            index[self.dtypes == name] = i
+        per_weight = np.repeat(index, self.group_size, axis=1)
+        return lut[per_weight, self.codes]
+
+
+def _check_datatype_set(datatypes: object) -> tuple[str, ...]:
+    if isinstance(datatypes, str):
+        datatypes = (datatypes,)
+    names = tuple(datatypes)  # type: ignore[arg-type]
+    if not names:
+        raise EncodingError(f"the datatype set is empty; name at least one of {', '.join(DATATYPES)}")
+    for n in names:
+        _datatype(n)
+    if len(set(names)) != len(names):
+        raise EncodingError(f"the datatype set {list(names)} repeats a datatype; name each once")
+    return names
+
+
+def quantize_weights(w: np.ndarray, datatypes: tuple[str, ...] | list[str] | str, group_size: int = 128,
+                     scale_bits: int = 8) -> QuantizedWeights:
+    """Quantise a weight matrix per group, choosing each group's datatype by least squared error (after BitMoD).
+
+    Procedure
+    ---------
+    1. ``W`` (``rows x K``) is cut into groups of ``group_size`` consecutive weights along ``K`` (the input
+       dimension, the one a dot product reduces).
+    2. For every allowed datatype ``d``, the group's float scale is ``s = absmax(group) / scale_max(d)`` and every
+       weight rounds to the nearest value of ``d``'s grid (ties to the lower value, beyond the ends saturate). The
+       datatype whose dequantised group ``s * values`` has the least squared error wins (the first in ``datatypes``
+       on a tie). This is BitMoD's ``search_datatype``/``quant_datatype`` (abdelfattah-lab/BitMoD-HPCA-25,
+       ``bitmod_quant/quant_utils/quant_weight.py``): the scale divides by the largest magnitude *including* the
+       special value, so an extra-asymmetry type such as ``fp4_ea_pos`` maps the group's absmax onto +16 and spends
+       the finer remaining grid on the other weights — this pays off only when the group's absmax is positive (a
+       negative extreme saturates to -12), and the error search then picks the ``_neg`` twin instead. INT types divide
+       by ``2**(bits-1) - 1`` (symmetric, as BitMoD's INT baseline).
+    3. The float group scales become unsigned ``scale_bits``-bit integers against one float scale per row:
+       ``S_row = max_g s_g / (2**scale_bits - 1)``, ``scale_int = clip(round(s_g / S_row), 1, 2**scale_bits - 1)``
+       (at least 1 so that no group with non-zero weights is scaled to nothing). An all-zero row gets ``S_row = 1``.
+    4. With datatype and integer scale fixed, every weight re-rounds to the nearest grid value of
+       ``W / (S_row * scale_int)``: for a fixed scale the nearest value is the least-error choice, so this is never
+       worse than keeping the codes found with the float scale. Its result is ``weights``; the float-scale result of
+       step 2 is kept as ``float_weights``.
+
+    The integer datapath then computes ``y_int[r] = sum_g scale_int[r, g] * sum_{i in g} a_i * value_i`` (see
+    :func:`matvec_int`, equal to :func:`bitserial_dot` per row) and ``y ≈ row_scale * act_scale * y_int``.
+
+    Parameters
+    ----------
+    w:
+        ``(rows, K)`` real weights, finite.
+    datatypes:
+        Allowed datatype names (from :data:`DATATYPES`), in tie-break order; one name gives plain per-group
+        quantisation in that datatype.
+    group_size:
+        Weights per group (``K`` must be a multiple).
+    scale_bits:
+        Width of the integer group scale (bits), 1..16.
+
+    Raises
+    ------
+    StimulusError
+        ``w`` is not a non-empty 2-D matrix, holds NaN/inf, or ``K`` is not a multiple of ``group_size``.
+    EncodingError
+        A datatype name not in :data:`DATATYPES`, an empty or repeating set, or ``group_size``/``scale_bits`` out of
+        range.
+    """
+    names = _check_datatype_set(datatypes)
+    if not isinstance(group_size, (int, np.integer)) or isinstance(group_size, bool) or group_size < 1:
+        raise EncodingError(f"group_size {group_size!r} must be a positive integer (weights per group)")
+    if not isinstance(scale_bits, (int, np.integer)) or isinstance(scale_bits, bool) or not 1 <= scale_bits <= 16:
+        raise EncodingError(f"scale_bits {scale_bits!r} must be an integer of 1 to 16 bits")
+    arr = np.asarray(w)
+    if arr.ndim != 2 or arr.size == 0:
+        raise StimulusError(f"weights of shape {arr.shape} are not a non-empty (rows, K) matrix")
+    arr = _check_finite(arr, "weight matrix")
+    rows, k = arr.shape
+    if k % group_size:
+        raise StimulusError(f"K = {k} is not a multiple of group_size {group_size}; pad K with zero weights to "
+                            f"{-(-k // group_size) * group_size} or choose a group size that divides {k}")
+    groups = k // group_size
+    wg = arr.reshape(rows, groups, group_size)
+    absmax = np.max(np.abs(wg), axis=-1)
+
+    # Step 2: float scale per candidate datatype, nearest grid value, squared error; keep the best.
+    best_err = np.full((rows, groups), np.inf)
+    best = np.zeros((rows, groups), np.int64)
+    best_scale = np.zeros((rows, groups))
+    float_weights = np.zeros_like(wg)
+    for i, name in enumerate(names):
+        grid = DATATYPES[name].grid.astype(np.float64)
+        s = absmax / scale_max(name)
+        safe = np.where(s > 0, s, 1.0)[..., None]
+        deq = grid[_grid_index(wg / safe, grid)] * safe
+        err = np.sum((deq - wg) ** 2, axis=-1)
+        take = err < best_err  # strict: the earlier datatype keeps a tie
+        best_err[take] = err[take]
+        best[take] = i
+        best_scale[take] = s[take]
+        float_weights[take] = deq[take]
+
+    # Step 3: integer group scales against one float scale per row.
+    smax = np.max(best_scale, axis=1)
+    top = (1 << scale_bits) - 1
+    row_scale = np.where(smax > 0, smax / top, 1.0)
+    scale_int = np.clip(np.rint(best_scale / row_scale[:, None]), 1, top).astype(np.int64)
+
+    # Step 4: re-round to the effective (integer-scaled) step, per datatype.
+    eff = (row_scale[:, None] * scale_int)[..., None]
+    codes = np.zeros((rows, groups, group_size), np.int64)
+    weights = np.zeros_like(wg)
+    for i, name in enumerate(names):
+        mask = best == i
+        if not mask.any():
+            continue
+        dt = DATATYPES[name]
+        grid = dt.grid.astype(np.float64)
+        idx = _grid_index(wg[mask] / eff[mask], grid)
+        code_lut = np.array([dt.code_of[int(v)] for v in dt.grid], np.int64)
+        codes[mask] = code_lut[idx]
+        weights[mask] = grid[idx] * eff[mask]
+
+    dtypes = np.asarray(names)[best]
+    out = QuantizedWeights(
+        group_size=int(group_size), scale_bits=int(scale_bits), datatypes=names,
+        codes=codes.reshape(rows, k), dtypes=dtypes, scale_int=scale_int, row_scale=row_scale,
+        group_scale=best_scale, weights=weights.reshape(rows, k), float_weights=float_weights.reshape(rows, k),
+    )
+    for a in (out.codes, out.dtypes, out.scale_int, out.row_scale, out.group_scale, out.weights, out.float_weights):
+        a.setflags(write=False)
+    return out
+
+
+def matvec_int(acts: np.ndarray, qw: QuantizedWeights, acc_bits: int = 32, act_bits: int = 8) -> np.ndarray:
+    """Integer matrix-vector product of the bit-serial unit: ``bitserial_dot`` of every row, vectorised.
+
+    ``y[r] = wrap(sum_g scale_int[r, g] * wrap(sum_{i in g} a_i * value_{r,i}))`` with every register wrapping at
+    ``acc_bits``. Two's complement wrapping commutes with addition and multiplication (both are arithmetic modulo
+    ``2**acc_bits``), so this computes everything modulo ``2**64`` in ``uint64`` and wraps once at the end; the result
+    equals the per-step wrapping of :func:`bitserial_dot` bit for bit.
+
+    Parameters
+    ----------
+    acts:
+        ``K`` integer activations, each fitting ``act_bits``-bit two's complement.
+    qw:
+        The quantised weights.
+    acc_bits:
+        Width of the partial sum and result registers (bits), 2..64.
+
+    Returns
+    -------
+    ``(rows,)`` ``int64`` results.
+    """
+    a = check_int(acts, act_bits)
+    if a.ndim != 1 or a.shape[0] != qw.codes.shape[1]:
+        raise StimulusError(f"activations of shape {a.shape} do not match K = {qw.codes.shape[1]} of the weights; "
+                            f"give one activation per weight column")
+    if not isinstance(acc_bits, (int, np.integer)) or isinstance(acc_bits, bool) or not 2 <= acc_bits <= 64:
+        raise EncodingError(f"acc_bits {acc_bits!r} must be an integer of 2 to 64 bits")
+    rows, k = qw.codes.shape
+    g, gs = qw.groups, qw.group_size
+    vals = qw.values.astype(np.uint64).reshape(rows, g, gs)
+    psum = (vals * a.astype(np.uint64).reshape(g, gs)).sum(axis=-1, dtype=np.uint64)
+    acc = (psum * qw.scale_int.astype(np.uint64)).sum(axis=-1, dtype=np.uint64)
+    if acc_bits < 64:
+        acc &= np.uint64((1 << acc_bits) - 1)
+        neg = (acc >> np.uint64(acc_bits - 1)) & np.uint64(1)
+        return acc.astype(np.int64) - (neg.astype(np.int64) << np.int64(acc_bits))
+    return acc.view(np.int64)
+
+
+def matvec(x: np.ndarray, qw: QuantizedWeights, act_bits: int = 8, acc_bits: int = 32) -> np.ndarray:
+    """Float ``W @ x`` through the integer datapath: ``row_scale * act_scale * matvec_int(q(x))``.
+
+    ``x`` is quantised per tensor to ``act_bits`` (:func:`quantize_symmetric`). ``acc_bits`` must hold the sums
+    (the registers wrap; see :class:`accel.config.BitSerialConfig` for the bound).
+    """
+    qx = quantize_symmetric(x, act_bits)
+    return qw.row_scale * float(qx.scale) * matvec_int(qx.q, qw, acc_bits, act_bits).astype(np.float64)
