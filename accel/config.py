@@ -233,6 +233,10 @@ class PimConfig:
         _require(self.row_bytes * 8 >= self.column_bits, "row_bytes", self.row_bytes,
                  f"a row must hold at least one {self.column_bits}-bit column")
         _int_range("mac_lanes", self.mac_lanes, 1, 1024)
+        # each MAC lane owns one slot of a column (weight code or int8 in its low bits): see docs/pim.md
+        _require(self.column_bits % self.mac_lanes == 0 and self.column_bits // self.mac_lanes >= 8,
+                 "mac_lanes", self.mac_lanes,
+                 f"must divide column_bits ({self.column_bits}) into slots of at least 8 bits")
         _require(self.lane in ("bitserial", "int8"), "lane", self.lane, "must be 'bitserial' or 'int8'")
         _require(self.global_buffer_bytes * 8 >= self.column_bits, "global_buffer_bytes", self.global_buffer_bytes,
                  f"must hold at least one {self.column_bits}-bit column")
@@ -245,6 +249,16 @@ class PimConfig:
     @property
     def banks_per_group(self) -> int:
         return self.banks // self.bank_groups
+
+    @property
+    def slot_bits(self) -> int:
+        """Bits of a column that feed one MAC lane (the lane's weight or activation sits in the low bits)."""
+        return self.column_bits // self.mac_lanes
+
+    @property
+    def gb_columns(self) -> int:
+        """Column-sized words in the global buffer."""
+        return self.global_buffer_bytes * 8 // self.column_bits
 
     @property
     def row_address_bits(self) -> int:

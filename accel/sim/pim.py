@@ -1,0 +1,210 @@
+"""Random legal PIM programs, stimuli and golden checks for the PIM channel's equivalence runs.
+
+A program is a list of ``(fields, data)``: PIM command fields (``op``, ``all_banks``, ``bank``, ``row``, ``col``,
+``count``) and, for WR/WRGB, one column word per element. The generator tracks which rows are open so that every
+command is legal (timing is left to the channel: the stimulus runs in wait mode). The stimulus's ``expected`` holds
+the engine's schedule (issue cycles of every element, read beats), which the check compares with the trace.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..config import BitSerialConfig, DeviceConfig, PimConfig, load_preset
+from ..isa import PimOp, encode
+from .harness import Stimulus, Trace, run_model
+from .registry import UnitSpec
+
+__all__ = ["PimUnitConfig", "random_program", "program_words", "make_stimulus", "check", "SPEC", "TEST_CONFIGS",
+           "schedule"]
+
+
+@dataclass(frozen=True)
+class PimUnitConfig:
+    """What a PIM channel is built from: its PimConfig and, for bit-serial lanes, the device's BitSerialConfig."""
+
+    pim: PimConfig
+    bitserial: BitSerialConfig | None
+    name: str = ""
+
+    @classmethod
+    def of(cls, dev: DeviceConfig) -> "PimUnitConfig":
+        return cls(dev.pim, dev.bitserial if dev.pim.lane == "bitserial" else None, dev.name)
+
+
+def _word(pim: PimConfig, rng: np.random.Generator) -> int:
+    return int.from_bytes(rng.bytes(pim.column_bits // 8), "little")
+
+
+def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40) -> list[tuple[dict[str, int], Any]]:
+    """``n`` random legal commands (all ops, single- and all-bank forms, runs) for one channel."""
+    p = cfg.pim
+    opened = [False] * p.banks
+    out: list[tuple[dict[str, int], Any]] = []
+    dtypes = list(cfg.bitserial.dtype_codes.values()) if cfg.bitserial else [0]
+    smax = (1 << cfg.bitserial.scale_bits) - 1 if cfg.bitserial else 255
+
+    def cmd(op: PimOp, data: Any = None, **f: int) -> None:
+        base = {"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0}
+        base.update(f)
+        out.append(({"op": int(op), **base}, data))
+
+    while len(out) < n:
+        r = rng.random()
+        closed = [b for b in range(p.banks) if not opened[b]]
+        openb = [b for b in range(p.banks) if opened[b]]
+        if r < 0.2 and closed:
+            if len(closed) == p.banks and rng.random() < 0.35:
+                cmd(PimOp.ACT, all_banks=1, row=int(rng.integers(p.rows)))
+                opened = [True] * p.banks
+            else:
+                b = int(rng.choice(closed))
+                cmd(PimOp.ACT, bank=b, row=int(rng.integers(p.rows)))
+                opened[b] = True
+        elif r < 0.32 and openb:
+            if rng.random() < 0.3:
+                cmd(PimOp.PRE, all_banks=1)
+                opened = [False] * p.banks
+            else:
+                b = int(rng.choice(openb))
+                cmd(PimOp.PRE, bank=b)
+                opened[b] = False
+        elif r < 0.52 and openb:
+            op = PimOp(int(rng.choice([PimOp.RD, PimOp.WR, PimOp.MAC, PimOp.MAC])))
+            allb = len(openb) == p.banks and op != PimOp.RD and rng.random() < 0.5
+            b = int(rng.choice(openb))
+            cnt = int(rng.integers(1, min(p.columns, 6) + 1)) if rng.random() < 0.6 else 1
+            col = int(rng.integers(0, p.columns - cnt + 1))
+            data = [_word(p, rng) for _ in range(cnt)] if op == PimOp.WR else None
+            cmd(op, data, all_banks=int(allb), bank=b, col=col, count=cnt if cnt > 1 else int(rng.integers(0, 2)))
+        elif r < 0.6:
+            cnt = int(rng.integers(1, p.gb_columns + 1))
+            col = int(rng.integers(0, p.gb_columns - cnt + 1))
+            cmd(PimOp.WRGB, [_word(p, rng) for _ in range(cnt)], col=col, count=cnt)
+        elif r < 0.68:
+            if rng.random() < 0.3:
+                cmd(PimOp.RDMAC, all_banks=1)
+            else:
+                cnt = int(rng.integers(1, p.banks + 1))
+                cmd(PimOp.RDMAC, bank=int(rng.integers(0, p.banks - cnt + 1)), count=cnt)
+        elif r < 0.72:
+            cmd(PimOp.CLRMAC, all_banks=int(rng.random() < 0.5), bank=int(rng.integers(p.banks)))
+        elif r < 0.8:
+            reg = int(rng.choice([8, 9, 0]))
+            val = int(rng.choice(dtypes)) if reg == 8 else int(rng.integers(0, smax + 1)) if reg == 9 else 1
+            cmd(PimOp.CFR, all_banks=int(rng.random() < 0.5), bank=int(rng.integers(p.banks)), col=reg, row=val)
+        elif r < 0.84 and not openb:
+            cmd(PimOp.REF)
+        elif r < 0.86:
+            cmd(PimOp.NOP)
+    return out
+
+
+def program_words(prog: list[tuple[dict[str, int], Any]], channel: int = 0) -> list[int]:
+    return [encode("pim", f["op"], channel=channel, **{k: v for k, v in f.items() if k != "op"}) for f, _ in prog]
+
+
+def schedule(cfg: PimUnitConfig, prog: list[tuple[dict[str, int], Any]]) -> dict[str, Any]:
+    """The engine's schedule: issue cycle of every element, read beats, cycles, final MAC registers."""
+    from ..emulator.engine import ChannelEngine
+
+    eng = ChannelEngine(cfg.pim, cfg.bitserial, functional=True)
+    issues = []
+    for f, data in prog:
+        g = {k: v for k, v in f.items() if k != "op"}
+        iss = eng.issue(f["op"], data=data, **g)
+        issues.extend(iss.first + k * iss.step for k in range(iss.count))
+    return {"issues": issues, "reads": [list(r) for r in eng.reads], "cycles": eng.cycles,
+            "acc": eng.mac_registers().tolist()}
+
+
+def make_stimulus(cfg: PimUnitConfig, seed: int, n: int | None = None) -> Stimulus:
+    """A random legal program in wait mode, command and data streams always valid; ``expected`` = the engine's
+    schedule. Runs until four cycles after the engine's last cycle."""
+    rng = np.random.default_rng(seed)
+    prog = random_program(cfg, rng, n if n is not None else int(rng.integers(10, 40)))
+    words = program_words(prog)
+    data = [w for _, d in prog if d for w in d]
+    exp = schedule(cfg, prog)
+    cycles = exp["cycles"] + 4
+    return Stimulus(
+        sources={"cmd": words, "wdata": data},
+        source_valid={"cmd": [1] * cycles, "wdata": [1] * cycles},
+        sink_ready={},
+        plain={"strict": [0] * cycles},
+        cycles=cycles,
+        label=f"{cfg.name} seed {seed}",
+        expected=exp,
+    )
+
+
+def check(cfg: PimUnitConfig, stim: Stimulus, trace: Trace) -> list[str]:
+    """Compare a trace with the engine's schedule (issue cycles, read beats, no error)."""
+    exp = stim.expected
+    msgs = []
+    issued = [c for c, o in enumerate(trace) if o["issued"]]
+    if issued != exp["issues"]:
+        first = next((i for i, (a, b) in enumerate(zip(issued, exp["issues"])) if a != b),
+                     min(len(issued), len(exp["issues"])))
+        msgs.append(f"{stim.label}: element {first} issued at cycle "
+                    f"{issued[first] if first < len(issued) else None}, engine says "
+                    f"{exp['issues'][first] if first < len(exp['issues']) else None}")
+    reads = [[c, o["rdata__payload"]] for c, o in enumerate(trace) if o["rdata__valid"]]
+    if reads != exp["reads"]:
+        msgs.append(f"{stim.label}: read beats differ from the engine's ({len(reads)} vs {len(exp['reads'])})")
+    errs = [c for c, o in enumerate(trace) if o["error"]]
+    if errs:
+        msgs.append(f"{stim.label}: error raised at cycle {errs[0]} (code {trace[errs[0]]['error_code']})")
+    return msgs
+
+
+def _scaled_aim() -> PimUnitConfig:
+    """aim-gddr6's organisation and timing scaled down: 2 bank groups x 2 banks, 8 rows, 4 columns, 4 lanes of 16-bit
+    slots, and the AiM rules (no tFAW on the all-bank activate, nRCD_MAC > nRCD) with shorter distances."""
+    dev = load_preset("aim-gddr6")
+    t = replace(dev.pim.timing, nBL=2, nCL=6, nCWL=2, nRCD=5, nRCDWR=4, nRCD_MAC=7, nRP=4, nRAS=7, nRC=11, nWR=4,
+                nRTP=3, nCCDS=2, nCCDL=2, nCCD_AB=2, nRRDS=2, nRRDL=3, nFAW=9, nRFC=12, nREFI=400)
+    pim = replace(dev.pim, channels=1, banks=4, bank_groups=2, rows=8, row_bytes=32, column_bits=64, mac_lanes=4,
+                  global_buffer_bytes=32, timing=t)
+    bs = replace(dev.bitserial, lanes=4, group_size=16)
+    return PimUnitConfig(pim, bs, "aim-scaled")
+
+
+def test_configs() -> list[PimUnitConfig]:
+    """fpga-tiny, fpga-small, a scaled-down aim-gddr6 and a scaled-down hbm3-pim (int8 lanes, tFAW on, nCCD_AB)."""
+    out = [PimUnitConfig.of(load_preset("fpga-tiny")), PimUnitConfig.of(load_preset("fpga-small")), _scaled_aim()]
+    dev = load_preset("hbm3-pim")
+    t = replace(dev.pim.timing, nBL=1, nCL=4, nCWL=2, nRCD=3, nRCDWR=3, nRCD_MAC=3, nRP=3, nRAS=6, nRC=8, nWR=3,
+                nRTP=2, nCCDS=1, nCCDL=2, nCCD_AB=3, nRRDS=1, nRRDL=2, nFAW=7, nRFC=10, nREFI=300,
+                faw_all_bank=True)
+    pim = replace(dev.pim, channels=1, banks=4, bank_groups=2, rows=4, row_bytes=16, column_bits=32, mac_lanes=4,
+                  global_buffer_bytes=8, timing=t)
+    out.append(PimUnitConfig(pim, None, "hbm3-scaled"))
+    return out
+
+
+TEST_CONFIGS = test_configs
+
+
+def _rtl(cfg: PimUnitConfig):
+    from ..rtl.pim import PimChannel
+
+    return PimChannel(cfg.pim, cfg.bitserial)
+
+
+def _model(cfg: PimUnitConfig):
+    from ..emulator.units.pim import PimChannel
+
+    return PimChannel(cfg.pim, cfg.bitserial, raise_errors=False)
+
+
+SPEC = UnitSpec(name="pim", top="pim_channel", config_of=PimUnitConfig.of, rtl=_rtl, model=_model,
+                stimulus=make_stimulus, check=check, test_configs=test_configs)
+
+
+def run_and_check(cfg: PimUnitConfig, seed: int) -> list[str]:
+    """Model-only convenience: stimulus, per-cycle run and check."""
+    stim = make_stimulus(cfg, seed)
+    return check(cfg, stim, run_model(_model(cfg), stim))
