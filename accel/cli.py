@@ -18,6 +18,8 @@ from .errors import AccelError
 #: Modules that add subcommands, each with ``register(subparsers)``.
 COMMAND_MODULES = (
     "accel.commands.devices",
+    "accel.commands.doctor",
+    "accel.commands.rtl",
 )
 
 

@@ -14,7 +14,7 @@ from accel.errors import StimulusError
 from accel.numerics import DATATYPES, wrap
 from accel.sim.packing import Packer
 
-__all__ = ["BitSerialUnit", "result_cycles", "stream_cycles"]
+__all__ = ["BitSerialUnit", "result_cycles", "stream_cycles", "run_dot"]
 
 
 class BitSerialUnit:
@@ -192,3 +192,63 @@ def stream_cycles(config: BitSerialConfig, dtypes: Sequence[str], lasts: Sequenc
     """Cycles from reset to the transfer of the last result, inclusive (closed form, see :func:`result_cycles`)."""
     cycles = result_cycles(config, dtypes, lasts)
     return cycles[-1] + 1 if cycles else 0
+
+
+def run_dot(config: BitSerialConfig, acts: Sequence[int], codes: Sequence[int], dtypes: Sequence[str],
+            scales: Sequence[int]) -> tuple[int, int]:
+    """One dot product through the per-cycle model: ``(result, cycles)``, ``cycles`` counted from reset to the
+    result's transfer, inclusive. Inputs are checked first; each violation is a :class:`StimulusError` naming the
+    value, the rule and the fix."""
+    import numpy as np
+
+    from accel.sim.harness import Stimulus, run_model
+    from accel.sim.packing import Packer
+    from accel.rtl.bitserial import act_layout, wgt_layout
+
+    cfg = config
+    acts = np.asarray(acts, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
+    n = len(dtypes) * cfg.group_size
+    if len(scales) != len(dtypes):
+        raise StimulusError(f"{len(scales)} scales for {len(dtypes)} groups: give one scale per group")
+    if acts.shape != (n,) or codes.shape != (n,):
+        raise StimulusError(f"activations {acts.shape} and codes {codes.shape} must both hold {n} elements "
+                            f"({len(dtypes)} groups of group_size {cfg.group_size})")
+    lo, hi = -(1 << (cfg.act_bits - 1)), (1 << (cfg.act_bits - 1)) - 1
+    bad = np.flatnonzero((acts < lo) | (acts > hi))
+    if bad.size:
+        raise StimulusError(f"activation[{bad[0]}] = {acts[bad[0]]} is outside int{cfg.act_bits} ({lo}..{hi}); "
+                            f"quantise activations to act_bits = {cfg.act_bits} first")
+    for g, (dt, sc) in enumerate(zip(dtypes, scales)):
+        if dt not in cfg.dtype_codes:
+            raise StimulusError(f"group {g}: datatype {dt!r} is not built into this unit (built: "
+                                f"{', '.join(cfg.datatypes)}); quantise it to a built datatype or add it to "
+                                f"BitSerialConfig.datatypes")
+        if not 0 <= sc < (1 << cfg.scale_bits):
+            raise StimulusError(f"group {g}: scale {sc} is outside the unsigned {cfg.scale_bits}-bit range "
+                                f"0..{(1 << cfg.scale_bits) - 1}")
+        sl = codes[g * cfg.group_size:(g + 1) * cfg.group_size]
+        width = DATATYPES[dt].code_bits
+        badc = np.flatnonzero((sl < 0) | (sl >= (1 << width)))
+        if badc.size:
+            i = g * cfg.group_size + badc[0]
+            raise StimulusError(f"code[{i}] = {codes[i]} does not fit {dt} ({width}-bit codes, "
+                                f"0..{(1 << width) - 1})")
+    pa, pw = Packer(act_layout(cfg)), Packer(wgt_layout(cfg))
+    act_beats, wgt_beats = [], []
+    for g, (dt, sc) in enumerate(zip(dtypes, scales)):
+        for b in range(cfg.beats_per_group):
+            base = g * cfg.group_size + b * cfg.lanes
+            act_beats.append(pa.pack([int(a) for a in acts[base:base + cfg.lanes]]))
+            wgt_beats.append(pw.pack({"codes": [int(c) for c in codes[base:base + cfg.lanes]],
+                                      "dtype": cfg.dtype_codes[dt], "scale": int(sc),
+                                      "last": int(g == len(dtypes) - 1)}))
+    cycles = stream_cycles(cfg, dtypes, [g == len(dtypes) - 1 for g in range(len(dtypes))])
+    ones = [1] * cycles
+    stim = Stimulus(sources={"act": act_beats, "wgt": wgt_beats}, source_valid={"act": ones, "wgt": ones},
+                    sink_ready={"res": ones}, cycles=cycles)
+    trace = run_model(BitSerialUnit(cfg), stim)
+    out = [(c, o["res__payload"]) for c, o in enumerate(trace) if o["res__valid"]]
+    if not out:
+        raise AssertionError("the per-cycle model produced no result within the closed-form cycle count")
+    return wrap(out[0][1], cfg.acc_bits), out[0][0] + 1

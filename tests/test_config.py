@@ -1,0 +1,117 @@
+"""The device description: presets load, derived values, and strict rejection of bad input."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from accel.config import (BitSerialConfig, ConfigError, DeviceConfig, device_from_dict, load_device, load_preset,
+                          preset_names)
+
+PRESET_DIR = Path(__file__).parent.parent / "accel" / "presets"
+
+
+def _preset_data(name: str) -> dict:
+    return yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_presets_load(name):
+    dev = load_preset(name)
+    assert isinstance(dev, DeviceConfig) and dev.name == name
+    figs = dev.key_figures()
+    assert figs["pim_peak_tmacs"] > 0 and figs["capacity_gib"] > 0
+
+
+def test_expected_presets_exist():
+    assert {"aim-gddr6", "hbm2-pim", "hbm3-pim", "fpga-tiny", "fpga-small"} <= set(preset_names())
+
+
+def test_aim_derived_values():
+    p = load_preset("aim-gddr6").pim
+    assert p.columns == 64  # 2 KB rows of 256-bit columns
+    assert p.capacity_bytes == 32 * 16 * 16384 * 2048
+    assert p.row_address_bits == 14 and p.column_address_bits == 6 and p.bank_address_bits == 4
+    # 32 ch x 16 banks x 16 lanes, one column every 2 cycles at 2 GHz
+    assert p.peak_macs_per_s == pytest.approx(32 * 16 * 16 / 2 * 2e9)
+
+
+def _write(tmp_path, data, text=None) -> Path:
+    f = tmp_path / "dev.yaml"
+    f.write_text(text if text is not None else yaml.safe_dump(data))
+    return f
+
+
+def test_unknown_key(tmp_path):
+    d = _preset_data("fpga-tiny")
+    d["pim"]["timing"]["nXYZ"] = 3
+    with pytest.raises(ConfigError, match=r"dev\.yaml: pim\.timing: unknown key 'nXYZ'; allowed keys are tck_ns, "):
+        load_device(_write(tmp_path, d))
+
+
+def test_missing_key(tmp_path):
+    d = _preset_data("fpga-tiny")
+    del d["bitserial"]["scale_bits"]
+    with pytest.raises(ConfigError, match=r"dev\.yaml: bitserial: missing key 'scale_bits'"):
+        load_device(_write(tmp_path, d))
+
+
+def test_duplicate_key(tmp_path):
+    text = (PRESET_DIR / "fpga-tiny.yaml").read_text().replace("  lanes: 4\n", "  lanes: 4\n  lanes: 8\n", 1)
+    with pytest.raises(ConfigError, match=r"line \d+: duplicate key 'lanes' \(first given on line \d+\)"):
+        load_device(_write(tmp_path, None, text))
+
+
+@pytest.mark.parametrize("path,value,message", [
+    (("bitserial", "lanes"), "four", r"bitserial\.lanes = 'four': must be an integer"),
+    (("bitserial", "lanes"), True, r"bitserial\.lanes = True: must be an integer"),
+    (("bitserial", "lanes"), 0, r"bitserial\.lanes = 0: must be between 1 and 256"),
+    (("bitserial", "group_size"), 10, r"bitserial\.group_size = 10: must be a multiple of lanes \(4\)"),
+    (("bitserial", "datatypes"), ["int5"], r"bitserial\.datatypes = 'int5': must be one of int8, int4"),
+    (("bitserial", "acc_bits"), 16, r"bitserial\.acc_bits = 16: a group's partial sum can reach"),
+    (("pim", "rows"), 100, r"pim\.rows = 100: must be a power of two"),
+    (("pim", "lane"), "fp16", r"pim\.lane = 'fp16': must be 'bitserial' or 'int8'"),
+    (("pim", "timing", "tck_ns"), -1, r"pim\.timing\.tck_ns = -1\.0: must be positive \(ns\)"),
+    (("pim", "timing", "nRAS"), 50, r"pim\.timing\.nRC = 8: must be at least nRAS = 50"),
+    (("pim", "timing", "faw_all_bank"), "no", r"pim\.timing\.faw_all_bank = 'no': must be true or false"),
+    (("vector",), None, r"vector: must be a mapping of keys to values, not None"),
+])
+def test_bad_values(tmp_path, path, value, message):
+    d = _preset_data("fpga-tiny")
+    node = d
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError, match=r"dev\.yaml: " + message):
+        load_device(_write(tmp_path, d))
+
+
+def test_not_yaml(tmp_path):
+    with pytest.raises(ConfigError, match=r"dev\.yaml: not valid YAML"):
+        load_device(_write(tmp_path, None, "name: [unclosed\n"))
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match=re.escape("unknown preset 'aim-gddr7' (did you mean 'aim-gddr6'?); "
+                                                    "presets are ")):
+        load_preset("aim-gddr7")
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read device description"):
+        load_device("nope.yaml")
+
+
+def test_optional_unit_may_be_null():
+    d = _preset_data("fpga-small")
+    d["attention"] = None
+    assert device_from_dict(d).attention is None
+
+
+def test_configs_are_frozen():
+    cfg = load_preset("fpga-tiny").bitserial
+    with pytest.raises(Exception):
+        cfg.lanes = 8  # type: ignore[misc]
+    assert isinstance(cfg, BitSerialConfig)
