@@ -20,4 +20,4 @@ def _packages():
 
 package_dir, packages = _packages()
 setup(package_dir=package_dir, packages=packages,
-      package_data={"accel": ["presets/*.yaml"]})
+      package_data={"accel.presets": ["*.yaml"]})

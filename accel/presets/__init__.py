@@ -1,0 +1,1 @@
+"""Device presets (YAML), read by accel.config.load_preset."""
