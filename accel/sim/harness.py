@@ -17,7 +17,9 @@ Each backend runs many stimuli in one simulator session, with one reset cycle be
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -268,6 +270,7 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
         env["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
     old_env = os.environ.copy()
     os.environ.update(env)  # the runner resolves tools from os.environ
+    chatter = io.StringIO()  # the runner prints progress lines; its logs are in build_dir
     try:
         runner = get_runner(sim)
         # Amaranth's Verilog trips width warnings that Verilator treats as fatal.
@@ -277,14 +280,16 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
         stamp = build_dir / ".built"
         key = f"{digest} {build_args} {waves}"
         fresh = not stamp.exists() or stamp.read_text() != key
-        runner.build(always=fresh, **build_kw)  # Verilator takes 10-20 s: build once per Verilog text
+        with contextlib.redirect_stdout(chatter):
+            runner.build(always=fresh, **build_kw)  # Verilator takes 10-20 s: build once per Verilog text
         stamp.write_text(key)
-        results = runner.test(test_module="accel.sim.tb_replay", hdl_toplevel=top,
-                              build_dir=build_dir / "sim_build", test_dir=build_dir,
-                              extra_env={"ACCEL_STIM": str(stim_file), "ACCEL_TRACE": str(trace_file),
-                                         "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-                              results_xml=str(build_dir / f"results-{run_id}.xml"), waves=waves,
-                              log_file=build_dir / f"test-{run_id}.log")
+        with contextlib.redirect_stdout(chatter):
+            results = runner.test(test_module="accel.sim.tb_replay", hdl_toplevel=top,
+                                  build_dir=build_dir / "sim_build", test_dir=build_dir,
+                                  extra_env={"ACCEL_STIM": str(stim_file), "ACCEL_TRACE": str(trace_file),
+                                             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+                                  results_xml=str(build_dir / f"results-{run_id}.xml"), waves=waves,
+                                  log_file=build_dir / f"test-{run_id}.log")
     finally:
         os.environ.clear()
         os.environ.update(old_env)
