@@ -38,9 +38,12 @@ def _word(pim: PimConfig, rng: np.random.Generator) -> int:
     return int.from_bytes(rng.bytes(pim.column_bits // 8), "little")
 
 
-def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40) -> list[tuple[dict[str, int], Any]]:
-    """``n`` random legal commands (all ops, single- and all-bank forms, runs) for one channel."""
+def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
+                   rows: list[int] | None = None) -> list[tuple[dict[str, int], Any]]:
+    """``n`` random legal commands (all ops, single- and all-bank forms, runs) for one channel, opening only
+    ``rows`` (default: any row)."""
     p = cfg.pim
+    pick_row = (lambda: int(rng.integers(p.rows))) if rows is None else (lambda: int(rng.choice(rows)))
     opened = [False] * p.banks
     out: list[tuple[dict[str, int], Any]] = []
     dtypes = list(cfg.bitserial.dtype_codes.values()) if cfg.bitserial else [0]
@@ -57,11 +60,11 @@ def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40) ->
         openb = [b for b in range(p.banks) if opened[b]]
         if r < 0.2 and closed:
             if len(closed) == p.banks and rng.random() < 0.35:
-                cmd(PimOp.ACT, all_banks=1, row=int(rng.integers(p.rows)))
+                cmd(PimOp.ACT, all_banks=1, row=pick_row())
                 opened = [True] * p.banks
             else:
                 b = int(rng.choice(closed))
-                cmd(PimOp.ACT, bank=b, row=int(rng.integers(p.rows)))
+                cmd(PimOp.ACT, bank=b, row=pick_row())
                 opened[b] = True
         elif r < 0.32 and openb:
             if rng.random() < 0.3:
@@ -120,11 +123,29 @@ def schedule(cfg: PimUnitConfig, prog: list[tuple[dict[str, int], Any]]) -> dict
             "acc": eng.mac_registers().tolist()}
 
 
+def prologue(cfg: PimUnitConfig, rng: np.random.Generator, rows: list[int]) -> list[tuple[dict[str, int], Any]]:
+    """Write every column of ``rows`` in every bank with random data: DRAM contents are not reset (in the RTL they
+    are memories), so a stimulus defines the data it reads."""
+    p = cfg.pim
+    out: list[tuple[dict[str, int], Any]] = []
+    z = {"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0}
+    for r in rows:
+        out.append(({"op": int(PimOp.ACT), **z, "all_banks": 1, "row": r}, None))
+        for b in range(p.banks):
+            out.append(({"op": int(PimOp.WR), **z, "bank": b, "count": p.columns},
+                        [_word(p, rng) for _ in range(p.columns)]))
+        out.append(({"op": int(PimOp.PRE), **z, "all_banks": 1}, None))
+    return out
+
+
 def make_stimulus(cfg: PimUnitConfig, seed: int, n: int | None = None) -> Stimulus:
-    """A random legal program in wait mode, command and data streams always valid; ``expected`` = the engine's
-    schedule. Runs until four cycles after the engine's last cycle."""
+    """A random legal program in wait mode after a prologue that writes the (two) rows it uses, command and data
+    streams always valid; ``expected`` = the engine's schedule. Runs until four cycles after the engine's last
+    cycle."""
     rng = np.random.default_rng(seed)
-    prog = random_program(cfg, rng, n if n is not None else int(rng.integers(10, 40)))
+    rows = sorted(set(int(r) for r in rng.integers(0, cfg.pim.rows, 2)))
+    prog = prologue(cfg, rng, rows) + random_program(cfg, rng, n if n is not None else int(rng.integers(10, 40)),
+                                                     rows)
     words = program_words(prog)
     data = [w for _, d in prog if d for w in d]
     exp = schedule(cfg, prog)
