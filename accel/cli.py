@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "accel.commands.devices",
     "accel.commands.doctor",
     "accel.commands.rtl",
+    "accel.commands.array",
 )
 
 

@@ -1,0 +1,289 @@
+"""GEMM timing on the attention array: SCALE-Sim v3 golden counts, bounds between the modes, the CLI, bad input.
+
+GOLDEN holds ``(M, K, N, rows, cols, dataflow, cycles)`` measured with SCALE-Sim 3.0.0 (PyPI ``scalesim``, run in its
+own venv with numpy 2.3.5; GEMM topology ``M, N, K``, ``InterfaceBandwidth: CALC``, 64 kB SRAMs; ``cycles`` is its
+``Total Cycles`` column, with 0 stall cycles on every shape). ``docs/attention.md`` says how they were produced.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accel.cli import main
+from accel.emulator.units.array_gemm import DATAFLOWS, gemm_timing, ideal_cycles
+from accel.errors import ConfigError, StimulusError
+
+GOLDEN = [
+    (1, 1, 1, 1, 1, 'ws', 1),
+    (1, 1, 1, 1, 1, 'is', 1),
+    (1, 1, 1, 4, 4, 'os', 6),
+    (1, 1, 1, 4, 4, 'ws', 10),
+    (1, 1, 1, 4, 4, 'is', 10),
+    (3, 1, 2, 4, 4, 'os', 6),
+    (3, 1, 2, 4, 4, 'ws', 12),
+    (3, 1, 2, 4, 4, 'is', 11),
+    (1, 17, 1, 4, 4, 'os', 22),
+    (1, 17, 1, 4, 4, 'ws', 54),
+    (1, 17, 1, 4, 4, 'is', 54),
+    (64, 768, 768, 16, 16, 'os', 153215),
+    (64, 768, 768, 16, 16, 'ws', 253439),
+    (64, 768, 768, 16, 16, 'is', 156287),
+    (128, 64, 32, 8, 8, 'os', 4991),
+    (128, 64, 32, 8, 8, 'ws', 4799),
+    (128, 64, 32, 8, 8, 'is', 6911),
+    (17, 33, 9, 8, 4, 'os', 386),
+    (17, 33, 9, 8, 4, 'ws', 524),
+    (17, 33, 9, 8, 4, 'is', 674),
+    (7, 5, 3, 3, 5, 'os', 32),
+    (7, 5, 3, 3, 5, 'ws', 31),
+    (7, 5, 3, 3, 5, 'is', 47),
+    (256, 16, 16, 16, 16, 'os', 735),
+    (256, 16, 16, 16, 16, 'ws', 301),
+    (256, 16, 16, 16, 16, 'is', 991),
+    (16, 16, 256, 16, 16, 'os', 735),
+    (16, 16, 256, 16, 16, 'ws', 991),
+    (16, 16, 256, 16, 16, 'is', 301),
+    (16, 256, 16, 16, 16, 'os', 285),
+    (16, 256, 16, 16, 16, 'ws', 991),
+    (16, 256, 16, 16, 16, 'is', 991),
+    (100, 3, 1, 4, 8, 'os', 324),
+    (100, 3, 1, 4, 8, 'ws', 113),
+    (100, 3, 1, 4, 8, 'is', 194),
+    (1, 100, 3, 8, 4, 'os', 109),
+    (1, 100, 3, 8, 4, 'ws', 246),
+    (1, 100, 3, 8, 4, 'is', 272),
+    (33, 65, 129, 32, 32, 'os', 1269),
+    (33, 65, 129, 32, 32, 'ws', 1904),
+    (33, 65, 129, 32, 32, 'is', 1337),
+    (8, 8, 8, 8, 8, 'os', 21),
+    (8, 8, 8, 8, 8, 'ws', 29),
+    (8, 8, 8, 8, 8, 'is', 29),
+    (9, 9, 9, 8, 8, 'os', 91),
+    (9, 9, 9, 8, 8, 'ws', 123),
+    (9, 9, 9, 8, 8, 'is', 123),
+    (31, 7, 19, 2, 16, 'os', 735),
+    (31, 7, 19, 2, 16, 'ws', 391),
+    (31, 7, 19, 2, 16, 'is', 295),
+    (2, 300, 2, 16, 2, 'os', 315),
+    (2, 300, 2, 16, 2, 'ws', 645),
+    (2, 300, 2, 16, 2, 'is', 645),
+    (200, 2, 2, 1, 1, 'os', 799),
+    (200, 2, 2, 1, 1, 'ws', 803),
+    (200, 2, 2, 1, 1, 'is', 1199),
+    (5, 5, 5, 1, 7, 'os', 54),
+    (5, 5, 5, 1, 7, 'ws', 59),
+    (5, 5, 5, 1, 7, 'is', 59),
+    (133, 32, 184, 12, 16, 'os', 8351),
+    (1, 129, 39, 32, 3, 'os', 2105),
+    (1, 23, 105, 2, 8, 'ws', 1847),
+    (1, 205, 1, 16, 6, 'os', 224),
+    (1, 73, 1, 8, 2, 'ws', 169),
+    (155, 64, 1, 32, 32, 'is', 949),
+    (47, 163, 1, 32, 6, 'os', 397),
+    (40, 46, 1, 3, 1, 'os', 671),
+    (142, 111, 215, 32, 16, 'ws', 12319),
+    (23, 40, 1, 16, 32, 'os', 171),
+    (8, 11, 1, 1, 6, 'is', 153),
+    (274, 1, 1, 4, 1, 'ws', 280),
+    (19, 1, 1, 2, 8, 'is', 32),
+    (218, 1, 37, 1, 1, 'ws', 8102),
+    (32, 21, 1, 8, 16, 'ws', 185),
+    (87, 30, 11, 8, 32, 'is', 683),
+    (227, 12, 292, 5, 2, 'ws', 103805),
+    (79, 235, 172, 8, 16, 'os', 28269),
+    (9, 148, 68, 32, 6, 'ws', 4619),
+    (1, 1, 115, 12, 16, 'ws', 311),
+    (206, 215, 3, 12, 16, 'os', 4337),
+    (29, 1, 32, 5, 3, 'ws', 439),
+    (281, 1, 26, 1, 16, 'os', 8991),
+    (271, 1, 39, 4, 1, 'ws', 10841),
+    (204, 6, 29, 3, 2, 'os', 9179),
+    (8, 1, 133, 32, 8, 'ws', 1325),
+    (254, 30, 1, 8, 1, 'ws', 1075),
+    (9, 22, 174, 5, 1, 'os', 9047),
+    (77, 19, 36, 1, 6, 'os', 11087),
+    (1, 34, 26, 16, 4, 'ws', 734),
+    (36, 1, 60, 2, 2, 'ws', 1199),
+    (172, 86, 193, 12, 1, 'os', 280814),
+    (1, 1, 285, 2, 2, 'ws', 714),
+    (38, 1, 1, 16, 32, 'ws', 99),
+    (33, 2, 13, 4, 8, 'ws', 93),
+    (111, 1, 30, 5, 4, 'is', 1175),
+    (1, 208, 28, 3, 2, 'is', 2379),
+    (104, 1, 22, 8, 32, 'os', 506),
+    (17, 151, 1, 32, 3, 'is', 1979),
+    (1, 20, 1, 1, 2, 'is', 59),
+    (196, 18, 266, 16, 8, 'os', 17679),
+    (275, 27, 1, 12, 4, 'is', 5588),
+    (260, 1, 32, 1, 3, 'ws', 2892),
+    (84, 9, 1, 12, 16, 'ws', 121),
+    (42, 10, 3, 12, 3, 'ws', 66),
+    (1, 68, 54, 1, 2, 'is', 3807),
+    (1, 240, 64, 8, 4, 'is', 2459),
+    (151, 1, 3, 5, 3, 'ws', 161),
+    (1, 3, 267, 4, 32, 'is', 304),
+    (258, 216, 1, 4, 4, 'ws', 14471),
+    (1, 1, 2, 12, 2, 'is', 25),
+    (167, 17, 5, 12, 1, 'is', 9351),
+    (1, 1, 1, 1, 8, 'os', 7),
+    (1, 1, 1, 4, 2, 'ws', 8),
+    (1, 24, 152, 8, 6, 'is', 515),
+    (1, 35, 1, 8, 3, 'os', 43),
+    (1, 12, 1, 4, 8, 'is', 44),
+    (1, 154, 73, 1, 16, 'ws', 13089),
+    (6, 1, 1, 5, 8, 'ws', 21),
+    (14, 1, 1, 8, 32, 'is', 46),
+    (26, 1, 175, 3, 32, 'os', 1835),
+    (1, 1, 1, 8, 32, 'os', 38),
+    (280, 218, 48, 5, 2, 'ws', 306239),
+    (1, 1, 204, 4, 16, 'is', 225),
+    (7, 101, 1, 12, 32, 'ws', 548),
+    (1, 11, 145, 5, 8, 'os', 417),
+    (35, 207, 18, 32, 4, 'ws', 3534),
+    (8, 1, 36, 3, 3, 'is', 128),
+    (14, 33, 4, 16, 16, 'os', 62),
+    (1, 23, 1, 16, 1, 'is', 63),
+    (1, 8, 1, 2, 16, 'is', 75),
+    (7, 1, 216, 5, 4, 'is', 455),
+    (76, 1, 12, 12, 3, 'ws', 403),
+    (1, 105, 1, 12, 32, 'os', 146),
+    (30, 120, 45, 2, 3, 'is', 29999),
+    (1, 281, 28, 5, 8, 'ws', 3875),
+    (14, 1, 1, 5, 32, 'ws', 53),
+    (220, 204, 1, 1, 3, 'ws', 45491),
+    (166, 30, 1, 2, 2, 'os', 2655),
+    (14, 13, 160, 8, 2, 'ws', 4799),
+    (1, 1, 1, 5, 32, 'is', 40),
+    (27, 1, 1, 16, 1, 'os', 31),
+    (29, 1, 12, 12, 4, 'os', 134),
+    (23, 7, 1, 3, 6, 'is', 131),
+    (237, 1, 61, 5, 32, 'is', 807),
+    (1, 4, 35, 2, 3, 'os', 83),
+    (61, 1, 1, 2, 16, 'is', 75),
+    (158, 21, 147, 4, 2, 'os', 73999),
+    (36, 300, 2, 3, 1, 'os', 7247),
+    (9, 1, 9, 3, 2, 'ws', 74),
+    (14, 39, 1, 3, 32, 'os', 359),
+    (247, 21, 206, 32, 3, 'os', 29807),
+    (1, 162, 16, 8, 6, 'is', 755),
+    (23, 183, 30, 4, 6, 'is', 7727),
+    (252, 1, 1, 3, 8, 'is', 415),
+    (177, 1, 1, 8, 2, 'ws', 192),
+    (22, 1, 273, 5, 3, 'is', 2271),
+    (37, 1, 71, 16, 1, 'is', 3773),
+    (1, 1, 1, 32, 3, 'is', 65),
+    (54, 77, 39, 2, 16, 'ws', 8423),
+    (1, 150, 1, 12, 1, 'is', 311),
+    (26, 1, 20, 8, 3, 'is', 332),
+    (293, 17, 26, 16, 1, 'ws', 16847),
+]
+
+
+@pytest.mark.parametrize("M,K,N,R,C,df,cycles", GOLDEN)
+def test_scalesim_mode_equals_scalesim(M, K, N, R, C, df, cycles):
+    assert gemm_timing(M, K, N, R, C, df, "scalesim").cycles == cycles
+
+
+def test_golden_table_covers_the_hard_cases():
+    shapes = {(m, k, n, r, c) for m, k, n, r, c, _, _ in GOLDEN}
+    assert len(GOLDEN) >= 150
+    assert (64, 768, 768, 16, 16) in shapes
+    assert any(r != c for *_, r, c in shapes)
+    assert any(m % r or n % c or k % r for m, k, n, r, c in shapes)  # ragged last folds
+    assert any(1 in (m, k, n) for m, k, n, _, _ in shapes)           # tiny and skinny
+    assert {df for *_, df, _ in GOLDEN} == set(DATAFLOWS)
+
+
+dims = st.integers(1, 3000)
+arr = st.integers(1, 300)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(dims, dims, dims, arr, arr, st.sampled_from(DATAFLOWS))
+def test_native_between_ideal_and_scalesim(M, K, N, R, C, df):
+    nat = gemm_timing(M, K, N, R, C, df, "native")
+    ss = gemm_timing(M, K, N, R, C, df, "scalesim")
+    ideal = math.ceil(M * K * N / (R * C))
+    assert nat.ideal_cycles == ss.ideal_cycles == ideal == ideal_cycles(M, K, N, R, C)
+    assert ideal <= nat.cycles
+    # SCALE-Sim reports the last cycle index: its cycle count is that plus one
+    assert nat.cycles <= ss.cycles + 1
+    assert ideal <= ss.cycles + 1
+    assert 0 < nat.utilisation <= 1.0
+    assert nat.folds == ss.folds
+
+
+@settings(max_examples=300, deadline=None)
+@given(dims, dims, dims, arr, arr, st.sampled_from(DATAFLOWS))
+def test_native_overlaps_folds(M, K, N, R, C, df):
+    """More than one fold: native saves at least the fill and drain of every fold but one."""
+    nat = gemm_timing(M, K, N, R, C, df, "native")
+    ss = gemm_timing(M, K, N, R, C, df, "scalesim")
+    if nat.folds > 1:
+        assert nat.cycles <= ss.cycles + 1 - (nat.folds - 1) * (R + C - 2)
+
+
+def test_native_large_gemm_is_near_ideal():
+    t = gemm_timing(64, 768, 768, 16, 16, "os", "native")
+    assert t.cycles == 192 * 768 + 30
+    assert t.utilisation > 0.999
+
+
+def test_mapping_follows_scalesim():
+    t = gemm_timing(5, 7, 3, 4, 2, "is", "scalesim")
+    assert (t.spatial_rows, t.spatial_cols, t.temporal, t.folds) == (7, 5, 3, 6)
+    t = gemm_timing(5, 7, 3, 4, 2, "ws", "scalesim")
+    assert (t.spatial_rows, t.spatial_cols, t.temporal, t.folds) == (7, 3, 5, 4)
+
+
+def test_cli_json(capsys):
+    assert main(["array", "gemm", "--M", "64", "--K", "768", "--N", "768", "--rows", "16", "--cols", "16",
+                 "--dataflow", "ws", "--timing", "scalesim", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cycles"] == 253439
+    assert out["utilisation"] == pytest.approx(64 * 768 * 768 / (256 * 253439))
+
+
+def test_cli_text(capsys):
+    assert main(["array", "gemm", "--M", "5", "--K", "7", "--N", "3", "--rows", "4", "--cols", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "cycles       32  (cycles)" in out and "utilisation" in out
+
+
+def test_cli_preset(capsys):
+    assert main(["array", "gemm", "--M", "8", "--K", "8", "--N", "8", "--preset", "fpga-small", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["rows"], out["cols"]) == (4, 4)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--M", "0", "--K", "4", "--N", "4", "--rows", "4", "--cols", "4"],
+     "M = 0: must be between 1 and 16777216; give the GEMM as positive integer dimensions"),
+    (["--M", "4", "--K", "4", "--N", "4", "--rows", "0", "--cols", "4"],
+     "rows = 0: must be between 1 and 65536; give the array size in PEs"),
+    (["--M", "4", "--K", "4", "--N", "4", "--rows", "4"],
+     "--cols is missing: give the array size with --rows and --cols, or --preset"),
+    (["--M", "4", "--K", "4", "--N", "4", "--preset", "aim-gddr6"],
+     "preset aim-gddr6 has no attention array; give --rows and --cols, or pick a preset with one (accel devices)"),
+])
+def test_cli_bad_input(capsys, argv, msg):
+    assert main(["array", "gemm", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"accel: error: {msg}\n"
+
+
+def test_bad_input_errors():
+    with pytest.raises(StimulusError, match=r"^K = -3: must be between 1 and 16777216"):
+        gemm_timing(4, -3, 4, 4, 4)
+    with pytest.raises(StimulusError, match=r"^N = 2.5: must be an integer"):
+        gemm_timing(4, 4, 2.5, 4, 4)
+    with pytest.raises(ConfigError, match=r"^cols = 0: must be between 1 and 65536"):
+        gemm_timing(4, 4, 4, 4, 0)
+    with pytest.raises(StimulusError, match=r"^dataflow = 'rs': must be one of os, ws, is"):
+        gemm_timing(4, 4, 4, 4, 4, "rs")
+    with pytest.raises(StimulusError, match=r"^timing = 'fast': must be one of native, scalesim"):
+        gemm_timing(4, 4, 4, 4, 4, "os", "fast")
