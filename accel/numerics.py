@@ -642,3 +642,301 @@ def matvec(x: np.ndarray, qw: QuantizedWeights, act_bits: int = 8, acc_bits: int
     """
     qx = quantize_symmetric(x, act_bits)
     return qw.row_scale * float(qx.scale) * matvec_int(qx.q, qw, acc_bits, act_bits).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Attention: fixed-point exp2 and the one-pass online-softmax cascade (FuseMax)
+# ---------------------------------------------------------------------------------------------------------------------
+#
+# Q, K and V are ``data_bits``-bit signed integers. A score ``s = q . k`` is read as a log2-domain logit
+# ``x = s / 2**F`` (``F`` = ``score_frac_bits``, chosen per Q tile: software folds ``log2(e) / sqrt(d)`` and the Q/K
+# quantisation scales into it, see :func:`quantize_attention`). Keys are processed in chunks of ``rows`` keys. Per
+# chunk and query (FuseMax's cascade): LM = max of the chunk's scores; RM' = max(RM, LM); PRM = 2**((RM - RM') / 2**F);
+# SLN = 2**((s - RM') / 2**F); SLD = sum SLN; RD = RD * PRM + SLD; SLNV = sum SLN * v; RNV = RNV * PRM + SLNV. At the
+# end, one division per query: a reciprocal of RD, then ``O = RNV * recip`` per head dimension.
+#
+# exp2 of a non-positive fixed-point ``-t / 2**F``: ``t`` is rounded to ``E = exp_table_bits`` fraction bits
+# (``u = round(t * 2**E / 2**F)``), its integer part ``u >> E`` becomes a right shift and its fraction indexes a
+# ``2**E``-entry table of ``round(2**P * 2**(-i / 2**E))`` (``P`` = ``prob_frac_bits``); the result is an unsigned
+# fixed-point probability with ``P`` fraction bits (``2**P`` is 1.0, exact for ``t = 0``). Products ``RD * PRM`` and
+# ``RNV * PRM`` are shifted right by ``P`` (floor). ``RD >= 2**P`` always (the running maximum's own term is exactly
+# 1.0), so the reciprocal is taken of ``RD`` normalised to ``P + 1`` bits: ``z = bitlen(RD) - (P + 1)``,
+# ``recip = 2**(2P+1) // (RD >> z)``, and ``O = (RNV * recip) >> (2P + 1 + z - G)`` (floor; ``G`` =
+# ``out_frac_bits``): O is in V's integer units with ``G`` fraction bits.
+
+__all__ += [
+    "ATTN_MAX_KEYS_LOG2", "AttnFormat", "attn_format", "exp2_table", "exp2_neg", "attn_reciprocal", "attn_divide",
+    "AttnState", "attn_chunk_update", "attention_fixed", "causal_mask", "QuantizedAttention", "quantize_attention",
+]
+
+#: The largest key count the accumulators are sized for is ``2**ATTN_MAX_KEYS_LOG2`` (their width, not any buffer,
+#: depends on it).
+ATTN_MAX_KEYS_LOG2 = 20
+
+
+@dataclass(frozen=True)
+class AttnFormat:
+    """Bit widths of the attention datapath (all derived from :class:`accel.config.AttentionConfig`).
+
+    Members
+    -------
+    data_bits:
+        Q, K, V elements (signed, bits).
+    head_dim:
+        Largest head dimension.
+    exp_table_bits:
+        ``E``: log2 of the exp2 fraction table's entries.
+    prob_frac_bits:
+        ``P``: fraction bits of a probability (SLN, PRM); a probability is ``P + 1`` bits unsigned.
+    out_frac_bits:
+        ``G``: fraction bits of an output element.
+    score_bits:
+        Width of a score ``q . k`` (signed).
+    max_score_frac_bits:
+        Largest ``F`` a Q tile may ask for.
+    rd_bits, rnv_bits:
+        Widths of the running denominator (unsigned) and numerator (signed), for ``2**ATTN_MAX_KEYS_LOG2`` keys.
+    out_bits:
+        Width of an output element (signed).
+    """
+
+    data_bits: int
+    head_dim: int
+    exp_table_bits: int
+    prob_frac_bits: int
+    out_frac_bits: int
+
+    @property
+    def score_bits(self) -> int:
+        return 2 * self.data_bits + max(1, (self.head_dim - 1).bit_length())
+
+    @property
+    def max_score_frac_bits(self) -> int:
+        return self.score_bits
+
+    @property
+    def rd_bits(self) -> int:
+        return self.prob_frac_bits + 1 + ATTN_MAX_KEYS_LOG2
+
+    @property
+    def rnv_bits(self) -> int:
+        return self.prob_frac_bits + self.data_bits + 1 + ATTN_MAX_KEYS_LOG2
+
+    @property
+    def recip_bits(self) -> int:
+        return self.prob_frac_bits + 2
+
+    @property
+    def out_bits(self) -> int:
+        return self.data_bits + self.out_frac_bits + 1
+
+
+def attn_format(cfg) -> AttnFormat:
+    """The :class:`AttnFormat` of an :class:`accel.config.AttentionConfig`: ``P = 2 * data_bits - 1`` (a
+    probability is as wide as a product of two elements), ``G = data_bits``."""
+    return AttnFormat(data_bits=cfg.data_bits, head_dim=cfg.head_dim, exp_table_bits=cfg.exp_table_bits,
+                      prob_frac_bits=2 * cfg.data_bits - 1, out_frac_bits=cfg.data_bits)
+
+
+def exp2_table(exp_table_bits: int, prob_frac_bits: int) -> tuple[int, ...]:
+    """``round(2**P * 2**(-i / 2**E))`` for ``i`` in ``0 .. 2**E - 1`` (entry 0 is exactly ``2**P``)."""
+    n = 1 << exp_table_bits
+    # float64 is exact enough: entries have at most 32 significant bits and no entry lies near a rounding tie
+    return tuple(int(np.floor(2.0 ** prob_frac_bits * 2.0 ** (-i / n) + 0.5)) for i in range(n))
+
+
+def exp2_neg(t, score_frac_bits: int, fmt: AttnFormat):
+    """``2**(-t / 2**F)`` as a ``P``-fraction-bit unsigned integer, for integer ``t >= 0`` (scalar or ``int64``
+    array)."""
+    E, P, F = fmt.exp_table_bits, fmt.prob_frac_bits, score_frac_bits
+    table = np.asarray(exp2_table(E, P), dtype=np.int64)
+    t = np.asarray(t, dtype=np.int64)
+    if np.any(t < 0):
+        raise ValueError("exp2_neg takes t >= 0 (the exponent is -t)")
+    u = (t + (1 << (F - E - 1))) >> (F - E) if F > E else t << (E - F)
+    shift = u >> E
+    val = table[u & ((1 << E) - 1)] >> np.minimum(shift, 62)
+    return val if val.ndim else int(val)
+
+
+def attn_reciprocal(rd: int, fmt: AttnFormat) -> tuple[int, int]:
+    """``(recip, z)`` of a running denominator ``rd >= 2**P``: ``recip = 2**(2P+1) // (rd >> z)`` with ``rd >> z``
+    normalised to ``P + 1`` bits."""
+    P = fmt.prob_frac_bits
+    rd = int(rd)
+    if rd < (1 << P):
+        raise ValueError(f"running denominator {rd} is below 2**P = {1 << P}; no key was attended")
+    z = rd.bit_length() - (P + 1)
+    return (1 << (2 * P + 1)) // (rd >> z), z
+
+
+def attn_divide(rnv, rd: int, fmt: AttnFormat):
+    """``O = (rnv * recip) >> (2P + 1 + z - G)`` for one query's numerators ``rnv`` (integers or an array)."""
+    recip, z = attn_reciprocal(rd, fmt)
+    sh = 2 * fmt.prob_frac_bits + 1 + z - fmt.out_frac_bits
+    if isinstance(rnv, (int, np.integer)):
+        return (int(rnv) * recip) >> sh
+    arr = np.asarray(rnv)
+    return ((arr.astype(object) if arr.dtype == object else arr) * recip) >> sh
+
+
+@dataclass
+class AttnState:
+    """Per-query running state of the cascade: ``valid`` (a key has been seen), RM, RD and RNV (one per head dim).
+
+    Buffers hold this state for one Q tile only; its size does not depend on the number of keys.
+    """
+
+    valid: np.ndarray   # (nq,) bool
+    rm: np.ndarray      # (nq,) int: running max score
+    rd: np.ndarray      # (nq,) int: running denominator, P fraction bits
+    rnv: np.ndarray     # (nq, d) int: running numerator, P fraction bits, V's units
+
+    @classmethod
+    def empty(cls, nq: int, d: int, fmt: AttnFormat | None = None) -> "AttnState":
+        dt = _attn_dtype(fmt)
+        return cls(np.zeros(nq, bool), np.zeros(nq, np.int64), np.zeros(nq, dt), np.zeros((nq, d), dt))
+
+
+def _attn_dtype(fmt: AttnFormat | None) -> type:
+    """``int64`` when every product fits 63 bits (exact and fast), else Python integers (object arrays)."""
+    if fmt is not None and fmt.rnv_bits + fmt.recip_bits <= 62 and fmt.rnv_bits + fmt.prob_frac_bits + 1 <= 62:
+        return np.int64
+    return object
+
+
+def attn_chunk_update(state: AttnState, scores: np.ndarray, v: np.ndarray, mask: np.ndarray | None,
+                      score_frac_bits: int, fmt: AttnFormat) -> None:
+    """One chunk of the cascade for every query: ``scores`` (nq, nk) integers, ``v`` (nk, d), ``mask`` (nq, nk)
+    True where a key may be attended (None: all). Updates ``state`` in place (exact integers)."""
+    P = fmt.prob_frac_bits
+    dt = state.rd.dtype
+    scores = np.asarray(scores, dtype=np.int64)
+    allowed = np.ones(scores.shape, bool) if mask is None else np.asarray(mask, bool)
+    any_key = allowed.any(axis=1)
+    lm = np.where(allowed, scores, np.iinfo(np.int64).min).max(axis=1)
+    rm_old = state.rm
+    upd = any_key & state.valid
+    rm_new = np.where(upd, np.maximum(rm_old, lm), np.where(any_key, lm, rm_old))
+    prm = exp2_neg(np.where(upd, rm_new - rm_old, 0), score_frac_bits, fmt).astype(dt)
+    diff = np.where(allowed, rm_new[:, None] - scores, 0)
+    sln = np.where(allowed, exp2_neg(diff, score_frac_bits, fmt), 0).astype(dt)
+    sld = sln.sum(axis=1)
+    slnv = sln.dot(np.asarray(v, dtype=np.int64).astype(dt))
+    keep = upd.astype(dt)  # 0 for a query's first chunk: nothing to rescale
+    rd = ((state.rd * prm) >> P) * keep + sld
+    rnv = ((state.rnv * prm[:, None]) >> P) * keep[:, None] + slnv
+    state.rd = np.where(any_key, rd, state.rd)
+    state.rnv = np.where(any_key[:, None], rnv, state.rnv)
+    state.rm = rm_new
+    state.valid = state.valid | any_key
+
+
+def causal_mask(nq: int, nk: int) -> np.ndarray:
+    """Torch's ``is_causal`` mask (top-left aligned): query ``i`` may attend key ``j`` iff ``j <= i``."""
+    return np.tril(np.ones((nq, nk), bool))
+
+
+def _check_attn_inputs(q, k, v, fmt: AttnFormat, score_frac_bits: int, mask) -> tuple:
+    q = check_int(q, fmt.data_bits, "Q element")
+    k = check_int(k, fmt.data_bits, "K element")
+    v = check_int(v, fmt.data_bits, "V element")
+    if q.ndim != 2 or k.ndim != 2 or v.ndim != 2:
+        raise StimulusError(f"Q {q.shape}, K {k.shape} and V {v.shape} must be 2-D (tokens x head_dim)")
+    d = q.shape[1]
+    if not 1 <= d <= fmt.head_dim:
+        raise StimulusError(f"head dimension {d} is beyond this array's head_dim = {fmt.head_dim} "
+                            f"(AttentionConfig.head_dim); split the head or build the array with a larger head_dim")
+    if k.shape[1] != d or v.shape[1] != d:
+        raise StimulusError(f"K {k.shape} and V {v.shape} must have Q's head dimension {d}")
+    if k.shape[0] != v.shape[0] or k.shape[0] < 1 or q.shape[0] < 1:
+        raise StimulusError(f"K has {k.shape[0]} keys and V {v.shape[0]} values: give one value per key "
+                            f"(and at least one query and key)")
+    if k.shape[0] > (1 << ATTN_MAX_KEYS_LOG2):
+        raise StimulusError(f"{k.shape[0]} keys exceed the accumulators' limit of 2**{ATTN_MAX_KEYS_LOG2} = "
+                            f"{1 << ATTN_MAX_KEYS_LOG2} keys; split the sequence")
+    if isinstance(score_frac_bits, bool) or not isinstance(score_frac_bits, (int, np.integer)) or \
+            not 0 <= score_frac_bits <= fmt.max_score_frac_bits:
+        raise StimulusError(f"score_frac_bits = {score_frac_bits!r}: must be an integer between 0 and "
+                            f"{fmt.max_score_frac_bits} (the score width)")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (q.shape[0], k.shape[0]):
+            raise StimulusError(f"mask of shape {mask.shape} and dtype {mask.dtype}: must be a boolean "
+                                f"(queries x keys) = ({q.shape[0]}, {k.shape[0]}) array, True where attended")
+        empty = np.flatnonzero(~mask.any(axis=1))
+        if empty.size:
+            raise StimulusError(f"mask row {int(empty[0])} attends no key; every query must attend at least one key")
+    return q, k, v, mask
+
+
+def attention_fixed(q, k, v, fmt: AttnFormat, chunk: int, score_frac_bits: int,
+                    mask: np.ndarray | None = None) -> np.ndarray:
+    """Bit-exact fixed-point attention: the cascade over key chunks of ``chunk`` keys, then one division per query.
+
+    Parameters
+    ----------
+    q, k, v:
+        ``(nq, d)``, ``(nk, d)``, ``(nk, d)`` integers of ``data_bits`` bits.
+    fmt:
+        Datapath widths (:func:`attn_format`).
+    chunk:
+        Keys per chunk (the 2D array's rows).
+    score_frac_bits:
+        ``F``: a score ``s`` stands for the log2-domain logit ``s / 2**F``.
+    mask:
+        ``(nq, nk)`` booleans, True where a query may attend a key (None: all keys).
+
+    Returns
+    -------
+    ``(nq, d)`` ``int64``: outputs in V's units with ``out_frac_bits`` fraction bits.
+    """
+    q, k, v, mask = _check_attn_inputs(q, k, v, fmt, score_frac_bits, mask)
+    nq, d = q.shape
+    state = AttnState.empty(nq, d, fmt)
+    for c0 in range(0, k.shape[0], chunk):
+        sl = slice(c0, c0 + chunk)
+        attn_chunk_update(state, q @ k[sl].T, v[sl], None if mask is None else mask[:, sl], score_frac_bits, fmt)
+    return np.stack([attn_divide(state.rnv[i], int(state.rd[i]), fmt) for i in range(nq)]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class QuantizedAttention:
+    """Float attention inputs as the array's integers: ``q``, ``k``, ``v``, the score fraction bits ``F`` and the
+    float value of one output LSB (``out_scale``: multiply the integer outputs by it)."""
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    score_frac_bits: int
+    out_scale: float
+    q_scale: float
+    k_scale: float
+    v_scale: float
+
+
+def quantize_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, fmt: AttnFormat,
+                       sm_scale: float | None = None) -> QuantizedAttention:
+    """Quantise float Q, K, V (``(n, d)``) for :func:`attention_fixed`, computing ``softmax(sm_scale * Q K^T) V``.
+
+    ``log2(e) * sm_scale`` (default ``1 / sqrt(d)``) is folded into Q. K and V are quantised per tensor to
+    ``data_bits``; Q's step is then chosen so that ``q_step * k_step = 2**-F`` exactly, with ``F`` the largest that
+    keeps Q within ``data_bits`` (so the score integer is the log2-domain logit in units of ``2**-F``).
+    """
+    q = _check_finite(q, "Q")
+    k = _check_finite(k, "K")
+    v = _check_finite(v, "V")
+    d = q.shape[-1]
+    s = (1.0 / np.sqrt(d)) if sm_scale is None else float(sm_scale)
+    qf = q * (s * np.log2(np.e))
+    hi = (1 << (fmt.data_bits - 1)) - 1
+    k_step = max(float(np.abs(k).max()), 1e-30) / hi
+    v_step = max(float(np.abs(v).max()), 1e-30) / hi
+    q_need = max(float(np.abs(qf).max()), 1e-30) / hi  # smallest Q step that keeps Q in range
+    F = int(np.floor(-np.log2(q_need * k_step)))
+    F = max(0, min(F, fmt.max_score_frac_bits))
+    q_step = 2.0 ** -F / k_step
+    qi = np.clip(np.round(qf / q_step), -hi - 1, hi).astype(np.int64)
+    ki = np.clip(np.round(k / k_step), -hi - 1, hi).astype(np.int64)
+    vi = np.clip(np.round(v / v_step), -hi - 1, hi).astype(np.int64)
+    return QuantizedAttention(qi, ki, vi, F, v_step / (1 << fmt.out_frac_bits), q_step, k_step, v_step)
