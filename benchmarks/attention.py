@@ -1,0 +1,53 @@
+"""Speed of the attention array's models: the per-cycle model (cycles per second) and the closed-form GEMM timing
+(time to produce the SCALE-Sim-mode cycle count of a 64x768x768 GEMM on a 16x16 array).
+
+Prints one JSON object. Usage: ``python benchmarks/attention.py``.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+import numpy as np
+
+from accel.config import AttentionConfig
+from accel.emulator.units.array_gemm import gemm_timing
+from accel.emulator.units.attention import attention_cycles, run_attention
+
+
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def model_speed(rows: int, cols: int, d: int, n_keys: int) -> dict:
+    cfg = AttentionConfig(rows=rows, cols=cols, head_dim=d, data_bits=8, exp_table_bits=6, clock_mhz=1000.0)
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.integers(-128, 128, (n, d)) for n in (cols, n_keys, n_keys))
+    t0 = time.perf_counter()
+    run = run_attention(cfg, q, k, v, 12)
+    dt = time.perf_counter() - t0
+    assert run.cycles == attention_cycles(cfg, cols, n_keys, d)
+    return {"rows": rows, "cols": cols, "head_dim": d, "keys": n_keys, "cycles": run.cycles, "seconds": dt,
+            "cycles_per_s": run.cycles / dt, "utilisation_2d": run.utilisation}
+
+
+def main() -> None:
+    out = {"machine": platform.machine(), "python": platform.python_version()}
+    out["per_cycle_model"] = [model_speed(4, 4, 16, 512), model_speed(16, 16, 64, 512), model_speed(64, 64, 64, 1024)]
+    reps = 2000
+    for df in ("os", "ws", "is"):
+        per_call = _best(lambda: [gemm_timing(64, 768, 768, 16, 16, df, "scalesim") for _ in range(reps)], 5) / reps
+        t = gemm_timing(64, 768, 768, 16, 16, df, "scalesim")
+        out[f"gemm_64x768x768_16x16_{df}_scalesim"] = {"cycles": t.cycles, "seconds_per_call": per_call,
+                                                      "milliseconds_per_call": per_call * 1e3}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
