@@ -728,7 +728,8 @@ class AttnFormat:
 
     @property
     def out_bits(self) -> int:
-        return self.data_bits + self.out_frac_bits + 1
+        # +2: the truncated reciprocal can overshoot the most negative V by a fraction of an LSB
+        return self.data_bits + self.out_frac_bits + 2
 
 
 def attn_format(cfg) -> AttnFormat:
