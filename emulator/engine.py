@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -28,18 +28,17 @@ from .units.pim import (
     illegal_message, pack_slots, timing_message, unpack_slots,
 )
 
-__all__ = ["ChannelEngine", "DeviceEngine", "Issue", "RunStats", "decode_program"]
+__all__ = ["ChannelEngine", "DeviceEngine", "Issue", "RunStats", "PimProgram", "decode_program"]
 
 _NEG = -(1 << 40)
 _PIM = TABLES[Family.PIM]
 _OPS = frozenset(int(o) for o in PimOp)
 
 
-@dataclass
-class Issue:
-    """Where a command went: first and last element's cycles, and its read data cycles (RD/RDMAC)."""
+class Issue(NamedTuple):
+    """Where a command went: its op, first and last element's cycles, elements, and cycles between elements."""
 
-    op: PimOp
+    op: int
     first: int
     last: int
     count: int
@@ -78,56 +77,77 @@ class ChannelEngine:
         self.t = Timing.of(pim.timing)
         self.functional = functional
         self.record_reads = record_reads and functional
-        # the per-cycle model's storage, numerics and legality checks are reused (never its timing)
-        if pim.lane == "bitserial" and bitserial is None:
-            if functional:
-                raise AccelError("a functional engine with lane = 'bitserial' needs the device's BitSerialConfig")
-            from dataclasses import replace
-
-            self._model = PimChannel(replace(pim, lane="int8"), None)  # CFR datatype values are not checked
-        else:
-            self._model = PimChannel(pim, bitserial)
+        # the per-cycle model's storage, numerics and legality checks are reused (never its timing); a timing-only
+        # engine builds it only when it needs to name the reason of an illegal command or check a CFR value
+        self._bitserial = bitserial
+        self._model_obj: PimChannel | None = None
+        if pim.lane == "bitserial" and bitserial is None and functional:
+            raise AccelError("a functional engine with lane = 'bitserial' needs the device's BitSerialConfig")
         self._data = self._model if functional else None
+        self._steps = [(self.t.step(op, False), self.t.step(op, True)) for op in range(16)]
         self.reset()
+
+    @property
+    def _model(self) -> PimChannel:
+        if self._model_obj is None:
+            if self.pim.lane == "bitserial" and self._bitserial is None:
+                from dataclasses import replace
+
+                self._model_obj = PimChannel(replace(self.pim, lane="int8"), None)  # CFR datatypes not checked
+            else:
+                self._model_obj = PimChannel(self.pim, self._bitserial)
+        return self._model_obj
 
     def reset(self) -> None:
         p = self.pim
         nb, ng = p.banks, p.bank_groups
         self.bpg = p.banks_per_group
-        self.act = [_NEG] * nb
-        self.pre = [_NEG] * nb
-        self.rtp = [_NEG] * nb     # last RD or MAC
-        self.wr = [_NEG] * nb
-        self.open = [False] * nb
-        self.row = [0] * nb
-        self.open_since = [0] * nb
-        self.active_cycles = [0] * nb
-        self.mac_elements = [0] * nb
-        self.act_g = [_NEG] * ng
-        self.col_g = [_NEG] * ng
-        self.act_any = _NEG
-        self.col_any = _NEG
+        self.group_of = [b // self.bpg for b in range(nb)]
+        # Timestamps (cycles) of the last command of each kind. Per bank/group values hold single-bank commands;
+        # all-bank commands set the ``ab_*`` value instead (O(1)); a bank's effective time is the larger of the two
+        # (times only grow). ``*_any`` is the latest over all banks, which answers all-bank queries in O(1).
+        self.act, self.pre, self.rtp, self.wr = [_NEG] * nb, [_NEG] * nb, [_NEG] * nb, [_NEG] * nb
+        self.ab_act = self.ab_pre = self.ab_rtp = self.ab_wr = _NEG
+        self.act_any = self.pre_any = self.rtp_any = self.wr_any = _NEG
+        self.act_g, self.col_g = [_NEG] * ng, [_NEG] * ng
+        self.ab_col_g = _NEG
+        self.colg_any = _NEG        # last bank column command (RD/WR/MAC)
+        self.col_any = _NEG         # last column-class command (also WRGB, RDMAC)
         self.mac_ab = _NEG
         self.ref = _NEG
         self.bus_free = _NEG        # first cycle a new read's data may start
         self.faw: deque[int] = deque(maxlen=4)
+        self.open = [False] * nb
+        self.n_open = 0
+        self.row = [0] * nb
+        self.open_since = [0] * nb
+        self.active_cycles = [0] * nb
+        self.mac_elements = [0] * nb
+        self.ab_mac_elements = 0
         self.next = 1               # earliest cycle of the next command (head register latency)
         self.last_data = -1
         self.commands = 0
         self.elements = 0
         self.reads: list[tuple[int, int]] = []
-        self._model.reset()
+        self._stats_key = id(self)
+        if self._model_obj is not None:
+            self._model_obj.reset()
 
     # ---------------------------------------------------------------------------------------------------------------
-    def _groups(self, banks: Sequence[int]) -> set[int]:
-        return {b // self.bpg for b in banks}
+    def _eff(self, name: str) -> list[int]:
+        ab = getattr(self, "ab_" + name)
+        return [max(v, ab) for v in getattr(self, name)]
 
     def constraints(self, op: PimOp, all_banks: int, bank: int) -> list[tuple[PimRule, int, int | None]]:
-        """(rule, first legal cycle, bank) of every timing rule on the first element of a command, in rule order."""
+        """(rule, first legal cycle, bank) of every timing rule on the first element of a command, in rule order
+        (the detailed form used to check a given cycle and to name the bank; :meth:`issue` uses a fast form)."""
         t = self.t
         out: list[tuple[PimRule, int, int | None]] = []
         nb = self.pim.banks
         targets = range(nb) if all_banks and op != PimOp.RDMAC else (bank,)
+        groups = {self.group_of[b] for b in targets}
+        col_g = [max(v, self.ab_col_g) for v in self.col_g]
+        act_g = [max(v, self.ab_act) for v in self.act_g]
 
         def per_bank(rule: PimRule, times: list[int], n: int, banks: Iterable[int]) -> None:
             best, bb = _NEG, None
@@ -138,24 +158,24 @@ class ChannelEngine:
                 out.append((rule, best + n, bb))
 
         if op == PimOp.ACT:
-            per_bank(PimRule.RP, self.pre, t.rp, targets)
-            per_bank(PimRule.RC, self.act, t.rc, targets)
+            per_bank(PimRule.RP, self._eff("pre"), t.rp, targets)
+            per_bank(PimRule.RC, self._eff("act"), t.rc, targets)
             out.append((PimRule.RRD_S, self.act_any + t.rrd_s, None))
-            out.append((PimRule.RRD_L, max(self.act_g[g] for g in self._groups(targets)) + t.rrd_l, None))
+            out.append((PimRule.RRD_L, max(act_g[g] for g in groups) + t.rrd_l, None))
             if (not all_banks or t.faw_all_bank) and len(self.faw) == 4:
                 out.append((PimRule.FAW, self.faw[0] + t.faw, None))
             out.append((PimRule.RFC, self.ref + t.rfc, None))
         elif op == PimOp.PRE:
             opened = [b for b in targets if self.open[b]]
-            per_bank(PimRule.RAS, self.act, t.ras, opened)
-            per_bank(PimRule.WR, self.wr, t.wr, opened)
-            per_bank(PimRule.RTP, self.rtp, t.rtp, opened)
+            per_bank(PimRule.RAS, self._eff("act"), t.ras, opened)
+            per_bank(PimRule.WR, self._eff("wr"), t.wr, opened)
+            per_bank(PimRule.RTP, self._eff("rtp"), t.rtp, opened)
         elif op in (PimOp.RD, PimOp.WR, PimOp.MAC):
             n, rule = {PimOp.RD: (t.rcd_rd, PimRule.RCD_RD), PimOp.WR: (t.rcd_wr, PimRule.RCD_WR),
                        PimOp.MAC: (t.rcd_mac, PimRule.RCD_MAC)}[op]
-            per_bank(rule, self.act, n, targets)
+            per_bank(rule, self._eff("act"), n, targets)
             out.append((PimRule.CCD_S, self.col_any + t.ccd_s, None))
-            out.append((PimRule.CCD_L, max(self.col_g[g] for g in self._groups(targets)) + t.ccd_l, None))
+            out.append((PimRule.CCD_L, max(col_g[g] for g in groups) + t.ccd_l, None))
             if op == PimOp.MAC and all_banks:
                 out.append((PimRule.CCD_AB, self.mac_ab + t.ccd_ab, None))
             if op == PimOp.RD:
@@ -166,9 +186,81 @@ class ChannelEngine:
             out.append((PimRule.CCD_S, self.col_any + t.ccd_s, None))
             out.append((PimRule.BUS, self.bus_free - t.rdmac_latency, None))
         elif op == PimOp.REF:
-            per_bank(PimRule.RP, self.pre, t.rp, range(nb))
+            per_bank(PimRule.RP, self._eff("pre"), t.rp, range(nb))
             out.append((PimRule.RFC, self.ref + t.rfc, None))
         return out
+
+    def _earliest(self, op: int, ab: int, b: int) -> int:
+        """The first cycle all timing rules allow (fast form of :meth:`constraints`)."""
+        t = self.t
+        if op == 6:  # MAC
+            if ab:
+                return max(self.act_any + t.rcd_mac, self.col_any + t.ccd_s, self.colg_any + t.ccd_l,
+                           self.mac_ab + t.ccd_ab)
+            g = self.group_of[b]
+            return max(max(self.act[b], self.ab_act) + t.rcd_mac, self.col_any + t.ccd_s,
+                       max(self.col_g[g], self.ab_col_g) + t.ccd_l)
+        if op == 1:  # ACT
+            if ab:
+                r = max(self.pre_any + t.rp, self.act_any + t.rc, self.act_any + t.rrd_l, self.ref + t.rfc)
+                if t.faw_all_bank and len(self.faw) == 4:
+                    r = max(r, self.faw[0] + t.faw)
+                return r
+            g = self.group_of[b]
+            r = max(max(self.pre[b], self.ab_pre) + t.rp, max(self.act[b], self.ab_act) + t.rc,
+                    self.act_any + t.rrd_s, max(self.act_g[g], self.ab_act) + t.rrd_l, self.ref + t.rfc)
+            if len(self.faw) == 4:
+                r = max(r, self.faw[0] + t.faw)
+            return r
+        if op == 2:  # PRE
+            if ab and self.n_open == self.pim.banks:
+                return max(self.act_any + t.ras, self.wr_any + t.wr, self.rtp_any + t.rtp)
+            return max([c[1] for c in self.constraints(PimOp.PRE, ab, b)], default=_NEG)
+        if op == 3 or op == 4:  # RD, WR
+            n = t.rcd_rd if op == 3 else t.rcd_wr
+            if ab:
+                r = max(self.act_any + n, self.col_any + t.ccd_s, self.colg_any + t.ccd_l)
+            else:
+                g = self.group_of[b]
+                r = max(max(self.act[b], self.ab_act) + n, self.col_any + t.ccd_s,
+                        max(self.col_g[g], self.ab_col_g) + t.ccd_l)
+            if op == 3:
+                r = max(r, self.bus_free - t.rd_latency)
+            return r
+        if op == 5:  # WRGB
+            return self.col_any + t.ccd_s
+        if op == 7:  # RDMAC
+            return max(self.col_any + t.ccd_s, self.bus_free - t.rdmac_latency)
+        if op == 9:  # REF
+            return max(self.pre_any + t.rp, self.ref + t.rfc)
+        return _NEG
+
+    def _legal(self, op: int, ab: int, b: int, row: int, col: int, count: int) -> bool:
+        """Fast legality test; the per-cycle model's rules name the reason when this says no."""
+        p = self.pim
+        if op not in _OPS:
+            return False
+        if op in (3, 4, 6):  # RD WR MAC
+            if ab:
+                return op != 3 and self.n_open == p.banks and col + count <= p.columns
+            return b < p.banks and self.open[b] and col + count <= p.columns
+        if op == 1:
+            if row >= p.rows:
+                return False
+            return self.n_open == 0 if ab else (b < p.banks and not self.open[b])
+        if op == 2 or op == 8:
+            return bool(ab) or b < p.banks
+        if op == 5:
+            return col + count <= p.gb_columns
+        if op == 7:
+            return b + count <= p.banks
+        if op == 9:
+            return self.n_open == 0
+        if op == 10:
+            return (ab or b < p.banks) and self._model._illegal(
+                {"family": 0, "op": op, "all_banks": ab, "bank": b, "row": row, "col": col, "count": count}
+            )[0] == PimRule.NONE
+        return True  # NOP
 
     def _illegal(self, op: int, f: dict[str, int]) -> tuple[PimRule, int | None]:
         # the legality rules are the per-cycle model's; its banks mirror the engine's open rows
@@ -187,112 +279,137 @@ class ChannelEngine:
         is not met at ``at`` (naming the rule, the bank and the cycles missing).
         """
         op_i = int(op)
-        count = max(1, int(count))
-        f = {"all_banks": int(all_banks), "channel": 0, "bank": int(bank), "row": int(row), "col": int(col),
-             "count": count}
-        if op_i == PimOp.RDMAC and all_banks:
-            f["all_banks"], f["bank"], f["count"] = 0, 0, self.pim.banks
+        count = count if count > 0 else 1
+        if op_i == 7 and all_banks:
             all_banks, bank, count = 0, 0, self.pim.banks
-        rule, rb = self._illegal(op_i, f)
-        now = self.next if at is None else at
-        if rule != PimRule.NONE:
+        if not self._legal(op_i, all_banks, bank, row, col, count):
+            f = {"all_banks": int(all_banks), "channel": 0, "bank": int(bank), "row": int(row), "col": int(col),
+                 "count": count}
+            now = self.next if at is None else at
+            rule, rb = self._illegal(op_i, f)
+            if rule == PimRule.NONE:  # pragma: no cover - the fast and detailed legality rules disagree
+                raise AssertionError(f"engine legality disagrees with the model on {f}")
             name = describe(PimOp(op_i), f) if op_i in _OPS else f"op {op_i}"
             raise PimIllegalError(f"{name} at cycle {now}: {illegal_message(rule, rb, self.pim)}", rule, rb, now)
-        op = PimOp(op_i)
-        cons = self.constraints(op, all_banks, bank)
-        if at is not None:
+        if at is None:
+            t0 = self._earliest(op_i, all_banks, bank)
+            if t0 < self.next:
+                t0 = self.next
+            step = self._steps[op_i][1 if all_banks else 0]
+            last = t0 + (count - 1) * step
+            self._apply(op_i, all_banks, bank, row, col, t0, last, step, count, data)
+            self.next = last + 1
+            self.commands += 1
+            self.elements += count
+            return Issue(op_i, t0, last, count, step)
+        if True:
+            op = PimOp(op_i)
+            f = {"all_banks": int(all_banks), "channel": 0, "bank": int(bank), "row": int(row), "col": int(col),
+                 "count": count}
             if at < self.next:
                 raise AccelError(f"{describe(op, f)}: cycle {at} is before the channel can take a command "
                                  f"(cycle {self.next}: one command element per cycle, after the previous one)")
-            for r, ready, b in cons:
+            for r, ready, b in self.constraints(op, all_banks, bank):
                 if ready > at:
                     raise PimTimingError(timing_message(op, f, r, ready - at, b, at, self.pim.timing), r,
                                          ready - at, b, at)
             t0 = at
-        else:
-            t0 = max([now] + [c[1] for c in cons])
-        step = self.t.step(op, bool(all_banks))
+        step = self._steps[op_i][1 if all_banks else 0]
         last = t0 + (count - 1) * step
-        self._apply(op, f, t0, last, step, count, data)
+        self._apply(op_i, all_banks, bank, row, col, t0, last, step, count, data)
         self.next = last + 1
         self.commands += 1
         self.elements += count
-        return Issue(op, t0, last, count, step)
+        return Issue(op_i, t0, last, count, step)
 
     # ---------------------------------------------------------------------------------------------------------------
-    def _apply(self, op: PimOp, f: dict[str, int], t0: int, last: int, step: int, count: int, data: Any) -> None:
+    def _apply(self, op: int, ab: int, bank: int, row: int, col: int, t0: int, last: int, step: int, count: int,
+               data: Any) -> None:
         t = self.t
         p = self.pim
-        ab, bank, col = f["all_banks"], f["bank"], f["col"]
-        targets = range(p.banks) if ab else (bank,)
         d = self._data
-        if op == PimOp.ACT:
+        if op == 6:  # MAC
+            self.col_any = self.colg_any = self.rtp_any = last
+            if ab:
+                self.ab_rtp = self.ab_col_g = self.mac_ab = last
+                self.ab_mac_elements += count
+            else:
+                self.rtp[bank] = last
+                self.col_g[self.group_of[bank]] = last
+                self.mac_elements[bank] += count
+            if d is not None:
+                self._mac(d, range(p.banks) if ab else (bank,), col, count)
+        elif op == 1:  # ACT
+            self.act_any = t0
+            targets = range(p.banks) if ab else (bank,)
+            if ab:
+                self.ab_act = t0
+            else:
+                self.act[bank] = t0
+                self.act_g[self.group_of[bank]] = t0
             for b in targets:
-                self.act[b] = t0
                 self.open[b] = True
-                self.row[b] = f["row"]
+                self.row[b] = row
                 self.open_since[b] = t0
                 if d is not None:
-                    d.banks[b].open, d.banks[b].row = True, f["row"]
-            self.act_any = t0
-            for g in self._groups(targets):
-                self.act_g[g] = t0
+                    d.banks[b].open, d.banks[b].row = True, row
+            self.n_open += len(targets)
             if not ab or t.faw_all_bank:
                 self.faw.append(t0)
-        elif op == PimOp.PRE:
-            for b in targets:
-                if self.open[b]:
-                    self.open[b] = False
-                    self.pre[b] = t0
-                    self.active_cycles[b] += t0 - self.open_since[b]
-                    if d is not None:
-                        d.banks[b].open = False
-        elif op in (PimOp.RD, PimOp.WR, PimOp.MAC):
-            self.col_any = last
-            for g in self._groups(targets):
-                self.col_g[g] = last
-            if op == PimOp.RD:
-                self.rtp[bank] = last
-                self.bus_free = last + t.rd_latency + t.bl
-                self.last_data = max(self.last_data, last + t.rd_latency)
-                if self.record_reads:
-                    rows = d.banks[bank].row_data(self.row[bank])
-                    for k in range(count):
-                        self.reads.append((t0 + k * step + t.rd_latency, pack_slots(rows[col + k], p.slot_bits)))
-            elif op == PimOp.WR:
-                for b in targets:
-                    self.wr[b] = last
-                if d is not None:
-                    slots = self._slots(data, count)
-                    for b in targets:
-                        d.banks[b].row_data(self.row[b])[col:col + count] = slots
+        elif op == 2:  # PRE
+            if ab and self.n_open == p.banks:
+                self.ab_pre = self.pre_any = t0
+                closing = range(p.banks)
             else:
-                for b in targets:
-                    self.rtp[b] = last
-                    self.mac_elements[b] += count
-                if ab:
-                    self.mac_ab = last
+                closing = [b for b in (range(p.banks) if ab else (bank,)) if self.open[b]]
+                for b in closing:
+                    self.pre[b] = self.pre_any = t0
+            for b in closing:
+                self.open[b] = False
+                self.active_cycles[b] += t0 - self.open_since[b]
                 if d is not None:
-                    self._mac(d, targets, col, count)
-        elif op == PimOp.WRGB:
+                    d.banks[b].open = False
+            self.n_open -= len(closing)
+        elif op == 3:  # RD
+            self.col_any = self.colg_any = self.rtp_any = last
+            self.rtp[bank] = last
+            self.col_g[self.group_of[bank]] = last
+            self.bus_free = last + t.rd_latency + t.bl
+            self.last_data = max(self.last_data, last + t.rd_latency)
+            if self.record_reads:
+                rows = d.banks[bank].row_data(self.row[bank])
+                for k in range(count):
+                    self.reads.append((t0 + k * step + t.rd_latency, pack_slots(rows[col + k], p.slot_bits)))
+        elif op == 4:  # WR
+            self.col_any = self.colg_any = self.wr_any = last
+            if ab:
+                self.ab_wr = self.ab_col_g = last
+            else:
+                self.wr[bank] = last
+                self.col_g[self.group_of[bank]] = last
+            if d is not None:
+                slots = self._slots(data, count)
+                for b in (range(p.banks) if ab else (bank,)):
+                    d.banks[b].row_data(self.row[b])[col:col + count] = slots
+        elif op == 5:  # WRGB
             self.col_any = last
             if d is not None:
                 d.gb[col:col + count] = self._slots(data, count)
-        elif op == PimOp.RDMAC:
+        elif op == 7:  # RDMAC
             self.col_any = last
             self.bus_free = last + t.rdmac_latency + t.bl
             self.last_data = max(self.last_data, last + t.rdmac_latency)
             if self.record_reads:
                 for k in range(count):
                     self.reads.append((t0 + k * step + t.rdmac_latency, pack_slots(d.banks[bank + k].acc, ACC_BITS)))
-        elif op == PimOp.CLRMAC:
+        elif op == 8:  # CLRMAC
             if d is not None:
-                for b in targets:
+                for b in (range(p.banks) if ab else (bank,)):
                     d.banks[b].acc[:] = 0
-        elif op == PimOp.REF:
+        elif op == 9:  # REF
             self.ref = t0
-        elif op == PimOp.CFR:
-            self._model._issue({"op": int(PimOp.CFR), **f}, 0)
+        elif op == 10:  # CFR
+            self._model._issue({"op": 10, "all_banks": ab, "bank": bank, "row": row, "col": col}, 0)
 
     def _slots(self, data: Any, count: int) -> np.ndarray:
         p = self.pim
@@ -321,6 +438,104 @@ class ChannelEngine:
             bk.acc = n.wrap(bk.acc + s)
 
     # ---------------------------------------------------------------------------------------------------------------
+    # ---------------------------------------------------------------------------------------------------------------
+    _STAMPS = ("act", "pre", "rtp", "wr", "act_g", "col_g", "open_since")
+    _SCALARS = ("ab_act", "ab_pre", "ab_rtp", "ab_wr", "act_any", "pre_any", "rtp_any", "wr_any", "ab_col_g",
+                "colg_any", "col_any", "mac_ab", "ref", "bus_free", "last_data")
+
+    def _horizon(self) -> int:
+        t = self.t
+        return max(t.rcd_rd, t.rcd_wr, t.rcd_mac, t.rp, t.ras, t.rc, t.rrd_s, t.rrd_l, t.faw, t.ccd_s, t.ccd_l,
+                   t.ccd_ab, t.wr, t.rtp, t.rfc, t.rd_latency + t.bl, t.rdmac_latency + t.bl) + 1
+
+    def _relative_state(self) -> tuple:
+        """Everything that decides future timing, relative to ``next``; stamps older than any rule's reach are
+        equivalent, so they are clamped."""
+        now, h = self.next, self._horizon()
+
+        def rel(v: int) -> int:
+            return max(v - now, -h)
+
+        return (tuple(rel(v) for name in ("act", "pre", "rtp", "wr", "act_g", "col_g") for v in getattr(self, name)),
+                tuple(rel(getattr(self, name)) for name in self._SCALARS), tuple(rel(v) for v in self.faw),
+                len(self.faw), tuple(self.open), self.n_open,
+                # an open bank's opening time decides its active-cycle count: only shift-invariant if it moves too
+                tuple(v - now for v, o in zip(self.open_since, self.open) if o))
+
+    def _counters(self) -> tuple:
+        return (list(self.active_cycles), list(self.mac_elements), self.ab_mac_elements, self.commands,
+                self.elements)
+
+    def _shift(self, delta: int, reps: int, c0: tuple, c1: tuple) -> None:
+        """Advance the whole state by ``reps`` periods of ``delta`` cycles (counters grow by the period's change)."""
+        d = delta * reps
+        for name in self._STAMPS:
+            setattr(self, name, [v + d for v in getattr(self, name)])
+        for name in self._SCALARS:
+            setattr(self, name, getattr(self, name) + d)
+        self.faw = deque((v + d for v in self.faw), maxlen=4)
+        self.next += d
+        self.active_cycles = [a + reps * (b - a0) for a, a0, b in zip(self.active_cycles, c0[0], c1[0])]
+        self.mac_elements = [a + reps * (b - a0) for a, a0, b in zip(self.mac_elements, c0[1], c1[1])]
+        self.ab_mac_elements += reps * (c1[2] - c0[2])
+        self.commands += reps * (c1[3] - c0[3])
+        self.elements += reps * (c1[4] - c0[4])
+
+    def run_table(self, table: list[list[int]], data: dict[int, Any] | None = None, ids: list[int] | None = None,
+                  periodic: bool = True, sig: list | None = None) -> None:
+        """Issue commands given as ``[op, all_banks, bank, row, col, count]`` rows (``data`` by position).
+
+        ``periodic`` (timing-only engines): when a block of commands repeats (equal apart from row addresses) and two
+        consecutive repetitions leave the same relative state, every further repetition is the same shift in time,
+        so the engine jumps over them in closed form. Cycle counts and statistics are those of issuing every command.
+        """
+        data = data or {}
+        n = len(table)
+        periodic = periodic and self._data is None
+        if periodic:
+            if sig is None:
+                sig = [(r[0], r[1], r[2], r[4], r[5]) for r in table]
+            nxt = [n] * n
+            seen: dict[tuple, int] = {}
+            for i in range(n - 1, -1, -1):
+                nxt[i] = seen.get(sig[i], n)
+                seen[sig[i]] = i
+        i = 0
+        issue = self.issue
+        while i < n:
+            if periodic and nxt[i] < n:
+                p = nxt[i] - i
+                reps = 1
+                while i + (reps + 1) * p <= n and sig[i + reps * p:i + (reps + 1) * p] == sig[i:i + p]:
+                    reps += 1
+                if reps >= 3:
+                    i = self._run_periodic(table, i, p, reps, data)
+                    continue
+            r = table[i]
+            issue(r[0], r[1], r[2], r[3], r[4], r[5], data.get(i if ids is None else ids[i]))
+            i += 1
+
+    def _run_periodic(self, table: list[list[int]], i: int, p: int, reps: int, data: dict[int, Any]) -> int:
+        issue = self.issue
+        done = 0
+        prev_state, prev_next, prev_counters = None, None, None
+        while done < reps:
+            for r in table[i + done * p:i + (done + 1) * p]:
+                issue(r[0], r[1], r[2], r[3], r[4], r[5], None)
+            done += 1
+            state, counters = self._relative_state(), self._counters()
+            if prev_state is not None and state == prev_state and done < reps:
+                left = reps - done
+                # rows differ between repetitions: the open rows after the jump are the last repetition's
+                self._shift(self.next - prev_next, left, prev_counters, counters)
+                for r in table[i + (reps - 1) * p:i + reps * p]:
+                    if r[0] == 1:
+                        for b in (range(self.pim.banks) if r[1] else (r[2],)):
+                            self.row[b] = r[3]
+                return i + reps * p
+            prev_state, prev_next, prev_counters = state, self.next, counters
+        return i + reps * p
+
     def load_row(self, bank: int, row: int, slots: np.ndarray) -> None:
         """Host preload of a DRAM row (not timed): ``columns`` x ``mac_lanes`` slot values."""
         self._data.banks[bank].row_data(row)[:] = np.asarray(slots, dtype=np.int64) & ((1 << self.pim.slot_bits) - 1)
@@ -338,23 +553,57 @@ class ChannelEngine:
         end = self.cycles
         active = np.array([a + ((end - s) if o else 0) for a, s, o in
                            zip(self.active_cycles, self.open_since, self.open)], dtype=np.int64)
-        macs = np.array(self.mac_elements, dtype=np.int64)
+        macs = np.array(self.mac_elements, dtype=np.int64) + self.ab_mac_elements
         return RunStats(end, active, macs, int(macs.sum()) * self.pim.mac_lanes, self.commands, self.elements,
                         list(self.reads))
 
 
-def decode_program(words: Iterable[int]) -> list[dict[str, int]]:
-    """Command words -> decoded PIM fields (raises :class:`~accel.errors.EncodingError` for bad words)."""
-    from accel.isa import decode
+@dataclass
+class PimProgram:
+    """A device program: 64-bit command words (numpy ``uint64``) and, by command index, the data words of WR/WRGB
+    commands (a list of column words or a ``count x mac_lanes`` array of slots)."""
 
-    out = []
-    for w in words:
-        c = decode(int(w))
-        if c.family != Family.PIM:
-            raise AccelError(f"command word {int(w):#018x} is a {c.family.name} command; a PIM program holds PIM "
-                             f"commands only")
-        out.append({"op": int(c.op), **c.fields})
-    return out
+    words: np.ndarray
+    data: dict[int, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, program: Any) -> "PimProgram":
+        """From a PimProgram, a sequence of words, or a sequence of ``(word, data)`` pairs."""
+        if isinstance(program, PimProgram):
+            return program
+        if isinstance(program, np.ndarray):
+            return cls(program.astype(np.uint64))
+        words, data = [], {}
+        for i, item in enumerate(program):
+            if isinstance(item, tuple):
+                words.append(int(item[0]))
+                if item[1] is not None:
+                    data[i] = item[1]
+            else:
+                words.append(int(item))
+        return cls(np.array(words, dtype=np.uint64), data)
+
+    def fields(self) -> dict[str, np.ndarray]:
+        """Every field of every word, vectorised (int64 arrays); rejects words that are not PIM commands."""
+        w = self.words
+        out = {}
+        for name, (off, width) in _PIM.offsets().items():
+            out[name] = ((w >> np.uint64(off)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        bad = np.nonzero((out["family"] != int(Family.PIM)) | ~np.isin(out["op"], sorted(_OPS))
+                         | ((w >> np.uint64(_PIM.bits)) != 0))[0]
+        if len(bad):
+            i = int(bad[0])
+            raise AccelError(f"command {i}: word {int(w[i]):#018x} is not a PIM command (family PIM, a PIM op, bits "
+                             f"above {_PIM.bits} zero); encode it with accel.isa.encode('pim', ...)")
+        return out
+
+
+def decode_program(words: Iterable[int]) -> list[dict[str, int]]:
+    """Command words -> decoded PIM fields (raises :class:`~accel.errors.AccelError` for words that are not PIM)."""
+    f = PimProgram.of(list(words)).fields()
+    names = ("op", "all_banks", "channel", "bank", "row", "col", "count")
+    cols = [f[n].tolist() for n in names]
+    return [dict(zip(names, vals)) for vals in zip(*cols)]
 
 
 class DeviceEngine:
@@ -369,54 +618,66 @@ class DeviceEngine:
     dedup:
         Timing-only runs: channels whose command streams are equal apart from the channel field have equal
         schedules, so each distinct stream is executed once (cycle counts are unchanged).
+    periodic:
+        Timing-only runs: jump over repeated blocks in closed form (:meth:`ChannelEngine.run_table`).
     """
 
-    def __init__(self, device: DeviceConfig, functional: bool = True, dedup: bool = True) -> None:
+    def __init__(self, device: DeviceConfig, functional: bool = True, dedup: bool = True,
+                 periodic: bool = True) -> None:
         self.device = device
         self.functional = functional
         self.dedup = dedup and not functional
+        self.periodic = periodic and not functional
         p = device.pim
         self.channels = [ChannelEngine(p, device.bitserial if p.lane == "bitserial" else None, functional)
                          for _ in range(p.channels)]
 
-    def run(self, program: Sequence[tuple[int, Any]] | Sequence[int]) -> RunStats:
-        """Run a program: command words, or ``(word, data)`` pairs (data for WR/WRGB). Returns device totals."""
-        per: list[list[tuple[dict[str, int], Any]]] = [[] for _ in self.channels]
-        for item in program:
-            word, data = (item if isinstance(item, tuple) else (item, None))
-            (f,) = decode_program([word])
-            ch = f.pop("channel")
-            if ch >= len(self.channels):
-                raise AccelError(f"command {describe(PimOp(f['op']), f)} addresses channel {ch}; the device has "
-                                 f"{len(self.channels)} channels (0..{len(self.channels) - 1})")
-            per[ch].append((f, data))
-        if self.dedup:
-            done: dict[tuple, int] = {}
-            for ch, cmds in enumerate(per):
-                key = tuple(tuple(sorted(f.items())) for f, _ in cmds)
+    def run(self, program: Any) -> RunStats:
+        """Run a program (:class:`PimProgram`, words, or ``(word, data)`` pairs). Returns device totals."""
+        if getattr(self, "_ran", False):
+            raise AccelError("a DeviceEngine runs one program (channels with equal streams share state); make a new "
+                             "DeviceEngine for the next program")
+        self._ran = True
+        prog = PimProgram.of(program)
+        f = prog.fields()
+        ch = f["channel"]
+        nch = len(self.channels)
+        if len(ch) and int(ch.max()) >= nch:
+            i = int(np.argmax(ch >= nch))
+            raise AccelError(f"command {i} addresses channel {int(ch[i])}; the device has {nch} channels "
+                             f"(0..{nch - 1})")
+        order = np.argsort(ch, kind="stable")
+        bounds = np.searchsorted(ch[order], np.arange(nch + 1))
+        table = np.stack([f["op"], f["all_banks"], f["bank"], f["row"], f["col"], f["count"]], axis=1)
+        cmask = np.uint64(((1 << _PIM.width("channel")) - 1) << _PIM.offsets()["channel"][0])
+        keyed = prog.words & ~cmask
+        # a command's timing signature: everything but the channel and the row address
+        sig = f["op"] | (f["all_banks"] << 4) | (f["bank"] << 5) | (f["col"] << 12) | (f["count"] << 24)
+        done: dict[bytes, int] = {}
+        for c in range(nch):
+            idx = order[bounds[c]:bounds[c + 1]]
+            if self.dedup:
+                key = keyed[idx].tobytes()
                 if key in done:
-                    self._copy(done[key], ch)
+                    self._copy(done[key], c)
                     continue
-                self._run_channel(ch, cmds)
-                done[key] = ch
-        else:
-            for ch, cmds in enumerate(per):
-                self._run_channel(ch, cmds)
+                done[key] = c
+            self.channels[c].run_table(table[idx].tolist(), prog.data, idx.tolist(), periodic=self.periodic,
+                                       sig=sig[idx].tolist() if self.periodic else None)
         return self.stats()
 
     def _copy(self, src: int, dst: int) -> None:
-        import copy
-
-        self.channels[dst] = copy.copy(self.channels[src])
-
-    def _run_channel(self, ch: int, cmds: list[tuple[dict[str, int], Any]]) -> None:
-        eng = self.channels[ch]
-        for f, data in cmds:
-            op = f.pop("op")
-            eng.issue(op, data=data, **f)
+        # equal command streams: the channel's state is the source's (shared; timing-only engines keep no data)
+        self.channels[dst] = self.channels[src]
 
     def stats(self) -> RunStats:
-        per = [c.stats() for c in self.channels]
+        cache: dict[int, RunStats] = {}
+        per = []
+        for c in self.channels:
+            key = c._stats_key
+            if key not in cache:
+                cache[key] = c.stats()
+            per.append(cache[key])
         return RunStats(max(s.cycles for s in per), np.stack([s.bank_active_cycles for s in per]),
                         np.stack([s.bank_mac_elements for s in per]), sum(s.mac_lane_ops for s in per),
                         sum(s.commands for s in per), sum(s.elements for s in per))

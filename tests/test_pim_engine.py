@@ -139,7 +139,7 @@ def test_dedup_keeps_cycle_counts():
 
 def test_device_engine_rejects_bad_channel():
     dev = load_preset("fpga-small")
-    with pytest.raises(AccelError, match=r"addresses channel 3; the device has 1 channels"):
+    with pytest.raises(AccelError, match=r"command 0 addresses channel 3; the device has 1 channels"):
         DeviceEngine(dev).run([encode("pim", "ACT", channel=3)])
 
 
@@ -161,3 +161,55 @@ def test_run_length_equals_expanded():
             cyc.append(b.issue(op, data=[data[j]] if data else None, **f).first)
         assert [ia.first + j * ia.step for j in range(n)] == cyc
         assert a.reads == b.reads
+
+
+@pytest.mark.parametrize("preset", ["aim-gddr6", "hbm3-pim", "fpga-small"])
+def test_periodic_jump_equals_full_run(preset):
+    """Jumping over repeated blocks gives the cycle counts and statistics of issuing every command."""
+    dev = load_preset(preset)
+    rng = np.random.default_rng(11)
+    for layout in ("rows", "ksplit"):
+        m = int(rng.integers(16, 40 if preset == "fpga-small" else 600))
+        gs = dev.bitserial.group_size
+        k = gs * int(rng.integers(1, 12))
+        w = np.zeros((m, k), dtype=np.int64)
+        ng = k // gs
+        plan = gemv_plan(dev, w, np.zeros(k, np.int64), layout, np.zeros((m, ng), int), np.ones((m, ng), int),
+                         data=False)
+        a = DeviceEngine(dev, functional=False, periodic=True).run(plan.program)
+        b = DeviceEngine(dev, functional=False, periodic=False, dedup=False).run(plan.program)
+        assert (a.cycles, a.mac_lane_ops, a.commands, a.elements) == (b.cycles, b.mac_lane_ops, b.commands,
+                                                                       b.elements)
+        np.testing.assert_array_equal(a.bank_active_cycles, b.bank_active_cycles)
+        np.testing.assert_array_equal(a.bank_mac_elements, b.bank_mac_elements)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_periodic_jump_random_blocks(cfg):
+    """Random legal blocks repeated many times, with random prefixes: jump = full run."""
+    from accel.sim.pim import random_program
+
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        block = random_program(cfg, rng, int(rng.integers(2, 12)))
+        # a block must leave the banks as it found them to be repeatable: close everything at its end
+        block.append(({"op": int(PimOp.PRE), "all_banks": 1, "bank": 0, "row": 0, "col": 0, "count": 0}, None))
+        prefix = random_program(cfg, rng, int(rng.integers(0, 5)))
+        prefix.append(({"op": int(PimOp.PRE), "all_banks": 1, "bank": 0, "row": 0, "col": 0, "count": 0}, None))
+        prog = prefix + block * int(rng.integers(3, 9))
+        table = [[f["op"], f["all_banks"], f["bank"], f["row"], f["col"], f["count"]] for f, _ in prog]
+        a = ChannelEngine(cfg.pim, cfg.bitserial, functional=False)
+        b = ChannelEngine(cfg.pim, cfg.bitserial, functional=False)
+        a.run_table(table, periodic=True)
+        b.run_table(table, periodic=False)
+        sa, sb = a.stats(), b.stats()
+        assert (sa.cycles, sa.mac_lane_ops, sa.commands) == (sb.cycles, sb.mac_lane_ops, sb.commands), seed
+        np.testing.assert_array_equal(sa.bank_active_cycles, sb.bank_active_cycles)
+
+
+def test_device_engine_runs_once():
+    dev = load_preset("fpga-small")
+    eng = DeviceEngine(dev, functional=False)
+    eng.run([encode("pim", "NOP")])
+    with pytest.raises(AccelError, match=r"runs one program"):
+        eng.run([encode("pim", "NOP")])
