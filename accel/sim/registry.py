@@ -16,6 +16,7 @@ from .harness import Model, Stimulus, Trace
 #: unit name -> module defining ``SPEC``
 UNIT_MODULES: dict[str, str] = {
     "bitserial": "accel.sim.bitserial",
+    "attention": "accel.sim.attention",
 }
 
 
