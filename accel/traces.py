@@ -77,12 +77,12 @@ def parse_text_program(text: str, source: str = "trace") -> list[tuple[int, Any]
                 raise TraceError(f"{where}: {t!r} must be key=value (keys: {', '.join(sorted(names))}, data)")
             k, v = t.split("=", 1)
             k = {"ch": "channel"}.get(k, k)
+            if k not in names and k != "data":
+                raise TraceError(f"{where}: unknown field {k!r}; fields are {', '.join(sorted(names))}, data")
             try:
                 if k == "data":
                     data = [int(x, 0) for x in v.split(",") if x]
                     continue
-                if k not in names:
-                    raise TraceError(f"{where}: unknown field {k!r}; fields are {', '.join(sorted(names))}, data")
                 fields[k] = int(v, 0)
             except ValueError:
                 raise TraceError(f"{where}: {t!r}: the value must be an integer") from None
@@ -598,14 +598,14 @@ class AimSystem:
         c.buf.append(r)
         return True
 
-    def run(self, requests: list[HostRequest]) -> AimResult:
+    def run(self, requests: list[HostRequest], symmetric: bool = True) -> AimResult:
         """Execute the host requests; the count is the simulator's memory_system_cycles.
 
         When every request addresses all channels (the usual AiM kernels), the channels receive equal request streams
         in equal order and stay in lockstep, so one channel is simulated for all (the same cycle count; statistics
         are replicated)."""
         full = (1 << 32) - (1 << (32 - self.nch))
-        symmetric = self.nch > 1 and all(
+        symmetric = symmetric and self.nch > 1 and all(
             (r.kind == "AiM" and ("mask" not in r.f or r.f["mask"] == full) and r.op != "WR_ABK")
             or (r.kind == "W" and r.op != "MEM") or (r.kind == "R" and r.op != "MEM") for r in requests)
         if symmetric:
