@@ -238,3 +238,22 @@ def test_model_stream_errors():
     with pytest.raises(StimulusError, match=r"^K chunk with keys = 5: a chunk holds 1 to rows = 4 keys"):
         model.step({**idle, "k__valid": 1, "k__payload": pk.pack({"data": [0] * cfg.rows, "last": 1, "keys": 5,
                                                                   "pos": 0})})
+
+
+def test_cli_attention(capsys):
+    import json
+
+    from accel.cli import main
+
+    assert main(["array", "attention", "--preset", "fpga-small", "--queries", "6", "--keys", "40",
+                 "--head-dim", "16", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cycles"] == 2 * tile_cycles(16, 10) and out["tiles"] == 2
+    assert out["utilisation_2d"] == pytest.approx(utilisation(16, 10))
+    assert out["keys_for_utilisation_0_9"] == 40
+    assert main(["array", "attention", "--preset", "fpga-small", "--queries", "6", "--keys", "40",
+                 "--head-dim", "17"]) == 2
+    assert capsys.readouterr().err == "accel: error: --head-dim 17: must be between 1 and 16 (the array's head_dim)\n"
+    assert main(["array", "attention", "--preset", "aim-gddr6", "--queries", "6", "--keys", "40",
+                 "--head-dim", "16"]) == 2
+    assert "has no attention array" in capsys.readouterr().err

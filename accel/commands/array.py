@@ -1,4 +1,4 @@
-"""``accel array gemm``: cycles and utilisation of a GEMM on the attention array's 2D PE array."""
+"""``accel array gemm|attention``: cycles and utilisation of a GEMM or an attention head on the attention array."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--json", action="store_true", help="print JSON")
     g.set_defaults(func=gemm)
 
+    a = asub.add_parser("attention", help="cycles, 2D utilisation and buffers of one attention head (closed form)")
+    a.add_argument("--preset", required=True, help="device preset with an attention array (accel devices)")
+    a.add_argument("--queries", type=int, required=True, help="query tokens")
+    a.add_argument("--keys", type=int, required=True, help="key tokens")
+    a.add_argument("--head-dim", type=int, required=True, help="head dimension (at most the array's head_dim)")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=attention)
+
 
 def _array_size(args: argparse.Namespace) -> tuple[int, int]:
     rows, cols = args.rows, args.cols
@@ -41,6 +49,46 @@ def _array_size(args: argparse.Namespace) -> tuple[int, int]:
         missing = "--rows" if rows is None else "--cols"
         raise AccelError(f"{missing} is missing: give the array size with --rows and --cols, or --preset")
     return rows, cols
+
+
+def attention(args: argparse.Namespace) -> int:
+    from ..config import load_preset
+    from ..emulator.units.attention import AttentionArray, attention_cycles, min_chunks_for_utilisation, utilisation
+    from ..numerics import ATTN_MAX_KEYS_LOG2
+
+    dev = load_preset(args.preset)
+    cfg = dev.attention
+    if cfg is None:
+        raise AccelError(f"preset {dev.name} has no attention array; pick a preset with one (accel devices)")
+    for name, v, hi in (("--queries", args.queries, 1 << 40), ("--keys", args.keys, 1 << ATTN_MAX_KEYS_LOG2),
+                        ("--head-dim", args.head_dim, cfg.head_dim)):
+        if not 1 <= v <= hi:
+            raise AccelError(f"{name} {v}: must be between 1 and {hi}"
+                             + (f" (the array's head_dim)" if name == "--head-dim" else
+                                " (the accumulators' key limit)" if name == "--keys" else ""))
+    d = args.head_dim
+    chunks = -(-args.keys // cfg.rows)
+    cycles = attention_cycles(cfg, args.queries, args.keys, d)
+    try:
+        need = min_chunks_for_utilisation(d) * cfg.rows
+    except ValueError:
+        need = None
+    bits = AttentionArray(cfg).state_bits()
+    out = {"preset": dev.name, "rows": cfg.rows, "cols": cfg.cols, "queries": args.queries, "keys": args.keys,
+           "head_dim": d, "tiles": -(-args.queries // cfg.cols), "chunks_per_tile": chunks, "cycles": cycles,
+           "seconds": cycles / (cfg.clock_mhz * 1e6), "utilisation_2d": utilisation(d, chunks),
+           "keys_for_utilisation_0_9": need, "buffer_bits": sum(bits.values()), "buffers": bits}
+    if args.json:
+        from ..cli import print_json
+
+        print_json(out)
+        return 0
+    print(f"attention head {args.queries} queries x {args.keys} keys, d = {d}, on {dev.name} "
+          f"({cfg.rows}x{cfg.cols} + {cfg.cols} 1D PEs)")
+    print(f"  cycles          {cycles}  ({out['tiles']} tiles x {chunks} chunks, {out['seconds'] * 1e6:.3f} us)")
+    print(f"  2D utilisation  {out['utilisation_2d']:.4f}  (0.9 from {need} keys)")
+    print(f"  on-chip state   {out['buffer_bits']} bits (independent of the sequence length)")
+    return 0
 
 
 def gemm(args: argparse.Namespace) -> int:
