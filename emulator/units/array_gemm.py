@@ -42,7 +42,8 @@ from dataclasses import asdict, dataclass
 
 from accel.errors import ConfigError, StimulusError
 
-__all__ = ["DATAFLOWS", "TIMINGS", "GemmTiming", "gemm_timing", "mapping", "ideal_cycles", "MAX_DIM", "MAX_ARRAY"]
+__all__ = ["DATAFLOWS", "TIMINGS", "GemmTiming", "gemm_timing", "mapping", "ideal_cycles", "MAX_DIM", "MAX_ARRAY",
+           "GemmRun", "simulate_native"]
 
 DATAFLOWS = ("os", "ws", "is")
 TIMINGS = ("native", "scalesim")
