@@ -495,3 +495,18 @@ def test_native_count_equals_register_level_simulation():
             assert (run.out == a @ b).all(), (M, K, N, R, C, df)
             assert run.macs == M * K * N
             assert run.cycles == gemm_timing(M, K, N, R, C, df, "native").cycles, (M, K, N, R, C, df)
+
+
+def test_native_exceeds_the_reported_index_only_on_one_full_fold_or_a_1x1_array():
+    for M in range(1, 10):
+        for K in (1, 2, 5):
+            for N in range(1, 10):
+                for R in range(1, 5):
+                    for C in range(1, 5):
+                        for df in DATAFLOWS:
+                            nat = gemm_timing(M, K, N, R, C, df, "native")
+                            ss = gemm_timing(M, K, N, R, C, df, "scalesim")
+                            if nat.cycles > ss.cycles:
+                                assert nat.cycles == ss.cycles + 1
+                                assert (R, C) == (1, 1) or (nat.folds == 1 and nat.spatial_rows == R
+                                                            and nat.spatial_cols == C)
