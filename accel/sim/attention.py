@@ -14,7 +14,7 @@ __all__ = ["SPEC", "TEST_CONFIGS", "make_stimulus", "received_tiles", "check", "
 
 #: Configurations of the equivalence tests: square, skewed (rows != cols), narrow data with a 2-entry exp table and a
 #: tiny head dimension (the softmax step cannot hide under a 1-beat QK), and 16-bit data (the 31-fraction-bit
-#: probabilities and 60-bit accumulators of the large presets).
+#: probabilities and 52/68-bit RD/RNV accumulators of the large presets).
 TEST_CONFIGS: list[AttentionConfig] = [
     AttentionConfig(rows=4, cols=4, head_dim=8, data_bits=8, exp_table_bits=4, clock_mhz=25.0),
     AttentionConfig(rows=3, cols=2, head_dim=5, data_bits=6, exp_table_bits=3, clock_mhz=25.0),
