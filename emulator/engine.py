@@ -14,7 +14,7 @@ cycle after it reaches the channel's head register, and at most one command elem
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -24,8 +24,8 @@ from accel.errors import AccelError
 from accel.isa import TABLES, Family, PimOp
 
 from .units.pim import (
-    ACC_BITS, CFR_CHANNEL_REGS, CFR_DTYPE, PimChannel, PimIllegalError, PimRule, PimTimingError, Timing, describe,
-    illegal_message, pack_slots, timing_message, unpack_slots,
+    ACC_BITS, CFR_CHANNEL_REGS, CFR_DTYPE, CFR_SCALE, MacNumerics, PimChannel, PimIllegalError, PimRule,
+    PimTimingError, Timing, describe, illegal_message, pack_slots, timing_message, unpack_slots,
 )
 
 __all__ = ["ChannelEngine", "DeviceEngine", "Issue", "RunStats", "PimProgram", "decode_program"]
@@ -58,6 +58,16 @@ class RunStats:
     read_words: list[tuple[int, int]] = field(default_factory=list)
 
 
+_STEP_CACHE: dict[Timing, list[tuple[int, int]]] = {}
+
+
+def _steps_of(t: Timing) -> list[tuple[int, int]]:
+    """Run step per op code (single-bank, all-bank), computed once per timing."""
+    if t not in _STEP_CACHE:
+        _STEP_CACHE[t] = [(t.step(op, False), t.step(op, True)) for op in range(16)]
+    return _STEP_CACHE[t]
+
+
 class ChannelEngine:
     """One channel, executed command by command at the earliest legal cycles.
 
@@ -81,10 +91,11 @@ class ChannelEngine:
         # engine builds it only when it needs to name the reason of an illegal command or check a CFR value
         self._bitserial = bitserial
         self._model_obj: PimChannel | None = None
+        self._numerics: MacNumerics | None = None
         if pim.lane == "bitserial" and bitserial is None and functional:
             raise AccelError("a functional engine with lane = 'bitserial' needs the device's BitSerialConfig")
         self._data = self._model if functional else None
-        self._steps = [(self.t.step(op, False), self.t.step(op, True)) for op in range(16)]
+        self._steps = _steps_of(self.t)
         self.reset()
 
     @property
@@ -257,9 +268,11 @@ class ChannelEngine:
         if op == 9:
             return self.n_open == 0
         if op == 10:
-            return (ab or b < p.banks) and self._model._illegal(
-                {"family": 0, "op": op, "all_banks": ab, "bank": b, "row": row, "col": col, "count": count}
-            )[0] == PimRule.NONE
+            if self._numerics is None:
+                self._numerics = MacNumerics(p if p.lane == "int8" or self._bitserial else replace(p, lane="int8"),
+                                             self._bitserial)
+            return (bool(ab) or b < p.banks) and (col in CFR_CHANNEL_REGS or col in (CFR_DTYPE, CFR_SCALE)) \
+                and self._numerics.cfr_ok(col, row)
         return True  # NOP
 
     def _illegal(self, op: int, f: dict[str, int]) -> tuple[PimRule, int | None]:
@@ -451,16 +464,17 @@ class ChannelEngine:
     def _relative_state(self) -> tuple:
         """Everything that decides future timing, relative to ``next``; stamps older than any rule's reach are
         equivalent, so they are clamped."""
-        now, h = self.next, self._horizon()
-
-        def rel(v: int) -> int:
-            return max(v - now, -h)
-
-        return (tuple(rel(v) for name in ("act", "pre", "rtp", "wr", "act_g", "col_g") for v in getattr(self, name)),
-                tuple(rel(getattr(self, name)) for name in self._SCALARS), tuple(rel(v) for v in self.faw),
-                len(self.faw), tuple(self.open), self.n_open,
+        now = self.next
+        h = self._h if hasattr(self, "_h") else self._horizon()
+        self._h = h
+        lo = now - h
+        stamps = (self.act + self.pre + self.rtp + self.wr + self.act_g + self.col_g + list(self.faw)
+                  + [self.ab_act, self.ab_pre, self.ab_rtp, self.ab_wr, self.act_any, self.pre_any, self.rtp_any,
+                     self.wr_any, self.ab_col_g, self.colg_any, self.col_any, self.mac_ab, self.ref, self.bus_free,
+                     self.last_data])
+        return ([v - now if v > lo else -h for v in stamps], len(self.faw), list(self.open), self.n_open,
                 # an open bank's opening time decides its active-cycle count: only shift-invariant if it moves too
-                tuple(v - now for v, o in zip(self.open_since, self.open) if o))
+                [v - now for v, o in zip(self.open_since, self.open) if o])
 
     def _counters(self) -> tuple:
         return (list(self.active_cycles), list(self.mac_elements), self.ab_mac_elements, self.commands,
@@ -501,7 +515,7 @@ class ChannelEngine:
                 nxt[i] = seen.get(sig[i], n)
                 seen[sig[i]] = i
         i = 0
-        issue = self.issue
+        issue = self._issue_lean
         while i < n:
             if periodic and nxt[i] < n:
                 p = nxt[i] - i
@@ -509,25 +523,43 @@ class ChannelEngine:
                 while i + (reps + 1) * p <= n and sig[i + reps * p:i + (reps + 1) * p] == sig[i:i + p]:
                     reps += 1
                 if reps >= 3:
-                    i = self._run_periodic(table, i, p, reps, data)
+                    i = self._run_periodic(table, i, p, reps, sig)
                     continue
             r = table[i]
             issue(r[0], r[1], r[2], r[3], r[4], r[5], data.get(i if ids is None else ids[i]))
             i += 1
 
-    def _run_periodic(self, table: list[list[int]], i: int, p: int, reps: int, data: dict[int, Any]) -> int:
-        issue = self.issue
+    def _issue_lean(self, op: int, ab: int, bank: int, row: int, col: int, count: int, data: Any) -> None:
+        """:meth:`issue` at the earliest cycle, without building its result (the engine's inner loop)."""
+        if count < 1:
+            count = 1
+        if op == 7 and ab:
+            ab, bank, count = 0, 0, self.pim.banks
+        if not self._legal(op, ab, bank, row, col, count):
+            self.issue(op, ab, bank, row, col, count, data)  # raises with the reason
+        t0 = self._earliest(op, ab, bank)
+        if t0 < self.next:
+            t0 = self.next
+        step = self._steps[op][1 if ab else 0]
+        last = t0 + (count - 1) * step
+        self._apply(op, ab, bank, row, col, t0, last, step, count, data)
+        self.next = last + 1
+        self.commands += 1
+        self.elements += count
+
+    def _run_periodic(self, table: list[list[int]], i: int, p: int, reps: int, sig: list) -> int:
+        # S_k: relative state before repetition k. If S_k == S_(k+1), every later repetition repeats the same shift.
         done = 0
-        prev_state, prev_next, prev_counters = None, None, None
+        prev_state, prev_next, prev_counters = self._relative_state(), self.next, self._counters()
         while done < reps:
-            for r in table[i + done * p:i + (done + 1) * p]:
-                issue(r[0], r[1], r[2], r[3], r[4], r[5], None)
+            # a repetition may itself hold repeated blocks (nested loops): run it through run_table
+            self.run_table(table[i + done * p:i + (done + 1) * p], None, None, True,
+                           sig[i + done * p:i + (done + 1) * p])
             done += 1
             state, counters = self._relative_state(), self._counters()
-            if prev_state is not None and state == prev_state and done < reps:
-                left = reps - done
+            if state == prev_state and done < reps:
+                self._shift(self.next - prev_next, reps - done, prev_counters, counters)
                 # rows differ between repetitions: the open rows after the jump are the last repetition's
-                self._shift(self.next - prev_next, left, prev_counters, counters)
                 for r in table[i + (reps - 1) * p:i + reps * p]:
                     if r[0] == 1:
                         for b in (range(self.pim.banks) if r[1] else (r[2],)):
@@ -589,7 +621,8 @@ class PimProgram:
         out = {}
         for name, (off, width) in _PIM.offsets().items():
             out[name] = ((w >> np.uint64(off)) & np.uint64((1 << width) - 1)).astype(np.int64)
-        bad = np.nonzero((out["family"] != int(Family.PIM)) | ~np.isin(out["op"], sorted(_OPS))
+        # PIM ops are 0..max (contiguous), the family code of PIM is 0
+        bad = np.nonzero((out["family"] != int(Family.PIM)) | (out["op"] > max(_OPS))
                          | ((w >> np.uint64(_PIM.bits)) != 0))[0]
         if len(bad):
             i = int(bad[0])
@@ -629,8 +662,15 @@ class DeviceEngine:
         self.dedup = dedup and not functional
         self.periodic = periodic and not functional
         p = device.pim
-        self.channels = [ChannelEngine(p, device.bitserial if p.lane == "bitserial" else None, functional)
-                         for _ in range(p.channels)]
+        self._bs = device.bitserial if p.lane == "bitserial" else None
+        # timing-only engines are built when a channel first runs (equal channels share one)
+        self.channels: list[ChannelEngine | None] = (
+            [ChannelEngine(p, self._bs, True) for _ in range(p.channels)] if functional else [None] * p.channels)
+
+    def _channel(self, c: int) -> ChannelEngine:
+        if self.channels[c] is None:
+            self.channels[c] = ChannelEngine(self.device.pim, self._bs, self.functional)
+        return self.channels[c]
 
     def run(self, program: Any) -> RunStats:
         """Run a program (:class:`PimProgram`, words, or ``(word, data)`` pairs). Returns device totals."""
@@ -662,7 +702,7 @@ class DeviceEngine:
                     self._copy(done[key], c)
                     continue
                 done[key] = c
-            self.channels[c].run_table(table[idx].tolist(), prog.data, idx.tolist(), periodic=self.periodic,
+            self._channel(c).run_table(table[idx].tolist(), prog.data, idx.tolist(), periodic=self.periodic,
                                        sig=sig[idx].tolist() if self.periodic else None)
         return self.stats()
 
@@ -673,7 +713,8 @@ class DeviceEngine:
     def stats(self) -> RunStats:
         cache: dict[int, RunStats] = {}
         per = []
-        for c in self.channels:
+        for i in range(len(self.channels)):
+            c = self._channel(i)
             key = c._stats_key
             if key not in cache:
                 cache[key] = c.stats()
