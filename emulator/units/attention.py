@@ -40,7 +40,7 @@ from accel.numerics import (_attn_dtype, attn_format, attn_reciprocal, attention
 from accel.sim.packing import Packer
 
 __all__ = ["AttentionArray", "tile_cycles", "attention_cycles", "utilisation", "run_attention", "AttentionRun",
-           "SM_CYCLES", "min_chunks_for_utilisation"]
+           "SM_CYCLES", "min_chunks_for_utilisation", "tile_beats", "golden"]
 
 LOADQ, RUN, DIV, OUT = range(4)
 IDLE, QK, V = range(3)
