@@ -139,9 +139,15 @@ def prologue(cfg: PimUnitConfig, rng: np.random.Generator, rows: list[int]) -> l
 
 
 def make_stimulus(cfg: PimUnitConfig, seed: int, n: int | None = None) -> Stimulus:
-    """A random legal program in wait mode after a prologue that writes the (two) rows it uses, command and data
-    streams always valid; ``expected`` = the engine's schedule. Runs until four cycles after the engine's last
-    cycle."""
+    """A random legal program after a prologue that writes the (two) rows it uses.
+
+    Two seeds in three: wait mode, command and data streams always valid; ``expected`` = the engine's schedule.
+    Every third seed: the error paths — commands offered in random cycles, ``strict`` on in random cycles (so
+    commands arrive too early and are refused with the rule's code), illegal commands mixed in (closed banks, banks
+    and registers out of range, datatypes not built); ``expected`` is None (the RTL is compared with the model only).
+    Runs until four cycles after the last activity."""
+    if seed % 3 == 2:
+        return _error_stimulus(cfg, seed)
     rng = np.random.default_rng(seed)
     rows = sorted(set(int(r) for r in rng.integers(0, cfg.pim.rows, 2)))
     prog = prologue(cfg, rng, rows) + random_program(cfg, rng, n if n is not None else int(rng.integers(10, 40)),
@@ -161,9 +167,52 @@ def make_stimulus(cfg: PimUnitConfig, seed: int, n: int | None = None) -> Stimul
     )
 
 
+def _error_stimulus(cfg: PimUnitConfig, seed: int) -> Stimulus:
+    rng = np.random.default_rng(seed)
+    p = cfg.pim
+    rows = sorted(set(int(r) for r in rng.integers(0, p.rows, 2)))
+    prog = prologue(cfg, rng, rows)
+    n_pro = len(prog)
+    body = random_program(cfg, rng, int(rng.integers(10, 40)), rows)
+    z = {"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0}
+    bad = [({"op": int(PimOp.RD), **z, "bank": int(rng.integers(p.banks))}, None),
+           ({"op": int(PimOp.ACT), **z, "bank": min(63, p.banks + int(rng.integers(0, 3)))}, None),
+           ({"op": int(PimOp.CFR), **z, "col": 5, "row": 1}, None),
+           ({"op": int(PimOp.CFR), **z, "col": 8, "row": 15}, None),
+           ({"op": int(PimOp.MAC), **z, "all_banks": 1, "col": p.columns - 1, "count": 2}, None),
+           ({"op": int(PimOp.REF), **z}, None)]
+    for _ in range(int(rng.integers(1, 4))):
+        body.insert(int(rng.integers(0, len(body) + 1)), bad[int(rng.integers(len(bad)))])
+    prog += body
+    words = program_words(prog)
+    data = [w for _, d in prog if d for w in d]
+    bound = schedule(cfg, prog[:n_pro])["cycles"] + 60 * len(body) + 200
+    pv = float(rng.uniform(0.2, 0.9))
+    valid = [1] * bound
+    strict = [0] * bound
+    start = schedule(cfg, prog[:n_pro])["cycles"]
+    for c in range(start, bound):
+        valid[c] = int(rng.random() < pv)
+        strict[c] = int(rng.random() < 0.7)
+    stim = Stimulus(sources={"cmd": words, "wdata": data}, source_valid={"cmd": valid, "wdata": [1] * bound},
+                    sink_ready={}, plain={"strict": strict}, cycles=bound, label=f"{cfg.name} seed {seed} (errors)",
+                    expected=None)
+    trace = run_model(_model(cfg), stim)
+    last = max([c for c, o in enumerate(trace) if o["issued"] or o["rdata__valid"] or o["cmd__ready"] == 0]
+               + [0])
+    n = min(bound, last + 4)
+    stim.cycles = n
+    stim.source_valid = {k: v[:n] for k, v in stim.source_valid.items()}
+    stim.plain = {k: v[:n] for k, v in stim.plain.items()}
+    return stim
+
+
 def check(cfg: PimUnitConfig, stim: Stimulus, trace: Trace) -> list[str]:
-    """Compare a trace with the engine's schedule (issue cycles, read beats, no error)."""
+    """Compare a trace with the engine's schedule (issue cycles, read beats, no error); error-path stimuli have no
+    engine schedule (they are compared with the RTL only)."""
     exp = stim.expected
+    if exp is None:
+        return []
     msgs = []
     issued = [c for c, o in enumerate(trace) if o["issued"]]
     if issued != exp["issues"]:

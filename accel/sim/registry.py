@@ -17,6 +17,7 @@ from .harness import Model, Stimulus, Trace
 UNIT_MODULES: dict[str, str] = {
     "bitserial": "accel.sim.bitserial",
     "attention": "accel.sim.attention",
+    "pim": "accel.sim.pim",
 }
 
 
