@@ -22,10 +22,10 @@ channels' controllers (33 entries); RD_MAC, RD_AF, SYNC and EOC block the DMA un
 controller serves its AiM queue in order, one DRAM command per cycle, inserting the prerequisite commands the
 request needs (ACT16 / PREA for all-bank requests, ACT / PRE for single-bank ones) and a mode change (TMOD, then
 nMODCH cycles) between register and array accesses, and checks GDDR6-AiM's timing table (:data:`AIM_RULES`, the
-constraints of the simulator's ``GDDR6.cpp`` as data). The count is the simulator's ``memory_system_cycles``. What
-is not modelled: conventional read/write requests are served in order (the simulator uses FR-FCFS and a
-read/write mode switch), and refresh (the simulator's all-bank refresh manager finds no rank level in its GDDR6
-model and never refreshes, so none is modelled either).
+constraints of the simulator's ``GDDR6.cpp`` as data). Conventional requests (``R/W MEM``, ``RD_SBK``, ``WR_SBK``)
+are scheduled FR-FCFS with its row-opening buffer, read/write watermarks and write-to-read forwarding. The count is
+the simulator's ``memory_system_cycles`` (equal on every trace tried, see docs/pim.md). Not modelled: refresh (the
+simulator's all-bank refresh manager finds no rank level in its GDDR6 model and never refreshes).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from .errors import AccelError, EncodingError
 from .isa import TABLES, Family, PimOp, encode
 
 __all__ = ["TraceError", "parse_text_program", "parse_aim_trace", "is_aim_trace", "AimSystem", "AimResult",
-           "AIM_EXTRA_TIMING", "AIM_RULES", "run_trace"]
+           "AIM_EXTRA_TIMING", "AIM_RUNTIME_TIMING", "AIM_RULES", "run_trace"]
 
 
 class TraceError(AccelError, ValueError):
@@ -107,6 +107,10 @@ def parse_text_program(text: str, source: str = "trace") -> list[tuple[int, Any]
 #: commit 0f28a07, src/dram/impl/GDDR6.cpp; the last six are fixed in set_timing_vals).
 AIM_EXTRA_TIMING = dict(nRCDEWMUL=25, nRCDRDAF=86, nRCDRDCP=66, nRCDWRCP=48, nWTRS=9, nWTRL=11, nRFCpb=105,
                         nRREFD=21, nMODCH=32, nCLREG=0, nCLGB=1, nCWLREG=1, nCWLGB=1, nWPRE=1)
+
+#: What the simulator's GDDR6 model does at run time to its timing (set_timing_vals: the x16 / 2000 MT/s rows of its
+#: nRRDS, nRRDL and nFAW tables overwrite the preset's values).
+AIM_RUNTIME_TIMING = dict(nRRDS=5, nRRDL=6, nFAW=28)
 
 AIM_COMMANDS = ("ACT", "PREA", "PRE", "RD", "WR", "RDA", "WRA", "REFab", "REFpb", "ACT4", "ACT16", "PRE4", "MAC",
                 "MAC16", "AF16", "EWMUL16", "RDCP", "WRCP", "WRGB", "RDMAC16", "RDAF16", "WRMAC16", "WRA16", "TMOD")
@@ -337,6 +341,7 @@ class _Req:
     aim: bool                 # False: conventional read/write
     special: str = ""         # "EOC" / "SYNC"
     issue: int = -1
+    arrive: int = 0
 
 
 @dataclass
@@ -363,7 +368,11 @@ class _Channel:
         self.ready_bg = [[-1] * nc for _ in range(g)]
         self.ready_bank = [[[-1] * nc for _ in range(bpg)] for _ in range(g)]
         self.row: list[list[int | None]] = [[None] * bpg for _ in range(g)]
-        self.buf: deque[_Req] = deque()
+        self.buf: deque[_Req] = deque()       # AiM requests, in order
+        self.reads: list[_Req] = []            # conventional requests (FR-FCFS)
+        self.writes: list[_Req] = []
+        self.opening: list[_Req] = []          # conventional requests whose row is being opened
+        self.write_mode = False
         self.pending_reads: deque[tuple[int, _Req]] = deque()
         self.pending_writes: list[int] = []
         self.regmode = False
@@ -445,6 +454,38 @@ class _Channel:
         self.s.command_counts[name] = self.s.command_counts.get(name, 0) + 1
 
     # -- controller ---------------------------------------------------------------------------------------------------
+    def send(self, r: _Req) -> bool:
+        """A request from the DMA; False if the controller cannot take it now (as the simulator's send)."""
+        if r.aim:
+            if self.reads or self.writes:
+                return False
+            if len(self.buf) >= self.s.queue:
+                return False
+            self.buf.append(r)
+            return True
+        if self.buf:
+            return False
+        if AIM_COMMANDS[r.final] == "RD" and self.writes:
+            # the simulator forwards a read from any buffered write (their addresses are all unset, hence equal)
+            self.pending_reads.append((self.clk + 1, r))
+            return True
+        q = self.reads if AIM_COMMANDS[r.final] == "RD" else self.writes
+        if len(q) >= self.s.queue:
+            return False
+        r.arrive = self.clk
+        q.append(r)
+        return True
+
+    def _best(self, q: list[_Req], clk: int) -> tuple[_Req, int, bool]:
+        """FR-FCFS: the oldest ready request, else the oldest (prerequisite command computed for each)."""
+        best, bcmd, bready = None, -1, False
+        for r in q:
+            cmd = self.preq(r)
+            ready = clk >= self.ready_at(cmd, r)
+            if best is None or (ready and not bready) or (ready == bready and r.arrive < best.arrive):
+                best, bcmd, bready = r, cmd, ready
+        return best, bcmd, bready
+
     def tick(self) -> None:
         self.clk += 1
         clk = self.clk
@@ -458,17 +499,42 @@ class _Channel:
                     self.s.receive(r)
         if self.pending_writes:
             self.pending_writes = [d for d in self.pending_writes if d > clk]
-        # 2. the head request (in order)
-        if not self.buf:
-            return
-        r = self.buf[0]
-        if r.special:
-            self.buf.popleft()
-            self.pending_reads.append((clk, r))
-            return
-        cmd = self.preq(r)
-        if clk < self.ready_at(cmd, r):
-            return
+        # 2. pick a request: rows being opened for conventional requests first, then the AiM queue in order, then
+        #    conventional reads or writes (FR-FCFS, with the simulator's read/write mode watermarks)
+        r, cmd, q = None, -1, None
+        if self.opening:
+            r, cmd, ready = self._best(self.opening, clk)
+            q = self.opening if ready else None
+        if q is None:
+            r = None
+            if self.buf:
+                r = self.buf[0]
+                if r.special:
+                    self.buf.popleft()
+                    self.pending_reads.append((clk, r))
+                    return
+                cmd = self.preq(r)
+                if clk < self.ready_at(cmd, r):
+                    return
+                q = self.buf
+            elif self.reads or self.writes:
+                if not self.write_mode:
+                    if len(self.writes) > 0.8 * 32 or not self.reads:
+                        self.write_mode = True
+                elif len(self.writes) < 0.2 * 32 and self.reads:
+                    self.write_mode = False
+                pool = self.writes if self.write_mode else self.reads
+                if not pool:
+                    return
+                r, cmd, ready = self._best(pool, clk)
+                if not ready:
+                    return
+                q = pool
+            else:
+                return
+        name = AIM_COMMANDS[cmd]
+        if name in ("PRE", "RDA", "WRA") and any(a.bg == r.bg and a.bank == r.bank for a in self.opening):
+            return  # would close a row another request has just opened
         if r.regmode != self.regmode:
             cmd = _C["TMOD"]
             self.regmode = not self.regmode
@@ -477,11 +543,17 @@ class _Channel:
         self.issue(cmd, r, clk)
         if cmd == r.final:
             depart = clk + self.s.latency[cmd]
-            if r.blocking:
+            if r.blocking or (not r.aim and AIM_COMMANDS[r.final] == "RD"):
                 self.pending_reads.append((depart, r))
             else:
                 self.pending_writes.append(depart)
-            self.buf.popleft()
+            if q is self.buf:
+                self.buf.popleft()
+            else:
+                q.remove(r)
+        elif not r.aim and name in ("ACT", "ACT4", "ACT16") and q is not self.opening:
+            q.remove(r)
+            self.opening.append(r)
 
     def next_event(self) -> int:
         """Earliest cycle (> clk) at which this channel's tick can change anything."""
@@ -490,6 +562,8 @@ class _Channel:
             cands.append(min(self.pending_writes))
         if self.pending_reads:
             cands.append(self.pending_reads[0][0])
+        if self.reads or self.writes or self.opening:
+            return self.clk + 1
         if self.buf:
             r = self.buf[0]
             if r.special:
@@ -510,15 +584,21 @@ class AimSystem:
         :data:`AIM_EXTRA_TIMING`.
     queue:
         Entries of a controller's AiM request queue (the simulator's buffer takes up to 33).
+    runtime_overrides:
+        Apply what the simulator does to its timing at run time: its GDDR6 model replaces nRRDS, nRRDL and nFAW by
+        its JEDEC table for x16 devices at 2000 MT/s (5, 6, 28 cycles; :data:`AIM_RUNTIME_TIMING`), whatever the
+        preset says. Only single-bank activates feel it.
     """
 
-    def __init__(self, device: DeviceConfig, queue: int = 33) -> None:
+    def __init__(self, device: DeviceConfig, queue: int = 33, runtime_overrides: bool = True) -> None:
         p = device.pim
         t = p.timing
         self.device = device
         vals = dict(nBL=t.nBL, nCL=t.nCL, nRCDRD=t.nRCD, nRCDRDMAC=t.nRCD_MAC, nRCDWR=t.nRCDWR, nRP=t.nRP,
                     nRAS=t.nRAS, nRC=t.nRC, nWR=t.nWR, nRTP=t.nRTP, nCWL=t.nCWL, nCCDS=t.nCCDS, nCCDL=t.nCCDL,
                     nRRDS=t.nRRDS, nRRDL=t.nRRDL, nFAW=t.nFAW, nRFC=t.nRFC, nREFI=t.nREFI, **AIM_EXTRA_TIMING)
+        if runtime_overrides:
+            vals.update(AIM_RUNTIME_TIMING)
         self.timing = vals
         self.groups, self.bpg = p.bank_groups, p.banks_per_group
         self.nch = p.channels
@@ -592,11 +672,7 @@ class AimSystem:
         return index // self.bpg, index % self.bpg
 
     def _send(self, ch: int, r: _Req) -> bool:
-        c = self.channels[ch]
-        if len(c.buf) >= self.queue:
-            return False
-        c.buf.append(r)
-        return True
+        return self.channels[ch].send(r)
 
     def run(self, requests: list[HostRequest], symmetric: bool = True) -> AimResult:
         """Execute the host requests; the count is the simulator's memory_system_cycles.

@@ -66,12 +66,71 @@ def random_trace(seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mixed_trace(k: int) -> str:
+    """Every ISR, conventional R/W MEM, RD_SBK/WR_SBK, CFR writes, mixed channel masks (generator behind mix0..9)."""
+    rng = random.Random(100 + k)
+
+    def mask():
+        return rng.choice([0xffffffff, 0x80000000, 0x0000ffff, 0xf0f0f0f0, 0x1, 0x3, 0x40000000])
+
+    lines = []
+    for _ in range(rng.randint(30, 90)):
+        r = rng.random()
+        if r < 0.12:
+            lines.append(f"{rng.choice('WR')} MEM {rng.randint(0, 31)} {rng.randint(0, 15)} {rng.randint(0, 5)}")
+        elif r < 0.2:
+            lines.append(f"AiM RD_SBK 0 {mask():#x} {rng.randint(0, 15)} {rng.randint(0, 5)}")
+        elif r < 0.3:
+            lines.append(f"AiM WR_SBK 0 {mask():#x} {rng.randint(0, 15)} {rng.randint(0, 5)}")
+        elif r < 0.45:
+            lines.append(f"AiM MAC_ABK {rng.randint(1, 64)} {mask():#x} {rng.randint(0, 5)}")
+        elif r < 0.52:
+            lines.append(f"AiM MAC_SBK {rng.randint(1, 32)} {mask():#x} {rng.randint(0, 15)} {rng.randint(0, 5)}")
+        elif r < 0.6:
+            lines.append(f"AiM WR_GB {rng.randint(1, 64)} 0 {mask():#x}")
+        elif r < 0.66:
+            lines.append(f"AiM RD_MAC 0 {mask():#x}")
+        elif r < 0.7:
+            lines.append(f"AiM WR_BIAS 0 {mask():#x}")
+        elif r < 0.74:
+            lines.append(f"AiM COPY_BKGB {rng.randint(1, 16)} {mask():#x} {rng.randint(0, 15)} {rng.randint(0, 5)}")
+        elif r < 0.78:
+            lines.append(f"AiM COPY_GBBK {rng.randint(1, 16)} {mask():#x} {rng.randint(0, 15)} {rng.randint(0, 5)}")
+        elif r < 0.82:
+            lines.append(f"AiM AF {mask():#x}")
+        elif r < 0.85:
+            lines.append(f"AiM RD_AF 0 {mask():#x}")
+        elif r < 0.88:
+            lines.append(f"AiM EWMUL {rng.randint(1, 16)} {mask():#x} {rng.randint(0, 5)}")
+        elif r < 0.91:
+            lines.append("AiM SYNC")
+        elif r < 0.94:
+            lines.append(f"AiM WR_ABK 0 {rng.choice([1, 2, 0x80000000]):#x} {rng.randint(0, 5)}")
+        elif r < 0.97:
+            lines.append(f"W CFR {rng.randint(0, 2)} {rng.randint(0, 1)}")
+        else:
+            lines.append("AiM EWADD 4 0 1")
+    lines.append("AiM EOC")
+    return "\n".join(lines) + "\n"
+
+
+def weight_load_trace() -> str:
+    """CENT-style weight loading: WR_SBK bursts interleaved over the bank groups, 8 rows of one channel."""
+    lines = [f"AiM WR_SBK 0 0x80000000 {bank} {row}" for row in range(8) for _ in range(4)
+             for bank in (0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)]
+    return "\n".join(lines + ["AiM EOC"]) + "\n"
+
+
 GOLDEN = [
     ("micro_rdmac_1024_16banks", micro("AiM RD_MAC 8 0xffffffff", 1024), 3106),
     ("micro_wrbias_1024_16banks", micro("AiM WR_BIAS 4 0xffffffff", 1024), 2083),
     ("micro_wrab_1024_1bank", micro("AiM WR_ABK 4 0x80000000 {i}", 1024), 103393),
     ("macab_64_rows", micro("AiM MAC_ABK 64 0xffffffff {i}", 64), 14423),
     *[(f"rand{k}", random_trace(k), c) for k, c in enumerate([4829, 3607, 3847, 3994, 2733, 3530])],
+    *[(f"mix{k}", mixed_trace(k), c)
+      for k, c in enumerate([2243, 3813, 1969, 4600, 1822, 5075, 4308, 2095, 1608, 2076])],
+    ("weight_load", weight_load_trace(), 1609),
+    ("single_bank_reads", "R MEM 0 1 2\nR MEM 0 1 3\nR MEM 0 2 2\nR MEM 0 1 2\nAiM EOC\n", 96),
 ]
 
 
