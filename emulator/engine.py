@@ -615,6 +615,19 @@ class PimProgram:
                 words.append(int(item))
         return cls(np.array(words, dtype=np.uint64), data)
 
+    def check(self) -> None:
+        """Reject words that are not PIM commands (family PIM, a PIM op, bits above the fields zero)."""
+        w = self.words
+        off_f, wf = _PIM.offsets()["family"]
+        off_o, wo = _PIM.offsets()["op"]
+        fam = (w >> np.uint64(off_f)) & np.uint64((1 << wf) - 1)
+        op = (w >> np.uint64(off_o)) & np.uint64((1 << wo) - 1)
+        bad = np.nonzero((fam != int(Family.PIM)) | (op > max(_OPS)) | ((w >> np.uint64(_PIM.bits)) != 0))[0]
+        if len(bad):
+            i = int(bad[0])
+            raise AccelError(f"command {i}: word {int(w[i]):#018x} is not a PIM command (family PIM, a PIM op, bits "
+                             f"above {_PIM.bits} zero); encode it with accel.isa.encode('pim', ...)")
+
     def fields(self) -> dict[str, np.ndarray]:
         """Every field of every word, vectorised (int64 arrays); rejects words that are not PIM commands."""
         w = self.words
@@ -679,8 +692,15 @@ class DeviceEngine:
                              "DeviceEngine for the next program")
         self._ran = True
         prog = PimProgram.of(program)
-        f = prog.fields()
-        ch = f["channel"]
+        w = prog.words
+        offs = _PIM.offsets()
+
+        def field_of(words: np.ndarray, name: str) -> np.ndarray:
+            off, width = offs[name]
+            return ((words >> np.uint64(off)) & np.uint64((1 << width) - 1)).astype(np.int64)
+
+        prog.check()
+        ch = field_of(w, "channel")
         nch = len(self.channels)
         if len(ch) and int(ch.max()) >= nch:
             i = int(np.argmax(ch >= nch))
@@ -688,27 +708,42 @@ class DeviceEngine:
                              f"(0..{nch - 1})")
         order = np.argsort(ch, kind="stable")
         bounds = np.searchsorted(ch[order], np.arange(nch + 1))
-        table = np.stack([f["op"], f["all_banks"], f["bank"], f["row"], f["col"], f["count"]], axis=1)
-        cmask = np.uint64(((1 << _PIM.width("channel")) - 1) << _PIM.offsets()["channel"][0])
-        keyed = prog.words & ~cmask
-        # a command's timing signature: everything but the channel and the row address
-        sig = f["op"] | (f["all_banks"] << 4) | (f["bank"] << 5) | (f["col"] << 12) | (f["count"] << 24)
-        done: dict[bytes, int] = {}
+        # a command's timing signature: the word without its channel and row (rows do not change the schedule);
+        # functional runs need every channel
+        rep = list(range(nch))
+        if self.dedup:
+            drop = np.uint64((((1 << offs["channel"][1]) - 1) << offs["channel"][0])
+                             | (((1 << offs["row"][1]) - 1) << offs["row"][0]))
+            keyed = (w & ~drop)[order]
+            counts = np.diff(bounds)
+            if len(set(counts.tolist())) == 1 and counts[0] > 0:
+                rows = keyed.reshape(nch, -1)
+                _, first, inverse = np.unique(rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel(),
+                                              return_index=True, return_inverse=True)
+                rep = [int(first[k]) for k in inverse.ravel()]
+            else:
+                seen: dict[bytes, int] = {}
+                for c in range(nch):
+                    rep[c] = seen.setdefault(keyed[bounds[c]:bounds[c + 1]].tobytes(), c)
+            # rows are left out of the signature, so a channel whose ACT names a row that does not exist runs itself
+            # (and raises its error)
+            acts = field_of(w, "op") == int(PimOp.ACT)
+            for c in set(ch[acts & (field_of(w, "row") >= self.device.pim.rows)].tolist()):
+                rep[c] = c
         for c in range(nch):
+            if rep[c] != c:
+                self.channels[c] = self._channel(rep[c])
+                continue
             idx = order[bounds[c]:bounds[c + 1]]
-            if self.dedup:
-                key = keyed[idx].tobytes()
-                if key in done:
-                    self._copy(done[key], c)
-                    continue
-                done[key] = c
-            self._channel(c).run_table(table[idx].tolist(), prog.data, idx.tolist(), periodic=self.periodic,
-                                       sig=sig[idx].tolist() if self.periodic else None)
+            sub = w[idx]
+            cols = [field_of(sub, n) for n in ("op", "all_banks", "bank", "row", "col", "count")]
+            table = np.stack(cols, axis=1).tolist()
+            sig = None
+            if self.periodic:
+                op, ab, bank, _, col, count = cols
+                sig = (op | (ab << 4) | (bank << 5) | (col << 12) | (count << 24)).tolist()
+            self._channel(c).run_table(table, prog.data, idx.tolist(), periodic=self.periodic, sig=sig)
         return self.stats()
-
-    def _copy(self, src: int, dst: int) -> None:
-        # equal command streams: the channel's state is the source's (shared; timing-only engines keep no data)
-        self.channels[dst] = self.channels[src]
 
     def stats(self) -> RunStats:
         cache: dict[int, RunStats] = {}

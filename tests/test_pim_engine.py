@@ -213,3 +213,14 @@ def test_device_engine_runs_once():
     eng.run([encode("pim", "NOP")])
     with pytest.raises(AccelError, match=r"runs one program"):
         eng.run([encode("pim", "NOP")])
+
+
+def test_dedup_still_checks_every_channel():
+    """Channels are deduplicated without their row addresses, but a row that does not exist is still an error."""
+    dev = load_preset("aim-gddr6")
+    words = [encode("pim", "ACT", channel=c, all_banks=1, row=5) for c in range(dev.pim.channels)]
+    words[7] = encode("pim", "ACT", channel=7, all_banks=1, row=dev.pim.rows)
+    from accel.emulator.units.pim import PimIllegalError
+
+    with pytest.raises(PimIllegalError, match=r"addresses outside the channel"):
+        DeviceEngine(dev, functional=False).run(words)
