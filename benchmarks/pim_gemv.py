@@ -74,7 +74,12 @@ def main() -> None:
         st = eng.run(fplan.program)
         y = fplan.results([c.reads for c in eng.channels])
         wall = time.perf_counter() - t
-        exact = bool((y == golden_gemv(dev, w, x, dt, sc)).all()) if n <= 1024 else None
+        # every group is int8 with scale 1 here, so the golden bit-serial result is the int8 product (wrapped)
+        w8 = (w.astype(np.int64) & 0xFF) - ((w.astype(np.int64) & 0x80) << 1)
+        gold = (w8 @ x.astype(np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)
+        if n <= 256:  # and, on a small size, the general golden model agrees with that shortcut
+            assert (gold == golden_gemv(dev, w, x, dt, sc)).all()
+        exact = bool((y == gold).all())
         cycles.add(st.cycles)
         out["modes"]["functional"] = {"simulated_cycles": st.cycles, "wall_s": round(wall, 4),
                                       "cycles_per_s": round(st.cycles / wall),

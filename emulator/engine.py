@@ -438,19 +438,32 @@ class ChannelEngine:
         return arr
 
     def _mac(self, d: PimChannel, targets: Iterable[int], col: int, count: int) -> None:
+        """A MAC run on ``targets``, vectorised over banks, columns and lanes (same numerics as the model's)."""
         p = self.pim
         n = d.numerics
+        targets = list(targets)
+        banks = [d.banks[b] for b in targets]
         gcols = (np.arange(col, col + count) % p.gb_columns)
-        x = n.acts(d.gb[gcols])                       # count x lanes
-        for b in targets:
-            bk = d.banks[b]
-            w = n.weights(bk.row_data(self.row[b])[col:col + count], bk.dtype)
-            s = (w * x).sum(axis=0)
-            if n.bitserial is not None:
-                s = s * bk.scale
-            bk.acc = n.wrap(bk.acc + s)
+        x = n.acts(d.gb[gcols])                                            # count x lanes
+        raw = np.stack([bk.row_data(self.row[b])[col:col + count] for b, bk in zip(targets, banks)])
+        if n.bitserial is None:
+            w = n.weights(raw, 0)
+        else:
+            dts = [bk.dtype for bk in banks]
+            if len(set(dts)) == 1:
+                w = n.weights(raw, dts[0])
+            else:
+                w = np.empty_like(raw)
+                for dt in set(dts):
+                    sel = [i for i, v in enumerate(dts) if v == dt]
+                    w[sel] = n.weights(raw[sel], dt)
+        s = np.einsum("bcl,cl->bl", w, x)                                  # banks x lanes
+        if n.bitserial is not None:
+            s = s * np.array([bk.scale for bk in banks], dtype=np.int64)[:, None]
+        acc = n.wrap(np.stack([bk.acc for bk in banks]) + s)
+        for i, bk in enumerate(banks):
+            bk.acc = acc[i]
 
-    # ---------------------------------------------------------------------------------------------------------------
     # ---------------------------------------------------------------------------------------------------------------
     _STAMPS = ("act", "pre", "rtp", "wr", "act_g", "col_g", "open_since")
     _SCALARS = ("ab_act", "ab_pre", "ab_rtp", "ab_wr", "act_any", "pre_any", "rtp_any", "wr_any", "ab_col_g",
