@@ -162,13 +162,20 @@ def gemv_plan(device: DeviceConfig, w: np.ndarray, x: np.ndarray, layout: str = 
                          col=0, count=j1 - j0)
                 row = blk * rows_per_block + j0 // C
                 _cmd(plan, ch, PimOp.ACT, all_banks=1, row=row)
-                j = j0
+                # one MAC run per stretch of groups whose datatypes and scales need no CFR write in between
+                j = run0 = j0
                 while j < j1:
                     end = j1 if gsize is None else min(j1, (j // gsize + 1) * gsize)
                     if bs is not None:
-                        _group_cfr(plan, ch, cur, rows, blk, B, dtypes, scales, (k0 // L + j) // gsize)
-                    _cmd(plan, ch, PimOp.MAC, all_banks=1, col=j % C, count=end - j)
+                        cfrs = _group_cfr(cur, rows, blk, B, dtypes, scales, (k0 // L + j) // gsize)
+                        if cfrs:
+                            if j > run0:
+                                _cmd(plan, ch, PimOp.MAC, all_banks=1, col=run0 % C, count=j - run0)
+                            run0 = j
+                            for f in cfrs:
+                                _cmd(plan, ch, PimOp.CFR, **f)
                     j = end
+                _cmd(plan, ch, PimOp.MAC, all_banks=1, col=run0 % C, count=j1 - run0)
                 _cmd(plan, ch, PimOp.PRE, all_banks=1)
             _cmd(plan, ch, PimOp.RDMAC, all_banks=1)
             for b in range(B):
@@ -177,8 +184,10 @@ def gemv_plan(device: DeviceConfig, w: np.ndarray, x: np.ndarray, layout: str = 
     return plan
 
 
-def _group_cfr(plan: GemvPlan, ch: int, cur: dict, rows: np.ndarray, blk: int, B: int, dtypes: np.ndarray,
-               scales: np.ndarray, g: int) -> None:
+def _group_cfr(cur: dict, rows: np.ndarray, blk: int, B: int, dtypes: np.ndarray, scales: np.ndarray,
+               g: int) -> list[dict[str, int]]:
+    """The CFR writes (fields) that give each bank group ``g``'s datatype and scale, updating ``cur``: one all-bank
+    write per register when every bank agrees, per-bank writes otherwise, nothing for values already set."""
     want = {}
     for b in range(B):
         i = blk * B + b
@@ -186,6 +195,7 @@ def _group_cfr(plan: GemvPlan, ch: int, cur: dict, rows: np.ndarray, blk: int, B
             want[b] = (int(dtypes[rows[i], g]), int(scales[rows[i], g]))
         else:
             want[b] = cur.get(b, (None, None))
+    out: list[dict[str, int]] = []
     for reg, idx in ((CFR_DTYPE, 0), (CFR_SCALE, 1)):
         vals = {b: v[idx] for b, v in want.items() if v[idx] is not None}
         if not vals:
@@ -193,13 +203,14 @@ def _group_cfr(plan: GemvPlan, ch: int, cur: dict, rows: np.ndarray, blk: int, B
         if len(set(vals.values())) == 1 and len(vals) == B:
             (v,) = set(vals.values())
             if any(cur.get(b, (None, None))[idx] != v for b in range(B)):
-                _cmd(plan, ch, PimOp.CFR, all_banks=1, col=reg, row=v)
+                out.append(dict(all_banks=1, col=reg, row=v))
         else:
             for b, v in vals.items():
                 if cur.get(b, (None, None))[idx] != v:
-                    _cmd(plan, ch, PimOp.CFR, bank=b, col=reg, row=v)
+                    out.append(dict(bank=b, col=reg, row=v))
     for b, v in want.items():
         cur[b] = v
+    return out
 
 
 def golden_gemv(device: DeviceConfig, w: np.ndarray, x: np.ndarray, dtypes: np.ndarray | None = None,
