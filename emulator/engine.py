@@ -421,8 +421,9 @@ class ChannelEngine:
                     d.banks[b].acc[:] = 0
         elif op == 9:  # REF
             self.ref = t0
-        elif op == 10:  # CFR
-            self._model._issue({"op": 10, "all_banks": ab, "bank": bank, "row": row, "col": col}, 0)
+        elif op == 10:  # CFR (datatype and scale registers only matter to the numerics)
+            if d is not None:
+                d._issue({"op": 10, "all_banks": ab, "bank": bank, "row": row, "col": col}, 0)
 
     def _slots(self, data: Any, count: int) -> np.ndarray:
         p = self.pim
