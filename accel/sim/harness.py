@@ -273,8 +273,11 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
     chatter = io.StringIO()  # the runner prints progress lines; its logs are in build_dir
     try:
         runner = get_runner(sim)
-        # Amaranth's Verilog trips width warnings that Verilator treats as fatal.
-        build_args = ["-Wno-fatal"] if sim == "verilator" else []
+        # Amaranth's Verilog trips width warnings that Verilator treats as fatal. cocotb compiles with Icarus in
+        # SystemVerilog mode (-g2012), where declaration initialisers run before any process starts; then the
+        # x -> 0 event of Yosys's ``dump_module`` trigger never happens and an ``always @*`` block whose inputs keep
+        # their initial value (a register never written before it is read) stays x. Verilog-2005 mode restores it.
+        build_args = {"verilator": ["-Wno-fatal"], "icarus": ["-g2005"]}.get(sim, [])
         build_kw = dict(sources=[vfile], hdl_toplevel=top, build_dir=build_dir / "sim_build", build_args=build_args,
                         waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
         stamp = build_dir / ".built"
