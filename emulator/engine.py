@@ -22,6 +22,7 @@ import numpy as np
 from accel.config import BitSerialConfig, DeviceConfig, PimConfig
 from accel.errors import AccelError
 from accel.isa import TABLES, Family, PimOp
+from accel.numerics import DATATYPES
 
 from .units.pim import (
     ACC_BITS, CFR_CHANNEL_REGS, CFR_DTYPE, CFR_SCALE, MacNumerics, PimChannel, PimIllegalError, PimRule,
@@ -92,10 +93,15 @@ class ChannelEngine:
         self._bitserial = bitserial
         self._model_obj: PimChannel | None = None
         self._numerics: MacNumerics | None = None
-        if pim.lane == "bitserial" and bitserial is None and functional:
-            raise AccelError("a functional engine with lane = 'bitserial' needs the device's BitSerialConfig")
+        if pim.lane == "bitserial" and bitserial is None:
+            raise AccelError("a channel with lane = 'bitserial' needs the device's BitSerialConfig (its datatypes "
+                             "set the MAC pace and the numerics): pass bitserial=device.bitserial")
         self._data = self._model if functional else None
         self._steps = _steps_of(self.t)
+        self._lane_terms = ({c: DATATYPES[n].terms for n, c in bitserial.dtype_codes.items()}
+                            if bitserial is not None and pim.lane == "bitserial" else {})
+        self._default_dtype = (bitserial.dtype_codes[bitserial.datatypes[0]]
+                               if bitserial is not None and pim.lane == "bitserial" else 0)
         self.reset()
 
     @property
@@ -108,6 +114,9 @@ class ChannelEngine:
             else:
                 self._model_obj = PimChannel(self.pim, self._bitserial)
         return self._model_obj
+
+    def _terms_of(self, dtype: int) -> int:
+        return self._lane_terms.get(dtype, 1)
 
     def reset(self) -> None:
         p = self.pim
@@ -135,6 +144,9 @@ class ChannelEngine:
         self.active_cycles = [0] * nb
         self.mac_elements = [0] * nb
         self.ab_mac_elements = 0
+        # bit-serial lanes: a bank's MAC lanes are busy for terms(datatype) cycles per column
+        self.terms = [self._terms_of(self._default_dtype)] * nb
+        self.mac_ready = [_NEG] * nb
         self.next = 1               # earliest cycle of the next command (head register latency)
         self.last_data = -1
         self.commands = 0
@@ -189,6 +201,8 @@ class ChannelEngine:
             out.append((PimRule.CCD_L, max(col_g[g] for g in groups) + t.ccd_l, None))
             if op == PimOp.MAC and all_banks:
                 out.append((PimRule.CCD_AB, self.mac_ab + t.ccd_ab, None))
+            if op == PimOp.MAC:
+                per_bank(PimRule.MAC_BUSY, self.mac_ready, 0, targets)
             if op == PimOp.RD:
                 out.append((PimRule.BUS, self.bus_free - t.rd_latency, None))
         elif op == PimOp.WRGB:
@@ -207,10 +221,10 @@ class ChannelEngine:
         if op == 6:  # MAC
             if ab:
                 return max(self.act_any + t.rcd_mac, self.col_any + t.ccd_s, self.colg_any + t.ccd_l,
-                           self.mac_ab + t.ccd_ab)
+                           self.mac_ab + t.ccd_ab, max(self.mac_ready))
             g = self.group_of[b]
             return max(max(self.act[b], self.ab_act) + t.rcd_mac, self.col_any + t.ccd_s,
-                       max(self.col_g[g], self.ab_col_g) + t.ccd_l)
+                       max(self.col_g[g], self.ab_col_g) + t.ccd_l, self.mac_ready[b])
         if op == 1:  # ACT
             if ab:
                 r = max(self.pre_any + t.rp, self.act_any + t.rc, self.act_any + t.rrd_l, self.ref + t.rfc)
@@ -308,7 +322,7 @@ class ChannelEngine:
             t0 = self._earliest(op_i, all_banks, bank)
             if t0 < self.next:
                 t0 = self.next
-            step = self._steps[op_i][1 if all_banks else 0]
+            step = self._step(op_i, all_banks, bank)
             last = t0 + (count - 1) * step
             self._apply(op_i, all_banks, bank, row, col, t0, last, step, count, data)
             self.next = last + 1
@@ -327,13 +341,20 @@ class ChannelEngine:
                     raise PimTimingError(timing_message(op, f, r, ready - at, b, at, self.pim.timing), r,
                                          ready - at, b, at)
             t0 = at
-        step = self._steps[op_i][1 if all_banks else 0]
+        step = self._step(op_i, all_banks, bank)
         last = t0 + (count - 1) * step
         self._apply(op_i, all_banks, bank, row, col, t0, last, step, count, data)
         self.next = last + 1
         self.commands += 1
         self.elements += count
         return Issue(op_i, t0, last, count, step)
+
+    def _step(self, op: int, ab: int, bank: int) -> int:
+        """Cycles between a run's elements: the column rules, and for bit-serial MACs the banks' terms."""
+        step = self._steps[op][1 if ab else 0]
+        if op == 6 and self._lane_terms:
+            step = max(step, max(self.terms) if ab else self.terms[bank])
+        return step
 
     # ---------------------------------------------------------------------------------------------------------------
     def _apply(self, op: int, ab: int, bank: int, row: int, col: int, t0: int, last: int, step: int, count: int,
@@ -346,10 +367,14 @@ class ChannelEngine:
             if ab:
                 self.ab_rtp = self.ab_col_g = self.mac_ab = last
                 self.ab_mac_elements += count
+                if self._lane_terms:
+                    self.mac_ready = [last + n for n in self.terms]
             else:
                 self.rtp[bank] = last
                 self.col_g[self.group_of[bank]] = last
                 self.mac_elements[bank] += count
+                if self._lane_terms:
+                    self.mac_ready[bank] = last + self.terms[bank]
             if d is not None:
                 self._mac(d, range(p.banks) if ab else (bank,), col, count)
         elif op == 1:  # ACT
@@ -421,7 +446,10 @@ class ChannelEngine:
                     d.banks[b].acc[:] = 0
         elif op == 9:  # REF
             self.ref = t0
-        elif op == 10:  # CFR (datatype and scale registers only matter to the numerics)
+        elif op == 10:  # CFR: the datatype sets the bit-serial lanes' pace; datatype and scale set the numerics
+            if col == CFR_DTYPE and self._lane_terms:
+                for b in (range(p.banks) if ab else (bank,)):
+                    self.terms[b] = self._terms_of(row)
             if d is not None:
                 d._issue({"op": 10, "all_banks": ab, "bank": bank, "row": row, "col": col}, 0)
 
@@ -466,7 +494,7 @@ class ChannelEngine:
             bk.acc = acc[i]
 
     # ---------------------------------------------------------------------------------------------------------------
-    _STAMPS = ("act", "pre", "rtp", "wr", "act_g", "col_g", "open_since")
+    _STAMPS = ("act", "pre", "rtp", "wr", "act_g", "col_g", "open_since", "mac_ready")
     _SCALARS = ("ab_act", "ab_pre", "ab_rtp", "ab_wr", "act_any", "pre_any", "rtp_any", "wr_any", "ab_col_g",
                 "colg_any", "col_any", "mac_ab", "ref", "bus_free", "last_data")
 
@@ -482,11 +510,12 @@ class ChannelEngine:
         h = self._h if hasattr(self, "_h") else self._horizon()
         self._h = h
         lo = now - h
-        stamps = (self.act + self.pre + self.rtp + self.wr + self.act_g + self.col_g + list(self.faw)
+        stamps = (self.act + self.pre + self.rtp + self.wr + self.act_g + self.col_g + list(self.faw) + self.mac_ready
                   + [self.ab_act, self.ab_pre, self.ab_rtp, self.ab_wr, self.act_any, self.pre_any, self.rtp_any,
                      self.wr_any, self.ab_col_g, self.colg_any, self.col_any, self.mac_ab, self.ref, self.bus_free,
                      self.last_data])
         return ([v - now if v > lo else -h for v in stamps], len(self.faw), list(self.open), self.n_open,
+                list(self.terms),
                 # an open bank's opening time decides its active-cycle count: only shift-invariant if it moves too
                 [v - now for v, o in zip(self.open_since, self.open) if o])
 
@@ -554,7 +583,7 @@ class ChannelEngine:
         t0 = self._earliest(op, ab, bank)
         if t0 < self.next:
             t0 = self.next
-        step = self._steps[op][1 if ab else 0]
+        step = self._step(op, ab, bank)
         last = t0 + (count - 1) * step
         self._apply(op, ab, bank, row, col, t0, last, step, count, data)
         self.next = last + 1

@@ -6,8 +6,9 @@ the earliest cycle its timing counters allow (wait mode) or raises ``error`` wit
 in the head (``strict``), run-length commands issue element by element; WR/WRGB take a ``wdata`` word per element;
 read data leaves on ``rdata`` ``nCL`` (RD) or ``nBL`` (RDMAC) cycles after the issue.
 
-Each bank's array is an ``amaranth.lib.memory.Memory`` of ``rows x columns`` words with an asynchronous read port
-(the MAC lanes consume the addressed column in the cycle the command issues) and a write port. The MAC lanes are
+Each bank's array is an ``amaranth.lib.memory.Memory`` of ``rows x columns`` words with a synchronous,
+write-transparent read port fed with the next cycle's address (the MAC lanes consume the addressed column in the cycle
+the command issues; a synchronous port maps to block RAM) and a write port. The MAC lanes are
 bit-parallel: int8 x int8 for ``lane="int8"``; for ``lane="bitserial"`` they evaluate the bit-serial unit's numerics
 in one cycle (code -> value of the bank's datatype, times activation, times the bank's group scale, added modulo
 ``2**acc_bits`` — equal to the serial shift-and-add dequantiser); the bit-serial datapath of ``rtl/bitserial.py`` is
@@ -35,15 +36,22 @@ def _ceil_bits(n: int) -> int:
 
 
 class PimBank(wiring.Component):
-    """One bank's array: a memory of ``rows x columns`` column words with an asynchronous read port and a write
-    port, addressed by (row, column).
+    """One bank's array: a memory of ``rows x columns`` column words with a synchronous, write-transparent read port
+    and a write port (block RAM on an FPGA).
+
+    The channel reads the column its head addresses in the cycle the command issues; a synchronous port delivers
+    that if it is given the address one cycle early: ``next_row, next_col`` are the address of the *next* cycle, so
+    ``rdata`` is, in every cycle, the column at the address ``row, col`` of that cycle (including a write to it in the
+    previous cycle).
 
     Members
     -------
     row, col: In
-        Address of the column read (combinationally) and written.
+        Address of the column written this cycle.
+    next_row, next_col: In
+        Address ``row, col`` will have in the next cycle.
     rdata: Out(column_bits)
-        The addressed column.
+        The column at ``row, col``.
     we: In(1), wdata: In(column_bits)
         Write the addressed column at the clock edge.
     """
@@ -52,6 +60,7 @@ class PimBank(wiring.Component):
         self.pim = pim
         super().__init__({
             "row": In(pim.row_address_bits), "col": In(pim.column_address_bits),
+            "next_row": In(pim.row_address_bits), "next_col": In(pim.column_address_bits),
             "rdata": Out(pim.column_bits), "we": In(1), "wdata": In(pim.column_bits),
         })
 
@@ -60,12 +69,15 @@ class PimBank(wiring.Component):
         m = Module()
         cbits = max(0, (p.columns - 1).bit_length())
         m.submodules.mem = mem = Memory(shape=unsigned(p.column_bits), depth=p.rows * p.columns, init=[])
-        rp = mem.read_port(domain="comb")
         wp = mem.write_port()
-        addr = Cat(self.col[:cbits], self.row[:max(0, (p.rows - 1).bit_length())]) if cbits else \
-            self.row[:max(0, (p.rows - 1).bit_length())]
-        m.d.comb += [rp.addr.eq(addr), wp.addr.eq(addr), self.rdata.eq(rp.data), wp.data.eq(self.wdata),
-                     wp.en.eq(self.we)]
+        rp = mem.read_port(transparent_for=(wp,))
+        rbits = max(0, (p.rows - 1).bit_length())
+
+        def addr(row: Value, col: Value) -> Value:
+            return Cat(col[:cbits], row[:rbits]) if cbits else row[:rbits]
+
+        m.d.comb += [rp.addr.eq(addr(self.next_row, self.next_col)), wp.addr.eq(addr(self.row, self.col)),
+                     self.rdata.eq(rp.data), wp.data.eq(self.wdata), wp.en.eq(self.we)]
         return m
 
 
@@ -153,6 +165,9 @@ class PimChannel(wiring.Component):
         bank_keys = {"rcd_rd": t.rcd_rd, "rcd_wr": t.rcd_wr, "rcd_mac": t.rcd_mac, "rp": t.rp, "ras": t.ras,
                      "rc": t.rc, "rtp": t.rtp, "wr": t.wr}
         bc = [{k: counter(f"{k}{b}", n) for k, n in bank_keys.items()} for b in range(NB)]
+        # bit-serial lanes: a MAC column keeps a bank's lanes busy for terms(datatype) cycles
+        max_terms = bs.max_terms if bs else 1
+        mac_busy = [counter(f"mac_busy{b}", max_terms) for b in range(NB)]
         rrd_l = [counter(f"rrd_l{g}", t.rrd_l) for g in range(NG)]
         ccd_l = [counter(f"ccd_l{g}", t.ccd_l) for g in range(NG)]
         rrd_s, ccd_s = counter("rrd_s", t.rrd_s), counter("ccd_s", t.ccd_s)
@@ -246,6 +261,7 @@ class PimChannel(wiring.Component):
             PimRule.RTP: op_is[PimOp.PRE] & bank_any("rtp", b_open),
             PimRule.RFC: (op_is[PimOp.ACT] | op_is[PimOp.REF]) & (rfc != 0),
             PimRule.BUS: (op_is[PimOp.RD] & (bus > t.rd_latency)) | (op_is[PimOp.RDMAC] & (bus > t.rdmac_latency)),
+            PimRule.MAC_BUSY: op_is[PimOp.MAC] & Cat(*[target[b] & (mac_busy[b] != 0) for b in range(NB)]).any(),
         }
         tim_code = Signal(ERROR_CODE_BITS)
         first = True
@@ -284,8 +300,23 @@ class PimChannel(wiring.Component):
         gcols = p.gb_columns
         m.d.comb += gb_sel.eq(Array(gb)[h_col[:max(1, (gcols - 1).bit_length())]] if gcols > 1 else gb[0])
         bank_rdata = []
+        # next cycle's head column and open rows (the banks' synchronous read ports are addressed one cycle early)
+        word = data.View(table.layout(), self.cmd.payload)
+        load = self.cmd.valid & self.cmd.ready
+        h_col_nxt = Signal.like(h_col)
+        m.d.comb += h_col_nxt.eq(h_col)
+        with m.If(load):
+            m.d.comb += h_col_nxt.eq(word.col)
+        with m.Elif(issue & ~op_is[PimOp.RDMAC]):
+            m.d.comb += h_col_nxt.eq(h_col + 1)
+        m.d.sync += h_col.eq(h_col_nxt)
+        b_row_nxt = [Signal.like(b_row[b], name=f"row_nxt{b}") for b in range(NB)]
+        for b in range(NB):
+            m.d.comb += b_row_nxt[b].eq(Mux(issue & op_is[PimOp.ACT] & target[b], h_row, b_row[b]))
+            m.d.sync += b_row[b].eq(b_row_nxt[b])
         for b, bk in enumerate(banks):
-            m.d.comb += [bk.row.eq(b_row[b]), bk.col.eq(h_col), bk.wdata.eq(self.wdata.payload),
+            m.d.comb += [bk.row.eq(b_row[b]), bk.col.eq(h_col), bk.next_row.eq(b_row_nxt[b]),
+                         bk.next_col.eq(h_col_nxt), bk.wdata.eq(self.wdata.payload),
                          bk.we.eq(issue & op_is[PimOp.WR] & target[b])]
             bank_rdata.append(bk.rdata)
         act_slots = [gb_sel[i * S:i * S + 8].as_signed() for i in range(L)]
@@ -331,7 +362,7 @@ class PimChannel(wiring.Component):
         for b in range(NB):
             tb = target[b]
             with m.If(iss[PimOp.ACT] & tb):
-                m.d.sync += [b_open[b].eq(1), b_row[b].eq(h_row)]
+                m.d.sync += b_open[b].eq(1)
             with m.If(iss[PimOp.PRE] & tb):
                 m.d.sync += b_open[b].eq(0)
             with m.If(iss[PimOp.CFR] & tb & (h_col == CFR_DTYPE)):
@@ -344,6 +375,17 @@ class PimChannel(wiring.Component):
             bump(bc[b]["rp"], t.rp, iss[PimOp.PRE] & tb & b_open[b])
             bump(bc[b]["rtp"], t.rtp, (iss[PimOp.RD] | iss[PimOp.MAC]) & tb)
             bump(bc[b]["wr"], t.wr, iss[PimOp.WR] & tb)
+            terms = Signal(range(max_terms + 1), name=f"terms{b}")
+            m.d.comb += terms.eq(1)
+            if bs is not None:
+                with m.Switch(b_dtype[b]):
+                    for name, dcode in bs.dtype_codes.items():
+                        with m.Case(dcode):
+                            m.d.comb += terms.eq(DATATYPES[name].terms)
+            with m.If(iss[PimOp.MAC] & tb):
+                m.d.sync += mac_busy[b].eq(Mux(mac_busy[b] > terms, mac_busy[b], terms) - 1)
+            with m.Elif(mac_busy[b] != 0):
+                m.d.sync += mac_busy[b].eq(mac_busy[b] - 1)
         col_cmd = iss[PimOp.RD] | iss[PimOp.WR] | iss[PimOp.MAC]
         for g in range(NG):
             bump(rrd_l[g], t.rrd_l, iss[PimOp.ACT] & gtarget[g])
@@ -399,18 +441,15 @@ class PimChannel(wiring.Component):
             m.d.sync += [h_first.eq(0), h_count.eq(h_count - 1)]
             with m.If(op_is[PimOp.RDMAC]):
                 m.d.sync += h_bank.eq(h_bank + 1)
-            with m.Else():
-                m.d.sync += h_col.eq(h_col + 1)
             with m.If(last_elem):
                 m.d.sync += h_valid.eq(0)
         with m.If(drop):
             m.d.sync += h_valid.eq(0)
-        word = data.View(table.layout(), self.cmd.payload)
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(load):
             rdmac_all = (word.op == int(PimOp.RDMAC)) & word.all_banks
             m.d.sync += [
                 h_valid.eq(1), h_first.eq(1), h_fam.eq(word.family), h_op.eq(word.op),
-                h_row.eq(word.row), h_col.eq(word.col),
+                h_row.eq(word.row),
                 h_ab.eq(word.all_banks & ~rdmac_all),
                 h_bank.eq(Mux(rdmac_all, 0, word.bank)),
                 h_count.eq(Mux(rdmac_all, NB, Mux(word.count == 0, 1, word.count))),

@@ -224,3 +224,24 @@ def test_dedup_still_checks_every_channel():
 
     with pytest.raises(PimIllegalError, match=r"addresses outside the channel"):
         DeviceEngine(dev, functional=False).run(words)
+
+
+def test_bitserial_lanes_pace_by_datatype():
+    """Weights are serial: an INT8 column takes 4 cycles, an FP4/INT4 column 2, so the same GEMV is faster with
+    4-bit weights on bit-serial lanes (and int8 lanes do not care)."""
+    dev = load_preset("aim-gddr6")
+    m, k = 512, 1024
+    ng = k // dev.bitserial.group_size
+    w = np.zeros((m, k), dtype=np.int64)
+    cyc = {}
+    for name in ("int8", "int4", "fp4_er_pos"):
+        code = dev.bitserial.dtype_codes[name]
+        plan = gemv_plan(dev, w, np.zeros(k, np.int64), "rows", np.full((m, ng), code), np.ones((m, ng), int),
+                         data=False)
+        cyc[name] = DeviceEngine(dev, functional=False).run(plan.program).cycles
+    assert cyc["int4"] == cyc["fp4_er_pos"] < cyc["int8"]
+    eng = ChannelEngine(dev.pim, dev.bitserial, functional=False)
+    eng.issue(PimOp.ACT, all_banks=1)
+    assert eng.issue(PimOp.MAC, all_banks=1, count=8).step == 4
+    eng.issue(PimOp.CFR, all_banks=1, col=8, row=dev.bitserial.dtype_codes["fp3_ea_neg"])
+    assert eng.issue(PimOp.MAC, all_banks=1, count=8).step == 2

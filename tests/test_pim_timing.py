@@ -14,6 +14,7 @@ from accel.errors import AccelError, TimingError
 from accel.isa import PimOp, encode
 
 BASE = load_preset("fpga-small").pim  # 1 channel, 4 banks in 2 groups; timing replaced per scenario
+BS = load_preset("fpga-small").bitserial
 ONES = dict(nBL=1, nCL=1, nCWL=1, nRCD=1, nRCDWR=1, nRCD_MAC=1, nRP=1, nRAS=1, nRC=1, nWR=1, nRTP=1, nCCDS=1,
             nCCDL=1, nCCD_AB=1, nRRDS=1, nRRDL=1, nFAW=1, nRFC=1, nREFI=1000, faw_all_bank=True)
 
@@ -67,6 +68,12 @@ SCENARIOS = [
     ("RFC before ACT", dict(nRFC=20), [C("REF")], C("ACT", bank=0), 0, 20, PimRule.RFC, None, {}),
     ("RFC before REF", dict(nRFC=20), [C("REF")], C("REF"), 0, 20, PimRule.RFC, None, {}),
     ("BUS", dict(nCL=8, nBL=2), [C("ACT", bank=0), C("RD", bank=0)], C("RDMAC", bank=1), 1, 8, PimRule.BUS, None,
+     {}),
+    # bit-serial lanes (fpga-small's first datatype is int8: 4 signed terms per weight, 4 cycles per column)
+    ("MAC_BUSY int8", {}, [C("ACT", bank=2), C("MAC", bank=2, col=1)], C("MAC", bank=2, col=2), 1, 4,
+     PimRule.MAC_BUSY, 2, {}),
+    ("MAC_BUSY fp4 all banks", {}, [C("CFR", all_banks=1, col=8, row=3), C("ACT", all_banks=1),
+                                    C("MAC", all_banks=1, count=3)], C("MAC", all_banks=1), 2, 2, PimRule.MAC_BUSY, 0,
      {}),
 ]
 
@@ -185,13 +192,13 @@ def test_model_error_flag(s):
 def test_faw_not_applied_to_all_bank_act():
     """GDDR6-AiM: the all-bank activate neither waits for nor counts in tFAW (faw_all_bank false)."""
     pim = pim_with(nFAW=30, faw_all_bank=False)
-    eng = ChannelEngine(pim, functional=False)
+    eng = ChannelEngine(pim, BS, functional=False)
     for b in range(4):
         eng.issue(PimOp.ACT, bank=b)
     eng.issue(PimOp.PRE, all_banks=1)
     assert eng.issue(PimOp.ACT, all_banks=1).first == eng.next - 1  # no FAW wait
     pim = pim_with(nFAW=30, faw_all_bank=True)
-    eng = ChannelEngine(pim, functional=False)
+    eng = ChannelEngine(pim, BS, functional=False)
     first = eng.issue(PimOp.ACT, bank=0).first
     for b in range(1, 4):
         eng.issue(PimOp.ACT, bank=b)
@@ -201,7 +208,7 @@ def test_faw_not_applied_to_all_bank_act():
 
 def test_timing_message_exact():
     pim = pim_with(nRCD_MAC=11)
-    eng = ChannelEngine(pim, functional=False)
+    eng = ChannelEngine(pim, BS, functional=False)
     eng.issue(PimOp.ACT, bank=0, row=5)
     with pytest.raises(PimTimingError, match=r"^MAC col=3 count=4 at cycle 11: bank 0: rule RCD_MAC \(nRCD_MAC\) is "
                                              r"1 cycle short; issue it at cycle 12 or later, or run the channel in "

@@ -196,7 +196,7 @@ def test_text_program_round_trip(tmp_path):
     f = tmp_path / "p.txt"
     f.write_text(text)
     rep = run_trace(f, load_preset("aim-gddr6"))
-    eng = ChannelEngine(load_preset("aim-gddr6").pim, functional=False)
+    eng = ChannelEngine(load_preset("aim-gddr6").pim, load_preset("aim-gddr6").bitserial, functional=False)
     for op, kw in ((PimOp.ACT, dict(all_banks=1, row=3)), (PimOp.WRGB, dict(count=2)),
                    (PimOp.MAC, dict(all_banks=1, count=8)), (PimOp.PRE, dict(all_banks=1)),
                    (PimOp.RDMAC, dict(all_banks=1))):

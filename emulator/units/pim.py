@@ -77,6 +77,7 @@ class PimRule(enum.IntEnum):
     ADDRESS = 19  #: bank, row, column or register out of range, or an op that has no all-bank form
     CFR_VALUE = 20  #: CFR value not allowed (datatype not built into the lanes, scale wider than scale_bits)
     OPCODE = 21   #: a command word that is not a PIM op
+    MAC_BUSY = 22  #: MAC -> MAC, same bank, bit-serial lanes: one signed term per cycle, ``terms(datatype)`` cycles
 
 
 #: Rules that make a command illegal whatever the cycle (an error in wait mode too).
@@ -88,6 +89,7 @@ RULE_PARAM: dict[PimRule, str] = {
     PimRule.RAS: "nRAS", PimRule.RC: "nRC", PimRule.RRD_S: "nRRDS", PimRule.RRD_L: "nRRDL", PimRule.FAW: "nFAW",
     PimRule.CCD_S: "nCCDS", PimRule.CCD_L: "nCCDL", PimRule.CCD_AB: "nCCD_AB", PimRule.WR: "nCWL + nBL + nWR",
     PimRule.RTP: "nRTP", PimRule.RFC: "nRFC", PimRule.BUS: "nBL after the previous read's data",
+    PimRule.MAC_BUSY: "terms of the bank's datatype, bit-serial lanes",
 }
 
 
@@ -206,6 +208,13 @@ class MacNumerics:
                 self.values[code] = np.asarray(DATATYPES[name].values, dtype=np.int64)
         self.default_dtype = self.bitserial.dtype_codes[self.bitserial.datatypes[0]] if self.bitserial else 0
 
+    def terms(self, dtype: int) -> int:
+        """Cycles a bit-serial lane spends on one weight of ``dtype`` (signed terms: INT8 4, INT4/INT3/FP 2); 1 for
+        bit-parallel lanes."""
+        if self.bitserial is None:
+            return 1
+        return DATATYPES[BITSERIAL_DATATYPES[dtype]].terms
+
     def cfr_ok(self, reg: int, value: int) -> bool:
         if reg == CFR_DTYPE:
             return self.bitserial is None or value in self.values
@@ -236,7 +245,7 @@ class PimBank:
     """One bank: its storage (rows x columns x lanes slots, rows allocated on first write), row buffer state, MAC
     register (``mac_lanes`` accumulators), configuration registers and the countdown counters of its timing rules."""
 
-    COUNTERS = ("rcd_rd", "rcd_wr", "rcd_mac", "rp", "ras", "rc", "rtp", "wr")
+    COUNTERS = ("rcd_rd", "rcd_wr", "rcd_mac", "rp", "ras", "rc", "rtp", "wr", "mac")
 
     def __init__(self, pim: PimConfig, numerics: MacNumerics) -> None:
         self.pim = pim
@@ -425,6 +434,8 @@ class PimChannel:
             chan_rule(PimRule.CCD_L, max(self.ccd_l[g] for g in groups))
             if op == PimOp.MAC and h["all_banks"]:
                 chan_rule(PimRule.CCD_AB, self.ccd_ab)
+            if op == PimOp.MAC:
+                bank_rule(PimRule.MAC_BUSY, "mac", targets)
             if op == PimOp.RD:
                 chan_rule(PimRule.BUS, self.bus - t.rd_latency)
         elif op == PimOp.WRGB:
@@ -487,6 +498,7 @@ class PimChannel:
                 for b in targets:
                     self.banks[b].mac(col, gbs)
                     setc(self.banks[b], "rtp", t.rtp)
+                    setc(self.banks[b], "mac", self.numerics.terms(self.banks[b].dtype))
                 if h["all_banks"]:
                     self.ccd_ab = max(self.ccd_ab, t.ccd_ab)
         elif op == PimOp.WRGB:
