@@ -328,23 +328,20 @@ class PimChannel(wiring.Component):
                 if bs is None:
                     m.d.comb += term.eq(code.as_signed() * act_slots[i])
                 else:
-                    val = Signal(signed(6), name=f"wval{b}_{i}")
+                    # the weight's value (at most 8 bits signed for every datatype), times the activation, times
+                    # the bank's group scale: two multipliers per lane
+                    val = Signal(signed(8), name=f"wval{b}_{i}")
                     with m.Switch(b_dtype[b]):
                         for name, dcode in bs.dtype_codes.items():
                             dt = DATATYPES[name]
                             with m.Case(dcode):
                                 if dt.kind == "int":
-                                    if dt.code_bits < 8:  # int8 takes the wide path below
-                                        m.d.comb += val.eq(code[:dt.code_bits].as_signed())
+                                    m.d.comb += val.eq(code[:dt.code_bits].as_signed())
                                 else:
-                                    m.d.comb += val.eq(Array([C(v, signed(6)) for v in dt.values])
+                                    m.d.comb += val.eq(Array([C(v, signed(8)) for v in dt.values])
                                                        [code[:dt.code_bits]])
-                    if "int8" in bs.dtype_codes:
-                        i8 = Signal(signed(acc_bits), name=f"i8_{b}_{i}")
-                        m.d.comb += i8.eq(code.as_signed() * act_slots[i])
-                        prod = Mux(b_dtype[b] == bs.dtype_codes["int8"], i8, val * act_slots[i])
-                    else:
-                        prod = val * act_slots[i]
+                    prod = Signal(signed(16), name=f"prod{b}_{i}")
+                    m.d.comb += prod.eq(val * act_slots[i])
                     m.d.comb += term.eq(prod * b_scale[b])
                 with m.If(issue & op_is[PimOp.MAC] & target[b]):
                     m.d.sync += acc[b][i].eq(acc[b][i] + term)
