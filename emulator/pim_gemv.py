@@ -25,7 +25,7 @@ from accel.isa import PimOp, encode
 
 from .units.pim import ACC_BITS, CFR_DTYPE, CFR_SCALE, unpack_slots
 
-__all__ = ["GemvPlan", "gemv_plan", "run_gemv", "golden_gemv"]
+__all__ = ["GemvPlan", "gemv_plan", "run_gemv", "golden_gemv", "random_operands"]
 
 
 @dataclass
@@ -243,3 +243,31 @@ def run_gemv(device: DeviceConfig, plan: GemvPlan) -> tuple[np.ndarray, Any]:
     stats = eng.run(plan.program)
     reads = [[r for r in c.reads] for c in eng.channels]
     return plan.results(reads), stats
+
+
+def random_operands(device: DeviceConfig, rng: np.random.Generator, m: int, k: int, extremes: float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Random GEMV operands for the device's lanes: ``(w, x, dtypes, scales)``. For bit-serial lanes every group of
+    every row draws a datatype of the preset and a scale, and the weights are random codes of that datatype; int8
+    lanes get int8 weights (``dtypes``/``scales`` ``None``). With probability ``extremes`` the activations are all
+    -128 and the scales the largest (the accumulator's worst case)."""
+    from accel.config import BITSERIAL_DATATYPES
+    from accel.numerics import DATATYPES
+
+    x = rng.integers(-128, 128, k)
+    if device.pim.lane == "int8":
+        return rng.integers(-128, 128, (m, k)), x, None, None
+    bs = device.bitserial
+    gs = bs.group_size
+    ng = -(-k // gs)
+    dtypes = rng.choice(list(bs.dtype_codes.values()), (m, ng))
+    scales = rng.integers(0, 1 << bs.scale_bits, (m, ng))
+    w = np.zeros((m, k), dtype=np.int64)
+    for r in range(m):
+        for g in range(ng):
+            bits = DATATYPES[BITSERIAL_DATATYPES[int(dtypes[r, g])]].code_bits
+            w[r, g * gs:(g + 1) * gs] = rng.integers(0, 1 << bits, gs)[:min(gs, k - g * gs)]
+    if rng.random() < extremes:
+        x[:] = -128
+        scales[:] = (1 << bs.scale_bits) - 1
+    return w, x, dtypes, scales

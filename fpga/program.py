@@ -122,29 +122,9 @@ def gemv_steps(device: DeviceConfig, w: np.ndarray, x: np.ndarray, dtypes: np.nd
 def random_gemv(device: DeviceConfig, m: int, k: int, seed: int) -> dict[str, Any]:
     """A random GEMV for the device: weights (codes of random per-group datatypes for bit-serial lanes), scales,
     activations, the plan, the program and the golden ``y``."""
-    from accel.emulator.pim_gemv import golden_gemv
+    from accel.emulator.pim_gemv import golden_gemv, random_operands
 
-    rng = np.random.default_rng(seed)
-    p = device.pim
-    x = rng.integers(-128, 128, k)
-    dtypes = scales = None
-    if p.lane == "bitserial":
-        bs = device.bitserial
-        groups = -(-k // bs.group_size)
-        codes = list(bs.dtype_codes.values())
-        dtypes = rng.choice(codes, (m, groups))
-        scales = rng.integers(1, 1 << bs.scale_bits, (m, groups))
-        from accel.config import BITSERIAL_DATATYPES
-        from accel.numerics import DATATYPES
-
-        w = np.zeros((m, k), dtype=np.int64)
-        for r in range(m):
-            for g in range(groups):
-                bits = DATATYPES[BITSERIAL_DATATYPES[int(dtypes[r, g])]].code_bits
-                w[r, g * bs.group_size:(g + 1) * bs.group_size] = rng.integers(0, 1 << bits, bs.group_size)[
-                    :min(bs.group_size, k - g * bs.group_size)]
-    else:
-        w = rng.integers(-128, 128, (m, k))
+    w, x, dtypes, scales = random_operands(device, np.random.default_rng(seed), m, k)
     plan, steps = gemv_steps(device, w, x, dtypes, scales)
     return dict(w=w, x=x, dtypes=dtypes, scales=scales, plan=plan, steps=steps,
                 golden=golden_gemv(device, w, x, dtypes, scales))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accel.config import BITSERIAL_DATATYPES, load_preset
+from accel.config import load_preset
 from accel.emulator.engine import ChannelEngine, DeviceEngine
-from accel.emulator.pim_gemv import gemv_plan, golden_gemv, run_gemv
+from accel.emulator.pim_gemv import gemv_plan, golden_gemv, random_operands, run_gemv
 from accel.emulator.units.pim import PimChannel
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
-from accel.numerics import DATATYPES
 from accel.sim.harness import Stimulus, run_model
 from accel.sim.pim import check, make_stimulus
 from accel.sim.pim import test_configs as pim_test_configs
@@ -31,24 +30,7 @@ def test_engine_equals_model_random_programs(cfg):
 
 
 def _random_gemv(dev, rng, m, k):
-    p = dev.pim
-    x = rng.integers(-128, 128, k)
-    if p.lane == "int8":
-        return rng.integers(-128, 128, (m, k)), x, None, None
-    bs = dev.bitserial
-    ng = k // bs.group_size
-    codes = list(bs.dtype_codes.values())
-    dt = rng.choice(codes, (m, ng))
-    sc = rng.integers(0, 1 << bs.scale_bits, (m, ng))
-    w = np.zeros((m, k), dtype=np.int64)
-    for r in range(m):
-        for g in range(ng):
-            bits = DATATYPES[BITSERIAL_DATATYPES[dt[r, g]]].code_bits
-            w[r, g * bs.group_size:(g + 1) * bs.group_size] = rng.integers(0, 1 << bits, bs.group_size)
-    if rng.random() < 0.3:  # extremes: most negative activations, largest scales
-        x[:] = -128
-        sc[:] = (1 << bs.scale_bits) - 1
-    return w, x, dt, sc
+    return random_operands(dev, rng, m, k, extremes=0.3)
 
 
 @pytest.mark.parametrize("layout", ["rows", "ksplit"])
