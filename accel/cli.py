@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "accel.commands.doctor",
     "accel.commands.rtl",
     "accel.commands.array",
+    "accel.commands.fpga",
 )
 
 
