@@ -89,6 +89,7 @@ class Board:
     cells: dict[str, str]         #: resource -> nextpnr cell type (ff is absent on iCE40: counted from Yosys)
     bitstream: str                #: file name of the bitstream in the build tree
     description: str
+    synth_opts: str = ""          #: options of Yosys's synth_<family> (amaranth-boards sets none)
 
     @property
     def tools(self) -> tuple[str, ...]:
@@ -109,7 +110,10 @@ BOARDS: dict[str, Board] = {
         name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         part="iCE40UP5K-SG48", capacity={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8},
         cells={"lut": "ICESTORM_LC", "bram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP"}, bitstream="top.bin",
-        description="1BitSquared iCEBreaker: iCE40UP5K, 12 MHz clock"),
+        description="1BitSquared iCEBreaker: iCE40UP5K, 12 MHz clock",
+        # synth_ice40 maps multipliers to logic unless told to use the SB_MAC16 blocks (synth_ecp5 uses its
+        # multipliers by default); fpga-tiny: 2781 instead of 4833 logic cells, 25.5 instead of 14.2 MHz
+        synth_opts="-dsp"),
     "ulx3s-85f": Board(
         name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         part="LFE5U-85F-6BG381C", capacity={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
@@ -245,13 +249,33 @@ _UTIL_LINE = re.compile(r"^Info:\s+(\w[\w ]*?):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 _TOTALS = {"Total LUT4s": "lut", "Total DFFs": "ff"}
 
 
-def parse_fit_error(log: str) -> tuple[str, int, int] | None:
-    """The first over-full resource of a nextpnr log: (cell type, used, available), or None when all fit."""
+_NO_BELS = re.compile(r"no BELs remaining to implement cell type '(\w+)'")
+
+#: Yosys's cell for a nextpnr cell type, to count the need of a type nextpnr gave up on before printing it.
+_YOSYS_CELL = {"ICESTORM_DSP": "SB_MAC16", "ICESTORM_RAM": "SB_RAM40_4K", "DP16KD": "DP16KD",
+               "MULT18X18D": "MULT18X18D"}
+
+
+def parse_fit_error(log: str, yosys_cells: dict[str, int] | None = None,
+                    board: Board | None = None) -> list[tuple[str, int | None, int | None]]:
+    """The over-full resources of a nextpnr log, as (cell type, used, available); empty when all fit.
+
+    The utilisation table lists what nextpnr counted; a placement that failed with "no BELs remaining to implement
+    cell type X" adds X when the table did not (its need from ``yosys_cells``, its capacity from ``board``, None
+    where unknown).
+    """
+    over: list[tuple[str, int | None, int | None]] = []
     for m in _UTIL_LINE.finditer(log):
         cell, used, avail = m.group(1), int(m.group(2)), int(m.group(3))
-        if used > avail:
-            return cell, used, avail
-    return None
+        if used > avail and cell not in [c for c, *_ in over]:
+            over.append((cell, used, avail))
+    for m in _NO_BELS.finditer(log):
+        cell = m.group(1)
+        if cell not in [c for c, *_ in over]:
+            need = (yosys_cells or {}).get(_YOSYS_CELL.get(cell, cell))
+            resource = next((k for k, c in board.cells.items() if c == cell), None) if board else None
+            over.append((cell, need, board.capacity[resource] if resource else None))
+    return over
 
 
 def _last_error(text: str) -> str | None:
@@ -277,13 +301,20 @@ def _fit_hint(board: Board, preset: str) -> str:
     return "; or ".join(hints)
 
 
-def fit_error(board: Board, preset: str, cell: str, used: int, avail: int, logs: str) -> FpgaFitError:
-    """The error of a design that needs ``used`` cells of type ``cell`` where the part has ``avail``."""
-    resource = _TOTALS.get(cell) or next((k for k, c in board.cells.items() if c == cell), cell)
-    label = dict(RESOURCES).get(resource, cell)
+def fit_error(board: Board, preset: str, over: list[tuple[str, int | None, int | None]],
+              logs: str) -> FpgaFitError:
+    """The error of a design whose needs ``over`` (:func:`parse_fit_error`) exceed the part's capacities."""
+    needs = []
+    for cell, used, avail in over:
+        resource = _TOTALS.get(cell) or next((k for k, c in board.cells.items() if c == cell), cell)
+        label = dict(RESOURCES).get(resource, cell)
+        needs.append((label, cell, used, avail))
     hint = _fit_hint(board, preset)
-    msg = (f"preset {preset} does not fit board {board.name} ({board.part}): it needs {used} {label} "
-           f"({cell}) and the part has {avail}; {hint}. Logs: {logs}")
+    parts = [f"{'?' if used is None else used} {label} ({cell}) where the part has {'?' if avail is None else avail}"
+             for label, cell, used, avail in needs]
+    msg = (f"preset {preset} does not fit board {board.name} ({board.part}): it needs {', '.join(parts)}; "
+           f"{hint}. Logs: {logs}")
+    label, _, used, avail = needs[0]
     return FpgaFitError(msg, label, used, avail, hint)
 
 
@@ -321,8 +352,9 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
     t0 = time.perf_counter()
     # platform.build(do_build=False) only elaborates and renders the build tree (keeping the platform's own
     # overrides, e.g. the ULX3S's ecppack --compress); the script runs here so that its output goes to a log
+    overrides = {"synth_opts": b.synth_opts} if b.synth_opts else {}
     plan = platform.build(BoardTop(device, baud), name="top", do_build=False, do_program=False,
-                          nextpnr_opts="--report report.json --timing-allow-fail")
+                          nextpnr_opts="--report report.json --timing-allow-fail", **overrides)
     plan.extract(str(build_dir))
     t_elab = time.perf_counter()
     log_path = build_dir / "build.log"
@@ -336,9 +368,10 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
     logs = f"{log_path}, {rpt} (Yosys), {tim} (nextpnr)"
     if proc.returncode != 0:
         tim_text = tim.read_text(errors="replace") if tim.is_file() else ""
-        over = parse_fit_error(tim_text)
+        cells = parse_yosys_cells(rpt.read_text(errors="replace")) if rpt.is_file() else {}
+        over = parse_fit_error(tim_text, cells, b)
         if over:
-            raise fit_error(b, preset, *over, logs=logs)
+            raise fit_error(b, preset, over, logs=logs)
         log_text = log_path.read_text(errors="replace")
         if not (build_dir / "top.json").is_file() or not tim.is_file():
             step = "Yosys (synthesis)"
@@ -370,6 +403,7 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
         "part": b.part,
         "preset": preset,
         "baud": baud,
+        "synth_opts": b.synth_opts,
         **parsed,
         "bitstream": b.bitstream,
         "bitstream_bytes": (out / b.bitstream).stat().st_size,
@@ -417,7 +451,7 @@ def format_report(report: dict, out_dir: str | Path | None = None) -> str:
         return str(base / rel) if base is not None else rel
 
     lines = [f"accel fpga build: preset {report['preset']} on {report['board']} ({report['part']}), "
-             f"UART {report['baud']} baud"]
+             f"UART {report['baud']} baud" + (f", synth {report['synth_opts']}" if report["synth_opts"] else "")]
     lines.append(f"{'resource':<8} {'used':>7} {'avail':>7} {'use':>6}  counted")
     for key, label in RESOURCES:
         r = report["resources"][key]

@@ -19,16 +19,16 @@ from accel.fpga import build as fb
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A real nextpnr-ice40 log (trimmed) of fpga-small on the iCEBreaker: more logic cells than the iCE40UP5K has.
+# A real nextpnr-ice40 log (its end) of fpga-small on the iCEBreaker with synth_ice40 -dsp: more logic cells and block
+# RAMs than the iCE40UP5K has, and placement gives up on the DSPs before the table lists them.
 ICE40_TOO_BIG = """\
+Info:       69 LCs used to legalise carry chains.
+Info: Checksum: 0xcd50d358
 Info: Device utilisation:
-Info: \t         ICESTORM_LC:    9871/   5280   186%
-Info: \t        ICESTORM_RAM:      18/     30    60%
-Info: \t               SB_IO:       5/     39    12%
-Info: \t               SB_GB:       8/      8   100%
-Info: \t        ICESTORM_PLL:       0/      1     0%
-Info: \t        ICESTORM_DSP:       0/      8     0%
-ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'
+Info: \t         ICESTORM_LC:    7409/   5280   140%
+Info: \t        ICESTORM_RAM:      52/     30   173%
+ERROR: Unable to place cell 'device.channel.term1_1_SB_MAC16_O_DSP', no BELs remaining to implement cell type 'ICESTORM_DSP'
+0 warnings, 1 error
 """
 
 NEXTPNR_REPORT = {
@@ -145,25 +145,30 @@ def test_parse_nextpnr_report_timing_missed():
 
 
 def test_fit_error_message():
-    over = fb.parse_fit_error(ICE40_TOO_BIG)
-    assert over == ("ICESTORM_LC", 9871, 5280)
-    e = fb.fit_error(fb.get_board("icebreaker"), "fpga-small", *over, logs="build/x/build/top.tim")
-    assert (e.resource, e.need, e.capacity) == ("LUT", 9871, 5280)
+    b = fb.get_board("icebreaker")
+    over = fb.parse_fit_error(ICE40_TOO_BIG, {"SB_MAC16": 64, "SB_LUT4": 5671}, b)
+    assert over == [("ICESTORM_LC", 7409, 5280), ("ICESTORM_RAM", 52, 30), ("ICESTORM_DSP", 64, 8)]
+    e = fb.fit_error(b, "fpga-small", over, logs="build/x/build/top.tim")
+    assert (e.resource, e.need, e.capacity) == ("LUT", 7409, 5280)
     msg = str(e)
     assert "preset fpga-small does not fit board icebreaker (iCE40UP5K-SG48)" in msg
-    assert "needs 9871 LUT (ICESTORM_LC) and the part has 5280" in msg
+    assert ("needs 7409 LUT (ICESTORM_LC) where the part has 5280, 52 BRAM (ICESTORM_RAM) where the part has 30, "
+            "64 DSP (ICESTORM_DSP) where the part has 8") in msg
     assert "try --preset fpga-tiny" in msg and "--board ulx3s-85f" in msg and "build/x/build/top.tim" in msg
+    # without the Yosys counts the DSP need is unknown, and said so
+    assert fb.parse_fit_error(ICE40_TOO_BIG)[-1] == ("ICESTORM_DSP", None, None)
     # the smallest preset on the biggest board: no smaller preset and no bigger board to offer
-    e = fb.fit_error(fb.get_board("ulx3s-85f"), "fpga-tiny", "MULT18X18D", 200, 156, logs="l")
+    e = fb.fit_error(fb.get_board("ulx3s-85f"), "fpga-tiny", [("MULT18X18D", 200, 156)], logs="l")
     assert e.resource == "DSP" and "make the preset smaller" in str(e)
 
 
 def test_parse_fit_error_ecp5_totals():
     log = "Info: Logic utilisation before packing:\nInfo:     Total LUT4s:      95000/83640   113%\n"
-    assert fb.parse_fit_error(log) == ("Total LUT4s", 95000, 83640)
-    e = fb.fit_error(fb.get_board("ulx3s-85f"), "fpga-small", "Total LUT4s", 95000, 83640, logs="l")
+    assert fb.parse_fit_error(log) == [("Total LUT4s", 95000, 83640)]
+    e = fb.fit_error(fb.get_board("ulx3s-85f"), "fpga-small", fb.parse_fit_error(log), logs="l")
     assert e.resource == "LUT" and "try --preset fpga-tiny" in str(e)
-    assert fb.parse_fit_error(ICE40_TOO_BIG.replace("9871", "4000")) is None
+    fits = "\n".join(line for line in ICE40_TOO_BIG.splitlines() if "no BELs" not in line)
+    assert fb.parse_fit_error(fits.replace("7409", "4000").replace("52/", "20/")) == []
 
 
 def test_report_errors(tmp_path, capsys):
