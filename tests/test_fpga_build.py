@@ -34,7 +34,8 @@ ERROR: Unable to place cell 'device.channel.term1_1_SB_MAC16_O_DSP', no BELs rem
 NEXTPNR_REPORT = {
     "utilization": {"ICESTORM_LC": {"used": 4833, "available": 5280}, "ICESTORM_RAM": {"used": 10, "available": 30},
                     "ICESTORM_DSP": {"used": 0, "available": 8}, "SB_IO": {"used": 5, "available": 39}},
-    "fmax": {"cd_sync.clk": {"achieved": 14.2, "constraint": 12.0}},
+    "fmax": {"$PACKER_GND_NET": {"achieved": 263.16, "constraint": 12}, "cd_sync.clk": {"achieved": 14.2,
+                                                                                        "constraint": 12.0}},
 }
 
 YOSYS_STAT_NEW = """\
@@ -132,6 +133,7 @@ def test_parse_nextpnr_report_ice40():
     assert r["resources"]["bram"] == {"used": 10, "available": 30, "percent": 33.3, "counted": "nextpnr ICESTORM_RAM"}
     assert r["resources"]["dsp"]["used"] == 0
     assert r["fmax_mhz"] == 14.2 and r["clock_mhz"] == 12.0 and r["timing_met"]
+    assert [c["clock"] for c in r["clocks"]] == ["cd_sync.clk"]  # the DSPs' tied-low clock pins are no clock
 
 
 def test_parse_nextpnr_report_timing_missed():
