@@ -23,7 +23,7 @@ The status register keeps the first error since the last ``CLEAR``; ``CLEAR`` al
 from __future__ import annotations
 
 from amaranth.hdl import *
-from amaranth.lib import data, wiring
+from amaranth.lib import data, io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -404,8 +404,12 @@ class BoardTop(Elaboratable):
         clk_hz = platform.default_clk_frequency
         m.submodules.device = dev = DeviceTop(self.device, baud_divisor(clk_hz, self.baud),
                                               rx_timeout=int(clk_hz // 10))
-        uart = platform.request("uart", 0)
-        m.d.comb += [dev.rx.eq(uart.rx.i), uart.tx.o.eq(dev.tx)]
-        leds = [res for res in (platform.request("led", i) for i in range(2))]
-        m.d.comb += [leds[0].o.eq(dev.status != 0), leds[1].o.eq(dev.activity)]
+        # raw ports and explicit buffers (Amaranth 0.5's way; the resource's inversion goes into the buffer)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]
+        for i, value in enumerate((dev.status != 0, dev.activity)):
+            m.submodules[f"led{i}_buf"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
+            m.d.comb += led.o.eq(value)
         return m
