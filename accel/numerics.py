@@ -42,10 +42,9 @@ __all__ = [
 
 
 def wrap(value: int, bits: int) -> int:
-    """Two's complement wrap of ``value`` to ``bits`` bits."""
-    mask = (1 << bits) - 1
-    value &= mask
-    return value - (1 << bits) if value >> (bits - 1) else value
+    """Two's complement wrap of ``value`` (an int, or an int64 array for ``bits`` < 63) to ``bits`` bits."""
+    value = value & ((1 << bits) - 1)
+    return value - ((value >> (bits - 1)) << bits)
 
 
 @dataclass(frozen=True)

@@ -13,34 +13,24 @@ from accel.emulator.units.bitserial import BitSerialUnit
 from accel.rtl.bitserial import BitSerialUnit as BitSerialRTL
 from accel.rtl.bitserial import wgt_layout
 from accel.sim.bitserial import SPEC, TEST_CONFIGS, make_stimulus
-from accel.sim.equivalence import run_equivalence
-from accel.sim.harness import Stimulus, compare_all, run_amaranth, run_model, simulator_available
+from accel.sim.harness import Stimulus, compare_all, run_amaranth, run_model
 from accel.sim.packing import Packer
 
 SEEDS = range(200)
 CFG_IDS = [f"cfg{i}" for i in range(len(TEST_CONFIGS))]
 
 
-def _assert_report(rep):
-    msgs = [m for ms in rep.failures.values() for m in ms]
-    assert rep.failed == 0, "\n".join(msgs[:5])
-    assert rep.passed == len(SEEDS)
-
-
 @pytest.mark.rtl
 @pytest.mark.parametrize("cfg", TEST_CONFIGS, ids=CFG_IDS)
-def test_amaranth(cfg):
-    _assert_report(run_equivalence(SPEC, cfg, "amaranth", SEEDS))
+def test_amaranth(cfg, equivalent):
+    equivalent(SPEC, cfg, "amaranth", SEEDS)
 
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 @pytest.mark.parametrize("cfg", TEST_CONFIGS, ids=CFG_IDS)
-def test_cocotb(sim, cfg):
-    reason = simulator_available(sim)
-    if reason:
-        pytest.skip(reason)
-    _assert_report(run_equivalence(SPEC, cfg, sim, SEEDS))
+def test_cocotb(sim, cfg, equivalent):
+    equivalent(SPEC, cfg, sim, SEEDS)
 
 
 class _LateReady(BitSerialUnit):

@@ -12,7 +12,6 @@ import dataclasses
 import pytest
 
 from accel.sim.equivalence import run_equivalence
-from accel.sim.harness import simulator_available
 from accel.sim.pim import SPEC
 from accel.sim.pim import test_configs as pim_configs
 
@@ -20,35 +19,26 @@ CONFIGS = pim_configs()
 IDS = [c.name for c in CONFIGS]
 
 
-def _assert_report(rep, n):
-    msgs = [m for ms in rep.failures.values() for m in ms]
-    assert rep.failed == 0, "\n".join(msgs[:5])
-    assert rep.passed == n
-
-
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_model_against_engine(cfg):
+def test_model_against_engine(cfg, equivalent):
     """The model alone, many seeds: wait-mode runs equal the engine's schedule (runner's golden check)."""
     seeds = range(300)
-    _assert_report(run_equivalence(SPEC, cfg, "emulator", seeds), len(seeds))
+    equivalent(SPEC, cfg, "emulator", seeds)
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_amaranth(cfg):
+def test_amaranth(cfg, equivalent):
     seeds = range(80)
-    _assert_report(run_equivalence(SPEC, cfg, "amaranth", seeds), len(seeds))
+    equivalent(SPEC, cfg, "amaranth", seeds)
 
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_cocotb(sim, cfg):
-    reason = simulator_available(sim)
-    if reason:
-        pytest.skip(reason)
+def test_cocotb(sim, cfg, equivalent):
     seeds = range(150)
-    _assert_report(run_equivalence(SPEC, cfg, sim, seeds), len(seeds))
+    equivalent(SPEC, cfg, sim, seeds)
 
 
 @pytest.mark.rtl

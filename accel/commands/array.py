@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output-, weight- or input-stationary (default: os)")
     g.add_argument("--timing", choices=("native", "scalesim"), default="native",
                    help="native: the array's own, folds overlapped; scalesim: SCALE-Sim v3's count (default: native)")
+    g.add_argument("--emulate", action="store_true",
+                   help="also run random operands through the per-cycle model of the GEMM RTL (rtl/gemm.py) and "
+                        "print its cycle count (native timing; small shapes)")
     g.add_argument("--json", action="store_true", help="print JSON")
     g.set_defaults(func=gemm)
 
@@ -34,8 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=attention)
 
 
+#: Largest ``cycles * rows * cols`` that ``accel array gemm --emulate`` runs through the per-cycle model (seconds).
+EMULATE_LIMIT = 20_000_000
+
+
 def _array_size(args: argparse.Namespace) -> tuple[int, int]:
     rows, cols = args.rows, args.cols
+    args.data_bits = 8
     if args.preset is not None:
         from ..config import load_preset
 
@@ -45,6 +53,7 @@ def _array_size(args: argparse.Namespace) -> tuple[int, int]:
                              f"with one (accel devices)")
         rows = dev.attention.rows if rows is None else rows
         cols = dev.attention.cols if cols is None else cols
+        args.data_bits = dev.attention.data_bits
     if rows is None or cols is None:
         missing = "--rows" if rows is None else "--cols"
         raise AccelError(f"{missing} is missing: give the array size with --rows and --cols, or --preset")
@@ -96,13 +105,46 @@ def gemm(args: argparse.Namespace) -> int:
 
     rows, cols = _array_size(args)
     t = gemm_timing(args.M, args.K, args.N, rows, cols, args.dataflow, args.timing)
+    out = t.to_json()
+    if args.emulate:
+        out.update(_emulate(args, rows, cols, t.cycles))
     if args.json:
         from ..cli import print_json
 
-        print_json(t.to_json())
+        print_json(out)
         return 0
     unit = "last cycle index (SCALE-Sim v3 Total Cycles)" if t.timing == "scalesim" else "cycles"
     print(f"GEMM {t.M}x{t.K}x{t.N} on {t.rows}x{t.cols}, {t.dataflow}, {t.timing} timing")
     print(f"  cycles       {t.cycles}  ({unit})")
     print(f"  utilisation  {t.utilisation:.4f}  ({t.macs} MACs, {t.folds} folds, ideal {t.ideal_cycles} cycles)")
+    if args.emulate:
+        verdict = "product exact" if out["emulated_exact"] else "PRODUCT WRONG"
+        print(f"  emulated     {out['emulated_cycles']}  (per-cycle model of rtl/gemm.py, random "
+              f"{args.data_bits}-bit operands, {verdict})")
+        if out["emulated_cycles"] != t.cycles:
+            print(f"               folds of K = {args.K} < rows + cols - 1 = {rows + cols - 1} wait for a free result "
+                  f"bank; the closed form leaves that out")
     return 0
+
+
+def _emulate(args: argparse.Namespace, rows: int, cols: int, cycles: int) -> dict:
+    import numpy as np
+
+    from ..config import AttentionConfig
+    from ..emulator.units.array_gemm import gemm_golden, run_systolic
+
+    if args.timing != "native":
+        raise AccelError("--emulate runs the array's own hardware, whose timing is native; drop --timing scalesim "
+                         "(SCALE-Sim's count has no hardware behind it)")
+    if cycles * rows * cols > EMULATE_LIMIT:
+        raise AccelError(f"--emulate: {cycles} cycles on {rows}x{cols} PEs is {cycles * rows * cols} PE-cycles, "
+                         f"over the per-cycle model's limit of {EMULATE_LIMIT}; emulate a smaller shape (the closed "
+                         f"form above is exact against the model)")
+    cfg = AttentionConfig(rows=rows, cols=cols, head_dim=1, data_bits=args.data_bits, exp_table_bits=1,
+                          clock_mhz=1.0)
+    rng = np.random.default_rng(0)
+    hi = 1 << (args.data_bits - 1)
+    a = rng.integers(-hi, hi, (args.M, args.K))
+    b = rng.integers(-hi, hi, (args.K, args.N))
+    run = run_systolic(cfg, a, b, args.dataflow)
+    return {"emulated_cycles": run.cycles, "emulated_exact": bool((run.out == gemm_golden(cfg, a, b)).all())}

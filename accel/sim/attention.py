@@ -6,7 +6,7 @@ import numpy as np
 from ..config import AttentionConfig, DeviceConfig
 from ..errors import AccelError
 from ..numerics import attention_fixed, attn_format
-from .harness import Stimulus, Trace, run_model
+from .harness import Stimulus, Trace, taken, trim_after_last_beat
 from .packing import Packer
 from .registry import UnitSpec
 
@@ -68,17 +68,7 @@ def make_stimulus(cfg: AttentionConfig, seed: int, p_valid: float | None = None,
         source_valid={s: (rng.random(bound) < pv).astype(int).tolist() for s in ("q", "k", "v")},
         sink_ready={"o": (rng.random(bound) < pr).astype(int).tolist()},
         cycles=bound, label=f"seed {seed}", expected=expected)
-    trace = run_model(AttentionArray(cfg), stim)
-    last = None
-    for cyc, outs in enumerate(trace):
-        if outs["o__valid"] and stim.sink_ready["o"][cyc]:
-            last = cyc
-    n = bound if last is None else last + 4
-    for dct in (stim.source_valid, stim.sink_ready):
-        for key in dct:
-            dct[key] = dct[key][:n]
-    stim.cycles = n
-    return stim
+    return trim_after_last_beat(stim, AttentionArray(cfg), "o")
 
 
 def received_tiles(cfg: AttentionConfig, stim: Stimulus, trace: Trace) -> list[list[list[int]]]:
@@ -87,13 +77,12 @@ def received_tiles(cfg: AttentionConfig, stim: Stimulus, trace: Trace) -> list[l
 
     po = Packer(o_layout(cfg))
     tiles, cur = [], []
-    for cyc, outs in enumerate(trace):
-        if outs["o__valid"] and stim.sink_ready["o"][cyc]:
-            beat = po.unpack(outs["o__payload"])
-            cur.append(beat["data"])
-            if beat["last"]:
-                tiles.append(np.array(cur).T.tolist())
-                cur = []
+    for _, raw in taken(stim, trace, "o"):
+        beat = po.unpack(raw)
+        cur.append(beat["data"])
+        if beat["last"]:
+            tiles.append(np.array(cur).T.tolist())
+            cur = []
     return tiles
 
 

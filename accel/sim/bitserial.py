@@ -5,7 +5,7 @@ import numpy as np
 
 from ..config import BITSERIAL_DATATYPES, BitSerialConfig, DeviceConfig
 from ..numerics import DATATYPES, bitserial_dot, wrap
-from .harness import Stimulus, Trace, run_model
+from .harness import Stimulus, Trace, taken, trim_after_last_beat
 from .packing import Packer
 from .registry import UnitSpec
 
@@ -84,26 +84,11 @@ def make_stimulus(cfg: BitSerialConfig, seed: int, n_outputs: int | None = None,
     )
     from ..emulator.units.bitserial import BitSerialUnit
 
-    trace = run_model(BitSerialUnit(cfg), stim)
-    drv_cycles = _last_result_cycle(stim, trace)
-    n = bound if drv_cycles is None else drv_cycles + 4
-    for d in (stim.source_valid, stim.sink_ready):
-        for k in d:
-            d[k] = d[k][:n]
-    stim.cycles = n
-    return stim
-
-
-def _last_result_cycle(stim: Stimulus, trace: Trace) -> int | None:
-    last = None
-    for c, outs in enumerate(trace):
-        if outs["res__valid"] and stim.sink_ready["res"][c]:
-            last = c
-    return last
+    return trim_after_last_beat(stim, BitSerialUnit(cfg), "res")
 
 
 def received(stim: Stimulus, trace: Trace) -> list[int]:
-    return [outs["res__payload"] for c, outs in enumerate(trace) if outs["res__valid"] and stim.sink_ready["res"][c]]
+    return [v for _, v in taken(stim, trace, "res")]
 
 
 def check(cfg: BitSerialConfig, stim: Stimulus, trace: Trace) -> list[str]:

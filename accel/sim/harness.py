@@ -33,7 +33,8 @@ Trace = list[dict[str, int]]
 
 __all__ = [
     "Stimulus", "Driver", "Trace", "Model", "port_widths", "run_model", "run_amaranth", "run_cocotb",
-    "first_difference", "EquivalenceError", "verilator_path", "simulator_available", "build_root",
+    "first_difference", "EquivalenceError", "verilator_path", "simulator_available", "build_root", "taken",
+    "trim_after_last_beat",
 ]
 
 
@@ -138,6 +139,24 @@ def run_model(model: Model, stim: Stimulus) -> Trace:
         drv.observe(ins, outs)
         trace.append(outs)
     return trace
+
+
+def taken(stim: Stimulus, trace: Trace, sink: str) -> list[tuple[int, int]]:
+    """``(cycle, payload)`` of every beat the ``sink`` stream delivered (valid and ready)."""
+    return [(c, outs[f"{sink}__payload"]) for c, outs in enumerate(trace)
+            if outs[f"{sink}__valid"] and stim.sink_ready[sink][c]]
+
+
+def trim_after_last_beat(stim: Stimulus, model: Model, sink: str, margin: int = 4) -> Stimulus:
+    """Run ``stim`` through ``model`` and cut it (in place) to end ``margin`` cycles after the last beat ``sink``
+    delivered (unchanged if none did). Stimuli are generated with a generous cycle bound, then trimmed."""
+    beats = taken(stim, run_model(model, stim), sink)
+    n = stim.cycles if not beats else beats[-1][0] + margin
+    for dct in (stim.source_valid, stim.sink_ready, stim.plain):
+        for key in dct:
+            dct[key] = dct[key][:n]
+    stim.cycles = n
+    return stim
 
 
 def run_amaranth(component: Any, stims: Sequence[Stimulus], vcd: str | Path | None = None) -> list[Trace]:

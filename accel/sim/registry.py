@@ -1,7 +1,8 @@
 """Units known to ``accel rtl`` and the equivalence runner, registered by name.
 
 Each unit module defines a :class:`UnitSpec` named ``SPEC``; :data:`UNIT_MODULES` maps the unit's name to that module
-(imported lazily, so listing units does not import every simulator).
+(or to ``module:NAME`` when a module defines several), imported lazily so that listing units does not import every
+simulator.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from ..config import DeviceConfig
 from ..errors import AccelError
 from .harness import Model, Stimulus, Trace
 
-#: unit name -> module defining ``SPEC``
+#: unit name -> module defining ``SPEC`` (or ``module:NAME``)
 UNIT_MODULES: dict[str, str] = {
     "bitserial": "accel.sim.bitserial",
     "attention": "accel.sim.attention",
     "pim": "accel.sim.pim",
+    "gemm-os": "accel.sim.gemm",
+    "gemm-ws": "accel.sim.gemm:SPEC_WS",
 }
 
 
@@ -63,4 +66,5 @@ def unit_names() -> list[str]:
 def get_unit(name: str) -> UnitSpec:
     if name not in UNIT_MODULES:
         raise AccelError(f"unknown unit {name!r}; units are {', '.join(unit_names())}")
-    return importlib.import_module(UNIT_MODULES[name]).SPEC
+    module, _, attr = UNIT_MODULES[name].partition(":")
+    return getattr(importlib.import_module(module), attr or "SPEC")

@@ -41,9 +41,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from accel.errors import ConfigError, StimulusError
+from accel.numerics import wrap
 
 __all__ = ["DATAFLOWS", "TIMINGS", "GemmTiming", "gemm_timing", "mapping", "ideal_cycles", "MAX_DIM", "MAX_ARRAY",
-           "GemmRun", "simulate_native"]
+           "GemmRun", "simulate_native", "SystolicGemm", "gemm_folds", "gemm_beats", "gemm_golden", "gemm_assemble",
+           "run_systolic", "SystolicGemmWS", "ws_folds", "gemm_ws_beats", "gemm_ws_assemble"]
 
 DATAFLOWS = ("os", "ws", "is")
 TIMINGS = ("native", "scalesim")
@@ -344,3 +346,415 @@ def simulate_native(a, b, rows: int, cols: int, dataflow: str = "os") -> GemmRun
                     shadow[:, j] = chain[:, j]
                     shadow_tag[:, j] = f
     return GemmRun(out, last_mac + 1, macs)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Per-cycle model of the output-stationary systolic GEMM in RTL (accel.rtl.gemm.SystolicGemm)
+
+
+class SystolicGemm:
+    """Per-cycle model of :class:`accel.rtl.gemm.SystolicGemm` (same ports; see :mod:`accel.sim.harness`).
+
+    Cycle behaviour (the specification, ``docs/attention.md`` "GEMM in RTL")
+    -------------------------------------------------------------------------
+    ``ab.ready`` is high inside a fold, and before a fold's first beat while the fold's result bank is free (two
+    banks, folds alternate between them). A beat taken in cycle ``c`` puts its row-``i`` A element and column-``j``
+    B element into PE ``(i, j)`` in cycle ``c + i + j`` (skew registers at the edges, one register per PE hop); the PE
+    multiplies and accumulates when both are valid (``i`` below the fold's used rows, ``j`` below its used columns),
+    and ``busy`` is high in every cycle with a MAC. The fold's last operand writes the sum into the fold's bank and
+    clears the accumulator; the MAC in PE ``(rows-1, cols-1)`` of the last beat finishes the fold. In the next cycle
+    the finished bank is copied into the output register (oldest fold first, when the register is empty or being
+    read), which frees the bank; ``o`` offers the register.
+
+    With beats offered every cycle and ``o`` always ready, fold ``f`` of ``K`` beats enters at ``f*K`` and the
+    count of :func:`gemm_timing` (``os``, ``native``) is exact whenever ``K >= rows + cols - 1`` (a bank is free again
+    before the fold after next); shorter folds wait for a bank.
+    """
+
+    def __init__(self, config) -> None:
+        from accel.rtl.gemm import ab_layout, gemm_acc_bits, gemm_o_layout
+        from accel.sim.packing import Packer
+
+        self.config = config
+        self.acc_bits = gemm_acc_bits(config)
+        self._ab = Packer(ab_layout(config))
+        self._o = Packer(gemm_o_layout(config))
+        self.reset()
+
+    def reset(self) -> None:
+        R, C = self.config.rows, self.config.cols
+        za, zb = (0, 0, 0, 0, 0), (0, 0, 0)            # (val, v, last, end, tag) and (val, v, end)
+        self.askew = [[za] * i for i in range(R)]        # askew[i][s]: s + 1 cycles after the beat
+        self.bskew = [[zb] * j for j in range(C)]
+        self.a_reg = [[za] * C for _ in range(R)]        # a_reg[i][j]: operand in PE (i, j), j >= 1
+        self.b_reg = [[zb] * C for _ in range(R)]        # b_reg[i][j]: operand in PE (i, j), i >= 1
+        self.acc = [[0] * C for _ in range(R)]
+        self.res = [[[0] * C for _ in range(R)] for _ in range(2)]
+        self.par = self.infold = 0
+        self.bank_free = [1, 1]
+        self.done = [0, 0]
+        self.out_ptr = 0
+        self.fold_rows = self.fold_cols = 0
+        self.bank_rows, self.bank_cols = [0, 0], [0, 0]
+        self.err = 0
+        self.o_valid = 0
+        self.oreg = {"data": [[0] * C for _ in range(R)], "rows": 0, "cols": 0}
+        self.cycle = 0
+        self.macs = 0
+
+    def step(self, inputs: dict[str, int]) -> dict[str, int]:
+        cfg = self.config
+        R, C = cfg.rows, cfg.cols
+        ready = int(self.infold or self.bank_free[self.par])
+        fire = int(inputs["ab__valid"] and ready)
+        pl = self._ab.unpack(inputs["ab__payload"])
+        first = fire and not self.infold
+        rows = self.fold_rows if self.infold else pl["rows"]
+        cols = self.fold_cols if self.infold else pl["cols"]
+        a_ent = [(pl["a"][i], int(fire and i < rows), pl["last"], int(pl["last"] and rows == i + 1), self.par)
+                 for i in range(R)]
+        b_ent = [(pl["b"][j], int(fire and j < cols), int(cols == j + 1)) for j in range(C)]
+        a_in = [[a_ent[i] if i == 0 else self.askew[i][i - 1]] + self.a_reg[i][1:] for i in range(R)]
+        b_col0 = [b_ent[j] if j == 0 else self.bskew[j][j - 1] for j in range(C)]
+        b_in = [b_col0] + [self.b_reg[i] for i in range(1, R)]
+        busy = 0
+        final = [0, 0]
+        for i in range(R):
+            ai_row, bi_row, acc_row = a_in[i], b_in[i], self.acc[i]
+            for j in range(C):
+                av, a_v, a_last, a_end, tag = ai_row[j]
+                bv, b_v, b_end = bi_row[j]
+                if a_v and b_v:
+                    busy = 1
+                    self.macs += 1
+                    s = wrap(acc_row[j] + av * bv, self.acc_bits)
+                    if a_last:
+                        acc_row[j] = 0
+                        self.res[tag][i][j] = s
+                    else:
+                        acc_row[j] = s
+                    if a_end and b_end:
+                        final[tag] = 1
+        outs = {"ab__ready": ready, "o__valid": self.o_valid, "o__payload": self._o.pack(self.oreg),
+                "busy": busy, "error": self.err}
+        # registers
+        for i in range(R):
+            self.askew[i] = [a_ent[i]] + self.askew[i][:-1] if i else []
+            self.a_reg[i] = [None] + a_in[i][:-1]
+        for j in range(C):
+            self.bskew[j] = [b_ent[j]] + self.bskew[j][:-1] if j else []
+        self.b_reg = [[None] * C] + b_in[:-1]
+        done = [self.done[p] or final[p] for p in range(2)]
+        free = list(self.bank_free)
+        if self.done[self.out_ptr] and (not self.o_valid or inputs["o__ready"]):
+            p = self.out_ptr
+            # a bank being copied out is never written in the same cycle (its fold is finished, no new one started)
+            self.oreg = {"data": [list(r) for r in self.res[p]], "rows": self.bank_rows[p], "cols": self.bank_cols[p]}
+            self.o_valid = 1
+            self.out_ptr ^= 1
+            done[p], free[p] = 0, 1
+        elif inputs["o__ready"]:
+            self.o_valid = 0
+        if first:
+            free[self.par] = 0
+            self.fold_rows, self.fold_cols = pl["rows"], pl["cols"]
+            self.bank_rows[self.par], self.bank_cols[self.par] = pl["rows"], pl["cols"]
+            if not (1 <= pl["rows"] <= R and 1 <= pl["cols"] <= C):
+                self.err = 1
+        if fire:
+            if pl["last"]:
+                self.infold, self.par = 0, self.par ^ 1
+            else:
+                self.infold = 1
+        self.done, self.bank_free = done, free
+        self.cycle += 1
+        return outs
+
+
+def gemm_folds(rows: int, cols: int, M: int, N: int) -> list[tuple[int, int, int, int]]:
+    """Output-stationary folds ``(r0, c0, used_rows, used_cols)`` in SCALE-Sim's order (column folds outer)."""
+    return [(r0, c0, min(rows, M - r0), min(cols, N - c0)) for c0 in range(0, N, cols) for r0 in range(0, M, rows)]
+
+
+def _operands(config, a, b):
+    import numpy as np
+
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or 0 in a.shape or 0 in b.shape:
+        raise StimulusError(f"operands of shapes {a.shape} and {b.shape} do not multiply: give non-empty (M x K) "
+                            f"and (K x N) matrices")
+    lo, hi = -(1 << (config.data_bits - 1)), (1 << (config.data_bits - 1)) - 1
+    for name, x in (("A", a), ("B", b)):
+        if not np.issubdtype(x.dtype, np.integer):
+            raise StimulusError(f"{name} has dtype {x.dtype}: the array takes integers (data_bits = "
+                                f"{config.data_bits}); quantise first")
+        if x.min() < lo or x.max() > hi:
+            bad = int(x.min()) if x.min() < lo else int(x.max())
+            raise StimulusError(f"{name} holds {bad}, outside the array's signed {config.data_bits}-bit range "
+                                f"{lo}..{hi}; quantise to data_bits = {config.data_bits}")
+    return a.astype(np.int64), b.astype(np.int64)
+
+
+def gemm_beats(config, a, b) -> list[int]:
+    """Packed ``ab`` beats of ``a @ b`` (``M x K`` by ``K x N``) for :class:`SystolicGemm`: one fold per
+    :func:`gemm_folds` entry, ``K`` beats each (unused rows and columns zero)."""
+    from accel.rtl.gemm import ab_layout
+    from accel.sim.packing import Packer
+
+    a, b = _operands(config, a, b)
+    (M, K), N = a.shape, b.shape[1]
+    R, C = config.rows, config.cols
+    pk = Packer(ab_layout(config))
+    beats = []
+    for r0, c0, ur, uc in gemm_folds(R, C, M, N):
+        for t in range(K):
+            beats.append(pk.pack({"a": [int(a[r0 + i, t]) if i < ur else 0 for i in range(R)],
+                                  "b": [int(b[t, c0 + j]) if j < uc else 0 for j in range(C)],
+                                  "rows": ur, "cols": uc, "last": int(t == K - 1)}))
+    return beats
+
+
+def gemm_golden(config, a, b):
+    """``a @ b`` as the array computes it: exact, wrapped to the accumulator width (two's complement)."""
+    from accel.rtl.gemm import gemm_acc_bits
+
+    a, b = _operands(config, a, b)
+    return wrap(a @ b, gemm_acc_bits(config))
+
+
+def gemm_assemble(config, tiles: list[dict], M: int, N: int):
+    """The ``M x N`` product from the unpacked ``o`` beats (one per fold, in fold order)."""
+    import numpy as np
+
+    folds = gemm_folds(config.rows, config.cols, M, N)
+    if len(tiles) != len(folds):
+        raise StimulusError(f"{len(tiles)} result tiles for {len(folds)} folds")
+    out = np.zeros((M, N), np.int64)
+    for (r0, c0, ur, uc), tile in zip(folds, tiles):
+        out[r0:r0 + ur, c0:c0 + uc] = np.array(tile["data"], dtype=np.int64)[:ur, :uc]
+    return out
+
+
+def ws_folds(rows: int, cols: int, K: int, N: int) -> list[tuple[int, int, int, int]]:
+    """Weight-stationary folds ``(k0, c0, used_rows, used_cols)`` in SCALE-Sim's order (column folds outer)."""
+    return [(k0, c0, min(rows, K - k0), min(cols, N - c0)) for c0 in range(0, N, cols) for k0 in range(0, K, rows)]
+
+
+def gemm_ws_beats(config, a, b) -> tuple[list[int], list[int]]:
+    """Packed ``(w, a)`` beats of ``a @ b`` for :class:`SystolicGemmWS`: per :func:`ws_folds` entry, the weight
+    tile's rows (last first, unused rows and columns zero) and the ``M`` input rows."""
+    from accel.rtl.gemm import w_layout, ws_a_layout
+    from accel.sim.packing import Packer
+
+    a, b = _operands(config, a, b)
+    (M, K), N = a.shape, b.shape[1]
+    R, C = config.rows, config.cols
+    pw, pa = Packer(w_layout(config)), Packer(ws_a_layout(config))
+    w_beats, a_beats = [], []
+    for k0, c0, ur, uc in ws_folds(R, C, K, N):
+        for r in range(R - 1, -1, -1):
+            w_beats.append(pw.pack([int(b[k0 + r, c0 + j]) if r < ur and j < uc else 0 for j in range(C)]))
+        for mm in range(M):
+            a_beats.append(pa.pack({"a": [int(a[mm, k0 + i]) if i < ur else 0 for i in range(R)], "rows": ur,
+                                    "cols": uc, "last": int(mm == M - 1)}))
+    return w_beats, a_beats
+
+
+def gemm_ws_assemble(config, rows_out: list[dict], M: int, K: int, N: int):
+    """The ``M x N`` product from the unpacked ``o`` beats of a weight-stationary run (partial sums of every fold
+    added, wrapped to the accumulator width)."""
+    import numpy as np
+
+    from accel.rtl.gemm import gemm_acc_bits
+
+    folds = ws_folds(config.rows, config.cols, K, N)
+    if len(rows_out) != len(folds) * M:
+        raise StimulusError(f"{len(rows_out)} result rows for {len(folds)} folds of {M} rows")
+    out = np.zeros((M, N), np.int64)
+    for f, (_, c0, _, uc) in enumerate(folds):
+        for mm in range(M):
+            out[mm, c0:c0 + uc] += np.array(rows_out[f * M + mm]["data"][:uc], dtype=np.int64)
+    return wrap(out, gemm_acc_bits(config))
+
+
+def run_systolic(config, a, b, dataflow: str = "os") -> GemmRun:
+    """Run ``a @ b`` through the per-cycle model of the GEMM RTL with every beat offered as soon as possible and
+    ``o`` always ready. ``os``: :class:`SystolicGemm`, ``cycles`` from the first MAC to the last; ``ws``:
+    :class:`SystolicGemmWS`, from the first weight beat to the last MAC; ``is``: ``ws`` on ``b^T @ a^T`` (SCALE-Sim's
+    input-stationary mapping). Each is the count of :func:`gemm_timing` in ``native`` mode."""
+    from accel.rtl.gemm import gemm_o_layout, ws_o_layout
+    from accel.sim.packing import Packer
+
+    a, b = _operands(config, a, b)
+    mapping(a.shape[0], a.shape[1], b.shape[1], dataflow)  # checks the name
+    if dataflow == "is":
+        r = run_systolic(config, b.T, a.T, "ws")
+        return GemmRun(r.out.T.copy(), r.cycles, r.macs)
+    M, K, N = a.shape[0], a.shape[1], b.shape[1]
+    if dataflow == "os":
+        streams = {"ab": gemm_beats(config, a, b)}
+        model = SystolicGemm(config)
+        po = Packer(gemm_o_layout(config))
+        n_out = len(gemm_folds(config.rows, config.cols, M, N))
+    else:
+        w_beats, a_beats = gemm_ws_beats(config, a, b)
+        streams = {"w": w_beats, "a": a_beats}
+        model = SystolicGemmWS(config)
+        po = Packer(ws_o_layout(config))
+        n_out = len(a_beats)
+    pos = {k: 0 for k in streams}
+    got, busy, first_in = [], [], None
+    limit = 4 * (sum(map(len, streams.values())) + n_out * (config.rows + config.cols + 4)) + 16
+    while len(got) < n_out:
+        if model.cycle > limit:
+            raise AssertionError(f"the systolic GEMM model stopped after {model.cycle} cycles")
+        ins = {"o__ready": 1}
+        for k, beats in streams.items():
+            ins[f"{k}__valid"] = int(pos[k] < len(beats))
+            ins[f"{k}__payload"] = beats[pos[k]] if pos[k] < len(beats) else 0
+        outs = model.step(ins)
+        for k in streams:
+            if ins[f"{k}__valid"] and outs[f"{k}__ready"]:
+                pos[k] += 1
+                if first_in is None:
+                    first_in = model.cycle - 1
+        if outs["o__valid"]:
+            got.append(po.unpack(outs["o__payload"]))
+        busy.append(outs["busy"])
+    cyc = [c for c, x in enumerate(busy) if x]
+    if dataflow == "os":
+        return GemmRun(gemm_assemble(config, got, M, N), cyc[-1] - cyc[0] + 1, model.macs)
+    return GemmRun(gemm_ws_assemble(config, got, M, K, N), cyc[-1] - first_in + 1, model.macs)
+
+
+class SystolicGemmWS:
+    """Per-cycle model of :class:`accel.rtl.gemm.SystolicGemmWS` (same ports; see :mod:`accel.sim.harness`).
+
+    Cycle behaviour (the specification, ``docs/attention.md`` "GEMM in RTL")
+    -------------------------------------------------------------------------
+    Everything below is frozen in a cycle where a result waits on ``o`` (``o.valid`` and not ``o.ready``); then no
+    beat is taken and no MAC happens. A fold's weight tile is ``rows`` ``w`` beats (its last row first); the beat
+    taken in cycle ``x`` enters the top of column ``j``'s load chain in cycle ``x + j`` and shifts it down one row;
+    the tile's ``rows``-th beat also latches the shifted chain into column ``j``'s shadow bank. That beat is taken only
+    when the shadow bank is not waiting for its fold, and ``rows - 1`` cycles after the current fold's first input beat
+    (the shadow bank must have become active in every row). A fold's first ``a`` beat is taken only after its tile's
+    last ``w`` beat (in a later cycle). The ``a`` beat taken in cycle ``c`` is in PE ``(i, j)`` in cycle ``c + i + j``;
+    the fold's first beat makes the shadow bank the PE's active weights as it passes (and uses it). Partial sums
+    move down one row per cycle, a PE adds its product when its row and column are used by the fold, and row
+    ``m``'s sums leave the bottom row, are deskewed to the last column, and reach ``o`` ``rows + cols`` cycles after
+    its beat.
+
+    With ``w`` and ``a`` offered every cycle and ``o`` always ready, fold ``f`` streams from ``rows + f * max(M,
+    rows)`` and the first-``w``-beat-to-last-MAC count is :func:`gemm_timing` (``ws``, ``native``) for every shape.
+    """
+
+    def __init__(self, config) -> None:
+        from accel.rtl.gemm import gemm_acc_bits, w_layout, ws_a_layout, ws_o_layout
+        from accel.sim.packing import Packer
+
+        self.config = config
+        self.acc_bits = gemm_acc_bits(config)
+        self._a = Packer(ws_a_layout(config))
+        self._w = Packer(w_layout(config))
+        self._o = Packer(ws_o_layout(config))
+        self.reset()
+
+    def reset(self) -> None:
+        R, C = self.config.rows, self.config.cols
+        za, zw = (0, 0, 0, 0, 0, 0), (0, 0, 0)       # (val, p, v, first, last, cols) and (val, v, latch)
+        self.askew = [[za] * i for i in range(R)]
+        self.a_reg = [[za] * C for _ in range(R)]    # a_reg[i][j]: input in PE (i, j), j >= 1
+        self.wskew = [[zw] * j for j in range(C)]
+        self.chain = [[0] * C for _ in range(R)]
+        self.shadow = [[0] * C for _ in range(R)]
+        self.active = [[0] * C for _ in range(R)]
+        self.p_out = [[0] * C for _ in range(R)]
+        self.bot = (0, 0, 0)
+        self.dsk = [[0] * (C - 1 - j) for j in range(C)]
+        self.o_valid = 0
+        self.oreg = {"data": [0] * C, "cols": 0, "last": 0}
+        self.infold = self.w_count = self.pending = 0
+        self.age = R
+        self.fold_rows = self.fold_cols = 0
+        self.err = 0
+        self.cycle = 0
+        self.macs = 0
+
+    def step(self, inputs: dict[str, int]) -> dict[str, int]:
+        cfg = self.config
+        R, C = cfg.rows, cfg.cols
+        en = int(not self.o_valid or inputs["o__ready"])
+        a_ready = int(en and (self.infold or self.pending))
+        a_fire = int(bool(inputs["a__valid"]) and a_ready)
+        a_first = int(a_fire and not self.infold)
+        latch_ok = int((not self.pending and (R < 2 or self.age >= R - 2)) or (R == 1 and a_first))
+        w_ready = int(en and (self.w_count != R - 1 or latch_ok))
+        w_fire = int(bool(inputs["w__valid"]) and w_ready)
+        pa = self._a.unpack(inputs["a__payload"])
+        pw = self._w.unpack(inputs["w__payload"])
+        rows = self.fold_rows if self.infold else pa["rows"]
+        cols = self.fold_cols if self.infold else pa["cols"]
+        a_ent = [(pa["a"][i], a_fire, int(a_fire and i < rows), a_first, pa["last"], cols) for i in range(R)]
+        w_ent = [(pw[j], w_fire, int(w_fire and self.w_count == R - 1)) for j in range(C)]
+        a_in = [[a_ent[i] if i == 0 else self.askew[i][i - 1]] + self.a_reg[i][1:] for i in range(R)]
+        w_top = [w_ent[j] if j == 0 else self.wskew[j][j - 1] for j in range(C)]
+        busy = 0
+        p_new = [[0] * C for _ in range(R)]
+        act_new = [list(r) for r in self.active]
+        for i in range(R):
+            for j in range(C):
+                val, _, v, first, _, acols = a_in[i][j]
+                wgt = self.shadow[i][j] if first else self.active[i][j]
+                p_in = self.p_out[i - 1][j] if i else 0
+                if v and j < acols:
+                    busy = 1
+                    if en:
+                        self.macs += 1
+                    p_new[i][j] = wrap(p_in + val * wgt, self.acc_bits)
+                else:
+                    p_new[i][j] = p_in
+                if first:
+                    act_new[i][j] = self.shadow[i][j]
+        outs = {"w__ready": w_ready, "a__ready": a_ready, "o__valid": self.o_valid, "o__payload": self._o.pack(self.oreg),
+                "busy": int(en and busy), "error": self.err}
+        self.cycle += 1
+        if not en:
+            return outs
+        # registers (the clock edge, enabled)
+        row = [self.dsk[j][-1] if self.dsk[j] else self.p_out[R - 1][j] for j in range(C)]
+        if self.bot[0]:
+            self.oreg = {"data": row, "cols": self.bot[2], "last": self.bot[1]}
+        self.o_valid = self.bot[0]
+        self.dsk = [([self.p_out[R - 1][j]] + self.dsk[j])[:C - 1 - j] for j in range(C)]
+        self.bot = (a_in[R - 1][C - 1][1], a_in[R - 1][C - 1][4], a_in[R - 1][C - 1][5])
+        for j in range(C):
+            val, v, latch = w_top[j]
+            if v:
+                shifted = [val] + [self.chain[i - 1][j] for i in range(1, R)]
+                for i in range(R):
+                    self.chain[i][j] = shifted[i]
+                    if latch:
+                        self.shadow[i][j] = shifted[i]
+        self.active = act_new
+        self.p_out = p_new
+        for i in range(R):
+            self.askew[i] = [a_ent[i]] + self.askew[i][:-1] if i else []
+            self.a_reg[i] = [None] + a_in[i][:-1]
+        for j in range(C):
+            self.wskew[j] = [w_ent[j]] + self.wskew[j][:-1] if j else []
+        if a_first:
+            self.fold_rows, self.fold_cols, self.age = pa["rows"], pa["cols"], 0
+            if not (1 <= pa["rows"] <= R and 1 <= pa["cols"] <= C):
+                self.err = 1
+        elif self.age < R:
+            self.age += 1
+        if a_fire:
+            self.infold = int(not pa["last"])
+        if a_first:
+            self.pending = 0
+        if w_fire:
+            if self.w_count == R - 1:
+                self.pending = 1
+            self.w_count = 0 if self.w_count == R - 1 else self.w_count + 1
+        return outs
