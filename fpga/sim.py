@@ -15,9 +15,10 @@ from amaranth.sim import Simulator
 
 from accel.config import DeviceConfig
 
+from .protocol import Response, decode_response, encode_request
 from .top import DeviceTop
 
-__all__ = ["SimulatedBoard"]
+__all__ = ["SimulatedBoard", "uart_levels", "uart_bytes", "session_stimulus", "responses_of"]
 
 
 async def _ticks(ctx, n: int) -> None:
@@ -144,3 +145,60 @@ class SimulatedBoard:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Line-level sessions: a fixed rx waveform for the equivalence harness (Amaranth, cocotb+Icarus, cocotb+Verilator)
+
+
+def uart_levels(data: bytes, divisor: int) -> list[int]:
+    """The line levels of ``data`` sent by a UART, one per clock cycle: start bit, 8 data bits LSB first, stop bit,
+    ``divisor`` cycles each."""
+    out: list[int] = []
+    for byte in data:
+        for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+            out += [bit] * divisor
+    return out
+
+
+def uart_bytes(levels: list[int], divisor: int) -> list[int]:
+    """Bytes a UART receives from per-cycle line levels (sampled mid-bit after each falling edge; a byte whose stop
+    bit is low is dropped)."""
+    out, c, n = [], 1, len(levels)
+    while c < n:
+        if levels[c - 1] and not levels[c]:
+            mid = c + divisor // 2
+            if mid + 9 * divisor >= n:
+                break
+            if not levels[mid]:
+                byte = sum(levels[mid + (i + 1) * divisor] << i for i in range(8))
+                if levels[mid + 9 * divisor]:
+                    out.append(byte)
+                c = mid + 9 * divisor
+                continue
+        c += 1
+    return out
+
+
+def session_stimulus(requests: list[tuple[int, list[int], int]], divisor: int, settle: int = 1500):
+    """A :class:`~accel.sim.harness.Stimulus` that sends ``(kind, words, response_words)`` requests on ``rx``, each
+    after the previous one's response had time to leave (``settle`` cycles for execution, then the response's
+    bytes): the host's request/response discipline as a fixed waveform, so every simulator sees the same input."""
+    from accel.sim.harness import Stimulus
+
+    rx = [1] * (4 * divisor)
+    for kind, words, resp_words in requests:
+        rx += uart_levels(encode_request(kind, words), divisor)
+        rx += [1] * (settle + 10 * divisor * (4 + 8 * resp_words) + 4 * divisor)
+    return Stimulus(sources={}, source_valid={}, sink_ready={}, plain={"rx": rx}, cycles=len(rx))
+
+
+def responses_of(trace: list[dict[str, int]], divisor: int) -> list[Response]:
+    """The response frames the top sent in a recorded trace (its ``tx`` levels), decoded."""
+    data = bytes(uart_bytes([o["tx"] for o in trace], divisor))
+    out, i = [], 0
+    while i + 3 <= len(data):
+        end = i + 4 + 8 * data[i + 2]
+        out.append(decode_response(data[i:end]))
+        i = end
+    return out
