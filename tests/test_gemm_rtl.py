@@ -243,6 +243,10 @@ def test_cli_emulate(capsys):
                  "--emulate"]) == 0
     text = capsys.readouterr().out
     assert "emulated     16" in text and "wait for a free result bank" in text
+    assert main(["array", "gemm", "--M", "16", "--K", "1", "--N", "4", "--rows", "4", "--cols", "4"]) == 0
+    assert "may wait for a free result bank in the RTL" in capsys.readouterr().out
+    assert main(["array", "gemm", "--M", "16", "--K", "7", "--N", "4", "--rows", "4", "--cols", "4"]) == 0
+    assert "note" not in capsys.readouterr().out
     assert main(["array", "gemm", "--M", "8", "--K", "8", "--N", "8", "--rows", "4", "--cols", "4",
                  "--timing", "scalesim", "--emulate"]) == 2
     assert "drop --timing scalesim" in capsys.readouterr().err

@@ -117,6 +117,10 @@ def gemm(args: argparse.Namespace) -> int:
     print(f"GEMM {t.M}x{t.K}x{t.N} on {t.rows}x{t.cols}, {t.dataflow}, {t.timing} timing")
     print(f"  cycles       {t.cycles}  ({unit})")
     print(f"  utilisation  {t.utilisation:.4f}  ({t.macs} MACs, {t.folds} folds, ideal {t.ideal_cycles} cycles)")
+    if (t.dataflow == "os" and t.timing == "native" and t.folds > 2 and t.temporal < rows + cols - 1
+            and not args.emulate):
+        print(f"  note         folds of K = {t.temporal} < rows + cols - 1 = {rows + cols - 1} may wait for a free result "
+              f"bank in the RTL, which this count leaves out; --emulate gives the exact count")
     if args.emulate:
         verdict = "product exact" if out["emulated_exact"] else "PRODUCT WRONG"
         print(f"  emulated     {out['emulated_cycles']}  (per-cycle model of rtl/gemm.py, random "
