@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from accel.config import AttentionConfig
 from accel.emulator.units.array_gemm import (SystolicGemm, SystolicGemmWS, gemm_beats, gemm_golden, gemm_timing,
-                                             gemm_ws_beats, run_systolic)
+                                             gemm_ws_beats, rtl_gemm_cycles, run_systolic)
 from accel.errors import StimulusError
 from accel.rtl.gemm import SystolicGemm as SystolicRTL
 from accel.rtl.gemm import SystolicGemmWS as SystolicWSRTL
@@ -238,18 +238,65 @@ def test_cli_emulate(capsys):
     import json
 
     out = json.loads(capsys.readouterr().out)
-    assert out["emulated_cycles"] == out["cycles"] == 263 and out["emulated_exact"] is True
+    assert out["emulated_cycles"] == out["rtl_cycles"] == out["cycles"] == 263 and out["emulated_exact"] is True
     assert main(["array", "gemm", "--M", "16", "--K", "1", "--N", "4", "--rows", "4", "--cols", "4",
                  "--emulate"]) == 0
     text = capsys.readouterr().out
-    assert "emulated     16" in text and "wait for a free result bank" in text
-    assert main(["array", "gemm", "--M", "16", "--K", "1", "--N", "4", "--rows", "4", "--cols", "4"]) == 0
-    assert "may wait for a free result bank in the RTL" in capsys.readouterr().out
+    assert "cycles       10" in text and "RTL cycles   16" in text and "wait for a free result bank" in text
+    assert "emulated     16" in text and "= RTL cycles" in text
     assert main(["array", "gemm", "--M", "16", "--K", "7", "--N", "4", "--rows", "4", "--cols", "4"]) == 0
-    assert "note" not in capsys.readouterr().out
+    assert "RTL cycles   " in (text := capsys.readouterr().out) and "equal" in text
     assert main(["array", "gemm", "--M", "8", "--K", "8", "--N", "8", "--rows", "4", "--cols", "4",
                  "--timing", "scalesim", "--emulate"]) == 2
     assert "drop --timing scalesim" in capsys.readouterr().err
     assert main(["array", "gemm", "--M", "100000", "--K", "1000", "--N", "4", "--rows", "4", "--cols", "4",
                  "--emulate"]) == 2
     assert "over the per-cycle model's limit" in capsys.readouterr().err
+
+
+def _os_schedule_reference(M, K, N, R, C):
+    """The os RTL's fold schedule as a plain O(folds) recurrence (the oracle of :func:`rtl_gemm_cycles`)."""
+    folds = [(min(R, M - r0), min(C, N - c0)) for c0 in range(0, N, C) for r0 in range(0, M, R)]
+    s_prev = c2 = c1 = None
+    best = -1
+    for f, (ur, uc) in enumerate(folds):
+        s = 0 if f == 0 else s_prev + K
+        if f >= 2:
+            s = max(s, c2 + 1)
+        x = s + K + ur + uc - 3
+        c = x + 1 if c1 is None else max(x + 1, c1 + 1)
+        best = max(best, x)
+        s_prev, c2, c1 = s, c1, c
+    return best + 1
+
+
+@settings(max_examples=120, deadline=None)
+@given(R=st.integers(1, 5), C=st.integers(1, 5), M=st.integers(1, 16), N=st.integers(1, 16), K=st.integers(1, 12),
+       dataflow=st.sampled_from(["os", "ws", "is"]))
+def test_rtl_cycles_equal_the_models(R, C, M, N, K, dataflow):
+    """rtl_gemm_cycles is the per-cycle model's count for every shape and dataflow (os: with the bank waits)."""
+    cfg = _cfg(R, C)
+    a, b = np.ones((M, K), dtype=np.int64), np.ones((K, N), dtype=np.int64)
+    assert rtl_gemm_cycles(M, K, N, R, C, dataflow) == run_systolic(cfg, a, b, dataflow).cycles
+
+
+@settings(max_examples=1000, deadline=None)
+@given(R=st.integers(1, 24), C=st.integers(1, 24), fr=st.integers(1, 120), fc=st.integers(1, 120),
+       r_last=st.integers(1, 24), c_last=st.integers(1, 24), K=st.integers(1, 60))
+def test_rtl_cycles_os_jumps_equal_the_recurrence(R, C, fr, fc, r_last, c_last, K):
+    """The O(1) os count (periodic runs of folds jumped) equals the fold-by-fold recurrence, and lies between the
+    native closed form and SCALE-Sim's line count (up to 120 x 120 folds, ragged last folds)."""
+    M, N = (fr - 1) * R + min(r_last, R), (fc - 1) * C + min(c_last, C)
+    got = rtl_gemm_cycles(M, K, N, R, C, "os")
+    assert got == _os_schedule_reference(M, K, N, R, C)
+    assert gemm_timing(M, K, N, R, C, "os", "native").cycles <= got <= gemm_timing(M, K, N, R, C, "os",
+                                                                                  "scalesim").cycles + 1
+    if K >= R + C - 1:
+        assert got == gemm_timing(M, K, N, R, C, "os", "native").cycles
+
+
+def test_rtl_cycles_os_huge_shape_is_instant():
+    # 2**46 full folds of K = 1 on 2x2: a pair of folds every max(2K, K + rows + cols - 1) = 4 cycles, the last
+    # (odd) fold enters at 2F - 3 and makes its last MAC 2 cycles later: 2F cycles
+    assert rtl_gemm_cycles(1 << 24, 1, 1 << 24, 2, 2, "os") == 2 * (1 << 46)
+    assert [rtl_gemm_cycles(2 * n, 1, 2, 2, 2, "os") for n in range(1, 7)] == [3, 4, 7, 8, 11, 12]

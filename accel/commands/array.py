@@ -101,11 +101,13 @@ def attention(args: argparse.Namespace) -> int:
 
 
 def gemm(args: argparse.Namespace) -> int:
-    from ..emulator.units.array_gemm import gemm_timing
+    from ..emulator.units.array_gemm import gemm_timing, rtl_gemm_cycles
 
     rows, cols = _array_size(args)
     t = gemm_timing(args.M, args.K, args.N, rows, cols, args.dataflow, args.timing)
     out = t.to_json()
+    if t.timing == "native":
+        out["rtl_cycles"] = rtl_gemm_cycles(args.M, args.K, args.N, rows, cols, args.dataflow)
     if args.emulate:
         out.update(_emulate(args, rows, cols, t.cycles))
     if args.json:
@@ -117,17 +119,15 @@ def gemm(args: argparse.Namespace) -> int:
     print(f"GEMM {t.M}x{t.K}x{t.N} on {t.rows}x{t.cols}, {t.dataflow}, {t.timing} timing")
     print(f"  cycles       {t.cycles}  ({unit})")
     print(f"  utilisation  {t.utilisation:.4f}  ({t.macs} MACs, {t.folds} folds, ideal {t.ideal_cycles} cycles)")
-    if (t.dataflow == "os" and t.timing == "native" and t.folds > 2 and t.temporal < rows + cols - 1
-            and not args.emulate):
-        print(f"  note         folds of K = {t.temporal} < rows + cols - 1 = {rows + cols - 1} may wait for a free result "
-              f"bank in the RTL, which this count leaves out; --emulate gives the exact count")
+    if t.timing == "native":
+        why = ("equal" if out["rtl_cycles"] == t.cycles else
+               f"folds of K = {t.temporal} < rows + cols - 1 = {rows + cols - 1} wait for a free result bank")
+        print(f"  RTL cycles   {out['rtl_cycles']}  (rtl/gemm.py with operands every cycle: {why})")
     if args.emulate:
         verdict = "product exact" if out["emulated_exact"] else "PRODUCT WRONG"
+        agree = "= RTL cycles" if out["emulated_cycles"] == out["rtl_cycles"] else "DIFFERS FROM RTL CYCLES"
         print(f"  emulated     {out['emulated_cycles']}  (per-cycle model of rtl/gemm.py, random "
-              f"{args.data_bits}-bit operands, {verdict})")
-        if out["emulated_cycles"] != t.cycles:
-            print(f"               folds of K = {args.K} < rows + cols - 1 = {rows + cols - 1} wait for a free result "
-                  f"bank; the closed form leaves that out")
+              f"{args.data_bits}-bit operands, {verdict}, {agree})")
     return 0
 
 

@@ -45,7 +45,7 @@ from accel.numerics import wrap
 
 __all__ = ["DATAFLOWS", "TIMINGS", "GemmTiming", "gemm_timing", "mapping", "ideal_cycles", "MAX_DIM", "MAX_ARRAY",
            "GemmRun", "simulate_native", "SystolicGemm", "gemm_folds", "gemm_beats", "gemm_golden", "gemm_assemble",
-           "run_systolic", "SystolicGemmWS", "ws_folds", "gemm_ws_beats", "gemm_ws_assemble"]
+           "run_systolic", "SystolicGemmWS", "ws_folds", "gemm_ws_beats", "gemm_ws_assemble", "rtl_gemm_cycles"]
 
 DATAFLOWS = ("os", "ws", "is")
 TIMINGS = ("native", "scalesim")
@@ -187,6 +187,117 @@ def gemm_timing(M: int, K: int, N: int, rows: int, cols: int, dataflow: str = "o
     return GemmTiming(M=M, K=K, N=N, rows=rows, cols=cols, dataflow=dataflow, timing=timing, cycles=cycles,
                       folds=folds, macs=macs, utilisation=macs / (rows * cols * max(cycles, 1)),
                       ideal_cycles=ideal_cycles(M, K, N, rows, cols), spatial_rows=sr, spatial_cols=sc, temporal=t)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The GEMM RTL's own count (accel.rtl.gemm), in closed form
+
+
+class _OsSchedule:
+    """The output-stationary RTL's fold schedule with beats always offered and ``o`` always ready: fold ``f``'s first
+    beat enters at ``s_f = max(s_(f-1) + T, c_(f-2) + 1)`` (its result bank is free the cycle after fold ``f-2`` was
+    copied out), its last MAC is ``X_f = s_f + T + used_rows + used_cols - 3`` and it is copied out at
+    ``c_f = max(X_f + 1, c_(f-1) + 1)`` (in order). Runs of equal folds reach a periodic state (a max-plus system),
+    so they are jumped over in O(1) once the state relative to ``s`` repeats."""
+
+    def __init__(self, T: int) -> None:
+        self.T = T
+        self.f = 0                     # folds done
+        self.s = self.c1 = self.c2 = None
+        self.best = -1                 # latest last MAC so far
+        self.group_best = -1           # latest last MAC since the caller reset it
+
+    def state(self) -> tuple:
+        return (self.c1 - self.s, self.c2 - self.s if self.c2 is not None else None)
+
+    def fold(self, ur: int, uc: int) -> None:
+        T = self.T
+        s = 0 if self.f == 0 else self.s + T
+        if self.f >= 2:
+            s = max(s, self.c2 + 1)
+        x = s + T + ur + uc - 3
+        c = x + 1 if self.c1 is None else max(x + 1, self.c1 + 1)
+        self.best = max(self.best, x)
+        self.group_best = max(self.group_best, x)
+        self.s, self.c2, self.c1 = s, self.c1, c
+        self.f += 1
+
+    def shift(self, folds: int, delta: int) -> None:
+        """Skip ``folds`` more folds whose schedule repeats with a shift of ``delta`` cycles over them (the caller
+        accounts for their last MACs)."""
+        self.s += delta
+        self.c1 += delta
+        self.c2 += delta
+        self.f += folds
+
+    def run(self, n: int, ur: int, uc: int) -> None:
+        """``n`` equal folds."""
+        seen: dict[tuple, tuple[int, int]] = {}
+        done = 0
+        while done < n:
+            if self.f >= 2:
+                key = self.state()
+                if key in seen:
+                    k0, s0 = seen[key]
+                    period, delta = done - k0, self.s - s0
+                    reps = (n - done) // period
+                    if reps:
+                        # equal folds: the last one skipped ends last
+                        self.shift(reps * period, reps * delta)
+                        self.best = max(self.best, self.s + self.T + ur + uc - 3)
+                        self.group_best = max(self.group_best, self.s + self.T + ur + uc - 3)
+                        done += reps * period
+                        seen.clear()
+                        continue
+                seen[key] = (done, self.s)
+            self.fold(ur, uc)
+            done += 1
+
+
+def rtl_gemm_cycles(M: int, K: int, N: int, rows: int, cols: int, dataflow: str = "os") -> int:
+    """Cycles of ``(M x K) @ (K x N)`` on the GEMM RTL (:class:`SystolicGemm`, :class:`SystolicGemmWS`) with every
+    beat offered at once and ``o`` always ready, as :func:`run_systolic` counts them; O(1) in the fold count.
+
+    ``ws`` and ``is``: the native closed form (the RTL meets it for every shape). ``os``: the native count, except
+    that a fold shorter than ``rows + cols - 1`` may wait for one of the two result banks."""
+    t = gemm_timing(M, K, N, rows, cols, dataflow, "native")
+    if dataflow != "os":
+        return t.cycles
+    R, C = rows, cols
+    fr_n, fc_n = _ceil(M, R), _ceil(N, C)
+    r_last, c_last = M - (fr_n - 1) * R, N - (fc_n - 1) * C
+    sched = _OsSchedule(K)
+
+    def group(uc: int) -> int:
+        """One column group; returns its latest last MAC relative to its last fold's start."""
+        sched.group_best = -1
+        if fr_n > 1:
+            sched.run(fr_n - 1, R, uc)
+        sched.run(1, r_last, uc)
+        return sched.group_best - sched.s
+
+    # column groups: all but the last are equal; jump over them once the state at a group boundary repeats
+    seen: dict[tuple, tuple[int, int]] = {}
+    g = 0
+    while g < fc_n - 1:
+        if sched.f >= 2:
+            key = sched.state()
+            if key in seen:
+                g0, s0 = seen[key]
+                period, delta = g - g0, sched.s - s0
+                reps = (fc_n - 1 - g) // period
+                if reps:
+                    # the skipped groups repeat the last one shifted: their latest last MAC is its, shifted
+                    sched.shift(reps * period * fr_n, reps * delta)
+                    sched.best = max(sched.best, sched.s + rel)
+                    g += reps * period
+                    seen.clear()
+                    continue
+            seen[key] = (g, sched.s)
+        rel = group(C)
+        g += 1
+    group(c_last)
+    return sched.best + 1
 
 
 # --------------------------------------------------------------------------------------------------------------------
