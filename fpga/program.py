@@ -25,7 +25,8 @@ from accel.config import DeviceConfig
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
 
-__all__ = ["Step", "steps_of", "read_program", "gemv_steps", "random_gemv", "beats_of", "expected_beats"]
+__all__ = ["Step", "steps_of", "read_program", "gemv_steps", "random_gemv", "beats_of", "expected_beats",
+           "command_elements"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ def _columns(data: Any, slot_bits: int) -> tuple[int, ...]:
     return tuple(int(v) for v in data)
 
 
-def _elements(word: int, banks: int) -> tuple[PimOp, int]:
+def command_elements(word: int, banks: int) -> tuple[PimOp, int]:
+    """A PIM command word's op and the elements it issues (``RDMAC all_banks=1``: every bank; else ``count``, 0 = 1)."""
     from accel.isa import decode
 
     cmd = decode(word)
@@ -63,7 +65,7 @@ def steps_of(device: DeviceConfig, program: Sequence[tuple[int, Any]]) -> list[S
     steps = []
     for word, data in program:
         cols = _columns(data, p.slot_bits)
-        op, n = _elements(int(word), p.banks)
+        op, n = command_elements(int(word), p.banks)
         if op in (PimOp.WR, PimOp.WRGB) and not cols:
             cols = (0,) * n
         steps.append(Step(int(word), cols))

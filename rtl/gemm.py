@@ -1,11 +1,14 @@
-"""GEMM on the attention array's 2D PE array: an output-stationary systolic array in Amaranth.
+"""GEMM on the attention array's 2D PE array: output- and weight-stationary systolic engines in Amaranth.
 
 The ``rows`` x ``cols`` array of :class:`accel.config.AttentionConfig` (the same PEs, data width and array shape as
-:class:`accel.rtl.attention.AttentionArray`) run as a systolic GEMM engine with the *native* output-stationary
-schedule of :mod:`accel.emulator.units.array_gemm`: operands enter skewed at the array's edges and move one PE per
-cycle, every PE keeps its output, and a finished fold's sums leave through a shadow bank so that the next fold's
-operands follow at once. The exact cycle behaviour is specified in ``docs/attention.md`` ("GEMM in RTL") and
-implemented identically by :class:`accel.emulator.units.array_gemm.SystolicGemm`.
+:class:`accel.rtl.attention.AttentionArray`) run as systolic GEMM engines with the *native* schedules of
+:mod:`accel.emulator.units.array_gemm`. :class:`SystolicGemm` (output-stationary): operands enter skewed at the
+array's edges and move one PE per cycle, every PE keeps its output, and a finished fold's sums leave through one of
+two result banks so that the next fold's operands follow at once. :class:`SystolicGemmWS` (weight-stationary): the
+next fold's weights move down a load chain into shadow banks while the current fold streams; input-stationary is
+this engine on the transposed problem. The exact cycle behaviour is specified in ``docs/attention.md`` ("GEMM in
+RTL") and implemented identically by the per-cycle models of the same names in
+:mod:`accel.emulator.units.array_gemm`.
 """
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def gemm(args: argparse.Namespace) -> int:
     if t.timing == "native":
         out["rtl_cycles"] = rtl_gemm_cycles(args.M, args.K, args.N, rows, cols, args.dataflow)
     if args.emulate:
-        out.update(_emulate(args, rows, cols, t.cycles))
+        out.update(_emulate(args, rows, cols, out.get("rtl_cycles", t.cycles)))
     if args.json:
         from ..cli import print_json
 
@@ -142,8 +142,8 @@ def _emulate(args: argparse.Namespace, rows: int, cols: int, cycles: int) -> dic
                          "(SCALE-Sim's count has no hardware behind it)")
     if cycles * rows * cols > EMULATE_LIMIT:
         raise AccelError(f"--emulate: {cycles} cycles on {rows}x{cols} PEs is {cycles * rows * cols} PE-cycles, "
-                         f"over the per-cycle model's limit of {EMULATE_LIMIT}; emulate a smaller shape (the closed "
-                         f"form above is exact against the model)")
+                         f"over the per-cycle model's limit of {EMULATE_LIMIT}; emulate a smaller shape (the RTL "
+                         f"cycles are exact against the model for every shape)")
     cfg = AttentionConfig(rows=rows, cols=cols, head_dim=1, data_bits=args.data_bits, exp_table_bits=1,
                           clock_mhz=1.0)
     rng = np.random.default_rng(0)

@@ -479,7 +479,7 @@ class SystolicGemm:
 
     With beats offered every cycle and ``o`` always ready, fold ``f`` of ``K`` beats enters at ``f*K`` and the
     count of :func:`gemm_timing` (``os``, ``native``) is exact whenever ``K >= rows + cols - 1`` (a bank is free again
-    before the fold after next); shorter folds wait for a bank.
+    before the fold after next); shorter folds wait for a bank, and :func:`rtl_gemm_cycles` gives the count.
     """
 
     def __init__(self, config) -> None:
@@ -693,7 +693,8 @@ def run_systolic(config, a, b, dataflow: str = "os") -> GemmRun:
     """Run ``a @ b`` through the per-cycle model of the GEMM RTL with every beat offered as soon as possible and
     ``o`` always ready. ``os``: :class:`SystolicGemm`, ``cycles`` from the first MAC to the last; ``ws``:
     :class:`SystolicGemmWS`, from the first weight beat to the last MAC; ``is``: ``ws`` on ``b^T @ a^T`` (SCALE-Sim's
-    input-stationary mapping). Each is the count of :func:`gemm_timing` in ``native`` mode."""
+    input-stationary mapping). Each equals :func:`rtl_gemm_cycles` (and the native closed form, except for
+    output-stationary folds shorter than ``rows + cols - 1``)."""
     from accel.rtl.gemm import gemm_o_layout, ws_o_layout
     from accel.sim.packing import Packer
 
@@ -827,8 +828,8 @@ class SystolicGemmWS:
                     p_new[i][j] = p_in
                 if first:
                     act_new[i][j] = self.shadow[i][j]
-        outs = {"w__ready": w_ready, "a__ready": a_ready, "o__valid": self.o_valid, "o__payload": self._o.pack(self.oreg),
-                "busy": int(en and busy), "error": self.err}
+        outs = {"w__ready": w_ready, "a__ready": a_ready, "o__valid": self.o_valid,
+                "o__payload": self._o.pack(self.oreg), "busy": int(en and busy), "error": self.err}
         self.cycle += 1
         if not en:
             return outs
