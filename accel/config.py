@@ -21,7 +21,8 @@ import yaml
 from .errors import ConfigError
 
 __all__ = [
-    "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "VectorConfig",
+    "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "GemmConfig",
+    "GEMM_ACC_GUARD", "VectorConfig",
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
@@ -124,6 +125,13 @@ class BitSerialConfig:
         from .numerics import DATATYPES
 
         return max(DATATYPES[d].terms for d in self.datatypes)
+
+    @property
+    def max_shift(self) -> int:
+        """Largest term shift of any built datatype (bits): the MAC stage's shifter spans ``0 .. max_shift``."""
+        from .numerics import DATATYPES
+
+        return max(t.shift for d in self.datatypes for terms in DATATYPES[d].term_table for t in terms)
 
     def cycles_per_group(self, dtype: str) -> int:
         """MAC cycles for one group of ``dtype`` weights (beats x terms), before any dequantiser stall."""
@@ -281,10 +289,14 @@ class PimConfig:
         return self.channels * self.banks * self.rows * self.row_bytes
 
     @property
+    def peak_macs_per_cycle(self) -> float:
+        """Lane MACs per cycle with all banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
+        return self.channels * self.banks * self.mac_lanes / self.timing.nCCD_AB
+
+    @property
     def peak_macs_per_s(self) -> float:
-        """All banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
-        per_cycle = self.channels * self.banks * self.mac_lanes / self.timing.nCCD_AB
-        return per_cycle * self.timing.clock_mhz * 1e6
+        """:attr:`peak_macs_per_cycle` at the device clock."""
+        return self.peak_macs_per_cycle * self.timing.clock_mhz * 1e6
 
     @property
     def internal_bandwidth_bytes_per_s(self) -> float:
@@ -334,7 +346,57 @@ class AttentionConfig:
 
     @property
     def peak_macs_per_s(self) -> float:
-        return self.rows * self.cols * self.clock_mhz * 1e6
+        return self.gemm.peak_macs_per_cycle * self.clock_mhz * 1e6
+
+    @property
+    def gemm(self) -> "GemmConfig":
+        """The 2D PE array run as a systolic GEMM engine (the same PEs, data width and clock)."""
+        return GemmConfig(rows=self.rows, cols=self.cols, data_bits=self.data_bits, clock_mhz=self.clock_mhz)
+
+
+#: Accumulator guard bits of a GEMM PE above a product's ``2 * data_bits``: sums of up to ``2**GEMM_ACC_GUARD``
+#: products never wrap; longer ones wrap modulo ``2**acc_bits`` (two's complement), in the golden model too.
+GEMM_ACC_GUARD = 16
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """A ``rows`` x ``cols`` systolic GEMM array (``accel.rtl.gemm``: output- and weight-stationary engines).
+
+    On a device it is the attention array's 2D PE array (:attr:`AttentionConfig.gemm`, :attr:`DeviceConfig.gemm`).
+
+    Parameters
+    ----------
+    rows, cols:
+        Array size (PEs).
+    data_bits:
+        Width of the signed operands (bits).
+    clock_mhz:
+        Clock of the array (MHz); None for an array given by its size alone (``accel array gemm --rows R --cols
+        C``), whose timing is then known in cycles only.
+    """
+
+    rows: int
+    cols: int
+    data_bits: int
+    clock_mhz: Union[float, None] = None
+
+    def __post_init__(self) -> None:
+        _int_range("rows", self.rows, 1, 1024)
+        _int_range("cols", self.cols, 1, 1024)
+        _int_range("data_bits", self.data_bits, 2, 16)
+        _require(self.clock_mhz is None or self.clock_mhz > 0, "clock_mhz", self.clock_mhz,
+                 "must be positive (MHz) or None")
+
+    @property
+    def acc_bits(self) -> int:
+        """Width of a PE's accumulator and of an output element (signed bits)."""
+        return 2 * self.data_bits + GEMM_ACC_GUARD
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """Every PE doing one MAC."""
+        return self.rows * self.cols
 
 
 @dataclass(frozen=True)
@@ -375,6 +437,11 @@ class DeviceConfig:
     def __post_init__(self) -> None:
         _require(bool(self.name) and self.name.replace("-", "").replace("_", "").isalnum(), "name", self.name,
                  "must be a non-empty identifier of letters, digits, '-' and '_'")
+
+    @property
+    def gemm(self) -> Union[GemmConfig, None]:
+        """The attention array's PEs as a GEMM engine (None without an attention array)."""
+        return None if self.attention is None else self.attention.gemm
 
     def key_figures(self) -> dict[str, Any]:
         """The figures ``accel devices`` lists."""

@@ -12,8 +12,9 @@ import time
 
 import numpy as np
 
-from accel.config import AttentionConfig
-from accel.emulator.units.array_gemm import gemm_timing, run_systolic
+from accel.config import AttentionConfig, GemmConfig
+from accel.emulator.gemm_driver import run_systolic
+from accel.emulator.gemm_timing import gemm_timing
 from accel.emulator.units.attention import attention_cycles, run_attention
 
 
@@ -39,7 +40,7 @@ def model_speed(rows: int, cols: int, d: int, n_keys: int) -> dict:
 
 
 def gemm_model_speed(rows: int, cols: int, M: int, K: int, N: int, dataflow: str) -> dict:
-    cfg = AttentionConfig(rows=rows, cols=cols, head_dim=1, data_bits=8, exp_table_bits=1, clock_mhz=1000.0)
+    cfg = GemmConfig(rows=rows, cols=cols, data_bits=8, clock_mhz=1000.0)
     rng = np.random.default_rng(0)
     a, b = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
     t0 = time.perf_counter()

@@ -12,8 +12,9 @@ import time
 from accel.config import load_preset
 from accel.emulator.units.bitserial import BitSerialUnit
 from accel.rtl.bitserial import BitSerialUnit as BitSerialRTL
-from accel.sim.bitserial import make_stimulus
-from accel.sim.harness import compare_all, run_amaranth, run_model
+from accel.equivalence.bitserial import make_stimulus
+from accel.interfaces.stimulus import run_model
+from accel.equivalence.harness import compare_all, run_amaranth
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from amaranth.lib import wiring
 
 from accel.config import load_preset
 from accel.fpga.build import get_board, parse_nextpnr_report, parse_yosys_cells, tool_env
-from accel.sim.registry import get_unit
+from accel.equivalence.registry import get_unit
 
 
 class UnitHarness(Elaboratable):

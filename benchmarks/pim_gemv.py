@@ -22,7 +22,7 @@ import numpy as np
 
 from accel.config import load_preset
 from accel.emulator.engine import DeviceEngine, PimProgram
-from accel.emulator.pim_gemv import gemv_plan, golden_gemv
+from accel.mapping.gemv import gemv_plan, golden_gemv
 
 REFERENCE = 170_000.0
 
@@ -63,8 +63,7 @@ def main() -> None:
         cycles.add(st.cycles)
         out["modes"][name] = {"simulated_cycles": st.cycles, "wall_s": round(best, 6),
                               "cycles_per_s": round(st.cycles / best), "x_reference": round(st.cycles / best / REFERENCE, 1),
-                              "peak_mac_fraction": round(st.mac_lane_ops / (st.cycles * dev.pim.channels * dev.pim.banks
-                                                                           * dev.pim.mac_lanes / dev.pim.timing.nCCD_AB), 4)}
+                              "peak_mac_fraction": round(st.mac_lane_ops / (st.cycles * dev.pim.peak_macs_per_cycle), 4)}
     if not args.no_functional:
         fplan = gemv_plan(dev, w, x, "rows", dt, sc, data=True)
         t = time.perf_counter()

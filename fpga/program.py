@@ -9,7 +9,7 @@ per ``WR``/``WRGB`` element); each step becomes one ``EXEC`` request. On disk it
     MAC all_banks=1 col=0 count=2
     RDMAC all_banks=1
 
-:func:`gemv_steps` turns :func:`accel.emulator.pim_gemv.gemv_plan` into a program the board can run: the plan's
+:func:`gemv_steps` turns :func:`accel.mapping.gemv.gemv_plan` into a program the board can run: the plan's
 host preloads of DRAM rows become ``ACT``/``WR``/``PRE`` commands (the board's banks are only reachable through
 commands), followed by the plan's own commands.
 """
@@ -103,9 +103,9 @@ def beats_of(words: Sequence[int], per_beat: int) -> list[int]:
 
 def gemv_steps(device: DeviceConfig, w: np.ndarray, x: np.ndarray, dtypes: np.ndarray | None = None,
                scales: np.ndarray | None = None) -> tuple[Any, list[Step]]:
-    """``y = W x`` on the device's one channel: the plan (for :meth:`~accel.emulator.pim_gemv.GemvPlan.results`)
+    """``y = W x`` on the device's one channel: the plan (for :meth:`~accel.mapping.gemv.GemvPlan.results`)
     and the program, weights written through the command bus."""
-    from accel.emulator.pim_gemv import gemv_plan
+    from accel.mapping.gemv import gemv_plan
     from accel.emulator.units.pim import pack_slots
 
     p = device.pim
@@ -124,7 +124,7 @@ def gemv_steps(device: DeviceConfig, w: np.ndarray, x: np.ndarray, dtypes: np.nd
 def random_gemv(device: DeviceConfig, m: int, k: int, seed: int) -> dict[str, Any]:
     """A random GEMV for the device: weights (codes of random per-group datatypes for bit-serial lanes), scales,
     activations, the plan, the program and the golden ``y``."""
-    from accel.emulator.pim_gemv import golden_gemv, random_operands
+    from accel.mapping.gemv import golden_gemv, random_operands
 
     w, x, dtypes, scales = random_operands(device, np.random.default_rng(seed), m, k)
     plan, steps = gemv_steps(device, w, x, dtypes, scales)

@@ -1,9 +1,10 @@
-"""The spatial attention array (after FuseMax) in Amaranth: stream layouts and the ``AttentionArray`` component.
+"""The spatial attention array (after FuseMax) in Amaranth: the ``AttentionArray`` component.
 
 A ``rows`` x ``cols`` 2D array of PEs (keys of a chunk on the rows, queries on the columns, the head dimension looped
 in time) plus a 1D array of ``cols`` PEs (one per query). Each PE keeps its score from QK through the V product. The
 exact cycle behaviour is specified in ``docs/attention.md`` and implemented identically by
-``emulator/units/attention.py``.
+``emulator/units/attention.py``; the stream layouts and the mode/phase/state codes are those of
+:mod:`accel.interfaces.attention`.
 """
 from __future__ import annotations
 
@@ -12,64 +13,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accel.config import AttentionConfig
-from accel.numerics import ATTN_MAX_KEYS_LOG2, attn_format, exp2_table
+from accel.interfaces.attention import (DIV, FREE, IDLE, LOADQ, OUT, POS_BITS, QK, RUN, SLN, SM0, SM1, V, k_layout,
+                                        keys_bits, o_layout, q_layout, shift_bits, v_layout)
+from accel.numerics import attn_format, exp2_table
 
-__all__ = ["POS_BITS", "q_layout", "k_layout", "v_layout", "o_layout", "shift_bits", "keys_bits", "AttentionArray"]
-
-#: Width of a token position (query or key), enough for ``2**ATTN_MAX_KEYS_LOG2`` keys.
-POS_BITS = ATTN_MAX_KEYS_LOG2 + 1
-
-
-def shift_bits(cfg: AttentionConfig) -> int:
-    """Width of the Q tile's ``shift`` field (the score fraction bits ``F``)."""
-    return max(1, attn_format(cfg).max_score_frac_bits.bit_length())
-
-
-def keys_bits(cfg: AttentionConfig) -> int:
-    """Width of a K beat's ``keys`` field (valid keys in the chunk, 1 .. rows)."""
-    return max(1, cfg.rows.bit_length())
-
-
-def q_layout(cfg: AttentionConfig) -> data.StructLayout:
-    """Q beat: one head dimension of every query of the tile (query ``j`` in element ``j``), ``last`` on the tile's
-    last head dimension; ``shift`` (F), ``causal`` and ``pos`` (position of query 0) are taken from the last beat."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(signed(cfg.data_bits), cfg.cols),
-        "last": unsigned(1),
-        "shift": unsigned(shift_bits(cfg)),
-        "causal": unsigned(1),
-        "pos": unsigned(POS_BITS),
-    })
-
-
-def k_layout(cfg: AttentionConfig) -> data.StructLayout:
-    """K beat: one head dimension of every key of a chunk (key ``i`` in element ``i``); ``keys`` (valid keys,
-    1 .. rows), ``pos`` (position of key 0) and ``last`` (last chunk) are taken from the chunk's first beat."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(signed(cfg.data_bits), cfg.rows),
-        "last": unsigned(1),
-        "keys": unsigned(keys_bits(cfg)),
-        "pos": unsigned(POS_BITS),
-    })
-
-
-def v_layout(cfg: AttentionConfig) -> data.ArrayLayout:
-    """V beat: one head dimension of every value of a chunk."""
-    return data.ArrayLayout(signed(cfg.data_bits), cfg.rows)
-
-
-def o_layout(cfg: AttentionConfig) -> data.StructLayout:
-    """O beat: one head dimension of every query's output (``out_frac_bits`` fraction bits), ``last`` on the last."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(signed(attn_format(cfg).out_bits), cfg.cols),
-        "last": unsigned(1),
-    })
-
-
-# modes, phases and score-register states: the same codes as emulator/units/attention.py
-_LOADQ, _RUN, _DIV, _OUT = range(4)
-_IDLE, _QK, _V = range(3)
-_FREE, _SM0, _SM1, _SLN = range(4)
+__all__ = ["AttentionArray"]
 
 
 class AttentionArray(wiring.Component):
@@ -101,10 +49,10 @@ class AttentionArray(wiring.Component):
         self.config = config
         self.fmt = attn_format(config)
         super().__init__({
-            "q": In(stream.Signature(q_layout(config))),
-            "k": In(stream.Signature(k_layout(config))),
-            "v": In(stream.Signature(v_layout(config))),
-            "o": Out(stream.Signature(o_layout(config))),
+            "q": In(stream.Signature(q_layout(config).layout())),
+            "k": In(stream.Signature(k_layout(config).layout())),
+            "v": In(stream.Signature(v_layout(config).layout())),
+            "o": Out(stream.Signature(o_layout(config).layout())),
             "error": Out(1),
         })
 
@@ -169,10 +117,10 @@ class AttentionArray(wiring.Component):
         # ---- handshakes
         q_fire, k_fire, v_fire = Signal(), Signal(), Signal()
         m.d.comb += [
-            self.q.ready.eq(mode == _LOADQ),
-            self.k.ready.eq((mode == _RUN) & (phase == _QK)),
-            self.v.ready.eq((mode == _RUN) & (phase == _V)),
-            self.o.valid.eq(mode == _OUT),
+            self.q.ready.eq(mode == LOADQ),
+            self.k.ready.eq((mode == RUN) & (phase == QK)),
+            self.v.ready.eq((mode == RUN) & (phase == V)),
+            self.o.valid.eq(mode == OUT),
             q_fire.eq(self.q.valid & self.q.ready),
             k_fire.eq(self.k.valid & self.k.ready),
             v_fire.eq(self.v.valid & self.v.ready),
@@ -184,8 +132,8 @@ class AttentionArray(wiring.Component):
         for j in range(Cn):
             prod = Signal(signed(f.rnv_bits + f.recip_bits + 1), name=f"oprod{j}")
             m.d.comb += prod.eq(rnv_out[j] * recip[j])
-            m.d.comb += self.o.payload.data[j].eq(Mux(mode == _OUT, prod >> osh[j], 0))
-        m.d.comb += self.o.payload.last.eq((mode == _OUT) & (oe == d - 1))
+            m.d.comb += self.o.payload.data[j].eq(Mux(mode == OUT, prod >> osh[j], 0))
+        m.d.comb += self.o.payload.last.eq((mode == OUT) & (oe == d - 1))
 
         # ---- masks of the chunk in sreg
         allowed = [[Signal(name=f"allow_{i}_{j}") for j in range(Cn)] for i in range(R)]
@@ -252,16 +200,16 @@ class AttentionArray(wiring.Component):
         seen_last_n = Signal()
         phase_n = Signal(2)
         m.d.comb += [
-            sstate_n.eq(Mux(sstate == _SM0, _SM1, Mux(sstate == _SM1, _SLN, Mux(v_end, _FREE, sstate)))),
+            sstate_n.eq(Mux(sstate == SM0, SM1, Mux(sstate == SM1, SLN, Mux(v_end, FREE, sstate)))),
             acc_full_n.eq(acc_full | qk_end),
             seen_last_n.eq(seen_last | (qk_end & meta_last)),
-            phase_n.eq(Mux(qk_end | v_end, _IDLE, phase)),
+            phase_n.eq(Mux(qk_end | v_end, IDLE, phase)),
         ]
         move = Signal()
-        m.d.comb += move.eq(acc_full_n & (sstate_n == _FREE))
+        m.d.comb += move.eq(acc_full_n & (sstate_n == FREE))
         sstate_f = Signal(2)
         acc_full_f = Signal()
-        m.d.comb += [sstate_f.eq(Mux(move, _SM0, sstate_n)), acc_full_f.eq(acc_full_n & ~move)]
+        m.d.comb += [sstate_f.eq(Mux(move, SM0, sstate_n)), acc_full_f.eq(acc_full_n & ~move)]
 
         # ---- V: one V beat per cycle, SLNV per column, RNV update in the 1D array
         vb = self.v.payload
@@ -276,7 +224,7 @@ class AttentionArray(wiring.Component):
                                           Mux(vmode[j] == 1, slnv, rnv_cur[j])))
 
         with m.Switch(mode):
-            with m.Case(_LOADQ):
+            with m.Case(LOADQ):
                 with m.If(q_fire):
                     qb = self.q.payload
                     with m.Switch(qe):
@@ -287,17 +235,17 @@ class AttentionArray(wiring.Component):
                         with m.If(qb.shift > f.max_score_frac_bits):
                             m.d.sync += err.eq(1)
                         m.d.sync += [d.eq(qe + 1), shift.eq(qb.shift), causal.eq(qb.causal), qpos.eq(qb.pos),
-                                     qe.eq(0), mode.eq(_RUN), phase.eq(_QK), e.eq(0)]
+                                     qe.eq(0), mode.eq(RUN), phase.eq(QK), e.eq(0)]
                     with m.Elif(qe + 1 >= H):
                         m.d.sync += err.eq(1)
                     with m.Else():
                         m.d.sync += qe.eq(qe + 1)
-            with m.Case(_RUN):
-                with m.If(sstate == _SM0):
+            with m.Case(RUN):
+                with m.If(sstate == SM0):
                     for j in range(Cn):
                         m.d.sync += [prm[j].eq(prm_new[j]), rm[j].eq(rm_new[j]),
                                      vmode[j].eq(Mux(any_key[j], Mux(valid[j], 2, 1), 0))]
-                with m.Elif(sstate == _SM1):
+                with m.Elif(sstate == SM1):
                     for j in range(Cn):
                         scaled_rd = Signal(f.rd_bits + P + 1, name=f"rd_scaled{j}")
                         m.d.comb += scaled_rd.eq(rd[j] * prm[j])
@@ -331,14 +279,14 @@ class AttentionArray(wiring.Component):
                     m.d.sync += [sm_keys.eq(meta_keys), sm_pos.eq(meta_pos)]
                 m.d.sync += [sstate.eq(sstate_f), acc_full.eq(acc_full_f), seen_last.eq(seen_last_n),
                              phase.eq(phase_n)]
-                with m.If(phase_n == _IDLE):
-                    with m.If(sstate_f == _SLN):
-                        m.d.sync += phase.eq(_V)
+                with m.If(phase_n == IDLE):
+                    with m.If(sstate_f == SLN):
+                        m.d.sync += phase.eq(V)
                     with m.Elif(~acc_full_f & ~seen_last_n):
-                        m.d.sync += phase.eq(_QK)
-                    with m.Elif(seen_last_n & ~acc_full_f & (sstate_f == _FREE)):
-                        m.d.sync += mode.eq(_DIV)
-            with m.Case(_DIV):
+                        m.d.sync += phase.eq(QK)
+                    with m.Elif(seen_last_n & ~acc_full_f & (sstate_f == FREE)):
+                        m.d.sync += mode.eq(DIV)
+            with m.Case(DIV):
                 for j in range(Cn):
                     # normalise RD to P + 1 bits (z = bit length - (P + 1)), one reciprocal per query
                     z = Signal(range(f.rd_bits + 1), name=f"z{j}")
@@ -353,12 +301,12 @@ class AttentionArray(wiring.Component):
                                      osh[j].eq(2 * P + 1 - G + z)]
                     with m.Else():
                         m.d.sync += [recip[j].eq(0), osh[j].eq(0)]
-                m.d.sync += [mode.eq(_OUT), oe.eq(0)]
-            with m.Case(_OUT):
+                m.d.sync += [mode.eq(OUT), oe.eq(0)]
+            with m.Case(OUT):
                 with m.If(self.o.ready):
                     with m.If(oe + 1 == d):
-                        m.d.sync += [mode.eq(_LOADQ), oe.eq(0), phase.eq(_IDLE), e.eq(0), seen_last.eq(0),
-                                     acc_full.eq(0), sstate.eq(_FREE)]
+                        m.d.sync += [mode.eq(LOADQ), oe.eq(0), phase.eq(IDLE), e.eq(0), seen_last.eq(0),
+                                     acc_full.eq(0), sstate.eq(FREE)]
                         m.d.sync += [x.eq(0) for x in valid]
                     with m.Else():
                         m.d.sync += oe.eq(oe + 1)

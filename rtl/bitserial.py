@@ -14,33 +14,14 @@ cycle under Amaranth's simulator, Icarus and Verilator.
 from __future__ import annotations
 
 from amaranth.hdl import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from accel.config import BitSerialConfig
+from accel.interfaces.bitserial import act_layout, res_layout, wgt_layout
 from accel.numerics import DATATYPES
 
-__all__ = ["act_layout", "wgt_layout", "BitSerialUnit", "max_shift"]
-
-
-def act_layout(cfg: BitSerialConfig) -> data.ArrayLayout:
-    """Activation beat: ``lanes`` signed ``act_bits``-bit activations, lane 0 in the low bits."""
-    return data.ArrayLayout(signed(cfg.act_bits), cfg.lanes)
-
-
-def wgt_layout(cfg: BitSerialConfig) -> data.StructLayout:
-    """Weight beat: codes, then the group's datatype code, scale and ``last`` (end of the dot product)."""
-    return data.StructLayout({
-        "codes": data.ArrayLayout(unsigned(cfg.max_weight_bits), cfg.lanes),
-        "dtype": unsigned(cfg.dtype_bits),
-        "scale": unsigned(cfg.scale_bits),
-        "last": unsigned(1),
-    })
-
-
-def max_shift(cfg: BitSerialConfig) -> int:
-    """Largest term shift of any built datatype."""
-    return max(t.shift for d in cfg.datatypes for terms in DATATYPES[d].term_table for t in terms)
+__all__ = ["BitSerialUnit"]
 
 
 class BitSerialUnit(wiring.Component):
@@ -53,11 +34,11 @@ class BitSerialUnit(wiring.Component):
 
     Members
     -------
-    act: In(stream.Signature(act_layout))
-        Activation beats.
-    wgt: In(stream.Signature(wgt_layout))
+    act: In(stream.Signature(act_layout(config).layout()))
+        Activation beats (:func:`accel.interfaces.bitserial.act_layout`).
+    wgt: In(stream.Signature(wgt_layout(config).layout()))
         Weight beats with per-group metadata. A beat transfers together with an activation beat (both valid).
-    res: Out(stream.Signature(signed(acc_bits)))
+    res: Out(stream.Signature(res_layout(config).layout()))
         Dot-product results.
     error: Out(1)
         Sticky: a weight beat named a datatype the unit was not built for (set the cycle after its transfer).
@@ -68,9 +49,9 @@ class BitSerialUnit(wiring.Component):
             raise TypeError(f"config must be a BitSerialConfig, not {config!r}")
         self.config = config
         super().__init__({
-            "act": In(stream.Signature(act_layout(config))),
-            "wgt": In(stream.Signature(wgt_layout(config))),
-            "res": Out(stream.Signature(signed(config.acc_bits))),
+            "act": In(stream.Signature(act_layout(config).layout())),
+            "wgt": In(stream.Signature(wgt_layout(config).layout())),
+            "res": Out(stream.Signature(res_layout(config).layout())),
             "error": Out(1),
         })
 
@@ -79,14 +60,14 @@ class BitSerialUnit(wiring.Component):
         m = Module()
         lanes, acc_bits, sbits = cfg.lanes, cfg.acc_bits, cfg.scale_bits
         nterms, bpg = cfg.max_terms, cfg.beats_per_group
-        top_shift = max_shift(cfg)
+        top_shift = cfg.max_shift
 
         # MAC stage: the beat being worked on
         m_busy = Signal()
         m_term = Signal(range(max(nterms, 2)))
         m_beat = Signal(range(max(bpg, 2)))
-        m_acts = Signal(act_layout(cfg))
-        m_wgt = Signal(wgt_layout(cfg))
+        m_acts = Signal(act_layout(cfg).layout())
+        m_wgt = Signal(wgt_layout(cfg).layout())
         m_psum = Signal(signed(acc_bits))
         # dequantiser
         d_busy = Signal()

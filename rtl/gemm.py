@@ -1,57 +1,25 @@
 """GEMM on the attention array's 2D PE array: output- and weight-stationary systolic engines in Amaranth.
 
-The ``rows`` x ``cols`` array of :class:`accel.config.AttentionConfig` (the same PEs, data width and array shape as
-:class:`accel.rtl.attention.AttentionArray`) run as systolic GEMM engines with the *native* schedules of
-:mod:`accel.emulator.units.array_gemm`. :class:`SystolicGemm` (output-stationary): operands enter skewed at the
+The ``rows`` x ``cols`` array of :class:`accel.config.GemmConfig` (on a device, the PEs, data width and array shape
+of :class:`accel.rtl.attention.AttentionArray`: :attr:`accel.config.AttentionConfig.gemm`) run as systolic GEMM
+engines with the *native* schedules of :mod:`accel.emulator.gemm_timing`. :class:`SystolicGemm` (output-stationary): operands enter skewed at the
 array's edges and move one PE per cycle, every PE keeps its output, and a finished fold's sums leave through one of
 two result banks so that the next fold's operands follow at once. :class:`SystolicGemmWS` (weight-stationary): the
 next fold's weights move down a load chain into shadow banks while the current fold streams; input-stationary is
 this engine on the transposed problem. The exact cycle behaviour is specified in ``docs/attention.md`` ("GEMM in
-RTL") and implemented identically by the per-cycle models of the same names in
-:mod:`accel.emulator.units.array_gemm`.
+RTL") and implemented identically by the per-cycle models of the same names in :mod:`accel.emulator.units.gemm`; the
+stream layouts are those of :mod:`accel.interfaces.gemm`.
 """
 from __future__ import annotations
 
 from amaranth.hdl import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from accel.config import AttentionConfig
+from accel.config import GemmConfig
+from accel.interfaces.gemm import ab_layout, gemm_o_layout, w_layout, ws_a_layout, ws_o_layout
 
-__all__ = ["GEMM_ACC_GUARD", "gemm_acc_bits", "ab_layout", "gemm_o_layout", "SystolicGemm", "w_layout", "ws_a_layout",
-           "ws_o_layout", "SystolicGemmWS"]
-
-#: Accumulator guard bits above a product's ``2 * data_bits``: sums of up to ``2**GEMM_ACC_GUARD`` products never
-#: wrap; longer ones wrap modulo ``2**acc_bits`` (two's complement), in the golden model too.
-GEMM_ACC_GUARD = 16
-
-
-def gemm_acc_bits(cfg: AttentionConfig) -> int:
-    """Width of a PE's accumulator and of an output element (signed)."""
-    return 2 * cfg.data_bits + GEMM_ACC_GUARD
-
-
-def ab_layout(cfg: AttentionConfig) -> data.StructLayout:
-    """Operand beat: column ``t`` of the fold's A tile (row ``i`` in element ``i`` of ``a``) and row ``t`` of its B
-    tile (column ``j`` in element ``j`` of ``b``); ``rows`` and ``cols`` (the fold's used rows and columns, 1 ..
-    ``rows``/``cols``) are taken from the fold's first beat; ``last`` marks the fold's last beat."""
-    return data.StructLayout({
-        "a": data.ArrayLayout(signed(cfg.data_bits), cfg.rows),
-        "b": data.ArrayLayout(signed(cfg.data_bits), cfg.cols),
-        "rows": unsigned(cfg.rows.bit_length()),
-        "cols": unsigned(cfg.cols.bit_length()),
-        "last": unsigned(1),
-    })
-
-
-def gemm_o_layout(cfg: AttentionConfig) -> data.StructLayout:
-    """Result beat: a fold's ``rows`` x ``cols`` output tile (``data[i][j]``; elements beyond the fold's used rows and
-    columns hold stale values) and the fold's used ``rows`` and ``cols``."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(data.ArrayLayout(signed(gemm_acc_bits(cfg)), cfg.cols), cfg.rows),
-        "rows": unsigned(cfg.rows.bit_length()),
-        "cols": unsigned(cfg.cols.bit_length()),
-    })
+__all__ = ["SystolicGemm", "SystolicGemmWS"]
 
 
 def _register(m: Module, src: dict, shape: dict, name: str) -> dict:
@@ -67,7 +35,7 @@ class SystolicGemm(wiring.Component):
     Parameters
     ----------
     config:
-        The array's :class:`~accel.config.AttentionConfig` (``rows``, ``cols`` and ``data_bits`` are used).
+        The array's :class:`~accel.config.GemmConfig` (``rows``, ``cols`` and ``data_bits`` are used).
 
     Members
     -------
@@ -81,13 +49,13 @@ class SystolicGemm(wiring.Component):
         Sticky: a fold's first beat had ``rows`` or ``cols`` outside 1 .. the array size; set the cycle after it.
     """
 
-    def __init__(self, config: AttentionConfig) -> None:
-        if not isinstance(config, AttentionConfig):
-            raise TypeError(f"config must be an AttentionConfig, not {config!r}")
+    def __init__(self, config: GemmConfig) -> None:
+        if not isinstance(config, GemmConfig):
+            raise TypeError(f"config must be a GemmConfig, not {config!r}")
         self.config = config
         super().__init__({
-            "ab": In(stream.Signature(ab_layout(config))),
-            "o": Out(stream.Signature(gemm_o_layout(config))),
+            "ab": In(stream.Signature(ab_layout(config).layout())),
+            "o": Out(stream.Signature(gemm_o_layout(config).layout())),
             "busy": Out(1),
             "error": Out(1),
         })
@@ -96,7 +64,7 @@ class SystolicGemm(wiring.Component):
         cfg = self.config
         m = Module()
         R, Cn, D = cfg.rows, cfg.cols, cfg.data_bits
-        W = gemm_acc_bits(cfg)
+        W = cfg.acc_bits
         rw, cw = cfg.rows.bit_length(), cfg.cols.bit_length()
 
         # fold bookkeeping
@@ -189,7 +157,7 @@ class SystolicGemm(wiring.Component):
 
         # copy a finished bank into the output register, in fold order
         o_valid = Signal()
-        oreg = Signal(gemm_o_layout(cfg))
+        oreg = Signal(gemm_o_layout(cfg).layout())
         m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(oreg)]
         copy = Signal()
         m.d.comb += copy.eq(done.bit_select(out_ptr, 1) & (~o_valid | self.o.ready))
@@ -225,33 +193,6 @@ class SystolicGemm(wiring.Component):
         return m
 
 
-def w_layout(cfg: AttentionConfig) -> data.ArrayLayout:
-    """Weight beat (weight-stationary): one row of the fold's ``rows`` x ``cols`` weight tile; a fold's tile is
-    ``rows`` beats, its last row first."""
-    return data.ArrayLayout(signed(cfg.data_bits), cfg.cols)
-
-
-def ws_a_layout(cfg: AttentionConfig) -> data.StructLayout:
-    """Input beat (weight-stationary): row ``m`` of the fold's input slice (``a[i]`` meets weight row ``i``);
-    ``rows``/``cols`` (the fold's used weight rows and columns) from the fold's first beat; ``last`` on its last."""
-    return data.StructLayout({
-        "a": data.ArrayLayout(signed(cfg.data_bits), cfg.rows),
-        "rows": unsigned(cfg.rows.bit_length()),
-        "cols": unsigned(cfg.cols.bit_length()),
-        "last": unsigned(1),
-    })
-
-
-def ws_o_layout(cfg: AttentionConfig) -> data.StructLayout:
-    """Result beat (weight-stationary): the partial sums of output row ``m`` over the fold's weight rows (one per
-    column), the fold's used ``cols`` and ``last`` on the fold's last row."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(signed(gemm_acc_bits(cfg)), cfg.cols),
-        "cols": unsigned(cfg.cols.bit_length()),
-        "last": unsigned(1),
-    })
-
-
 class SystolicGemmWS(wiring.Component):
     """Weight-stationary systolic GEMM on the ``rows`` x ``cols`` PE array.
 
@@ -273,14 +214,14 @@ class SystolicGemmWS(wiring.Component):
         Sticky: a fold's first input beat had ``rows`` or ``cols`` outside 1 .. the array size.
     """
 
-    def __init__(self, config: AttentionConfig) -> None:
-        if not isinstance(config, AttentionConfig):
-            raise TypeError(f"config must be an AttentionConfig, not {config!r}")
+    def __init__(self, config: GemmConfig) -> None:
+        if not isinstance(config, GemmConfig):
+            raise TypeError(f"config must be a GemmConfig, not {config!r}")
         self.config = config
         super().__init__({
-            "w": In(stream.Signature(w_layout(config))),
-            "a": In(stream.Signature(ws_a_layout(config))),
-            "o": Out(stream.Signature(ws_o_layout(config))),
+            "w": In(stream.Signature(w_layout(config).layout())),
+            "a": In(stream.Signature(ws_a_layout(config).layout())),
+            "o": Out(stream.Signature(ws_o_layout(config).layout())),
             "busy": Out(1),
             "error": Out(1),
         })
@@ -290,7 +231,7 @@ class SystolicGemmWS(wiring.Component):
         m = Module()
         core = Module()                       # everything but the enable: frozen while a result waits on ``o``
         R, Cn, D = cfg.rows, cfg.cols, cfg.data_bits
-        W = gemm_acc_bits(cfg)
+        W = cfg.acc_bits
         rw, cw = cfg.rows.bit_length(), cfg.cols.bit_length()
 
         o_valid = Signal()
@@ -390,7 +331,7 @@ class SystolicGemmWS(wiring.Component):
                 core.d.sync += y.eq(x)
                 x = y
             row.append(x)
-        oreg = Signal(ws_o_layout(cfg))
+        oreg = Signal(ws_o_layout(cfg).layout())
         m.d.comb += [self.o.valid.eq(o_valid), self.o.payload.eq(oreg)]
         core.d.sync += o_valid.eq(bot["p"])
         with core.If(bot["p"]):

@@ -5,8 +5,18 @@ from typing import Any, Callable, Iterable
 
 import pytest
 
-from accel.sim.equivalence import run_equivalence
-from accel.sim.harness import simulator_available
+from accel.equivalence.harness import simulator_available
+from accel.equivalence.runner import run_equivalence
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` (pyproject.toml) each test file is one group, as with ``--dist loadfile`` (tests of
+    one file share simulator build directories), except tests that name their own ``xdist_group``: the one
+    parametrised equivalence test spreads its units over the workers that way."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
 @pytest.fixture

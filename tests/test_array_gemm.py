@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accel.cli import main
-from accel.emulator.units.array_gemm import DATAFLOWS, gemm_timing, ideal_cycles, simulate_native
+from accel.emulator.gemm_reference import simulate_native
+from accel.emulator.gemm_timing import DATAFLOWS, gemm_timing, ideal_cycles
 from accel.errors import ConfigError, StimulusError
 
 GOLDEN = [

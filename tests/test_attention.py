@@ -1,5 +1,6 @@
 """Attention array: fixed-point numerics against a naive reference and torch, the per-cycle model against the golden
-numerics, the closed-form latency, utilisation, buffer sizes and bad input."""
+numerics, the closed-form latency, utilisation, buffer sizes, bad input, and the RTL's error flag. The four-way
+equivalence (model, Amaranth sim, cocotb+Icarus, cocotb+Verilator) is ``tests/test_equivalence.py``."""
 from __future__ import annotations
 
 import math
@@ -10,11 +11,15 @@ import pytest
 from accel.config import AttentionConfig
 from accel.emulator.units.attention import (AttentionArray, attention_cycles, golden, min_chunks_for_utilisation,
                                             run_attention, tile_beats, tile_cycles, utilisation)
+from accel.equivalence.attention import TEST_CONFIGS, check, make_stimulus
+from accel.equivalence.harness import compare_all, run_amaranth
 from accel.errors import StimulusError
+from accel.interfaces.attention import k_layout, q_layout
+from accel.interfaces.packing import Packer
+from accel.interfaces.stimulus import Stimulus, run_model
 from accel.numerics import (AttnFormat, attention_fixed, attn_format, causal_mask, exp2_neg, exp2_table,
                             quantize_attention)
-from accel.sim.attention import TEST_CONFIGS, check, make_stimulus
-from accel.sim.harness import Stimulus, run_model
+from accel.rtl.attention import AttentionArray as AttentionRTL
 
 CFG_IDS = [f"cfg{i}" for i in range(len(TEST_CONFIGS))]
 
@@ -217,9 +222,6 @@ def test_bad_shapes_name_the_limit():
 def test_model_stream_errors():
     cfg = TEST_CONFIGS[0]
     model = AttentionArray(cfg)
-    from accel.rtl.attention import k_layout, q_layout
-    from accel.sim.packing import Packer
-
     pq, pk = Packer(q_layout(cfg)), Packer(k_layout(cfg))
     idle = {"q__valid": 0, "q__payload": 0, "k__valid": 0, "k__payload": 0, "v__valid": 0, "v__payload": 0,
             "o__ready": 1}
@@ -257,3 +259,30 @@ def test_cli_attention(capsys):
     assert main(["array", "attention", "--preset", "aim-gddr6", "--queries", "6", "--keys", "40",
                  "--head-dim", "16"]) == 2
     assert "has no attention array" in capsys.readouterr().err
+
+
+@pytest.mark.rtl
+def test_harness_reports_first_difference():
+    cfg = TEST_CONFIGS[0]
+    stim = make_stimulus(cfg, 3, p_valid=1.0, p_ready=1.0)
+    (rtl,) = run_amaranth(AttentionRTL(cfg), [stim])
+    model = run_model(AttentionArray(cfg), stim)
+    assert compare_all([stim], "amaranth", [rtl], "emulator", [model]) == []
+    first_v = next(c for c, o in enumerate(rtl) if o["v__ready"])
+    bad = [dict(o) for o in model]
+    bad[first_v - 1]["v__ready"] = 1
+    msgs = compare_all([stim], "amaranth", [rtl], "mutant", [bad])
+    assert msgs == [f"seed 3: mutant differs from amaranth first at cycle {first_v - 1}, signal v__ready: "
+                    f"amaranth 0 (0x0), mutant 1 (0x1)"]
+
+
+@pytest.mark.rtl
+def test_rtl_error_flag_one_cycle_after_a_bad_chunk():
+    cfg = TEST_CONFIGS[0]
+    pq, pk = Packer(q_layout(cfg)), Packer(k_layout(cfg))
+    q = pq.pack({"data": [1] * cfg.cols, "last": 1, "shift": 4, "causal": 0, "pos": 0})
+    k = pk.pack({"data": [1] * cfg.rows, "last": 1, "keys": 0, "pos": 0})
+    stim = Stimulus(sources={"q": [q], "k": [k], "v": []}, source_valid={"q": [1] * 5, "k": [1] * 5, "v": [0] * 5},
+                    sink_ready={"o": [1] * 5}, cycles=5)
+    (trace,) = run_amaranth(AttentionRTL(cfg), [stim])
+    assert [o["error"] for o in trace] == [0, 0, 1, 1, 1]  # K beat transferred in cycle 1, flag from cycle 2 on

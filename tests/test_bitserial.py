@@ -1,17 +1,21 @@
-"""Bit-serial unit: per-cycle model against the golden numerics and the closed-form latency; bad input."""
+"""Bit-serial unit: per-cycle model against the golden numerics and the closed-form latency; bad input; the harness's
+difference report and the RTL's error flag. The four-way equivalence (model, Amaranth sim, cocotb+Icarus,
+cocotb+Verilator) is ``tests/test_equivalence.py``."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from accel.config import BITSERIAL_DATATYPES, BitSerialConfig
-from accel.errors import StimulusError
-from accel.numerics import DATATYPES, bitserial_dot
 from accel.emulator.units.bitserial import BitSerialUnit, result_cycles, run_dot
-from accel.sim.bitserial import TEST_CONFIGS, check, make_stimulus
-from accel.sim.harness import Stimulus, run_model
-from accel.sim.packing import Packer
-from accel.rtl.bitserial import wgt_layout
+from accel.equivalence.bitserial import TEST_CONFIGS, check, make_stimulus
+from accel.equivalence.harness import compare_all, run_amaranth
+from accel.errors import StimulusError
+from accel.interfaces.bitserial import wgt_layout
+from accel.interfaces.packing import Packer
+from accel.interfaces.stimulus import Stimulus, run_model
+from accel.numerics import DATATYPES, bitserial_dot
+from accel.rtl.bitserial import BitSerialUnit as BitSerialRTL
 
 CFG_IDS = [f"cfg{i}" for i in range(len(TEST_CONFIGS))]
 
@@ -91,3 +95,44 @@ def test_run_dot_bad_input(kwargs, message):
     args = dict(acts=[0] * 6, codes=[0] * 6, dtypes=["int8"], scales=[1]) | kwargs
     with pytest.raises(StimulusError, match=message):
         run_dot(cfg, **args)
+
+
+class _LateReady(BitSerialUnit):
+    """A mutant model: drops act.ready in cycle 3. The harness must notice and name the cycle and signal."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.cycle = 0
+
+    def reset(self):
+        super().reset()
+        self.cycle = 0
+
+    def step(self, inputs):
+        outs = super().step(inputs)
+        if self.cycle == 3:
+            outs["act__ready"] ^= 1
+        self.cycle += 1
+        return outs
+
+
+@pytest.mark.rtl
+def test_harness_reports_first_difference():
+    cfg = TEST_CONFIGS[0]
+    stim = make_stimulus(cfg, 1, p_valid=1.0, p_ready=1.0)
+    rtl = run_amaranth(BitSerialRTL(cfg), [stim])
+    mutant = run_model(_LateReady(cfg), stim)
+    msgs = compare_all([stim], "amaranth", rtl, "mutant", [mutant])
+    assert len(msgs) == 1
+    assert "first at cycle 3, signal act__ready" in msgs[0]
+
+
+@pytest.mark.rtl
+def test_rtl_error_flag_one_cycle_after_the_emulator_raises():
+    cfg = TEST_CONFIGS[2]
+    pw = Packer(wgt_layout(cfg))
+    beat = pw.pack({"codes": [0] * cfg.lanes, "dtype": BITSERIAL_DATATYPES.index("int4"), "scale": 1, "last": 1})
+    stim = Stimulus(sources={"act": [0], "wgt": [beat]}, source_valid={"act": [0, 0, 1, 1, 1], "wgt": [0, 0, 1, 1, 1]},
+                    sink_ready={"res": [1] * 5}, cycles=5)
+    (trace,) = run_amaranth(BitSerialRTL(cfg), [stim])
+    assert [o["error"] for o in trace] == [0, 0, 0, 1, 1]  # transferred in cycle 2, flag from cycle 3 on

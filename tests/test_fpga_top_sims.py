@@ -13,7 +13,7 @@ from accel.fpga.sim import responses_of, session_stimulus, uart_bytes, uart_leve
 from accel.fpga.top import DeviceTop
 from accel.emulator.units.pim import PimRule
 from accel.isa import PimOp, encode
-from accel.sim.harness import compare_all, run_amaranth, run_cocotb, simulator_available
+from accel.equivalence.harness import compare_all, run_amaranth, run_cocotb, simulator_available
 
 DIV = 4
 

@@ -7,13 +7,13 @@ import pytest
 
 from accel.config import load_preset
 from accel.emulator.engine import ChannelEngine, DeviceEngine
-from accel.emulator.pim_gemv import gemv_plan, golden_gemv, random_operands, run_gemv
+from accel.mapping.gemv import gemv_plan, golden_gemv, random_operands, run_gemv
 from accel.emulator.units.pim import PimChannel
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
-from accel.sim.harness import Stimulus, run_model
-from accel.sim.pim import check, make_stimulus
-from accel.sim.pim import test_configs as pim_test_configs
+from accel.interfaces.stimulus import Stimulus, run_model
+from accel.equivalence.pim import check, make_stimulus
+from accel.equivalence.pim import test_configs as pim_test_configs
 
 CONFIGS = pim_test_configs()
 
@@ -92,7 +92,7 @@ def test_gemv_per_cycle_model_equals_engine(cfg, layout):
     stim = Stimulus(sources={"cmd": words, "wdata": data}, source_valid={"cmd": [1] * cycles, "wdata": [1] * cycles},
                     sink_ready={}, plain={"strict": [0] * cycles}, cycles=cycles)
     # run without reset so the preloaded rows stay
-    from accel.sim.harness import Driver
+    from accel.interfaces.stimulus import Driver
 
     drv = Driver(stim)
     trace = []
@@ -169,7 +169,7 @@ def test_periodic_jump_equals_full_run(preset):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_periodic_jump_random_blocks(cfg):
     """Random legal blocks repeated many times, with random prefixes: jump = full run."""
-    from accel.sim.pim import random_program
+    from accel.equivalence.pim import random_program
 
     for seed in range(25):
         rng = np.random.default_rng(seed)

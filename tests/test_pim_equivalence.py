@@ -1,9 +1,10 @@
-"""Four-way equivalence of the PIM channel: per-cycle model, Amaranth sim, cocotb+Icarus, cocotb+Verilator.
+"""The PIM channel's equivalence harness catches a timing mutant, and errors carry their code in the same cycle.
 
-Randomised stimuli on four configurations (fpga-tiny, fpga-small, aim-gddr6 scaled down, hbm3-pim scaled down):
-legal programs in wait mode (whose issue cycles and read beats must also equal the channel engine's), and error-path
-stimuli (commands offered in random cycles under strict mode, illegal commands mixed in) whose error flags and codes
-must agree cycle for cycle. Every simulator runs its seeds in one session.
+The four-way equivalence itself (per-cycle model, Amaranth sim, cocotb+Icarus, cocotb+Verilator) is
+``tests/test_equivalence.py``: randomised stimuli on four configurations (fpga-tiny, fpga-small, aim-gddr6 scaled
+down, hbm3-pim scaled down), legal programs in wait mode (whose issue cycles and read beats must also equal the
+channel engine's) and error-path stimuli (commands offered in random cycles under strict mode, illegal commands mixed
+in) whose error flags and codes must agree cycle for cycle.
 """
 from __future__ import annotations
 
@@ -11,34 +12,11 @@ import dataclasses
 
 import pytest
 
-from accel.sim.equivalence import run_equivalence
-from accel.sim.pim import SPEC
-from accel.sim.pim import test_configs as pim_configs
+from accel.equivalence.pim import SPEC
+from accel.equivalence.pim import test_configs as pim_configs
+from accel.equivalence.runner import run_equivalence
 
 CONFIGS = pim_configs()
-IDS = [c.name for c in CONFIGS]
-
-
-@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_model_against_engine(cfg, equivalent):
-    """The model alone, many seeds: wait-mode runs equal the engine's schedule (runner's golden check)."""
-    seeds = range(300)
-    equivalent(SPEC, cfg, "emulator", seeds)
-
-
-@pytest.mark.rtl
-@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_amaranth(cfg, equivalent):
-    seeds = range(80)
-    equivalent(SPEC, cfg, "amaranth", seeds)
-
-
-@pytest.mark.cocotb
-@pytest.mark.parametrize("sim", ["icarus", "verilator"])
-@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_cocotb(sim, cfg, equivalent):
-    seeds = range(150)
-    equivalent(SPEC, cfg, sim, seeds)
 
 
 @pytest.mark.rtl
@@ -65,7 +43,8 @@ def test_error_code_same_cycle():
     in the RTL as in the model."""
     from accel.emulator.units.pim import PimChannel as Model, PimRule
     from accel.isa import encode
-    from accel.sim.harness import Stimulus, first_difference, run_amaranth, run_model
+    from accel.equivalence.harness import first_difference, run_amaranth
+    from accel.interfaces.stimulus import Stimulus, run_model
 
     cfg = CONFIGS[2]
     t = cfg.pim.timing

@@ -168,7 +168,7 @@ def test_model_error_flag(s):
     pim, setup, probe, src, dist, rule, bank = _scenario(s)
     ready = _ready(s)
     m = PimChannel(pim, load_preset("fpga-small").bitserial, raise_errors=False)
-    from accel.sim.pim import program_words
+    from accel.equivalence.pim import program_words
 
     prog = [({"op": int(op), **{"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0, **f}},
              _data(op, f, pim)) for op, f in [*setup, probe]]

@@ -14,7 +14,9 @@ import pytest
 
 from accel.cli import main
 from accel.config import load_preset
-from accel.traces import AimSystem, TraceError, parse_aim_trace, parse_text_program, run_trace
+from accel.emulator.aim import AimSystem
+from accel.report import trace_report
+from accel.traces import TraceError, parse_aim_trace, parse_text_program
 
 
 def micro(isr: str, n: int) -> str:
@@ -195,7 +197,7 @@ def test_text_program_round_trip(tmp_path):
     assert prog[1][1] == [1, 2]
     f = tmp_path / "p.txt"
     f.write_text(text)
-    rep = run_trace(f, load_preset("aim-gddr6"))
+    rep = trace_report(f, load_preset("aim-gddr6"))
     eng = ChannelEngine(load_preset("aim-gddr6").pim, load_preset("aim-gddr6").bitserial, functional=False)
     for op, kw in ((PimOp.ACT, dict(all_banks=1, row=3)), (PimOp.WRGB, dict(count=2)),
                    (PimOp.MAC, dict(all_banks=1, count=8)), (PimOp.PRE, dict(all_banks=1)),

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import AccelError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("array", help="timing of work on the spatial attention array")
@@ -37,118 +35,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=attention)
 
 
-#: Largest ``cycles * rows * cols`` that ``accel array gemm --emulate`` runs through the per-cycle model (seconds).
-EMULATE_LIMIT = 20_000_000
-
-
-def _array_size(args: argparse.Namespace) -> tuple[int, int]:
-    rows, cols = args.rows, args.cols
-    args.data_bits = 8
-    if args.preset is not None:
-        from ..config import load_preset
-
-        dev = load_preset(args.preset)
-        if dev.attention is None:
-            raise AccelError(f"preset {dev.name} has no attention array; give --rows and --cols, or pick a preset "
-                             f"with one (accel devices)")
-        rows = dev.attention.rows if rows is None else rows
-        cols = dev.attention.cols if cols is None else cols
-        args.data_bits = dev.attention.data_bits
-    if rows is None or cols is None:
-        missing = "--rows" if rows is None else "--cols"
-        raise AccelError(f"{missing} is missing: give the array size with --rows and --cols, or --preset")
-    return rows, cols
-
-
 def attention(args: argparse.Namespace) -> int:
-    from ..config import load_preset
-    from ..emulator.units.attention import AttentionArray, attention_cycles, min_chunks_for_utilisation, utilisation
-    from ..numerics import ATTN_MAX_KEYS_LOG2
+    from ..report import attention_report
 
-    dev = load_preset(args.preset)
-    cfg = dev.attention
-    if cfg is None:
-        raise AccelError(f"preset {dev.name} has no attention array; pick a preset with one (accel devices)")
-    for name, v, hi in (("--queries", args.queries, 1 << 40), ("--keys", args.keys, 1 << ATTN_MAX_KEYS_LOG2),
-                        ("--head-dim", args.head_dim, cfg.head_dim)):
-        if not 1 <= v <= hi:
-            raise AccelError(f"{name} {v}: must be between 1 and {hi}"
-                             + (f" (the array's head_dim)" if name == "--head-dim" else
-                                " (the accumulators' key limit)" if name == "--keys" else ""))
-    d = args.head_dim
-    chunks = -(-args.keys // cfg.rows)
-    cycles = attention_cycles(cfg, args.queries, args.keys, d)
-    try:
-        need = min_chunks_for_utilisation(d) * cfg.rows
-    except ValueError:
-        need = None
-    bits = AttentionArray(cfg).state_bits()
-    out = {"preset": dev.name, "rows": cfg.rows, "cols": cfg.cols, "queries": args.queries, "keys": args.keys,
-           "head_dim": d, "tiles": -(-args.queries // cfg.cols), "chunks_per_tile": chunks, "cycles": cycles,
-           "seconds": cycles / (cfg.clock_mhz * 1e6), "utilisation_2d": utilisation(d, chunks),
-           "keys_for_utilisation_0_9": need, "buffer_bits": sum(bits.values()), "buffers": bits}
+    out = attention_report(args.preset, args.queries, args.keys, args.head_dim)
     if args.json:
         from ..cli import print_json
 
         print_json(out)
         return 0
-    print(f"attention head {args.queries} queries x {args.keys} keys, d = {d}, on {dev.name} "
-          f"({cfg.rows}x{cfg.cols} + {cfg.cols} 1D PEs)")
-    print(f"  cycles          {cycles}  ({out['tiles']} tiles x {chunks} chunks, {out['seconds'] * 1e6:.3f} us)")
-    print(f"  2D utilisation  {out['utilisation_2d']:.4f}  (0.9 from {need} keys)")
+    print(f"attention head {out['queries']} queries x {out['keys']} keys, d = {out['head_dim']}, on "
+          f"{out['preset']} ({out['rows']}x{out['cols']} + {out['cols']} 1D PEs)")
+    print(f"  cycles          {out['cycles']}  ({out['tiles']} tiles x {out['chunks_per_tile']} chunks, "
+          f"{out['seconds'] * 1e6:.3f} us)")
+    print(f"  2D utilisation  {out['utilisation_2d']:.4f}  (0.9 from {out['keys_for_utilisation_0_9']} keys)")
     print(f"  on-chip state   {out['buffer_bits']} bits (independent of the sequence length)")
     return 0
 
 
 def gemm(args: argparse.Namespace) -> int:
-    from ..emulator.units.array_gemm import gemm_timing, rtl_gemm_cycles
+    from ..report import gemm_report
 
-    rows, cols = _array_size(args)
-    t = gemm_timing(args.M, args.K, args.N, rows, cols, args.dataflow, args.timing)
-    out = t.to_json()
-    if t.timing == "native":
-        out["rtl_cycles"] = rtl_gemm_cycles(args.M, args.K, args.N, rows, cols, args.dataflow)
-    if args.emulate:
-        out.update(_emulate(args, rows, cols, out.get("rtl_cycles", t.cycles)))
+    out = gemm_report(args.M, args.K, args.N, rows=args.rows, cols=args.cols, preset=args.preset,
+                      dataflow=args.dataflow, timing=args.timing, emulate=args.emulate)
     if args.json:
         from ..cli import print_json
 
         print_json(out)
         return 0
-    unit = "last cycle index (SCALE-Sim v3 Total Cycles)" if t.timing == "scalesim" else "cycles"
-    print(f"GEMM {t.M}x{t.K}x{t.N} on {t.rows}x{t.cols}, {t.dataflow}, {t.timing} timing")
-    print(f"  cycles       {t.cycles}  ({unit})")
-    print(f"  utilisation  {t.utilisation:.4f}  ({t.macs} MACs, {t.folds} folds, ideal {t.ideal_cycles} cycles)")
-    if t.timing == "native":
-        why = ("equal" if out["rtl_cycles"] == t.cycles else
-               f"folds of K = {t.temporal} < rows + cols - 1 = {rows + cols - 1} wait for a free result bank")
+    scalesim = out["timing"] == "scalesim"
+    unit = "last cycle index (SCALE-Sim v3 Total Cycles)" if scalesim else "cycles"
+    print(f"GEMM {out['M']}x{out['K']}x{out['N']} on {out['rows']}x{out['cols']}, {out['dataflow']}, "
+          f"{out['timing']} timing")
+    print(f"  cycles       {out['cycles']}  ({unit})")
+    print(f"  utilisation  {out['utilisation']:.4f}  ({out['macs']} MACs, {out['folds']} folds, ideal "
+          f"{out['ideal_cycles']} cycles)")
+    if not scalesim:
+        why = ("equal" if out["rtl_cycles"] == out["cycles"] else
+               f"folds of K = {out['temporal']} < rows + cols - 1 = {out['rows'] + out['cols'] - 1} wait for a free "
+               f"result bank")
         print(f"  RTL cycles   {out['rtl_cycles']}  (rtl/gemm.py with operands every cycle: {why})")
     if args.emulate:
         verdict = "product exact" if out["emulated_exact"] else "PRODUCT WRONG"
         agree = "= RTL cycles" if out["emulated_cycles"] == out["rtl_cycles"] else "DIFFERS FROM RTL CYCLES"
         print(f"  emulated     {out['emulated_cycles']}  (per-cycle model of rtl/gemm.py, random "
-              f"{args.data_bits}-bit operands, {verdict}, {agree})")
+              f"{out['data_bits']}-bit operands, {verdict}, {agree})")
     return 0
-
-
-def _emulate(args: argparse.Namespace, rows: int, cols: int, cycles: int) -> dict:
-    import numpy as np
-
-    from ..config import AttentionConfig
-    from ..emulator.units.array_gemm import gemm_golden, run_systolic
-
-    if args.timing != "native":
-        raise AccelError("--emulate runs the array's own hardware, whose timing is native; drop --timing scalesim "
-                         "(SCALE-Sim's count has no hardware behind it)")
-    if cycles * rows * cols > EMULATE_LIMIT:
-        raise AccelError(f"--emulate: {cycles} cycles on {rows}x{cols} PEs is {cycles * rows * cols} PE-cycles, "
-                         f"over the per-cycle model's limit of {EMULATE_LIMIT}; emulate a smaller shape (the RTL "
-                         f"cycles are exact against the model for every shape)")
-    cfg = AttentionConfig(rows=rows, cols=cols, head_dim=1, data_bits=args.data_bits, exp_table_bits=1,
-                          clock_mhz=1.0)
-    rng = np.random.default_rng(0)
-    hi = 1 << (args.data_bits - 1)
-    a = rng.integers(-hi, hi, (args.M, args.K))
-    b = rng.integers(-hi, hi, (args.K, args.N))
-    run = run_systolic(cfg, a, b, args.dataflow)
-    return {"emulated_cycles": run.cycles, "emulated_exact": bool((run.out == gemm_golden(cfg, a, b)).all())}

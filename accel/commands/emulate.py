@@ -1,13 +1,12 @@
 """``accel emulate TRACE --device PRESET [--json]``: run a PIM command trace and report cycles and utilisation.
 
 TRACE is either a host-level AiM trace (SK hynix's AiM simulator format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or
-our own command words in text form (``MAC all_banks=1 col=0 count=64``); see :mod:`accel.traces`.
+our own command words in text form (``MAC all_banks=1 col=0 count=64``); see :mod:`accel.traces` and
+:func:`accel.report.trace_report`.
 """
 from __future__ import annotations
 
 import argparse
-
-import numpy as np
 
 from ..config import load_preset
 
@@ -22,17 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..traces import run_trace
+    from ..report import bank_summary, trace_report
 
     dev = load_preset(args.device)
-    rep = run_trace(args.trace, dev)
+    rep = trace_report(args.trace, dev)
     if args.json:
         from ..cli import print_json
 
         print_json(rep)
         return 0
-    active = np.array(rep["bank_active_fraction"])
-    mac = np.array(rep["bank_mac_fraction"])
     print(f"trace      {rep['trace']} ({rep['format']} format)")
     print(f"device     {rep['device']} (tCK {rep['tck_ns']:g} ns)")
     print(f"cycles     {rep['cycles']}")
@@ -40,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"MAC ops    {rep['mac_lane_ops']} lane MACs, {rep['peak_mac_fraction']:.2%} of peak MAC throughput")
     print("per bank (over channels: mean [min, max])")
     print("  bank  row open                  MAC busy")
-    for b in range(active.shape[1]):
-        a, m = active[:, b], mac[:, b]
-        print(f"  {b:4d}  {a.mean():6.1%} [{a.min():6.1%}, {a.max():6.1%}]  "
-              f"{m.mean():6.1%} [{m.min():6.1%}, {m.max():6.1%}]")
+    for row in bank_summary(rep):
+        (a, a_lo, a_hi), (m, m_lo, m_hi) = row["active"], row["mac"]
+        print(f"  {row['bank']:4d}  {a:6.1%} [{a_lo:6.1%}, {a_hi:6.1%}]  {m:6.1%} [{m_lo:6.1%}, {m_hi:6.1%}]")
     return 0

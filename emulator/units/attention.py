@@ -1,6 +1,6 @@
 """Per-cycle model of the spatial attention array, its closed-form latency, and a whole-attention runner.
 
-Same ports as :class:`accel.rtl.attention.AttentionArray` (see :mod:`accel.sim.harness` for the contract): streams
+Same ports as :class:`accel.rtl.attention.AttentionArray` (see :mod:`accel.interfaces.stimulus` for the contract): streams
 ``q`` (Q tile, one head dimension per beat), ``k`` and ``v`` (chunks of ``rows`` keys/values, one head dimension per
 beat) in, ``o`` (the O tile, one head dimension per beat) out, and a sticky ``error`` flag.
 
@@ -35,16 +35,16 @@ import numpy as np
 
 from accel.config import AttentionConfig
 from accel.errors import StimulusError
-from accel.numerics import (_attn_dtype, attn_format, attn_reciprocal, attention_fixed,
+from accel.interfaces.attention import (DIV, FREE, IDLE, LOADQ, OUT, QK, RUN, SLN, SM0, SM1, V, k_layout, o_layout,
+                                        q_layout, v_layout)
+from accel.interfaces.packing import Packer
+from accel.interfaces.stimulus import Stimulus, run_model
+from accel.numerics import (_attn_dtype, _check_attn_inputs, attn_format, attn_reciprocal, attention_fixed,
                             causal_mask, exp2_neg)
-from accel.sim.packing import Packer
 
 __all__ = ["AttentionArray", "tile_cycles", "attention_cycles", "utilisation", "run_attention", "AttentionRun",
            "SM_CYCLES", "min_chunks_for_utilisation", "tile_beats", "golden"]
 
-LOADQ, RUN, DIV, OUT = range(4)
-IDLE, QK, V = range(3)
-FREE, SM0, SM1, SLN = range(4)
 #: Cycles of the softmax step of one chunk (SM0, SM1).
 SM_CYCLES = 2
 
@@ -58,8 +58,6 @@ class AttentionArray:
     """
 
     def __init__(self, config: AttentionConfig) -> None:
-        from accel.rtl.attention import k_layout, o_layout, q_layout, v_layout
-
         self.config = config
         self.fmt = attn_format(config)
         self._q = Packer(q_layout(config))
@@ -328,8 +326,6 @@ class AttentionRun:
 def tile_beats(config: AttentionConfig, q_tile: np.ndarray, k: np.ndarray, v: np.ndarray, shift: int,
                causal: bool, qpos: int) -> tuple[list[int], list[int], list[int]]:
     """Packed Q, K and V beats of one tile (``q_tile`` is ``(cols, d)``, zero-padded)."""
-    from accel.rtl.attention import k_layout, q_layout, v_layout
-
     pq, pk, pv = Packer(q_layout(config)), Packer(k_layout(config)), Packer(v_layout(config))
     d = q_tile.shape[1]
     R = config.rows
@@ -353,9 +349,6 @@ def run_attention(config: AttentionConfig, q: np.ndarray, k: np.ndarray, v: np.n
                   causal: bool = False) -> AttentionRun:
     """Attention of integer ``q`` ``(nq, d)``, ``k``, ``v`` ``(nk, d)`` through the per-cycle model, tile by tile
     (streams always valid and ready). Inputs are checked as :func:`accel.numerics.attention_fixed` checks them."""
-    from accel.numerics import _check_attn_inputs
-    from accel.sim.harness import Stimulus, run_model
-
     fmt = attn_format(config)
     mask = causal_mask(np.shape(q)[0], np.shape(k)[0]) if causal else None
     q, k, v, _ = _check_attn_inputs(q, k, v, fmt, score_frac_bits, mask)

@@ -1,6 +1,6 @@
 """Per-cycle model of the bit-serial MAC unit, and its closed-form latency.
 
-Same ports as :class:`accel.rtl.bitserial.BitSerialUnit` (see :mod:`accel.sim.harness` for the contract) and the
+Same ports as :class:`accel.rtl.bitserial.BitSerialUnit` (see :mod:`accel.interfaces.stimulus` for the contract) and the
 same cycle behaviour, written as the specification in ``docs/bitserial.md`` reads: registered state, this cycle's
 combinational outputs, then the next state.
 """
@@ -11,8 +11,10 @@ from typing import Sequence
 
 from accel.config import BITSERIAL_DATATYPES, BitSerialConfig
 from accel.errors import StimulusError
+from accel.interfaces.bitserial import act_layout, wgt_layout
+from accel.interfaces.packing import Packer
+from accel.interfaces.stimulus import Stimulus, run_model
 from accel.numerics import DATATYPES, wrap
-from accel.sim.packing import Packer
 
 __all__ = ["BitSerialUnit", "result_cycles", "stream_cycles", "run_dot"]
 
@@ -25,8 +27,6 @@ class BitSerialUnit:
     """
 
     def __init__(self, config: BitSerialConfig) -> None:
-        from accel.rtl.bitserial import act_layout, wgt_layout
-
         self.config = config
         self._act = Packer(act_layout(config))
         self._wgt = Packer(wgt_layout(config))
@@ -200,10 +200,6 @@ def run_dot(config: BitSerialConfig, acts: Sequence[int], codes: Sequence[int], 
     result's transfer, inclusive. Inputs are checked first; each violation is a :class:`StimulusError` naming the
     value, the rule and the fix."""
     import numpy as np
-
-    from accel.sim.harness import Stimulus, run_model
-    from accel.sim.packing import Packer
-    from accel.rtl.bitserial import act_layout, wgt_layout
 
     cfg = config
     acts = np.asarray(acts, dtype=np.int64)

@@ -1,17 +1,9 @@
 """One stimulus, four views: the per-cycle model, Amaranth's simulator, cocotb+Icarus and cocotb+Verilator.
 
-The contract
-------------
-Ports are the Amaranth component's signature members flattened with ``"__"`` (``act__valid``, ``act__payload``,
-``res__ready``) — the names Amaranth gives the Verilog ports. Every value is an unsigned packed integer of the port's
-width. A per-cycle model has ``reset()`` and ``step(inputs) -> outputs``: ``step`` returns this cycle's outputs
-(combinational outputs see this cycle's inputs) and then advances the state by one clock edge.
-
-A :class:`Stimulus` describes what the environment does, not fixed per-cycle values: stream *sources* offer their beats
-in order, gated by a per-cycle valid mask, and advance only on a transfer (valid and ready); stream *sinks* raise ready
-by a per-cycle mask (backpressure); *plain* inputs take per-cycle values. The same :class:`Driver` runs inside every
-backend, so all four see identical inputs for as long as their outputs agree; the first cycle where they do not is
-reported with the signal and both values.
+The port contract and the :class:`~accel.interfaces.stimulus.Stimulus` / :class:`~accel.interfaces.stimulus.Driver`
+that every view runs are defined in :mod:`accel.interfaces.stimulus`; this module runs stimuli through the RTL
+(Amaranth's simulator, cocotb under Icarus or Verilator) and compares the traces. The first cycle where two views
+differ is reported with the signal and both values.
 
 Each backend runs many stimuli in one simulator session, with one reset cycle before each.
 """
@@ -25,94 +17,15 @@ import os
 import shutil
 import sys
 import sysconfig
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Sequence
 
-Trace = list[dict[str, int]]
+from ..interfaces.stimulus import Driver, Stimulus, Trace
 
 __all__ = [
-    "Stimulus", "Driver", "Trace", "Model", "port_widths", "run_model", "run_amaranth", "run_cocotb",
-    "first_difference", "EquivalenceError", "verilator_path", "simulator_available", "build_root", "taken",
-    "trim_after_last_beat",
+    "port_widths", "run_amaranth", "run_cocotb", "first_difference", "compare_all", "verilator_path",
+    "simulator_available", "build_root",
 ]
-
-
-class Model(Protocol):
-    def reset(self) -> None: ...
-
-    def step(self, inputs: dict[str, int]) -> dict[str, int]: ...
-
-
-@dataclass
-class Stimulus:
-    """What the environment does for ``cycles`` clock cycles after a reset.
-
-    Parameters
-    ----------
-    sources:
-        Stream name -> packed payloads offered in order.
-    source_valid:
-        Stream name -> per-cycle 0/1: whether the source offers its next beat in that cycle (if it has one).
-    sink_ready:
-        Stream name -> per-cycle 0/1 ready.
-    plain:
-        Input port -> per-cycle value.
-    cycles:
-        Cycles to run.
-    label:
-        Shown in mismatch reports (for example the seed).
-    expected:
-        The golden results of the unit's numerics for this stimulus (unit-specific, JSON-able), for its check.
-    """
-
-    sources: dict[str, list[int]]
-    source_valid: dict[str, list[int]]
-    sink_ready: dict[str, list[int]]
-    cycles: int
-    plain: dict[str, list[int]] = field(default_factory=dict)
-    label: str = ""
-    expected: Any = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Stimulus":
-        return cls(**d)
-
-
-class Driver:
-    """The environment's behaviour for one stimulus, identical in every backend."""
-
-    def __init__(self, stim: Stimulus) -> None:
-        self.stim = stim
-        self.pos = {s: 0 for s in stim.sources}
-        self.received: dict[str, list[int]] = {s: [] for s in stim.sink_ready}
-
-    def inputs(self, cycle: int) -> dict[str, int]:
-        ins: dict[str, int] = {}
-        for s, beats in self.stim.sources.items():
-            offer = bool(self.stim.source_valid[s][cycle]) and self.pos[s] < len(beats)
-            ins[f"{s}__valid"] = int(offer)
-            ins[f"{s}__payload"] = beats[self.pos[s]] if offer else 0
-        for s, ready in self.stim.sink_ready.items():
-            ins[f"{s}__ready"] = int(ready[cycle])
-        for p, vals in self.stim.plain.items():
-            ins[p] = vals[cycle]
-        return ins
-
-    def observe(self, ins: dict[str, int], outs: dict[str, int]) -> None:
-        for s in self.stim.sources:
-            if ins[f"{s}__valid"] and outs[f"{s}__ready"]:
-                self.pos[s] += 1
-        for s in self.stim.sink_ready:
-            if outs[f"{s}__valid"] and ins[f"{s}__ready"]:
-                self.received[s].append(outs[f"{s}__payload"])
-
-    @property
-    def sources_done(self) -> bool:
-        return all(self.pos[s] == len(b) for s, b in self.stim.sources.items())
 
 
 def port_widths(component: Any) -> tuple[dict[str, int], dict[str, int]]:
@@ -128,37 +41,6 @@ def port_widths(component: Any) -> tuple[dict[str, int], dict[str, int]]:
     return ins, outs
 
 
-def run_model(model: Model, stim: Stimulus) -> Trace:
-    """Run one stimulus through a per-cycle model (after ``reset()``)."""
-    model.reset()
-    drv = Driver(stim)
-    trace: Trace = []
-    for cycle in range(stim.cycles):
-        ins = drv.inputs(cycle)
-        outs = model.step(ins)
-        drv.observe(ins, outs)
-        trace.append(outs)
-    return trace
-
-
-def taken(stim: Stimulus, trace: Trace, sink: str) -> list[tuple[int, int]]:
-    """``(cycle, payload)`` of every beat the ``sink`` stream delivered (valid and ready)."""
-    return [(c, outs[f"{sink}__payload"]) for c, outs in enumerate(trace)
-            if outs[f"{sink}__valid"] and stim.sink_ready[sink][c]]
-
-
-def trim_after_last_beat(stim: Stimulus, model: Model, sink: str, margin: int = 4) -> Stimulus:
-    """Run ``stim`` through ``model`` and cut it (in place) to end ``margin`` cycles after the last beat ``sink``
-    delivered (unchanged if none did). Stimuli are generated with a generous cycle bound, then trimmed."""
-    beats = taken(stim, run_model(model, stim), sink)
-    n = stim.cycles if not beats else beats[-1][0] + margin
-    for dct in (stim.source_valid, stim.sink_ready, stim.plain):
-        for key in dct:
-            dct[key] = dct[key][:n]
-    stim.cycles = n
-    return stim
-
-
 def run_amaranth(component: Any, stims: Sequence[Stimulus], vcd: str | Path | None = None) -> list[Trace]:
     """Run stimuli through Amaranth's simulator, one reset cycle before each."""
     from amaranth.hdl import Module, ResetInserter, Signal, Value
@@ -169,8 +51,6 @@ def run_amaranth(component: Any, stims: Sequence[Stimulus], vcd: str | Path | No
     m.submodules.dut = ResetInserter(rst)(component)
     sigs, widths = {}, {}
     in_w, out_w = port_widths(component)
-    from amaranth.lib import wiring
-
     for path, member, value in component.signature.flatten(component):
         name = "__".join(str(p) for p in path)
         sigs[name] = Value.cast(value)
@@ -306,7 +186,7 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
             runner.build(always=fresh, **build_kw)  # Verilator takes 10-20 s: build once per Verilog text
         stamp.write_text(key)
         with contextlib.redirect_stdout(chatter):
-            results = runner.test(test_module="accel.sim.tb_replay", hdl_toplevel=top,
+            results = runner.test(test_module="accel.equivalence.tb_replay", hdl_toplevel=top,
                                   build_dir=build_dir / "sim_build", test_dir=build_dir,
                                   extra_env={"ACCEL_STIM": str(stim_file), "ACCEL_TRACE": str(trace_file),
                                              "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
@@ -325,10 +205,6 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
 
 # --------------------------------------------------------------------------------------------------------------------
 # Comparison
-
-
-class EquivalenceError(AssertionError):
-    """Two views of a unit disagree."""
 
 
 def first_difference(expected: Trace, actual: Trace) -> tuple[int, str, int | None, int | None] | None:
@@ -350,12 +226,6 @@ def describe_difference(label: str, ref_name: str, other_name: str, diff: tuple)
             f"{ref_name} {fmt(ev)}, {other_name} {fmt(av)}")
 
 
-def check_equal(label: str, ref_name: str, ref: Trace, other_name: str, other: Trace) -> None:
-    diff = first_difference(ref, other)
-    if diff is not None:
-        raise EquivalenceError(describe_difference(label, ref_name, other_name, diff))
-
-
 def compare_all(stims: Sequence[Stimulus], ref_name: str, ref: Sequence[Trace], other_name: str,
                 other: Sequence[Trace]) -> list[str]:
     """Messages for every stimulus whose traces differ (empty if all agree)."""
@@ -365,9 +235,3 @@ def compare_all(stims: Sequence[Stimulus], ref_name: str, ref: Sequence[Trace], 
         if diff is not None:
             out.append(describe_difference(stim.label or "stimulus", ref_name, other_name, diff))
     return out
-
-
-def iter_chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
-

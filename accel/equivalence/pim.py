@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import BitSerialConfig, DeviceConfig, PimConfig, load_preset
 from ..isa import PimOp, encode
-from .harness import Stimulus, Trace, run_model
+from ..interfaces.stimulus import Stimulus, Trace, run_model
 from .registry import UnitSpec
 
 __all__ = ["PimUnitConfig", "random_program", "program_words", "make_stimulus", "check", "SPEC", "TEST_CONFIGS",

@@ -5,8 +5,9 @@ import numpy as np
 
 from ..config import BITSERIAL_DATATYPES, BitSerialConfig, DeviceConfig
 from ..numerics import DATATYPES, bitserial_dot, wrap
-from .harness import Stimulus, Trace, taken, trim_after_last_beat
-from .packing import Packer
+from ..interfaces.bitserial import act_layout, wgt_layout
+from ..interfaces.packing import Packer
+from ..interfaces.stimulus import Stimulus, Trace, taken, trim_after_last_beat
 from .registry import UnitSpec
 
 __all__ = ["SPEC", "make_stimulus", "dot_products", "TEST_CONFIGS"]
@@ -32,8 +33,6 @@ def dot_products(cfg: BitSerialConfig, rng: np.random.Generator, n_outputs: int,
 
 
 def _beats(cfg: BitSerialConfig, outputs: list[dict]) -> tuple[list[int], list[int]]:
-    from ..rtl.bitserial import act_layout, wgt_layout
-
     pa, pw = Packer(act_layout(cfg)), Packer(wgt_layout(cfg))
     acts, wgts = [], []
     code_of = cfg.dtype_codes

@@ -1,8 +1,8 @@
-"""cocotb test module: replays :class:`accel.sim.harness.Stimulus` objects and records per-cycle outputs.
+"""cocotb test module: replays :class:`accel.interfaces.stimulus.Stimulus` objects and records per-cycle outputs.
 
 Inputs are driven on the falling edge and outputs sampled in the read-only phase after it, so the rising edge always
 samples settled inputs (no race between the testbench and the design). The stimulus file and the trace file come
-from ``$ACCEL_STIM`` and ``$ACCEL_TRACE`` (set by :func:`accel.sim.harness.run_cocotb`).
+from ``$ACCEL_STIM`` and ``$ACCEL_TRACE`` (set by :func:`accel.equivalence.harness.run_cocotb`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from accel.sim.harness import Driver, Stimulus
+from accel.interfaces.stimulus import Driver, Stimulus
 
 
 @cocotb.test()

@@ -6,8 +6,9 @@ import numpy as np
 from ..config import AttentionConfig, DeviceConfig
 from ..errors import AccelError
 from ..numerics import attention_fixed, attn_format
-from .harness import Stimulus, Trace, taken, trim_after_last_beat
-from .packing import Packer
+from ..interfaces.attention import o_layout
+from ..interfaces.packing import Packer
+from ..interfaces.stimulus import Stimulus, Trace, taken, trim_after_last_beat
 from .registry import UnitSpec
 
 __all__ = ["SPEC", "TEST_CONFIGS", "make_stimulus", "received_tiles", "check", "tile_mask"]
@@ -73,8 +74,6 @@ def make_stimulus(cfg: AttentionConfig, seed: int, p_valid: float | None = None,
 
 def received_tiles(cfg: AttentionConfig, stim: Stimulus, trace: Trace) -> list[list[list[int]]]:
     """O tiles (``cols x d``) taken by the sink, split at the beats with ``last``."""
-    from ..rtl.attention import o_layout
-
     po = Packer(o_layout(cfg))
     tiles, cur = [], []
     for _, raw in taken(stim, trace, "o"):

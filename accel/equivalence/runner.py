@@ -2,11 +2,14 @@
 cycle, and the model's results must equal the golden numerics."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import AccelError
-from .harness import compare_all, run_amaranth, run_cocotb, run_model
+from ..interfaces.stimulus import run_model
+from .harness import compare_all, run_amaranth, run_cocotb
 from .registry import UnitSpec
 
 SIMULATORS = ("emulator", "amaranth", "icarus", "verilator")
@@ -22,6 +25,7 @@ class EquivalenceReport:
     seeds: list[int]
     failures: dict[int, list[str]] = field(default_factory=dict)
     cycles: int = 0
+    seconds: float = 0.0
 
     @property
     def passed(self) -> int:
@@ -43,6 +47,7 @@ def run_equivalence(spec: UnitSpec, config: Any, sim: str, seeds: Iterable[int],
         raise AccelError(f"unknown simulator {sim!r}; use one of {', '.join(SIMULATORS)}")
     seeds = list(seeds)
     report = EquivalenceReport(spec.name, sim, config, seeds)
+    t0 = time.perf_counter()
     for start in range(0, len(seeds), chunk):
         part = seeds[start:start + chunk]
         stims = [spec.stimulus(config, s) for s in part]
@@ -67,4 +72,15 @@ def run_equivalence(spec: UnitSpec, config: Any, sim: str, seeds: Iterable[int],
         for seed, stim, ref, tr in zip(part, stims, refs, traces):
             for msg in compare_all([stim], "emulator", [ref], sim, [tr]):
                 report.failures.setdefault(seed, []).append(msg)
+    report.seconds = time.perf_counter() - t0
     return report
+
+
+def write_wave(spec: UnitSpec, config: Any, seed: int, path: str | Path) -> int:
+    """Run the stimulus of ``seed`` through the unit's RTL in Amaranth's simulator and write its VCD to ``path``
+    (directories created); returns the stimulus's cycles (after one reset cycle)."""
+    path = Path(path)
+    stim = spec.stimulus(config, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_amaranth(spec.rtl(config), [stim], vcd=path)
+    return stim.cycles

@@ -23,7 +23,7 @@ from accel.config import DeviceConfig
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
 
-from .units.pim import ACC_BITS, CFR_DTYPE, CFR_SCALE, unpack_slots
+from accel.emulator.units.pim import ACC_BITS, CFR_DTYPE, CFR_SCALE, unpack_slots
 
 __all__ = ["GemvPlan", "gemv_plan", "run_gemv", "golden_gemv", "random_operands"]
 
@@ -235,7 +235,7 @@ def golden_gemv(device: DeviceConfig, w: np.ndarray, x: np.ndarray, dtypes: np.n
 
 def run_gemv(device: DeviceConfig, plan: GemvPlan) -> tuple[np.ndarray, Any]:
     """Run a plan in the functional engine; returns ``(y, stats)``."""
-    from .engine import DeviceEngine
+    from accel.emulator.engine import DeviceEngine
 
     eng = DeviceEngine(device, functional=True)
     for ch, bank, row, slots in plan.preload:

@@ -12,15 +12,15 @@ from typing import Any, Callable
 
 from ..config import DeviceConfig
 from ..errors import AccelError
-from .harness import Model, Stimulus, Trace
+from ..interfaces.stimulus import Model, Stimulus, Trace
 
 #: unit name -> module defining ``SPEC`` (or ``module:NAME``)
 UNIT_MODULES: dict[str, str] = {
-    "bitserial": "accel.sim.bitserial",
-    "attention": "accel.sim.attention",
-    "pim": "accel.sim.pim",
-    "gemm-os": "accel.sim.gemm",
-    "gemm-ws": "accel.sim.gemm:SPEC_WS",
+    "bitserial": "accel.equivalence.bitserial",
+    "attention": "accel.equivalence.attention",
+    "pim": "accel.equivalence.pim",
+    "gemm-os": "accel.equivalence.gemm",
+    "gemm-ws": "accel.equivalence.gemm:SPEC_WS",
 }
 
 
@@ -57,6 +57,14 @@ class UnitSpec:
     stimulus: Callable[[Any, int], Stimulus]
     check: Callable[[Any, Stimulus, Trace], list[str]]
     test_configs: Callable[[], list[Any]]
+
+    def configs(self, preset: str | None = None) -> list[Any]:
+        """The unit's test configurations, or the one configuration of ``preset`` (a name or a YAML file)."""
+        if preset is None:
+            return self.test_configs()
+        from ..config import load_preset
+
+        return [self.config_of(load_preset(preset))]
 
 
 def unit_names() -> list[str]:

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import AttentionConfig
-from .attention import TEST_CONFIGS, _config_of
-from .harness import Stimulus, Trace, taken, trim_after_last_beat
-from .packing import Packer
+from ..config import DeviceConfig, GemmConfig
+from ..errors import AccelError
+from ..interfaces.gemm import gemm_o_layout, ws_o_layout
+from ..interfaces.packing import Packer
+from ..interfaces.stimulus import Stimulus, Trace, taken, trim_after_last_beat
+from .attention import TEST_CONFIGS as ATTENTION_TEST_CONFIGS
 from .registry import UnitSpec
 
 __all__ = ["SPEC", "SPEC_WS", "TEST_CONFIGS", "make_stimulus", "make_stimulus_ws", "received_products", "check",
            "check_ws"]
 
+#: Configurations of the equivalence tests: the PE arrays of the attention array's test configurations (square,
+#: skewed both ways, 4- and 16-bit data).
+TEST_CONFIGS: list[GemmConfig] = [c.gemm for c in ATTENTION_TEST_CONFIGS]
 
-def make_stimulus(cfg: AttentionConfig, seed: int, p_valid: float | None = None,
+
+def make_stimulus(cfg: GemmConfig, seed: int, p_valid: float | None = None,
                   p_ready: float | None = None, max_gemms: int = 3) -> Stimulus:
     """Back-to-back random output-stationary GEMMs (random M, N, K: ragged folds, K from 1 to past
     ``rows + cols``, extremes), random gaps on ``ab`` and random backpressure on ``o``; trimmed to end four cycles
     after the last result. ``expected`` holds each GEMM's shape and golden product."""
-    from ..emulator.units.array_gemm import SystolicGemm, gemm_beats, gemm_folds
+    from ..emulator.gemm_driver import gemm_beats, gemm_folds
+    from ..emulator.units.gemm import SystolicGemm
 
     rng = np.random.default_rng(seed)
     beats, expected, bound = [], [], 0
@@ -32,11 +39,10 @@ def make_stimulus(cfg: AttentionConfig, seed: int, p_valid: float | None = None,
     return trim_after_last_beat(stim, SystolicGemm(cfg), "o")
 
 
-def received_products(cfg: AttentionConfig, stim: Stimulus, trace: Trace, dataflow: str = "os") -> list:
+def received_products(cfg: GemmConfig, stim: Stimulus, trace: Trace, dataflow: str = "os") -> list:
     """The products assembled from the result beats the sink took (GEMM shapes from ``expected``): one tile per fold
     (``os``) or one row of partial sums per input row (``ws``)."""
-    from ..emulator.units.array_gemm import gemm_assemble, gemm_folds, gemm_ws_assemble, ws_folds
-    from ..rtl.gemm import gemm_o_layout, ws_o_layout
+    from ..emulator.gemm_driver import gemm_assemble, gemm_folds, gemm_ws_assemble, ws_folds
 
     po = Packer(gemm_o_layout(cfg) if dataflow == "os" else ws_o_layout(cfg))
     beats = [po.unpack(raw) for _, raw in taken(stim, trace, "o")]
@@ -55,7 +61,7 @@ def received_products(cfg: AttentionConfig, stim: Stimulus, trace: Trace, datafl
     return out
 
 
-def check(cfg: AttentionConfig, stim: Stimulus, trace: Trace, dataflow: str = "os") -> list[str]:
+def check(cfg: GemmConfig, stim: Stimulus, trace: Trace, dataflow: str = "os") -> list[str]:
     got = received_products(cfg, stim, trace, dataflow)
     want = [g["out"] for g in stim.expected]
     if got != want:
@@ -63,11 +69,11 @@ def check(cfg: AttentionConfig, stim: Stimulus, trace: Trace, dataflow: str = "o
     return []
 
 
-def check_ws(cfg: AttentionConfig, stim: Stimulus, trace: Trace) -> list[str]:
+def check_ws(cfg: GemmConfig, stim: Stimulus, trace: Trace) -> list[str]:
     return check(cfg, stim, trace, "ws")
 
 
-def _shapes(cfg: AttentionConfig, rng: np.random.Generator, max_gemms: int):
+def _shapes(cfg: GemmConfig, rng: np.random.Generator, max_gemms: int):
     """1 .. ``max_gemms`` random GEMMs ``(a, b)``: dimensions from 1 to past three array sizes, 15 % extremes."""
     hi = 1 << (cfg.data_bits - 1)
     out = []
@@ -93,11 +99,12 @@ def _stimulus(rng: np.random.Generator, seed: int, sources: dict[str, list[int]]
                     cycles=bound, label=f"seed {seed}", expected=expected)
 
 
-def make_stimulus_ws(cfg: AttentionConfig, seed: int, p_valid: float | None = None,
+def make_stimulus_ws(cfg: GemmConfig, seed: int, p_valid: float | None = None,
                      p_ready: float | None = None, max_gemms: int = 3) -> Stimulus:
     """Back-to-back random weight-stationary GEMMs (as :func:`make_stimulus`), with independent random gaps on ``w``
     and ``a`` and random backpressure on ``o``."""
-    from ..emulator.units.array_gemm import SystolicGemmWS, gemm_ws_beats, ws_folds
+    from ..emulator.gemm_driver import gemm_ws_beats, ws_folds
+    from ..emulator.units.gemm import SystolicGemmWS
 
     rng = np.random.default_rng(seed)
     w_beats, a_beats, expected, bound = [], [], [], 0
@@ -112,32 +119,39 @@ def make_stimulus_ws(cfg: AttentionConfig, seed: int, p_valid: float | None = No
     return trim_after_last_beat(stim, SystolicGemmWS(cfg), "o")
 
 
-def gemm_golden_of(cfg: AttentionConfig, a, b) -> list[list[int]]:
-    from ..emulator.units.array_gemm import gemm_golden
+def gemm_golden_of(cfg: GemmConfig, a, b) -> list[list[int]]:
+    from ..emulator.gemm_driver import gemm_golden
 
     return gemm_golden(cfg, a, b).tolist()
 
 
-def _rtl_ws(cfg: AttentionConfig):
+def _config_of(dev: DeviceConfig) -> GemmConfig:
+    if dev.gemm is None:
+        raise AccelError(f"preset {dev.name} has no attention array (whose PEs are the GEMM array); pick a preset "
+                         f"with one (accel devices)")
+    return dev.gemm
+
+
+def _rtl_ws(cfg: GemmConfig):
     from ..rtl.gemm import SystolicGemmWS
 
     return SystolicGemmWS(cfg)
 
 
-def _model_ws(cfg: AttentionConfig):
-    from ..emulator.units.array_gemm import SystolicGemmWS
+def _model_ws(cfg: GemmConfig):
+    from ..emulator.units.gemm import SystolicGemmWS
 
     return SystolicGemmWS(cfg)
 
 
-def _rtl(cfg: AttentionConfig):
+def _rtl(cfg: GemmConfig):
     from ..rtl.gemm import SystolicGemm
 
     return SystolicGemm(cfg)
 
 
-def _model(cfg: AttentionConfig):
-    from ..emulator.units.array_gemm import SystolicGemm
+def _model(cfg: GemmConfig):
+    from ..emulator.units.gemm import SystolicGemm
 
     return SystolicGemm(cfg)
 

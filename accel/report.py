@@ -1,0 +1,153 @@
+"""Reports: what ``accel emulate`` and ``accel array gemm|attention`` print, as plain data.
+
+Each function runs the library (the channel engine and the AiM host system for traces, the units' closed forms and
+per-cycle models for the array) and returns a JSON-able dict; the commands only print it, as JSON or as text.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import DeviceConfig, GemmConfig, load_preset
+from .errors import AccelError
+from .traces import TraceError, is_aim_trace, parse_aim_trace, parse_text_program
+
+__all__ = ["trace_report", "bank_summary", "gemm_report", "attention_report", "EMULATE_LIMIT"]
+
+#: Largest ``cycles * rows * cols`` that :func:`gemm_report` runs through the per-cycle model (about 20 s).
+EMULATE_LIMIT = 20_000_000
+
+
+def trace_report(path: str | Path, device: DeviceConfig) -> dict[str, Any]:
+    """Run a trace file (AiM host format or our text form, :mod:`accel.traces`) on a device: cycles, time, each
+    bank's row-open and MAC-busy fractions (channels x banks), lane MACs and their fraction of the peak."""
+    from .emulator.aim import AimSystem
+    from .emulator.engine import DeviceEngine
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read the trace ({e.strerror})") from None
+    p = device.pim
+    if is_aim_trace(text):
+        res = AimSystem(device).run(parse_aim_trace(text, str(path)))
+        cycles, active, macs, lane_ops = res.cycles, res.bank_active_cycles, res.bank_mac_commands, res.mac_lane_ops
+        fmt, extra = "aim", {"dram_commands": res.commands, "host_requests": res.host_requests}
+    else:
+        stats = DeviceEngine(device, functional=False).run(parse_text_program(text, str(path)))
+        cycles, active, macs, lane_ops = stats.cycles, stats.bank_active_cycles, stats.bank_mac_elements, \
+            stats.mac_lane_ops
+        fmt, extra = "accel", {"commands": stats.commands, "elements": stats.elements}
+    cyc = max(cycles, 1)
+    return {
+        "trace": str(path),
+        "format": fmt,
+        "device": device.name,
+        "cycles": int(cycles),
+        "time_ns": cycles * p.timing.tck_ns,
+        "tck_ns": p.timing.tck_ns,
+        "bank_active_fraction": (active / cyc).round(6).tolist(),
+        "bank_mac_fraction": (macs * p.timing.nCCD_AB / cyc).round(6).tolist(),
+        "mac_lane_ops": int(lane_ops),
+        "peak_mac_fraction": lane_ops / (p.peak_macs_per_cycle * cyc),
+        **extra,
+    }
+
+
+def bank_summary(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per bank of a :func:`trace_report`, over the channels: ``(mean, min, max)`` of the row-open fraction
+    (``active``) and of the MAC-busy fraction (``mac``)."""
+    active = np.array(report["bank_active_fraction"])
+    mac = np.array(report["bank_mac_fraction"])
+    return [{"bank": b,
+             "active": (active[:, b].mean(), active[:, b].min(), active[:, b].max()),
+             "mac": (mac[:, b].mean(), mac[:, b].min(), mac[:, b].max())} for b in range(active.shape[1])]
+
+
+def _array_of(preset: str | None, rows: int | None, cols: int | None) -> tuple[int, int, int]:
+    """(rows, cols, data_bits) of the array: the preset's attention array, each given size overriding it; 8-bit data
+    without a preset."""
+    data_bits = 8
+    if preset is not None:
+        dev = load_preset(preset)
+        if dev.gemm is None:
+            raise AccelError(f"preset {dev.name} has no attention array; give --rows and --cols, or pick a preset "
+                             f"with one (accel devices)")
+        rows = dev.gemm.rows if rows is None else rows
+        cols = dev.gemm.cols if cols is None else cols
+        data_bits = dev.gemm.data_bits
+    if rows is None or cols is None:
+        missing = "--rows" if rows is None else "--cols"
+        raise AccelError(f"{missing} is missing: give the array size with --rows and --cols, or --preset")
+    return rows, cols, data_bits
+
+
+def gemm_report(M: int, K: int, N: int, *, rows: int | None = None, cols: int | None = None,
+                preset: str | None = None, dataflow: str = "os", timing: str = "native",
+                emulate: bool = False) -> dict[str, Any]:
+    """Cycles and utilisation of an ``(M x K) @ (K x N)`` GEMM on a ``rows`` x ``cols`` array (the preset's attention
+    array unless both are given): the closed form of ``timing``, with native timing also the GEMM RTL's exact count
+    (``rtl_cycles``), and with ``emulate`` random operands run through the RTL's per-cycle model
+    (``emulated_cycles``, ``emulated_exact``, ``data_bits``)."""
+    from .emulator.gemm_timing import gemm_timing, rtl_gemm_cycles
+
+    rows, cols, data_bits = _array_of(preset, rows, cols)
+    t = gemm_timing(M, K, N, rows, cols, dataflow, timing)
+    out = t.to_json()
+    if t.timing == "native":
+        out["rtl_cycles"] = rtl_gemm_cycles(M, K, N, rows, cols, dataflow)
+    if emulate:
+        out.update(_emulate(M, K, N, rows, cols, data_bits, dataflow, timing, out.get("rtl_cycles", t.cycles)))
+    return out
+
+
+def _emulate(M: int, K: int, N: int, rows: int, cols: int, data_bits: int, dataflow: str, timing: str,
+             cycles: int) -> dict[str, Any]:
+    from .emulator.gemm_driver import gemm_golden, run_systolic
+
+    if timing != "native":
+        raise AccelError("--emulate runs the array's own hardware, whose timing is native; drop --timing scalesim "
+                         "(SCALE-Sim's count has no hardware behind it)")
+    if cycles * rows * cols > EMULATE_LIMIT:
+        raise AccelError(f"--emulate: {cycles} cycles on {rows}x{cols} PEs is {cycles * rows * cols} PE-cycles, over "
+                         f"the per-cycle model's limit of {EMULATE_LIMIT}; emulate a smaller shape (the RTL cycles "
+                         f"are exact against the model for every shape)")
+    cfg = GemmConfig(rows=rows, cols=cols, data_bits=data_bits)
+    rng = np.random.default_rng(0)
+    hi = 1 << (cfg.data_bits - 1)
+    a = rng.integers(-hi, hi, (M, K))
+    b = rng.integers(-hi, hi, (K, N))
+    run = run_systolic(cfg, a, b, dataflow)
+    return {"emulated_cycles": run.cycles, "emulated_exact": bool((run.out == gemm_golden(cfg, a, b)).all()),
+            "data_bits": cfg.data_bits}
+
+
+def attention_report(preset: str, queries: int, keys: int, head_dim: int) -> dict[str, Any]:
+    """Cycles, 2D utilisation and on-chip buffers of one attention head (``queries`` x ``keys`` tokens, head
+    dimension ``head_dim``) on a preset's attention array (closed forms)."""
+    from .emulator.units.attention import AttentionArray, attention_cycles, min_chunks_for_utilisation, utilisation
+    from .numerics import ATTN_MAX_KEYS_LOG2
+
+    dev = load_preset(preset)
+    cfg = dev.attention
+    if cfg is None:
+        raise AccelError(f"preset {dev.name} has no attention array; pick a preset with one (accel devices)")
+    for name, v, hi, why in (("--queries", queries, 1 << 40, ""),
+                             ("--keys", keys, 1 << ATTN_MAX_KEYS_LOG2, " (the accumulators' key limit)"),
+                             ("--head-dim", head_dim, cfg.head_dim, " (the array's head_dim)")):
+        if not 1 <= v <= hi:
+            raise AccelError(f"{name} {v}: must be between 1 and {hi}{why}")
+    chunks = -(-keys // cfg.rows)
+    cycles = attention_cycles(cfg, queries, keys, head_dim)
+    try:
+        need = min_chunks_for_utilisation(head_dim) * cfg.rows
+    except ValueError:
+        need = None
+    bits = AttentionArray(cfg).state_bits()
+    return {"preset": dev.name, "rows": cfg.rows, "cols": cfg.cols, "queries": queries, "keys": keys,
+            "head_dim": head_dim, "tiles": -(-queries // cfg.cols), "chunks_per_tile": chunks, "cycles": cycles,
+            "seconds": cycles / (cfg.clock_mhz * 1e6), "utilisation_2d": utilisation(head_dim, chunks),
+            "keys_for_utilisation_0_9": need, "buffer_bits": sum(bits.values()), "buffers": bits}
