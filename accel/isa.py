@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from .errors import EncodingError
 
@@ -203,7 +203,11 @@ class Command:
 
 def encode(family: Family | str, op: int | str, **values: int) -> int:
     """Encode a command word: ``encode("pim", "MAC", bank=3, col=0, count=64)``."""
-    fam = Family[family.upper()] if isinstance(family, str) else Family(family)
+    try:
+        fam = Family[family.upper()] if isinstance(family, str) else Family(family)
+    except (KeyError, ValueError):
+        raise EncodingError(f"command family {family!r} does not exist; families are "
+                            f"{', '.join(f.name.lower() for f in Family)}") from None
     ops = OPS[fam]
     if isinstance(op, str):
         try:
@@ -232,9 +236,10 @@ def decode(word: int) -> Command:
 
 def check_device_fits(device: Any) -> None:
     """Raise :class:`EncodingError` if a device has more channels/banks/rows/columns than command fields address."""
-    from .config import DeviceConfig
+    from .config import ConfigError, DeviceConfig
 
-    assert isinstance(device, DeviceConfig)
+    if not isinstance(device, DeviceConfig):
+        raise ConfigError(f"device = {device!r}: must be a DeviceConfig (load one with accel.config.load_preset)")
     p = device.pim
     t = TABLES[Family.PIM]
     for key, need in (("channel", p.channels - 1), ("bank", p.banks - 1), ("row", p.rows - 1),
@@ -243,6 +248,3 @@ def check_device_fits(device: Any) -> None:
             raise EncodingError(f"device {device.name}: PIM field {key} is {t.width(key)} bits but must address "
                                 f"{need + 1} values; use a smaller preset")
 
-
-def iter_words(commands: Iterable[Command]) -> list[int]:
-    return [c.encode() for c in commands]

@@ -1,14 +1,15 @@
 """The device description: presets load, derived values, and strict rejection of bad input."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from accel.config import (BitSerialConfig, ConfigError, DeviceConfig, device_from_dict, load_device, load_preset,
-                          preset_names)
+from accel.config import (BitSerialConfig, ConfigError, DeviceConfig, GemmConfig, device_from_dict, load_device,
+                          load_preset, preset_names)
 
 PRESET_DIR = Path(__file__).parent.parent / "accel" / "presets"
 
@@ -25,8 +26,22 @@ def test_presets_load(name):
     assert figs["pim_peak_tmacs"] > 0 and figs["capacity_gib"] > 0
 
 
-def test_expected_presets_exist():
-    assert {"aim-gddr6", "hbm2-pim", "hbm3-pim", "fpga-tiny", "fpga-small"} <= set(preset_names())
+def test_preset_by_path_equals_preset_by_name():
+    for name in preset_names():
+        assert load_preset(str(PRESET_DIR / f"{name}.yaml")) == load_preset(name)
+
+
+def test_gemm_config_is_derived_from_the_attention_array():
+    dev = load_preset("hbm3-pim")
+    g = dev.gemm
+    assert g == GemmConfig(rows=256, cols=256, data_bits=16, clock_mhz=940.0) == dev.attention.gemm
+    assert g.acc_bits == 2 * 16 + 16 and g.peak_macs_per_cycle == 256 * 256
+    assert dev.attention.peak_macs_per_s == pytest.approx(256 * 256 * 940e6)
+    assert load_preset("aim-gddr6").gemm is None  # no attention array, no GEMM array
+    with pytest.raises(ConfigError, match=r"^cols = 0: must be between 1 and 1024$"):
+        GemmConfig(rows=4, cols=0, data_bits=8)
+    with pytest.raises(ConfigError, match=r"^clock_mhz = -1\.0: must be positive \(MHz\) or None$"):
+        GemmConfig(rows=4, cols=4, data_bits=8, clock_mhz=-1.0)
 
 
 def test_aim_derived_values():
@@ -35,6 +50,7 @@ def test_aim_derived_values():
     assert p.capacity_bytes == 32 * 16 * 16384 * 2048
     assert p.row_address_bits == 14 and p.column_address_bits == 6 and p.bank_address_bits == 4
     # 32 ch x 16 banks x 16 lanes, one column every 2 cycles at 2 GHz
+    assert p.peak_macs_per_cycle == 32 * 16 * 16 / 2
     assert p.peak_macs_per_s == pytest.approx(32 * 16 * 16 / 2 * 2e9)
 
 
@@ -112,6 +128,15 @@ def test_optional_unit_may_be_null():
 
 def test_configs_are_frozen():
     cfg = load_preset("fpga-tiny").bitserial
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match=r"^cannot assign to field 'lanes'$"):
         cfg.lanes = 8  # type: ignore[misc]
-    assert isinstance(cfg, BitSerialConfig)
+    assert cfg.lanes == 4
+
+
+def test_bitserial_max_shift():
+    """The shifter's span, the largest term of any built datatype: int8's radix-4 Booth digit -2 at position 6
+    (-128 = -2 * 2**6), int4's -2 * 2**2, FP4's 12 = 8 + 4 and its +16 variant, FP3's 6 = 4 + 2."""
+    base = dict(lanes=4, act_bits=8, max_weight_bits=8, group_size=8, scale_bits=8, acc_bits=32)
+    cases = {("int8",): 7, ("int4", "int3"): 3, ("fp4_er_pos",): 3, ("fp4_ea_pos", "int3"): 4, ("fp3_er_pos",): 2}
+    for datatypes, shift in cases.items():
+        assert BitSerialConfig(**base, datatypes=datatypes).max_shift == shift, datatypes

@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 
 from accel import isa
 from accel.config import load_preset, preset_names
-from accel.errors import EncodingError
+from accel.errors import ConfigError, EncodingError
 
 
 def _random_fields(table: isa.FieldTable, rng: np.random.Generator) -> dict[str, int]:
@@ -91,10 +91,23 @@ def test_decode_errors():
         isa.decode(1 << 64)
 
 
-def test_every_unit_has_commands():
-    assert {f.name for f in isa.Family} == {"PIM", "ATTN", "BITSERIAL", "VECTOR"}
-    for fam in isa.Family:
-        assert len(isa.OPS[fam]) >= 2
+def test_unknown_family_and_non_device_are_user_errors():
+    with pytest.raises(EncodingError, match=r"^command family 'gpu' does not exist; families are pim, attn, "
+                                            r"bitserial, vector$"):
+        isa.encode("gpu", "NOP")
+    with pytest.raises(EncodingError, match=r"^command family 7 does not exist"):
+        isa.encode(7, 0)
+    with pytest.raises(ConfigError, match=r"^device = 'aim-gddr6': must be a DeviceConfig"):
+        isa.check_device_fits("aim-gddr6")
+
+
+@pytest.mark.parametrize("family", list(isa.Family))
+def test_every_op_encodes_by_name(family):
+    """Each op of each family encodes from its name (any case) to the word of its number, which decodes back to it."""
+    for op in isa.OPS[family]:
+        word = isa.encode(family.name.lower(), op.name.lower())
+        assert word == isa.TABLES[family].encode(int(op))
+        assert isa.decode(word).name == f"{family.name}.{op.name}"
 
 
 @pytest.mark.parametrize("name", preset_names())

@@ -200,7 +200,7 @@ def test_quantized_weights_round_trip_and_scales():
                 # With the integer scale fixed, every weight is the nearest grid value.
                 grid = sorted(set(dt.values))
                 assert vals.tolist() == [_nearest_brute(x, grid) for x in (w[r, sl] / eff).tolist()]
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"^assignment destination is read-only$"):
             qw.codes[0, 0] = 1  # results are read-only
 
 
