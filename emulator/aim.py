@@ -182,7 +182,7 @@ _LATENCY = {"WR": "nCWL + nBL", "WRGB": "nCWLGB + nBL", "WRMAC16": "nCWLREG + nB
             "RDAF16": "nCLREG + nBL", "RD": "nCL + nBL", "RDCP": "1", "WRCP": "1", "MAC": "1", "MAC16": "1",
             "AF16": "1", "EWMUL16": "1", "WRA16": "nCWL + nBL + nRP"}
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+)|(?P<name>[A-Za-z_]\w*)|(?P<op>[+-]))")
+_TOKEN = re.compile(r"(?P<num>\d+)|(?P<name>[A-Za-z_]\w*)|(?P<op>[+-])")
 
 
 def latency(expr: str, timing: Mapping[str, int]) -> int:
@@ -196,8 +196,11 @@ def latency(expr: str, timing: Mapping[str, int]) -> int:
         The expression is not of that form, or names a parameter ``timing`` does not have.
     """
     total, sign, want_term, pos = 0, 1, True, 0
-    expr = expr.rstrip()
-    while pos < len(expr):
+    while True:
+        while pos < len(expr) and expr[pos].isspace():
+            pos += 1
+        if pos == len(expr):
+            break
         m = _TOKEN.match(expr, pos)
         if m is None or (m.group("op") is not None) == want_term:
             raise ConfigError(f"latency {expr!r}: expected a {'timing name or integer' if want_term else '+ or -'} "

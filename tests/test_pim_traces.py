@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
 from accel.cli import main
 from accel.config import load_preset
-from accel.emulator.aim import AimSystem
+from accel.emulator.aim import AIM_RULES, AimSystem, latency
+from accel.errors import ConfigError
 from accel.report import trace_report
 from accel.traces import TraceError, parse_aim_trace, parse_text_program
 
@@ -179,6 +181,24 @@ def test_symmetric_shortcut_equals_full():
 def test_aim_trace_errors(text, msg):
     with pytest.raises(TraceError, match=msg):
         parse_aim_trace(text, "t")
+
+
+def test_latency_expressions_are_parsed_not_evaluated():
+    t = {"nCL": 24, "nBL": 2, "nCWL": 6, "nWPRE": 1}
+    assert latency("nCL + nBL + 3 - nCWL + nWPRE", t) == 24 + 2 + 3 - 6 + 1
+    assert latency("1", t) == 1 and latency(" nBL ", t) == 2
+    # every rule of the table is of that form and names only parameters the model has
+    sysm = AimSystem(load_preset("aim-gddr6"))
+    for line in AIM_RULES.strip().splitlines():
+        assert latency(line.split("|")[3], sysm.timing) >= 0
+    for expr, msg in [("nCL * 2", r"expected a \+ or - at character 4"),
+                      ("__import__('os').getcwd()", r"unknown timing parameter '__import__'"),
+                      ("nCL(1)", r"expected a \+ or - at character 3"),
+                      ("nCL + nFOO", r"unknown timing parameter 'nFOO'; parameters are nBL, nCL, nCWL, nWPRE"),
+                      ("nCL +", r"must end with a timing name or integer"),
+                      ("- nCL", r"expected a timing name or integer at character 0")]:
+        with pytest.raises(ConfigError, match=r"^latency " + re.escape(repr(expr)) + ": " + msg):
+            latency(expr, t)
 
 
 def test_aim_trace_channel_out_of_range():
