@@ -61,9 +61,10 @@ def main() -> None:
             st = DeviceEngine(dev, **kw).run(prog)
             best = min(best, time.perf_counter() - t)
         cycles.add(st.cycles)
+        frac = st.mac_lane_ops / (st.cycles * dev.pim.peak_macs_per_cycle)
         out["modes"][name] = {"simulated_cycles": st.cycles, "wall_s": round(best, 6),
                               "cycles_per_s": round(st.cycles / best), "x_reference": round(st.cycles / best / REFERENCE, 1),
-                              "peak_mac_fraction": round(st.mac_lane_ops / (st.cycles * dev.pim.peak_macs_per_cycle), 4)}
+                              "peak_mac_fraction": round(frac, 4)}
     if not args.no_functional:
         fplan = gemv_plan(dev, w, x, "rows", dt, sc, data=True)
         t = time.perf_counter()

@@ -126,8 +126,8 @@ def run_systolic(config: GemmConfig, a, b, dataflow: str = "os") -> GemmRun:
     """Run ``a @ b`` through the per-cycle model of the GEMM RTL with every beat offered as soon as possible and
     ``o`` always ready. ``os``: :class:`SystolicGemm`, ``cycles`` from the first MAC to the last; ``ws``:
     :class:`SystolicGemmWS`, from the first weight beat to the last MAC; ``is``: ``ws`` on ``b^T @ a^T`` (SCALE-Sim's
-    input-stationary mapping). Each equals :func:`accel.emulator.gemm_timing.rtl_gemm_cycles` (and the native closed form, except for
-    output-stationary folds shorter than ``rows + cols - 1``)."""
+    input-stationary mapping). Each equals :func:`accel.emulator.gemm_timing.rtl_gemm_cycles` (and the native closed
+    form, except for output-stationary folds shorter than ``rows + cols - 1``)."""
     a, b = _operands(config, a, b)
     mapping(a.shape[0], a.shape[1], b.shape[1], dataflow)  # checks the name
     if dataflow == "is":

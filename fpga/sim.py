@@ -181,9 +181,10 @@ def uart_bytes(levels: list[int], divisor: int) -> list[int]:
 
 
 def session_stimulus(requests: list[tuple[int, list[int], int]], divisor: int, settle: int = 1500):
-    """A :class:`~accel.interfaces.stimulus.Stimulus` that sends ``(kind, words, response_words)`` requests on ``rx``, each
-    after the previous one's response had time to leave (``settle`` cycles for execution, then the response's
-    bytes): the host's request/response discipline as a fixed waveform, so every simulator sees the same input."""
+    """A :class:`~accel.interfaces.stimulus.Stimulus` that sends ``(kind, words, response_words)`` requests on
+    ``rx``, each after the previous one's response had time to leave (``settle`` cycles for execution, then the
+    response's bytes): the host's request/response discipline as a fixed waveform, so every simulator sees the same
+    input."""
     from accel.interfaces.stimulus import Stimulus
 
     rx = [1] * (4 * divisor)

@@ -8,7 +8,7 @@ multiplies it by the group scale MSB first (one cycle per scale bit) and adds it
 works on the next group. The result of a dot product (``last`` set on its final group) leaves on the ``res`` stream.
 
 The exact cycle behaviour is specified in ``docs/bitserial.md`` and implemented identically by
-``emulator/units/bitserial.py``; ``tests/test_bitserial_equivalence.py`` checks them against each other cycle for
+``emulator/units/bitserial.py``; ``tests/test_equivalence.py`` checks them against each other cycle for
 cycle under Amaranth's simulator, Icarus and Verilator.
 """
 from __future__ import annotations

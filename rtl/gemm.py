@@ -2,9 +2,9 @@
 
 The ``rows`` x ``cols`` array of :class:`accel.config.GemmConfig` (on a device, the PEs, data width and array shape
 of :class:`accel.rtl.attention.AttentionArray`: :attr:`accel.config.AttentionConfig.gemm`) run as systolic GEMM
-engines with the *native* schedules of :mod:`accel.emulator.gemm_timing`. :class:`SystolicGemm` (output-stationary): operands enter skewed at the
-array's edges and move one PE per cycle, every PE keeps its output, and a finished fold's sums leave through one of
-two result banks so that the next fold's operands follow at once. :class:`SystolicGemmWS` (weight-stationary): the
+engines with the *native* schedules of :mod:`accel.emulator.gemm_timing`. :class:`SystolicGemm`
+(output-stationary): operands enter skewed at the array's edges and move one PE per cycle, every PE keeps its output,
+and a finished fold's sums leave through one of two result banks so that the next fold's operands follow at once. :class:`SystolicGemmWS` (weight-stationary): the
 next fold's weights move down a load chain into shadow banks while the current fold streams; input-stationary is
 this engine on the transposed problem. The exact cycle behaviour is specified in ``docs/attention.md`` ("GEMM in
 RTL") and implemented identically by the per-cycle models of the same names in :mod:`accel.emulator.units.gemm`; the

@@ -1,8 +1,9 @@
 """Per-cycle model of the spatial attention array, its closed-form latency, and a whole-attention runner.
 
-Same ports as :class:`accel.rtl.attention.AttentionArray` (see :mod:`accel.interfaces.stimulus` for the contract): streams
-``q`` (Q tile, one head dimension per beat), ``k`` and ``v`` (chunks of ``rows`` keys/values, one head dimension per
-beat) in, ``o`` (the O tile, one head dimension per beat) out, and a sticky ``error`` flag.
+Same ports as :class:`accel.rtl.attention.AttentionArray` (see :mod:`accel.interfaces.stimulus` for the contract,
+:mod:`accel.interfaces.attention` for the payloads): streams ``q`` (Q tile, one head dimension per beat), ``k`` and
+``v`` (chunks of ``rows`` keys/values, one head dimension per beat) in, ``o`` (the O tile, one head dimension per
+beat) out, and a sticky ``error`` flag.
 
 Cycle behaviour (the specification; ``docs/attention.md`` has the schedule drawn out)
 --------------------------------------------------------------------------------------

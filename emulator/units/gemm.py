@@ -28,8 +28,8 @@ class SystolicGemm:
     read), which frees the bank; ``o`` offers the register.
 
     With beats offered every cycle and ``o`` always ready, fold ``f`` of ``K`` beats enters at ``f*K`` and the
-    count of :func:`accel.emulator.gemm_timing.gemm_timing` (``os``, ``native``) is exact whenever ``K >= rows + cols - 1`` (a bank is free again
-    before the fold after next); shorter folds wait for a bank, and
+    count of :func:`accel.emulator.gemm_timing.gemm_timing` (``os``, ``native``) is exact whenever
+    ``K >= rows + cols - 1`` (a bank is free again before the fold after next); shorter folds wait for a bank, and
     :func:`accel.emulator.gemm_timing.rtl_gemm_cycles` gives the count.
     """
 
