@@ -11,10 +11,10 @@ import time
 
 from accel.config import load_preset
 from accel.emulator.units.bitserial import BitSerialUnit
-from accel.rtl.bitserial import BitSerialUnit as BitSerialRTL
 from accel.equivalence.bitserial import make_stimulus
-from accel.interfaces.stimulus import run_model
 from accel.equivalence.harness import compare_all, run_amaranth
+from accel.interfaces.stimulus import run_model
+from accel.rtl.bitserial import BitSerialUnit as BitSerialRTL
 
 
 def main() -> None:

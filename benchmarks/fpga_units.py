@@ -20,8 +20,8 @@ from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 
 from accel.config import load_preset
-from accel.fpga.build import get_board, parse_nextpnr_report, parse_yosys_cells, tool_env
 from accel.equivalence.registry import get_unit
+from accel.fpga.build import get_board, parse_nextpnr_report, parse_yosys_cells, tool_env
 
 
 class UnitHarness(Elaboratable):

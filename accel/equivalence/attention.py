@@ -5,10 +5,10 @@ import numpy as np
 
 from ..config import AttentionConfig, DeviceConfig
 from ..errors import AccelError
-from ..numerics import attention_fixed, attn_format
 from ..interfaces.attention import o_layout
 from ..interfaces.packing import Packer
 from ..interfaces.stimulus import Stimulus, Trace, taken, trim_after_last_beat
+from ..numerics import attention_fixed, attn_format
 from .registry import UnitSpec
 
 __all__ = ["SPEC", "TEST_CONFIGS", "make_stimulus", "received_tiles", "check", "tile_mask"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import BITSERIAL_DATATYPES, BitSerialConfig, DeviceConfig
-from ..numerics import DATATYPES, bitserial_dot, wrap
 from ..interfaces.bitserial import act_layout, wgt_layout
 from ..interfaces.packing import Packer
 from ..interfaces.stimulus import Stimulus, Trace, taken, trim_after_last_beat
+from ..numerics import DATATYPES, bitserial_dot, wrap
 from .registry import UnitSpec
 
 __all__ = ["SPEC", "make_stimulus", "dot_products", "TEST_CONFIGS"]
