@@ -247,4 +247,3 @@ def check_device_fits(device: Any) -> None:
         if need >= (1 << t.width(key)):
             raise EncodingError(f"device {device.name}: PIM field {key} is {t.width(key)} bits but must address "
                                 f"{need + 1} values; use a smaller preset")
-

@@ -380,4 +380,3 @@ def golden(config: AttentionConfig, q, k, v, score_frac_bits: int, causal: bool 
     """:func:`accel.numerics.attention_fixed` with this array's chunking (``rows`` keys per chunk)."""
     mask = causal_mask(np.shape(q)[0], np.shape(k)[0]) if causal else None
     return attention_fixed(q, k, v, attn_format(config), config.rows, score_frac_bits, mask)
-
