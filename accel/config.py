@@ -290,12 +290,12 @@ class PimConfig:
 
     @property
     def peak_macs_per_cycle(self) -> float:
-        """Lane MACs per cycle with all banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
+        """MACs per cycle with all banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
         return self.channels * self.banks * self.mac_lanes / self.timing.nCCD_AB
 
     @property
     def peak_macs_per_s(self) -> float:
-        """:attr:`peak_macs_per_cycle` at the device clock."""
+        """All banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
         return self.peak_macs_per_cycle * self.timing.clock_mhz * 1e6
 
     @property

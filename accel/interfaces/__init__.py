@@ -1,1 +1,1 @@
-"""Unit interfaces: the ground floor that rtl/, emulator/ and the equivalence harness all import."""
+"""Unit interfaces: what a unit's RTL (``rtl/``), its emulator models (``emulator/``) and its harness all share."""
