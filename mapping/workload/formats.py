@@ -24,7 +24,7 @@ from accel.numerics import DATATYPES
 
 from .ops import Precision, WeightFormat, WorkloadError
 
-__all__ = ["MIXED_SETS", "weight_format", "precision_for", "mixed_format"]
+__all__ = ["MIXED_SETS", "parse_datatype", "weight_format", "precision_for", "mixed_format"]
 
 
 def _variants(kind: str, bits: int) -> tuple[str, ...]:
@@ -49,16 +49,15 @@ def mixed_format(name: str, datatypes: tuple[str, ...], fractions: Union[tuple[f
                         bitserial.dtype_bits if len(datatypes) > 1 else 0)
 
 
-def weight_format(spec: str, bitserial: BitSerialConfig, group_size: Union[int, None] = None) -> WeightFormat:
-    """The weight format a datatype spec (module docstring) names, on a device with this bit-serial unit."""
+def parse_datatype(spec: str) -> tuple[tuple[str, ...], Union[tuple[float, ...], None]]:
+    """The datatypes a spec (module docstring) allows and their fractions of groups (``None``: not given)."""
     if spec in DATATYPES:
-        return mixed_format(spec, (spec,), None, bitserial, group_size)
+        return (spec,), None
     if spec in MIXED_SETS:
-        return mixed_format(spec, MIXED_SETS[spec], None, bitserial, group_size)
+        return MIXED_SETS[spec], None
     if spec.startswith("mixed:"):
-        items = [s.strip() for s in spec[len("mixed:"):].split(",") if s.strip()]
         names, fracs = [], []
-        for item in items:
+        for item in (s.strip() for s in spec[len("mixed:"):].split(",")):
             dt, _, frac = item.partition("=")
             if dt not in DATATYPES:
                 raise WorkloadError(f"datatype {dt!r} in {spec!r}: must be one of {', '.join(DATATYPES)}")
@@ -68,10 +67,10 @@ def weight_format(spec: str, bitserial: BitSerialConfig, group_size: Union[int, 
                     fracs.append(float(frac))
                 except ValueError:
                     raise WorkloadError(f"fraction {frac!r} of {dt} in {spec!r}: must be a number") from None
-        if not names or (fracs and len(fracs) != len(names)):
-            raise WorkloadError(f"weights {spec!r}: give datatypes, each with its fraction of groups or none "
+        if fracs and len(fracs) != len(names):
+            raise WorkloadError(f"weights {spec!r}: give every datatype its fraction of groups or none "
                                 f"(mixed:int8=0.25,int4=0.75 or mixed:fp4_er_pos,fp4_er_neg)")
-        return mixed_format(spec, tuple(names), tuple(fracs) if fracs else None, bitserial, group_size)
+        return tuple(names), tuple(fracs) if fracs else None
     import difflib
 
     known = [*DATATYPES, *MIXED_SETS]
@@ -80,9 +79,16 @@ def weight_format(spec: str, bitserial: BitSerialConfig, group_size: Union[int, 
     raise WorkloadError(f"datatype {spec!r}{hint}: must be one of {', '.join(known)}, or mixed:DT,DT,...")
 
 
+def weight_format(spec: str, bitserial: BitSerialConfig, group_size: Union[int, None] = None) -> WeightFormat:
+    """The weight format a datatype spec (module docstring) names, on a device with this bit-serial unit."""
+    datatypes, fractions = parse_datatype(spec)
+    return mixed_format(spec, datatypes, fractions, bitserial, group_size)
+
+
 def precision_for(device: Union[DeviceConfig, BitSerialConfig], datatype: str = "int8",
-                  group_size: Union[int, None] = None) -> Precision:
-    """Number formats on a device: weights in ``datatype``; activations and KV entries at the bit-serial unit's
-    activation width; biases and norm parameters at its accumulator width (they are added to the accumulators)."""
+                  group_size: Union[int, None] = None, weights: Union[WeightFormat, None] = None) -> Precision:
+    """Number formats on a device: weights in ``datatype`` (or the given ``weights`` format); activations and KV
+    entries at the bit-serial unit's activation width; biases and norm parameters at its accumulator width (they are
+    added to the accumulators)."""
     bs = device.bitserial if isinstance(device, DeviceConfig) else device
-    return Precision(weight_format(datatype, bs, group_size), bs.act_bits, bs.act_bits, bs.acc_bits)
+    return Precision(weights or weight_format(datatype, bs, group_size), bs.act_bits, bs.act_bits, bs.acc_bits)

@@ -289,35 +289,38 @@ def load_directory(path: Union[str, Path]) -> tuple[Architecture, Union[Checkpoi
     return arch, (_check_checkpoint(arch, directory, files) if files else None)
 
 
-def checkpoint_formats(arch: Architecture, checkpoint: Checkpoint, base: WeightFormat,
-                       bitserial: BitSerialConfig) -> dict[str, WeightFormat]:
-    """The exact mix of a mixed format in every weight matrix of a checkpoint.
+def checkpoint_formats(arch: Architecture, checkpoint: Checkpoint, spec: str, bitserial: BitSerialConfig,
+                       group_size: Union[int, None] = None) -> tuple[dict[str, WeightFormat], WeightFormat]:
+    """The exact mix of a mixed datatype spec in every weight matrix of a checkpoint, and over the whole model.
 
-    Each matrix (rows = outputs, ``K`` along the groups, zero-padded to whole groups as storage pads it) is quantised
-    by :func:`accel.numerics.quantize_weights` over ``base.datatypes`` with ``base.group_size`` and the device's
-    scale bits; the fraction of groups that chose each datatype becomes that matrix's format.
+    Each matrix (rows = outputs or table rows, groups along ``K``, zero-padded to whole groups as storage pads it)
+    is quantised by :func:`accel.numerics.quantize_weights` over the spec's datatypes with the group size and the
+    device's scale bits; the fraction of groups that chose each datatype becomes that matrix's format. The model's
+    format weighs the matrices by their groups.
     """
     import numpy as np
     from safetensors import safe_open
 
     from accel.numerics import quantize_weights
 
-    from .formats import mixed_format
+    from .formats import mixed_format, parse_datatype
 
+    datatypes, _ = parse_datatype(spec)
+    g = bitserial.group_size if group_size is None else group_size
     out: dict[str, WeightFormat] = {}
-    g = base.group_size
+    total = np.zeros(len(datatypes))
     for name, (k, n, layout) in weight_matrices(arch).items():
         file, key = checkpoint.location[name]
         with safe_open(str(checkpoint.directory / file), framework="pt") as f:
             w = f.get_tensor(key).float().numpy()
-        w = w.T if layout == "kn" else w  # rows = outputs (or table rows), K along a row
-        pad = -k % g
-        if pad:
-            w = np.concatenate([w, np.zeros((n, pad), w.dtype)], axis=1)
-        qw = quantize_weights(w, base.datatypes, g, bitserial.scale_bits)
-        counts = [int(np.count_nonzero(qw.dtypes == d)) for d in base.datatypes]
-        out[name] = mixed_format(base.name, base.datatypes, tuple(c / sum(counts) for c in counts), bitserial, g)
-    return out
+        w = w.T if layout == "kn" else w
+        w = np.concatenate([w, np.zeros((n, -k % g), w.dtype)], axis=1)
+        qw = quantize_weights(w, datatypes, g, bitserial.scale_bits)
+        counts = np.array([np.count_nonzero(qw.dtypes == d) for d in datatypes])
+        total += counts
+        out[name] = mixed_format(spec, datatypes, tuple(float(c) for c in counts / counts.sum()), bitserial, g)
+    whole = mixed_format(spec, datatypes, tuple(float(c) for c in total / total.sum()), bitserial, g)
+    return out, whole
 
 
 def resolve_model(name: str) -> tuple[Architecture, Union[Checkpoint, None]]:

@@ -55,8 +55,11 @@ def _precision(data: Any, key: str) -> Precision:
 
         from .formats import precision_for
 
-        return precision_for(load_preset(str(data["device"])), str(data.get("datatype", "int8")),
-                             data.get("group_size"))
+        try:
+            return precision_for(load_preset(str(data["device"])), str(data.get("datatype", "int8")),
+                                 data.get("group_size"))
+        except WorkloadError as e:
+            raise ConfigError(f"{key}: {e}") from None
     return _build(Precision, data, key)
 
 

@@ -6,7 +6,7 @@ from typing import Union
 
 from accel.config import DeviceConfig
 
-from .formats import precision_for
+from .formats import parse_datatype, precision_for
 from .hf import checkpoint_formats, resolve_model
 from .listing import load_operator_list
 from .ops import Workload
@@ -22,16 +22,20 @@ def load_workload(model: str, phase: str, device: DeviceConfig, *, datatype: str
     """The workload of ``model`` (a known name, a Hugging Face model directory, or a ``.yaml`` operator list).
 
     Number formats come from ``device`` (:func:`mapping.workload.precision_for`); a mixed ``datatype`` on a directory
-    with weights takes each matrix's exact mix from the checkpoint. A YAML list is returned as written (its own
+    with weights takes each matrix's exact mix from the checkpoint (:func:`mapping.workload.hf.checkpoint_formats`;
+    it quantises every matrix, which takes minutes for billions of weights), and the precision's format is the mix
+    over the whole model. A YAML list is returned as written (its own
     phase, shapes and precision); the architecture is ``None`` then.
     """
     if model.endswith((".yaml", ".yml")):
         return None, load_operator_list(model)
     arch, ckpt = resolve_model(model)
-    precision = precision_for(device, datatype, group_size)
     formats = None
-    if ckpt is not None and len(precision.weights.datatypes) > 1:
-        formats = checkpoint_formats(arch, ckpt, precision.weights, device.bitserial)
+    if ckpt is not None and len(parse_datatype(datatype)[0]) > 1:
+        formats, whole = checkpoint_formats(arch, ckpt, datatype, device.bitserial, group_size)
+        precision = precision_for(device, weights=whole)
+    else:
+        precision = precision_for(device, datatype, group_size)
     source = f"directory:{Path(model).resolve()}" if ckpt is not None or Path(model).is_dir() else ""
     return arch, build_workload(arch, phase, precision=precision, batch=batch, prompt=prompt, context=context,
                                 experts=experts, logits=logits, formats=formats, source=source,
