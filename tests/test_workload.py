@@ -148,7 +148,8 @@ def test_gpt2_decode_operators_and_bytes():
     assert (w.tokens, w.context, len(w.blocks), w.layers) == (1, 1024, 1, (0,) * 12)
     body = {op.name: op for op in w.blocks[0]}
     qkv = body["attn.c_attn"]
-    assert (qkv.m, qkv.k, qkv.n, qkv.layout, qkv.weight) == (1, 768, 2304, "kn", "transformer.h.{layer}.attn.c_attn.weight")
+    assert (qkv.m, qkv.k, qkv.n, qkv.layout) == (1, 768, 2304, "kn")
+    assert qkv.weight == "transformer.h.{layer}.attn.c_attn.weight"
     assert qkv.weight_bytes == (768 * 2304 * 4 + 2304 * 6 * 8) / 8  # int4 codes + an 8-bit scale per 128 weights
     score = body["attn.score"]
     assert (score.heads, score.kv_heads, score.queries, score.kv_len) == (12, 12, 1, 1024)
@@ -424,6 +425,8 @@ def test_trace_hf_gpt2_equals_the_named_workload():
     kinds = [op.kind_name for op in traced.blocks[0] if isinstance(op, Vector)]
     assert kinds == [op.kind_name for op in named.blocks[0] if isinstance(op, Vector)]
     assert traced.epilogue[-1].weight == "transformer.wte.weight"  # the tied head, by its canonical name
+    assert traced.read_tensors() <= {t.name for t in traced.tensors}
+    assert workload_from_dict(json.loads(json.dumps(traced.to_dict()))) == traced
 
 
 def test_trace_hf_llama_finds_grouped_query_attention():

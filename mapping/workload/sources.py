@@ -7,7 +7,7 @@ from typing import Union
 from accel.config import DeviceConfig
 
 from .formats import parse_datatype, precision_for
-from .hf import checkpoint_formats, resolve_model
+from .hf import KNOWN_MODELS, checkpoint_formats, resolve_model
 from .listing import load_operator_list
 from .ops import Workload
 from .transformer import Architecture, build_workload
@@ -36,7 +36,7 @@ def load_workload(model: str, phase: str, device: DeviceConfig, *, datatype: str
         precision = precision_for(device, weights=whole)
     else:
         precision = precision_for(device, datatype, group_size)
-    source = f"directory:{Path(model).resolve()}" if ckpt is not None or Path(model).is_dir() else ""
+    source = "" if model in KNOWN_MODELS else f"directory:{Path(model).resolve()}"
     return arch, build_workload(arch, phase, precision=precision, batch=batch, prompt=prompt, context=context,
                                 experts=experts, logits=logits, formats=formats, source=source,
                                 checkpoint_dtypes=ckpt.dtypes if ckpt is not None else ())

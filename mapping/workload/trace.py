@@ -28,6 +28,8 @@ such a container is one layer. Traces carry no KV-cache writes (the traced call 
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from typing import Any, Union
 
@@ -72,13 +74,9 @@ def _module(node: Any) -> tuple[str, str]:
     return tuple(list(stack.values())[-1]) if stack else ("", "")  # type: ignore[return-value]
 
 
-def _inputs(node: Any) -> list[Any]:
-    return [a for a in node.all_input_nodes]
-
-
 class _Tracer:
     def __init__(self, module: Any, ep: Any, precision: Precision):
-        self.module, self.ep, self.p = module, ep, precision
+        self.module, self.p = module, precision
         sig = ep.graph_signature
         canonical: dict[int, str] = {}
         for name, param in module.named_parameters(remove_duplicate=False):
@@ -91,10 +89,10 @@ class _Tracer:
             if n.op == "placeholder" and n.name in sig.user_inputs and _is_float(n):
                 self.act.add(n.name)
             elif n.op == "call_function" and (_aten(n) == "embedding"
-                                              or any(a.name in self.act for a in _inputs(n))):
+                                              or any(a.name in self.act for a in n.all_input_nodes)):
                 self.act.add(n.name)
         paths = {p for n in self.nodes for p, _ in (n.meta.get("nn_module_stack") or {}).values()}
-        self.leaves = {p for p in paths if not any(q.startswith(p + ".") for q in paths if q != p)}
+        self.leaves = {p for p in paths if not any(q != p and (not p or q.startswith(p + ".")) for q in paths)}
 
     # helpers ---------------------------------------------------------------------------------------------------
     def is_act(self, node: Any) -> bool:
@@ -135,10 +133,10 @@ class _Tracer:
                 continue
             masked, cur, chain = False, self.source(n.all_input_nodes[0]), []
             while (cur.op == "call_function" and _aten(cur) in _ELEMENTWISE
-                   and sum(self.is_act(a) for a in _inputs(cur)) == 1):
-                masked |= any(_is_float(a) and not self.is_act(a) for a in _inputs(cur))
+                   and sum(self.is_act(a) for a in cur.all_input_nodes) == 1):
+                masked |= any(_is_float(a) and not self.is_act(a) for a in cur.all_input_nodes)
                 chain.append(cur.name)
-                cur = self.source(next(a for a in _inputs(cur) if self.is_act(a)))
+                cur = self.source(next(a for a in cur.all_input_nodes if self.is_act(a)))
             if cur.op == "call_function" and _aten(cur) in ("matmul", "bmm"):
                 self.absorbed.update(chain)
                 self.masked[n.name] = self.masked[cur.name] = masked
@@ -147,20 +145,22 @@ class _Tracer:
         """(module path, operator) in graph order."""
         self.fold_softmax_inputs()
         out: list[tuple[str, Operator]] = []
-        leaf_done: set[str] = set()
         counts: dict[str, int] = {}
+        group: list[Any] = []  # one call of a norm/activation leaf module: [path, kind, last node]
 
         def name(path: str, base: str) -> str:
-            key = f"{path}.{base}" if path else base
+            """A unique name; a leaf module's own operator is named by the module."""
+            key = path if path in self.leaves else f"{path}.{base}" if path else base
             i = counts.get(key, 0)
             counts[key] = i + 1
             return key if i == 0 else f"{key}_{i}"
 
-        leaf_last: dict[str, Any] = {}
-        for n in self.nodes:
-            path, cls = _module(n)
-            if path in self.leaves and self.is_act(n):
-                leaf_last[path] = n
+        def flush() -> None:
+            if group:
+                path, kind, last = group
+                out.append((path, self.vector(name(path, kind), kind, last, leaf=path)))
+                group.clear()
+
         for n in self.nodes:
             if n.op != "call_function" or not self.is_act(n) or n.name in self.absorbed:
                 continue
@@ -168,50 +168,51 @@ class _Tracer:
             op = _aten(n)
             leaf_kind = next((k for rx, k in _LEAF_KINDS if rx.search(cls.rsplit(".", 1)[-1])), None)
             if path in self.leaves and leaf_kind is not None:
-                if n is leaf_last[path] and path not in leaf_done:
-                    leaf_done.add(path)
-                    out.append((path, self.leaf_vector(path, leaf_kind, n)))
+                if group and group[0] == path:  # the next operator of the same call
+                    group[2] = n
+                else:
+                    flush()
+                    group.extend([path, leaf_kind, n])
                 continue
             if op in _MOVES:
                 continue
+            flush()
             if op in _MATMULS:
                 out.append((path, self.matmul(n, path, name)))
             elif op == "embedding":
                 table, rows = n.args[0], n.args[1]
-                tname = self.param_of(table)
-                if tname is None:
+                found = self.param_of(table)
+                if found is None:
                     raise WorkloadError(f"trace: embedding {n.name} in {path or 'the top module'} reads no parameter")
-                tr, width = _shape(table)
-                out.append((path, Lookup(name(path, "lookup") if not path else path, _numel(_shape(rows)), width,
-                                         tname[0], tr, self.p.weights, self.p.act_bits)))
+                table_rows, width = _shape(table)
+                out.append((path, Lookup(name(path, "lookup"), math.prod(_shape(rows)), width, found[0], table_rows,
+                                         self.p.weights, self.p.act_bits)))
             elif op in _VECTOR_OPS:
-                kind = _VECTOR_OPS[op]
-                params = tuple(p for p in (self.param_of(a) for a in _inputs(n) if not self.is_act(a)) if p)
-                out.append((path, self.vector(name(path, kind), kind, n, tuple(p for p, _ in params))))
+                out.append((path, self.vector(name(path, _VECTOR_OPS[op]), _VECTOR_OPS[op], n)))
             elif op in _ELEMENTWISE:
-                k = sum(self.is_act(a) for a in _inputs(n))
-                out.append((path, self.vector(name(path, _ELEMENTWISE[op]), _ELEMENTWISE[op], n, (), inputs=k)))
+                k = sum(self.is_act(a) for a in n.all_input_nodes)
+                out.append((path, self.vector(name(path, _ELEMENTWISE[op]), _ELEMENTWISE[op], n, inputs=k)))
             else:
                 raise WorkloadError(f"trace: operator aten.{op} ({n.name}) in {path or 'the top module'} "
                                     f"({cls.rsplit('.', 1)[-1] or 'top'}) has no operator kind; the tracer knows "
                                     f"matmuls, embedding, {', '.join(sorted(_VECTOR_OPS))}, "
                                     f"{', '.join(sorted(_ELEMENTWISE))} and norm/activation modules")
+        flush()
         return out
 
-    def vector(self, name: str, kind: str, n: Any, params: tuple[str, ...], inputs: int = 1) -> Vector:
+    def vector(self, name: str, kind: str, n: Any, inputs: int = 1, leaf: Union[str, None] = None) -> Vector:
+        """A vector operator producing ``n``; its parameters are the leaf module's own, or ``n``'s parameter
+        operands."""
+        if leaf is not None:
+            params = [f"{leaf}.{k}" for k, _ in self.module.get_submodule(leaf).named_parameters(recurse=False)]
+        else:
+            found = (self.param_of(a) for a in n.all_input_nodes if not self.is_act(a))
+            params = [f[0] for f in found if f is not None]
         shape = _shape(n)
         width = shape[-1] if shape else 1
-        elems = sum(_numel(_shape(a)) for a in _inputs(n) if a.op == "placeholder" and a.name in self.params)
-        return Vector(name, kind, max(1, _numel(shape) // width), width, max(1, inputs), width, params, elems,
-                      self.p.act_bits, self.p.param_bits)
-
-    def leaf_vector(self, path: str, kind: str, last: Any) -> Vector:
-        sub = self.module.get_submodule(path)
-        own = [(f"{path}.{k}", p) for k, p in sub.named_parameters(recurse=False)]
-        shape = _shape(last)
-        width = shape[-1] if shape else 1
-        return Vector(path, kind, max(1, _numel(shape) // width), width, 1, width, tuple(k for k, _ in own),
-                      sum(p.numel() for _, p in own), self.p.act_bits, self.p.param_bits)
+        elems = sum(self.module.get_parameter(p).numel() for p in params)
+        return Vector(name, kind, max(1, math.prod(shape) // width), width, max(1, inputs), width, tuple(params),
+                      elems, self.p.act_bits, self.p.param_bits)
 
     def matmul(self, n: Any, path: str, name: Any) -> Operator:
         op = _aten(n)
@@ -231,10 +232,9 @@ class _Tracer:
         pb = self.param_of(b) if hasattr(b, "op") else None
         k = _shape(x)[-1]
         n_out = _shape(n)[-1]
-        m = _numel(_shape(n)) // n_out
+        m = math.prod(_shape(n)) // n_out
         layout = "nk" if op == "linear" or flips % 2 else "kn"
-        leaf = path in self.leaves and path
-        return Gemm(path if leaf else name(path, op), m, k, n_out, weight, layout, pb[0] if pb else None, None,
+        return Gemm(name(path, op), m, k, n_out, weight, layout, pb[0] if pb else None, None,
                     self.p.weights, self.p.act_bits, self.p.param_bits)
 
     def attention(self, n: Any, path: str, name: Any) -> AttentionMatmul:
@@ -257,15 +257,7 @@ class _Tracer:
                                queries, kv_len, masked and queries > 1, self.p.act_bits, self.p.kv_bits)
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    out = 1
-    for s in shape:
-        out *= s
-    return out
-
-
-def _split_layers(placed: list[tuple[str, Operator]]) -> tuple[list[Operator], list[list[Operator]], list[Operator],
-                                                                  str]:
+def _split_layers(placed: list[tuple[str, Operator]]) -> tuple[list[Operator], list[list[Operator]], list[Operator]]:
     """Prologue, per-layer operators (names relative, tensors templated) and epilogue."""
     container = None
     for path, _ in placed:
@@ -274,7 +266,7 @@ def _split_layers(placed: list[tuple[str, Operator]]) -> tuple[list[Operator], l
             container = m.group("container")
             break
     if container is None:
-        return [], [[op for _, op in placed]], [], ""
+        return [], [[op for _, op in placed]], []
     prologue: list[Operator] = []
     layers: dict[int, list[Operator]] = {}
     epilogue: list[Operator] = []
@@ -288,12 +280,10 @@ def _split_layers(placed: list[tuple[str, Operator]]) -> tuple[list[Operator], l
             prologue.append(op)
         else:
             epilogue.append(op)
-    return prologue, [layers[i] for i in sorted(layers)], epilogue, container
+    return prologue, [layers[i] for i in sorted(layers)], epilogue
 
 
 def _relative(op: Operator, prefix: str, template: str) -> Operator:
-    import dataclasses
-
     def rel(s: str) -> str:
         return s[len(prefix):] if s.startswith(prefix) else s
 
@@ -341,22 +331,18 @@ def trace_module(module: Any, args: tuple[Any, ...], kwargs: Union[dict[str, Any
         raise WorkloadError(f"trace: torch.export cannot trace {type(module).__name__} ({first})") from None
     tracer = _Tracer(module, ep, precision)
     placed = tracer.run()
-    prologue, per_layer, epilogue, _ = _split_layers(placed)
+    prologue, per_layer, epilogue = _split_layers(placed)
     blocks: dict[tuple[Operator, ...], int] = {}
     layers = [blocks.setdefault(tuple(ops), len(blocks)) for ops in per_layer]
     attn = [op for _, op in placed if isinstance(op, AttentionMatmul)]
     if attn:
         batch, tokens, context = attn[0].batch, attn[0].queries, attn[0].kv_len
     else:
-        first = _shape(next(n for n in tracer.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs
+        users = ep.graph_signature.user_inputs
+        first = _shape(next(n for n in tracer.nodes if n.op == "placeholder" and n.name in users
                             and hasattr(n.meta.get("val"), "shape")))
         batch, tokens = (first[0], first[1]) if len(first) >= 2 else (1, first[0] if first else 1)
         context = tokens
-    seen: set[int] = set()
-    tensors = []
-    for pname, p in module.named_parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            tensors.append(Tensor(pname, tuple(p.shape)))
+    tensors = tuple(Tensor(n, tuple(p.shape)) for n, p in module.named_parameters())  # a tied parameter once
     return Workload(name or type(module).__name__, phase, batch, tokens, context, precision, tuple(prologue),
-                    tuple(blocks), tuple(layers), tuple(epilogue), tuple(tensors), f"trace:{type(module).__name__}")
+                    tuple(blocks), tuple(layers), tuple(epilogue), tensors, f"trace:{type(module).__name__}")
