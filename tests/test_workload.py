@@ -519,6 +519,7 @@ def test_yaml_operator_list(tmp_path):
     (("context: 16", "context: 0"), r"top level: context = 0: must be a positive integer"),
     (("datatype: int4", "datatype: int9"), r"precision: datatype 'int9' \(did you mean 'int8'\?\)"),
     (("model: tiny", "model: tiny\nmodle: x"), r"top level: unknown key 'modle'"),
+    (("name: o,", "name: qkv,"), r"top level: operator name 'qkv' appears twice in one section"),
 ])
 def test_yaml_errors_name_file_key_and_rule(tmp_path, edit, message):
     path = tmp_path / "bad.yaml"

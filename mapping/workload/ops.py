@@ -226,6 +226,7 @@ class _Op:
         return getattr(self, "kind", self.OP)
 
     def totals(self) -> dict[str, float]:
+        """MACs, FLOPs and every byte count, by name."""
         return {"macs": self.macs, "flops": self.flops, "weight_bytes": self.weight_bytes,
                 "param_bytes": self.param_bytes, "act_in_bytes": self.act_in_bytes,
                 "act_out_bytes": self.act_out_bytes, "kv_read_bytes": self.kv_read_bytes,
@@ -643,7 +644,8 @@ class Workload:
         for section in (self.prologue, *self.blocks, self.epilogue):
             names = [op.name for op in section]
             dup = sorted({n for n in names if names.count(n) > 1})
-            _check(not dup, f"operator name {dup[:1]} appears twice in one section; names must be unique")
+            if dup:
+                raise WorkloadError(f"operator name {dup[0]!r} appears twice in one section; names must be unique")
 
     @staticmethod
     def tensor_name(name: str, layer: Union[int, None]) -> str:
@@ -678,8 +680,7 @@ class Workload:
 
     def read_tensors(self) -> set[str]:
         """Names (expanded) of the tensors this step reads."""
-        out = {n for p in self.operators() for n in (self.tensor_name(t, p.layer) for t in p.op.tensors())}
-        return out
+        return {self.tensor_name(t, p.layer) for p in self.operators() for t in p.op.tensors()}
 
     # ---------------------------------------------------------------------------------------------------------------
     # Plain-data form
