@@ -18,6 +18,7 @@ from .errors import AccelError
 #: Modules that add subcommands, each with ``register(subparsers)``.
 COMMAND_MODULES = (
     "accel.commands.devices",
+    "accel.commands.models",
     "accel.commands.emulate",
     "accel.commands.doctor",
     "accel.commands.rtl",
