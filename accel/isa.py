@@ -1,7 +1,7 @@
 """The command set and its binary encoding.
 
-A command is one 64-bit word. The low bits are the same for every family (``family``, then ``op``); the rest is the
-family's own field table. Each field table is the single source of truth: the Python encoder and decoder and the
+A command is one 64-bit word. The low bits are the same for every family (``family``: 3 bits, then ``op``: 4
+bits); the rest is the family's own field table. Each field table is the single source of truth: the Python encoder and decoder and the
 Amaranth layout (:meth:`FieldTable.layout`, a ``data.StructLayout``) are all derived from it, and
 ``tests/test_isa.py`` proves them equal bit for bit. Fields are packed least significant first, in table order,
 exactly as Amaranth packs a ``StructLayout``.
@@ -19,8 +19,8 @@ from typing import Any, Iterable, Mapping
 from .errors import EncodingError
 
 __all__ = [
-    "WORD_BITS", "Family", "PimOp", "AttnOp", "BitSerialOp", "VectorOp", "FieldTable", "TABLES", "OPS",
-    "Command", "encode", "decode", "check_device_fits",
+    "WORD_BITS", "Family", "PimOp", "AttnOp", "BitSerialOp", "VectorOp", "SyncOp", "LinkOp", "Endpoint",
+    "FieldTable", "TABLES", "OPS", "Command", "encode", "decode", "check_device_fits",
 ]
 
 WORD_BITS = 64
@@ -31,6 +31,8 @@ class Family(enum.IntEnum):
     ATTN = 1
     BITSERIAL = 2
     VECTOR = 3
+    SYNC = 4       #: cross-stream dependencies and markers, executed by a stream's sequencer (any stream)
+    LINK = 5       #: transfers on the device's link (the ``link`` stream)
 
 
 class PimOp(enum.IntEnum):
@@ -50,14 +52,12 @@ class PimOp(enum.IntEnum):
 
 
 class AttnOp(enum.IntEnum):
-    """Spatial attention array commands."""
+    """Spatial attention array commands (``count`` repeats the command, e.g. once per head; 0 means 1). Loading Q/K/V
+    tiles into the array and storing O are transfers on the link."""
 
     NOP = 0
-    LOAD_Q = 1     #: load a Q tile of ``m`` queries x ``k`` head dims from ``addr``
-    LOAD_KV = 2    #: stream ``n`` keys/values of head dim ``k`` from ``addr`` in chunks of the array's rows
-    STORE_O = 3    #: write the O tile to ``addr``
-    ATTEND = 4     #: run the online-softmax cascade over the loaded chunks (``causal`` masks)
-    GEMM = 5       #: ``m`` x ``k`` x ``n`` GEMM with ``dataflow`` (0 os, 1 ws, 2 is)
+    ATTEND = 1     #: ``m`` queries over ``n`` keys of head dimension ``k`` (online-softmax cascade; ``causal`` masks)
+    GEMM = 2       #: ``m`` x ``k`` x ``n`` GEMM with ``dataflow`` (0 os, 1 ws, 2 is)
 
 
 class BitSerialOp(enum.IntEnum):
@@ -69,25 +69,56 @@ class BitSerialOp(enum.IntEnum):
 
 
 class VectorOp(enum.IntEnum):
-    """Vector unit commands."""
+    """Vector unit commands: ``count`` rows of ``length`` elements (``count`` 0 means 1). ``src``, ``src2`` and
+    ``dst`` are line addresses in the unit's buffer (a line holds ``lanes`` elements; a row starts on a line); the
+    passes and latencies of each op are in :mod:`accel.interfaces.vector`."""
 
     NOP = 0
-    LAYERNORM = 1
-    RMSNORM = 2
+    LAYERNORM = 1  #: per row: mean/variance pass, normalise pass; ``src2``: gamma then beta (one row each)
+    RMSNORM = 2    #: per row: mean-square pass, normalise pass; ``src2``: gamma (one row)
     GELU = 3
     SILU = 4
-    ADD = 5
-    MUL = 6
-    SOFTMAX = 7
-    REDUCE = 8     #: sum ``count`` partial-sum vectors of ``length`` (K-split reduction)
-    COPY = 9
+    MUL = 5        #: elementwise ``src * src2`` (gated MLP)
+    ADD = 6        #: elementwise ``src + src2`` (residual)
+    SOFTMAX = 7    #: per row: max pass, exp-and-sum pass, divide pass
+    ROPE = 8       #: rotary embedding; ``src2``: the rotation factors (one line per source line)
+    REDUCE = 9     #: sum of ``count`` partial-sum rows into one row (K-split reduction)
+    TOPK = 10      #: per row: the ``src2`` largest values and their indices (MoE routing); ``src2`` is k here
+    COPY = 11
+    QUANT = 12     #: requantise to the activation format (scale, round)
+
+
+class SyncOp(enum.IntEnum):
+    """Sequencer commands (family SYNC), allowed in every stream; they never reach the unit."""
+
+    NOP = 0
+    SIGNAL = 1     #: event (this stream, ``token``): visible when every earlier command of the stream has completed
+    WAIT = 2       #: the k-th ``WAIT stream=s token=t`` waits for the k-th ``SIGNAL token=t`` of stream ``s`` (index)
+    MARK = 3       #: zero-cost marker: operator ``id`` starts here in this stream
+
+
+class LinkOp(enum.IntEnum):
+    """Link commands (the ``link`` stream)."""
+
+    NOP = 0
+    XFER = 1       #: move ``bytes`` from endpoint ``src`` to endpoint ``dst`` (``addr``: line in the on-chip buffer)
+
+
+class Endpoint(enum.IntEnum):
+    """Endpoint codes of a LINK transfer that are not PIM channels (codes ``0 .. 255`` are channels ``pim0 ..``)."""
+
+    VECTOR = 256
+    ARRAY = 257
+    HOST = 258
+    ALL = 259      #: every PIM channel (the global-buffer input broadcast; a destination only)
 
 
 OPS: dict[Family, type[enum.IntEnum]] = {
     Family.PIM: PimOp, Family.ATTN: AttnOp, Family.BITSERIAL: BitSerialOp, Family.VECTOR: VectorOp,
+    Family.SYNC: SyncOp, Family.LINK: LinkOp,
 }
 
-_HEADER = (("family", 2), ("op", 4))
+_HEADER = (("family", 3), ("op", 4))
 
 
 @dataclass(frozen=True)
@@ -170,15 +201,25 @@ TABLES: dict[Family, FieldTable] = {
         ("all_banks", 1), ("channel", 8), ("bank", 6), ("row", 18), ("col", 10), ("count", 11),
     )),
     Family.ATTN: FieldTable(Family.ATTN, (
-        ("m", 12), ("k", 10), ("n", 20), ("dataflow", 2), ("causal", 1), ("addr", 13),
+        ("m", 13), ("k", 14), ("n", 17), ("dataflow", 2), ("causal", 1), ("count", 10),
     )),
     Family.BITSERIAL: FieldTable(Family.BITSERIAL, (
         ("groups", 12), ("outputs", 16), ("addr", 24),
     )),
     Family.VECTOR: FieldTable(Family.VECTOR, (
-        ("length", 20), ("count", 10), ("src", 12), ("dst", 12),
+        ("length", 14), ("count", 10), ("src", 11), ("src2", 11), ("dst", 11),
+    )),
+    Family.SYNC: FieldTable(Family.SYNC, (
+        ("stream", 16), ("token", 20), ("id", 20),
+    )),
+    Family.LINK: FieldTable(Family.LINK, (
+        ("src", 9), ("dst", 9), ("bytes", 24), ("addr", 15),
     )),
 }
+
+
+_HEADER_OFFSETS = TABLES[Family.PIM].offsets()
+_FAMILY_CODES = frozenset(int(f) for f in Family)
 
 
 @dataclass(frozen=True)
@@ -218,7 +259,12 @@ def decode(word: int) -> Command:
     """Decode a command word."""
     if not 0 <= word < (1 << WORD_BITS):
         raise EncodingError(f"command word {word:#x} is not a {WORD_BITS}-bit unsigned integer")
-    fam = Family(word & 0b11)
+    off, width = _HEADER_OFFSETS["family"]
+    code = (word >> off) & ((1 << width) - 1)
+    if code not in _FAMILY_CODES:
+        raise EncodingError(f"command word {word:#018x}: family {code} does not exist; families are "
+                            f"{', '.join(f'{f.name} ({int(f)})' for f in Family)}")
+    fam = Family(code)
     table = TABLES[fam]
     values = table.decode(word)
     op = values.pop("op")

@@ -82,17 +82,26 @@ def test_encode_errors():
 
 
 def test_decode_errors():
-    word = isa.encode("pim", "NOP") | (0xF << 2)  # op 15 does not exist
+    word = isa.encode("pim", "NOP") | (0xF << isa.TABLES[isa.Family.PIM].offsets()["op"][0])  # op 15 does not exist
     with pytest.raises(EncodingError, match=r"PIM op 15 does not exist"):
         isa.decode(word)
     with pytest.raises(EncodingError, match=r"bits above \d+ must be zero"):
         isa.decode(isa.encode("pim", "ACT") | (1 << 63))
     with pytest.raises(EncodingError, match=r"is not a 64-bit unsigned integer"):
         isa.decode(1 << 64)
+    with pytest.raises(EncodingError, match=r"family 7 does not exist; families are PIM \(0\), "):
+        isa.decode(7)
+
+
+def test_header_is_common():
+    """Every family starts with the same 3-bit family and 4-bit op fields, so any word's family is read alike."""
+    for fam, table in isa.TABLES.items():
+        assert table.all_fields[:2] == (("family", 3), ("op", 4))
+        assert len(isa.OPS[fam]) <= 16
 
 
 def test_every_unit_has_commands():
-    assert {f.name for f in isa.Family} == {"PIM", "ATTN", "BITSERIAL", "VECTOR"}
+    assert {f.name for f in isa.Family} == {"PIM", "ATTN", "BITSERIAL", "VECTOR", "SYNC", "LINK"}
     for fam in isa.Family:
         assert len(isa.OPS[fam]) >= 2
 
