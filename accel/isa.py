@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from .errors import EncodingError
@@ -132,6 +133,11 @@ class FieldTable:
     def __post_init__(self) -> None:
         if self.bits > WORD_BITS:
             raise ValueError(f"{self.family.name} fields need {self.bits} bits, more than {WORD_BITS}")
+        out, pos = {}, 0
+        for name, width in self.all_fields:
+            out[name] = (pos, width)
+            pos += width
+        object.__setattr__(self, "_offsets", MappingProxyType(out))
 
     @property
     def all_fields(self) -> tuple[tuple[str, int], ...]:
@@ -141,13 +147,9 @@ class FieldTable:
     def bits(self) -> int:
         return sum(w for _, w in self.all_fields)
 
-    def offsets(self) -> dict[str, tuple[int, int]]:
-        """Field name -> (offset, width) in the word."""
-        out, pos = {}, 0
-        for name, width in self.all_fields:
-            out[name] = (pos, width)
-            pos += width
-        return out
+    def offsets(self) -> Mapping[str, tuple[int, int]]:
+        """Field name -> (offset, width) in the word (read-only)."""
+        return self._offsets
 
     def width(self, name: str) -> int:
         return self.offsets()[name][1]
@@ -288,6 +290,10 @@ def check_device_fits(device: Any) -> None:
         if need >= (1 << t.width(key)):
             raise EncodingError(f"device {device.name}: PIM field {key} is {t.width(key)} bits but must address "
                                 f"{need + 1} values; use a smaller preset")
+    v = TABLES[Family.VECTOR]
+    if device.vector.buffer_lines > 1 << v.width("dst"):
+        raise EncodingError(f"device {device.name}: the vector buffer has {device.vector.buffer_lines} lines but the "
+                            f"VECTOR address fields reach {1 << v.width('dst')}; use a smaller buffer_bytes")
 
 
 def iter_words(commands: Iterable[Command]) -> list[int]:

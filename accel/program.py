@@ -43,7 +43,7 @@ from .interfaces.link import endpoint_code, endpoint_name
 from .isa import OPS, TABLES, AttnOp, Endpoint, Family, LinkOp, PimOp, SyncOp, VectorOp, check_device_fits, encode
 
 __all__ = ["ProgramError", "DeadlockError", "Stream", "Program", "ProgramBuilder", "StreamBuilder", "UNIT_FAMILY",
-           "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items", "deadlock_message"]
+           "is_program_file", "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items", "deadlock_message"]
 
 FORMAT = "accel-program"
 VERSION = 1
@@ -68,6 +68,23 @@ class DeadlockError(AccelError):
     def __init__(self, message: str, blocked: dict[str, tuple[str, int, int]]) -> None:
         super().__init__(message)
         self.blocked = blocked
+
+
+def is_program_file(path: str | Path) -> bool:
+    """True for a ``.npz`` file and for text whose first line that is not a comment is a program header or a
+    ``stream`` line (a PIM-only trace starts with a command)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return True
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    for raw in text.splitlines():
+        toks = raw.split("#", 1)[0].split()
+        if toks:
+            return toks[0] in _HEADERS + ("stream",)
+    return False
 
 
 def parse_stream_name(name: str) -> tuple[int, str, int]:
@@ -140,7 +157,7 @@ def _int(where: str, key: str, value: str) -> int:
     try:
         return int(value, 0)
     except ValueError:
-        raise ProgramError(f"{where}: {key}={value!r}: the value must be an integer") from None
+        raise ProgramError(f"{where}: '{key}={value}': the value must be an integer") from None
 
 
 def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int] | None = None,
@@ -194,6 +211,8 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
 
 
 _FAMILY_FIELD = TABLES[Family.PIM].offsets()["family"]
+_CHANNEL = np.uint64(((1 << TABLES[Family.PIM].width("channel")) - 1)
+                     << TABLES[Family.PIM].offsets()["channel"][0])
 #: Fields printed even when zero, for readability.
 _ALWAYS: dict[tuple[Family, int], tuple[str, ...]] = {
     (Family.SYNC, SyncOp.SIGNAL): ("token",), (Family.SYNC, SyncOp.WAIT): ("stream", "token"),
@@ -233,39 +252,59 @@ def _format(word: int, channel: int, names: list[str], data: list[int] | None) -
 RUN, SIGNAL, WAIT, MARK = range(4)
 
 
+def _cumcount(keys: np.ndarray) -> np.ndarray:
+    """For each entry, how many earlier entries have the same key (0 for the first)."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    start = np.concatenate([[0], np.nonzero(sk[1:] != sk[:-1])[0] + 1])
+    first = np.repeat(start, np.diff(np.concatenate([start, [len(sk)]])))
+    out = np.empty(len(keys), dtype=np.int64)
+    out[order] = np.arange(len(keys)) - first
+    return out
+
+
+_TOKEN_BITS = TABLES[Family.SYNC].width("token")
+
+
+def _sync_table(s: Stream) -> tuple[np.ndarray, ...]:
+    """Positions, ops, tokens, producers, ids of a stream's SYNC words, and each one's occurrence index k (the k-th
+    SIGNAL of its token, the k-th WAIT on its producer's token; from 0)."""
+    pos = np.nonzero(s.families == int(Family.SYNC))[0]
+    w = s.words[pos]
+    f = TABLES[Family.SYNC].offsets()
+
+    def get(name: str) -> np.ndarray:
+        off, width = f[name]
+        return ((w >> np.uint64(off)) & np.uint64((1 << width) - 1)).astype(np.int64)
+
+    op, tok, prod, ident = get("op"), get("token"), get("stream"), get("id")
+    key = np.where(op == SyncOp.WAIT, ((prod + 1) << _TOKEN_BITS) | tok, tok)
+    key = np.where((op == SyncOp.WAIT) | (op == SyncOp.SIGNAL), key, -1 - np.arange(len(op)))
+    return pos, op, tok, prod, ident, _cumcount(key)
+
+
 def stream_items(program: "Program", i: int) -> list[tuple[int, int, int, int]]:
     """The stream as items in order: ``(RUN, lo, hi, 0)`` for unit commands ``lo .. hi - 1``, ``(SIGNAL, token, k,
     0)``, ``(WAIT, producer, token, k)`` (the k-th WAIT of this stream on that event, from 0), ``(MARK, id, 0, 0)``;
     SYNC NOPs are dropped."""
     s = program.streams[i]
-    fam = s.families
-    pos = np.nonzero(fam == int(Family.SYNC))[0]
-    if not len(pos):
-        return [(RUN, 0, len(s.words), 0)] if len(s.words) else []
-    op = s.field(Family.SYNC, "op")[pos].tolist()
-    tok = s.field(Family.SYNC, "token")[pos].tolist()
-    prod = s.field(Family.SYNC, "stream")[pos].tolist()
-    ident = s.field(Family.SYNC, "id")[pos].tolist()
+    pos, op, tok, prod, ident, k = _sync_table(s)
+    n = len(s.words)
     out: list[tuple[int, int, int, int]] = []
-    seen_sig: dict[int, int] = {}
-    seen_wait: dict[tuple[int, int], int] = {}
     lo = 0
-    for p, o, t, pr, d in zip(pos.tolist(), op, tok, prod, ident):
+    for p, o, t, pr, d, kk in zip(pos.tolist(), op.tolist(), tok.tolist(), prod.tolist(), ident.tolist(),
+                                  k.tolist()):
         if p > lo:
             out.append((RUN, lo, p, 0))
         lo = p + 1
         if o == SyncOp.SIGNAL:
-            k = seen_sig.get(t, 0)
-            seen_sig[t] = k + 1
-            out.append((SIGNAL, t, k, 0))
+            out.append((SIGNAL, t, kk, 0))
         elif o == SyncOp.WAIT:
-            k = seen_wait.get((pr, t), 0)
-            seen_wait[(pr, t)] = k + 1
-            out.append((WAIT, pr, t, k))
+            out.append((WAIT, pr, t, kk))
         elif o == SyncOp.MARK:
             out.append((MARK, d, 0, 0))
-    if lo < len(s.words):
-        out.append((RUN, lo, len(s.words), 0))
+    if lo < n:
+        out.append((RUN, lo, n, 0))
     return out
 
 
@@ -335,8 +374,9 @@ class Program:
         every operand fits its unit."""
         check_device_fits(device)
         p = device.pim
-        sig: dict[tuple[int, int], int] = {}
-        waits: list[tuple[int, int, int, int, int]] = []   # consumer, producer, token, k, command index
+        signals: dict[tuple[int, int], int] = {}
+        waits = []          # per stream: (positions, producers, tokens, k) of its WAITs
+        checked: dict[bytes, Stream] = {}
         for i, s in enumerate(self.streams):
             if s.device_index >= self.devices:
                 raise ProgramError(f"stream {s.name}: device {s.device_index} does not exist (the program has "
@@ -349,34 +389,45 @@ class Program:
                                    f"(pim0 .. pim{p.channels - 1})")
             if s.kind == "array" and device.attention is None:
                 raise ProgramError(f"stream {s.name}: device {device.name} has no attention array")
-            self._check_words(i, s, device)
-            fam = s.families
-            pos = np.nonzero(fam == int(Family.SYNC))[0]
-            if len(pos):
-                op = s.field(Family.SYNC, "op")[pos]
-                tok = s.field(Family.SYNC, "token")[pos]
-                prod = s.field(Family.SYNC, "stream")[pos]
-                for t in tok[op == SyncOp.SIGNAL].tolist():
-                    sig[(i, t)] = sig.get((i, t), 0) + 1
-                kseen: dict[tuple[int, int], int] = {}
-                for c, pr, t in zip(pos[op == SyncOp.WAIT].tolist(), prod[op == SyncOp.WAIT].tolist(),
-                                    tok[op == SyncOp.WAIT].tolist()):
-                    k = kseen.get((pr, t), 0)
-                    kseen[(pr, t)] = k + 1
-                    waits.append((i, pr, t, k, c))
+            if s.kind == "pim":
+                # a PIM stream equal to one checked already apart from its channel field needs only that field
+                key = np.where(s.families == int(Family.PIM), s.words & ~_CHANNEL, s.words).tobytes()
+                if key in checked and not s.data:
+                    self._check_channel(s)
+                else:
+                    checked[key] = s
+                    self._check_words(i, s, device)
+            else:
+                self._check_words(i, s, device)
+            pos, op, tok, prod, _, k = _sync_table(s)
+            sel = op == SyncOp.SIGNAL
+            for t, n in zip(*np.unique(tok[sel], return_counts=True)):
+                signals[(i, int(t))] = int(n)
+            sel = op == SyncOp.WAIT
+            waits.append((pos[sel], prod[sel], tok[sel], k[sel]))
         names = self.names
-        for i, pr, t, k, c in waits:
-            if pr >= len(self.streams):
-                raise ProgramError(f"stream {names[i]} command {c}: WAIT stream={pr}: the program has "
-                                   f"{len(names)} streams (0 .. {len(names) - 1})")
-            if pr == i:
-                raise ProgramError(f"stream {names[i]} command {c}: WAIT on its own stream (token {t}) can never "
-                                   f"be met: a stream's commands run in order")
-            have = sig.get((pr, t), 0)
-            if k >= have:
-                raise ProgramError(f"stream {names[i]} command {c}: WAIT stream={names[pr]} token={t} waits for "
-                                   f"its {_ordinal(k + 1)} SIGNAL token={t}, but {names[pr]} signals token {t} "
-                                   f"{have} time{'s' if have != 1 else ''}")
+        for i, (pos, prod, tok, k) in enumerate(waits):
+            for c, pr, t, kk in zip(pos.tolist(), prod.tolist(), tok.tolist(), k.tolist()):
+                if pr >= len(self.streams):
+                    raise ProgramError(f"stream {names[i]} command {c}: WAIT stream={pr}: the program has "
+                                       f"{len(names)} streams (0 .. {len(names) - 1})")
+                if pr == i:
+                    raise ProgramError(f"stream {names[i]} command {c}: WAIT on its own stream (token {t}) can "
+                                       f"never be met: a stream's commands run in order")
+                have = signals.get((pr, t), 0)
+                if kk >= have:
+                    raise ProgramError(f"stream {names[i]} command {c}: WAIT stream={names[pr]} token={t} waits "
+                                       f"for its {_ordinal(kk + 1)} SIGNAL token={t}, but {names[pr]} signals "
+                                       f"token {t} {have} time{'s' if have != 1 else ''}")
+
+    @staticmethod
+    def _check_channel(s: Stream) -> None:
+        ch = s.field(Family.PIM, "channel")
+        bad = np.nonzero((s.families == int(Family.PIM)) & (ch != s.channel))[0]
+        if len(bad):
+            c = int(bad[0])
+            raise ProgramError(f"stream {s.name} command {c}: channel field {int(ch[c])}: commands of stream "
+                               f"{s.name} address channel {s.channel}")
 
     def _check_words(self, i: int, s: Stream, device: DeviceConfig) -> None:
         where = f"stream {s.name}"
@@ -401,12 +452,7 @@ class Program:
                                    f"{int(op[c])}, bits above {t.bits} must be zero)")
         pim = fam == int(Family.PIM)
         if own == Family.PIM:
-            ch = s.field(Family.PIM, "channel")
-            bad = np.nonzero(pim & (ch != s.channel))[0]
-            if len(bad):
-                c = int(bad[0])
-                raise ProgramError(f"{where} command {c}: channel field {int(ch[c])}: commands of stream {s.name} "
-                                   f"address channel {s.channel}")
+            self._check_channel(s)
             op, row = s.field(Family.PIM, "op"), s.field(Family.PIM, "row")
             bad = np.nonzero(pim & (op == PimOp.ACT) & (row >= device.pim.rows))[0]
             if len(bad):
@@ -642,7 +688,12 @@ class Program:
         path = Path(path)
         try:
             if path.suffix != ".npz":
-                return cls.from_text(path.read_text(), str(path))
+                text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ProgramError(f"{path}: cannot read the program ({getattr(e, 'strerror', None) or e})") from None
+        if path.suffix != ".npz":
+            return cls.from_text(text, str(path))
+        try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except OSError as e:
@@ -724,6 +775,14 @@ class StreamBuilder:
         if data is not None:
             self.data[len(self.words)] = list(data)
         self.words.append(encode(fam, op, **fields))
+        return self
+
+    def extend(self, words: Iterable[int], data: dict[int, list[int]] | None = None) -> "StreamBuilder":
+        """Append encoded command words (``data``: their data words by position in ``words``)."""
+        base = len(self.words)
+        self.words.extend(int(w) for w in words)
+        for i, d in (data or {}).items():
+            self.data[base + i] = list(d)
         return self
 
     def signal(self, token: int) -> "StreamBuilder":

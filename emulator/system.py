@@ -29,7 +29,7 @@ Semantics, equal to the per-cycle system model (:mod:`accel.emulator.system_mode
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,9 @@ from .units.attention import attention_cycles
 __all__ = ["SystemEngine", "SystemResult", "StreamResult", "array_cycles", "static_events", "run_program"]
 
 _DATAFLOW = ("os", "ws", "is")
+_PIM_FIELDS = TABLES[Family.PIM].offsets()
+#: The channel and row fields of a PIM word: equal words apart from these have equal schedules.
+_CHANNEL_ROW = np.uint64(sum(((1 << w) - 1) << o for o, w in (_PIM_FIELDS["channel"], _PIM_FIELDS["row"])))
 
 
 def array_cycles(op: int, m: int, k: int, n: int, dataflow: int, count: int, cfg: AttentionConfig) -> int:
@@ -163,8 +166,16 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                         "vector_beats", "vector_lane_ops", "vector_sram_reads", "vector_sram_writes",
                         "link_transfers", "link_beats", "link_bits", "array_ops", "array_macs", "sync_signals",
                         "sync_waits", "sync_marks"), 0)
+    seen: dict[bytes, dict[str, int]] = {}
     for s in program.streams:
         fam = s.families
+        if s.kind == "pim":  # counts of equal channel streams are equal
+            key = np.where(fam == int(Family.PIM), s.words & ~_CHANNEL_ROW, s.words).tobytes()
+            if key in seen:
+                for k, v in seen[key].items():
+                    ev[k] += v
+                continue
+            before = dict(ev)
         sync = fam == int(Family.SYNC)
         if sync.any():
             sop = s.field(Family.SYNC, "op")[sync]
@@ -186,6 +197,7 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             ev["pim_mac_lane_ops"] += mac * p.mac_lanes
             ev["pim_rdmac_beats"] += int(np.where(ab == 1, p.banks, cnt)[op == PimOp.RDMAC].sum())
             ev["pim_ref"] += int((op == PimOp.REF).sum())
+            seen[key] = {k: ev[k] - before[k] for k in ev}
         elif s.kind == "vector":
             for w, n in _unique_counts(s, Family.VECTOR):
                 f = TABLES[Family.VECTOR].decode(w)
@@ -273,8 +285,8 @@ class _Runner:
     def run(self, lo: int, hi: int) -> None:
         raise NotImplementedError
 
-    def result(self, name: str | None = None) -> StreamResult:
-        return StreamResult(name or self.s.name, self.kind, self.frontier, self.busy, self.commands,
+    def result(self) -> StreamResult:
+        return StreamResult(self.s.name, self.kind, self.frontier, self.busy, self.commands,
                             [tuple(m) for m in self.marks], [tuple(i) for i in self.intervals])
 
 
@@ -287,6 +299,8 @@ class _PimRunner(_Runner):
         self.chan = ChannelEngine(p, device.bitserial if p.lane == "bitserial" else None, functional=False)
         cols = [stream.field(Family.PIM, n) for n in ("op", "all_banks", "bank", "row", "col", "count")]
         self.table = np.stack(cols, axis=1).tolist()
+        # a command's timing signature for the channel engine's block repetition: the word without channel and row
+        self.sig = (stream.words & ~_CHANNEL_ROW).tolist() if periodic else None
         self.periodic = periodic
         self.last_issue = -1
 
@@ -302,7 +316,8 @@ class _PimRunner(_Runner):
                 self.started(ch.issue(r[0], r[1], r[2], r[3], r[4], r[5]).first)
                 lo += 1
             if lo < hi:
-                ch.run_table(self.table[lo:hi], periodic=self.periodic)
+                ch.run_table(self.table[lo:hi], periodic=self.periodic,
+                             sig=self.sig[lo:hi] if self.periodic else None)
         except AccelError as e:
             e.args = (f"stream {self.s.name} command {first + ch.commands - before}: {e}",)
             raise
@@ -391,8 +406,7 @@ class SystemEngine:
         rep = list(range(len(program.streams)))
         if not self.dedup:
             return rep
-        pim = TABLES[Family.PIM].offsets()
-        drop = np.uint64(sum(((1 << w) - 1) << o for o, w in (pim["channel"], pim["row"])))
+        drop = _CHANNEL_ROW
         seen: dict[tuple[int, bytes], int] = {}
         for i, s in enumerate(program.streams):
             if s.kind != "pim":
@@ -446,7 +460,8 @@ class SystemEngine:
                 r.close_mark()
         if blocked:
             raise deadlock_message(program.names, {j: blocked[rep[j]] for j in range(len(rep)) if rep[j] in blocked})
-        streams = {s.name: runners[rep[j]].result(s.name) for j, s in enumerate(program.streams)}
+        results = {i: r.result() for i, r in runners.items()}
+        streams = {s.name: replace(results[rep[j]], name=s.name) for j, s in enumerate(program.streams)}
         ticks = max([r.end * clocks.of(r.kind) for r in streams.values()], default=0)
         return SystemResult(dev.name, -(-ticks // clocks.pim), ticks, float(clocks.tick_ns), streams,
                             {k: clocks.of(k) for k in ("pim", "vector", "link", "array")},

@@ -133,5 +133,5 @@ def vector_events(op: int, length: int, count: int, src2: int, cfg: VectorConfig
     writes its destination region once."""
     ps = passes(op, length, count, src2, cfg)
     beats = sum(p.beats for p in ps)
-    writes = sum(n for name, _, n in regions(op, length, count, 0, 0, 0, cfg) if name == "dst")
+    writes = sum(n for name, _, n in regions(op, length, count, 0, src2, 0, cfg) if name == "dst")
     return VectorEvents(1, beats, beats * cfg.lanes, sum(p.beats * p.reads for p in ps), writes)
