@@ -1,14 +1,17 @@
 """The command set and its binary encoding.
 
 A command is one 64-bit word. The low bits are the same for every family (``family``: 3 bits, then ``op``: 4
-bits); the rest is the family's own field table. Each field table is the single source of truth: the Python encoder and decoder and the
-Amaranth layout (:meth:`FieldTable.layout`, a ``data.StructLayout``) are all derived from it, and
-``tests/test_isa.py`` proves them equal bit for bit. Fields are packed least significant first, in table order,
+bits); the rest is the family's own field table. Each field table is the single source of truth: the Python encoder
+and decoder and the Amaranth layout (:meth:`FieldTable.layout`, a ``data.StructLayout``) are all derived from it,
+and ``tests/test_isa.py`` proves them equal bit for bit. Fields are packed least significant first, in table order,
 exactly as Amaranth packs a ``StructLayout``.
 
-Data that does not fit a command word (weights, vectors, global-buffer contents) travels as separate data words that
-follow the command in a program; a command's ``count`` field gives run-length form (for example "MAC columns
-``col .. col + count - 1`` at their earliest legal cycles"); its meaning is always the expanded per-command stream.
+Families: PIM (channel commands), ATTN (attention array), BITSERIAL (the bit-serial unit on its own), VECTOR (vector
+unit), SYNC (cross-stream dependencies and markers, executed by a stream's sequencer: :mod:`accel.program`) and
+LINK (the data mover). Data that does not fit a command word (weights, vectors, global-buffer contents) travels as
+separate data words that follow the command in a program; a command's ``count`` field gives run-length form (for
+example "MAC columns ``col .. col + count - 1`` at their earliest legal cycles"); its meaning is always the
+expanded per-command stream.
 """
 from __future__ import annotations
 

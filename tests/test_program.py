@@ -207,3 +207,20 @@ def test_sync_field_layout():
     w = encode("sync", SyncOp.WAIT, stream=3, token=9)
     s = Stream("vector", [w])
     assert s.field(Family.SYNC, "stream")[0] == 3 and s.field(Family.SYNC, "token")[0] == 9
+
+
+def test_docs_examples_run():
+    """The text-form and builder examples of docs/mapping.md parse and run."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "mapping.md").read_text()
+    text = re.search(r"```\n(# accel-program 1.*?)```", doc, re.S).group(1)
+    prog = Program.from_text(text, "mapping.md")
+    assert Program.from_text(prog.to_text()) == prog
+    r = SystemEngine(prog.resolve_device()).run(prog)
+    assert r.streams["pim0"].marks[0][0] == 7 and r.streams["vector"].end * r.ticks_per_cycle["vector"] == r.ticks
+    scope: dict = {}
+    exec(re.search(r"```python\n(.*?)```", doc, re.S).group(1), scope)
+    built = scope["prog"]
+    assert len(built.streams) == 33 and SystemEngine(built.resolve_device()).run(built).cycles > 0
