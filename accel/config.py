@@ -12,6 +12,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any, Union
@@ -22,7 +23,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "GemmConfig",
-    "GEMM_ACC_GUARD", "VectorConfig",
+    "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "Clocks",
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
@@ -401,22 +402,72 @@ class GemmConfig:
 
 @dataclass(frozen=True)
 class VectorConfig:
-    """The vector unit (layer norm, activations, residual adds, decode softmax, reductions).
+    """The vector unit (norms, activations, residual adds, decode softmax, rotary embedding, reductions, routing).
+
+    Every op runs as one or more *passes* over its rows (:mod:`accel.interfaces.vector` lists them per op); a pass
+    issues one beat of ``lanes`` elements per cycle into a pipeline whose depth is the sum of the latencies below.
 
     Parameters
     ----------
     lanes:
-        Elements processed per cycle.
+        Elements per beat (SIMD lanes).
     clock_mhz:
         Clock of the unit (MHz).
+    element_bits:
+        Width of one element in the buffer (bits).
+    buffer_bytes:
+        Bytes of the unit's buffer (a whole number of lines of ``lanes`` elements).
+    sram_latency:
+        Cycles from a buffer read to its data at the datapath.
+    add_latency, mul_latency:
+        Pipeline depth of an adder/comparator and of a multiplier (cycles).
+    exp_latency:
+        Pipeline depth of the exponential unit (cycles).
+    activation_latency:
+        Pipeline depth of GELU/SiLU (table look-up, interpolation and the final multiply; cycles).
+    recip_latency:
+        Cycles of the scalar reciprocal / reciprocal square root of a row's statistic (norms, softmax).
     """
 
     lanes: int
     clock_mhz: float
+    element_bits: int
+    buffer_bytes: int
+    sram_latency: int
+    add_latency: int
+    mul_latency: int
+    exp_latency: int
+    activation_latency: int
+    recip_latency: int
 
     def __post_init__(self) -> None:
         _int_range("lanes", self.lanes, 1, 4096)
         _require(self.clock_mhz > 0, "clock_mhz", self.clock_mhz, "must be positive (MHz)")
+        _require(self.element_bits in (8, 16, 32), "element_bits", self.element_bits, "must be 8, 16 or 32")
+        _require(self.lanes * self.element_bits % 8 == 0, "lanes", self.lanes,
+                 f"a line of lanes x element_bits ({self.lanes} x {self.element_bits}) must be whole bytes")
+        _require(self.buffer_bytes >= self.line_bytes and self.buffer_bytes % self.line_bytes == 0, "buffer_bytes",
+                 self.buffer_bytes, f"must be a positive multiple of a line ({self.line_bytes} bytes: lanes x "
+                                    f"element_bits / 8)")
+        for name in ("sram_latency", "add_latency", "mul_latency", "exp_latency", "activation_latency",
+                     "recip_latency"):
+            _int_range(name, getattr(self, name), 1, 1 << 16)
+
+    @property
+    def line_bytes(self) -> int:
+        """Bytes of one buffer line (one beat: ``lanes`` elements)."""
+        return self.lanes * self.element_bits // 8
+
+    @property
+    def buffer_lines(self) -> int:
+        """Lines in the buffer (the address range of VECTOR ``src``, ``src2``, ``dst``)."""
+        return self.buffer_bytes // self.line_bytes
+
+    @property
+    def reduce_latency(self) -> int:
+        """Depth of a reduction of one beat into a row's running value: an adder tree over the lanes, then the
+        accumulating adder (cycles)."""
+        return self.add_latency * (max(0, (self.lanes - 1).bit_length()) + 1)
 
     @property
     def peak_ops_per_s(self) -> float:
@@ -424,8 +475,84 @@ class VectorConfig:
 
 
 @dataclass(frozen=True)
+class LinkConfig:
+    """The link that moves data between units: PIM channel pins, the vector unit, the attention array, the host.
+
+    A transfer of ``b`` bits occupies the link for ``ceil(b / width_bits)`` cycles and arrives ``latency`` cycles
+    after its last beat left (:mod:`accel.interfaces.link`); transfers queue in program order.
+
+    Parameters
+    ----------
+    width_bits:
+        Bits moved per link cycle.
+    clock_mhz:
+        Clock of the link (MHz).
+    latency:
+        Cycles (of the link clock) from a beat leaving to its arrival.
+    energy_pj_per_bit:
+        Energy of moving one bit (pJ).
+    broadcast:
+        A transfer to every channel (endpoint ``all``) is sent once; without broadcast it is sent once per channel.
+    """
+
+    width_bits: int
+    clock_mhz: float
+    latency: int
+    energy_pj_per_bit: float
+    broadcast: bool
+
+    def __post_init__(self) -> None:
+        _int_range("width_bits", self.width_bits, 1, 1 << 16)
+        _require(self.clock_mhz > 0, "clock_mhz", self.clock_mhz, "must be positive (MHz)")
+        _int_range("latency", self.latency, 0, 1 << 20)
+        _require(self.energy_pj_per_bit >= 0, "energy_pj_per_bit", self.energy_pj_per_bit,
+                 "must not be negative (pJ)")
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.width_bits / 8 * self.clock_mhz * 1e6
+
+
+def _exact(value: float) -> Fraction:
+    """A config number as the exact decimal it was written as (``83.333`` is 83333/1000, not the nearest double)."""
+    return Fraction(repr(float(value)))
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """Every unit clock as a whole number of *ticks* of one common time base, so that times of different units
+    compare exactly (no floats). A cycle ``c`` of a unit with ``n`` ticks per cycle starts at tick ``c * n``.
+
+    Members
+    -------
+    tick_ns:
+        Length of a tick (ns, exact).
+    pim, vector, link, array:
+        Ticks per cycle of each unit (``array`` is 0 when the device has no attention array).
+    sync:
+        The device's sync latency in ticks.
+    """
+
+    tick_ns: Fraction
+    pim: int
+    vector: int
+    link: int
+    array: int
+    sync: int
+
+    def of(self, kind: str) -> int:
+        """Ticks per cycle of a unit kind (``pim``, ``vector``, ``link``, ``array``)."""
+        return getattr(self, kind)
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
-    """A whole device: PIM channels, the bit-serial unit they use, an attention array and a vector unit."""
+    """A whole device: PIM channels, the bit-serial unit they use, an attention array, a vector unit and the link
+    between them.
+
+    ``sync_latency``: cycles of the device (PIM) clock from an event becoming visible (a SIGNAL) to the first cycle
+    a waiting stream may offer its next command (a WAIT).
+    """
 
     name: str
     description: str
@@ -433,10 +560,25 @@ class DeviceConfig:
     pim: PimConfig
     attention: Union[AttentionConfig, None]
     vector: VectorConfig
+    link: LinkConfig
+    sync_latency: int
 
     def __post_init__(self) -> None:
         _require(bool(self.name) and self.name.replace("-", "").replace("_", "").isalnum(), "name", self.name,
                  "must be a non-empty identifier of letters, digits, '-' and '_'")
+        _int_range("sync_latency", self.sync_latency, 0, 1 << 20)
+
+    @property
+    def clocks(self) -> Clocks:
+        """The units' clocks in ticks of a common base (see :class:`Clocks`)."""
+        periods = {"pim": _exact(self.pim.timing.tck_ns), "vector": 1000 / _exact(self.vector.clock_mhz),
+                   "link": 1000 / _exact(self.link.clock_mhz)}
+        if self.attention is not None:
+            periods["array"] = 1000 / _exact(self.attention.clock_mhz)
+        den = math.lcm(*(p.denominator for p in periods.values()))
+        tick = Fraction(math.gcd(*(p.numerator * (den // p.denominator) for p in periods.values())), den)
+        n = {k: int(p / tick) for k, p in periods.items()}
+        return Clocks(tick, n["pim"], n["vector"], n["link"], n.get("array", 0), self.sync_latency * n["pim"])
 
     @property
     def gemm(self) -> Union[GemmConfig, None]:

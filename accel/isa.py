@@ -1,26 +1,30 @@
 """The command set and its binary encoding.
 
-A command is one 64-bit word. The low bits are the same for every family (``family``, then ``op``); the rest is the
-family's own field table. Each field table is the single source of truth: the Python encoder and decoder and the
-Amaranth layout (:meth:`FieldTable.layout`, a ``data.StructLayout``) are all derived from it, and
-``tests/test_isa.py`` proves them equal bit for bit. Fields are packed least significant first, in table order,
+A command is one 64-bit word. The low bits are the same for every family (``family``: 3 bits, then ``op``: 4
+bits); the rest is the family's own field table. Each field table is the single source of truth: the Python encoder
+and decoder and the Amaranth layout (:meth:`FieldTable.layout`, a ``data.StructLayout``) are all derived from it,
+and ``tests/test_isa.py`` proves them equal bit for bit. Fields are packed least significant first, in table order,
 exactly as Amaranth packs a ``StructLayout``.
 
-Data that does not fit a command word (weights, vectors, global-buffer contents) travels as separate data words that
-follow the command in a program; a command's ``count`` field gives run-length form (for example "MAC columns
-``col .. col + count - 1`` at their earliest legal cycles"); its meaning is always the expanded per-command stream.
+Families: PIM (channel commands), ATTN (attention array), BITSERIAL (the bit-serial unit on its own), VECTOR (vector
+unit), SYNC (cross-stream dependencies and markers, executed by a stream's sequencer: :mod:`accel.program`) and
+LINK (the data mover). Data that does not fit a command word (weights, vectors, global-buffer contents) travels as
+separate data words that follow the command in a program; a command's ``count`` field gives run-length form (for
+example "MAC columns ``col .. col + count - 1`` at their earliest legal cycles"); its meaning is always the
+expanded per-command stream.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import EncodingError
 
 __all__ = [
-    "WORD_BITS", "Family", "PimOp", "AttnOp", "BitSerialOp", "VectorOp", "FieldTable", "TABLES", "OPS",
-    "Command", "encode", "decode", "check_device_fits",
+    "WORD_BITS", "Family", "PimOp", "AttnOp", "BitSerialOp", "VectorOp", "SyncOp", "LinkOp", "Endpoint",
+    "FieldTable", "TABLES", "OPS", "Command", "encode", "decode", "check_device_fits",
 ]
 
 WORD_BITS = 64
@@ -31,6 +35,8 @@ class Family(enum.IntEnum):
     ATTN = 1
     BITSERIAL = 2
     VECTOR = 3
+    SYNC = 4       #: cross-stream dependencies and markers, executed by a stream's sequencer (any stream)
+    LINK = 5       #: transfers on the device's link (the ``link`` stream)
 
 
 class PimOp(enum.IntEnum):
@@ -50,14 +56,12 @@ class PimOp(enum.IntEnum):
 
 
 class AttnOp(enum.IntEnum):
-    """Spatial attention array commands."""
+    """Spatial attention array commands (``count`` repeats the command, e.g. once per head; 0 means 1). Loading Q/K/V
+    tiles into the array and storing O are transfers on the link."""
 
     NOP = 0
-    LOAD_Q = 1     #: load a Q tile of ``m`` queries x ``k`` head dims from ``addr``
-    LOAD_KV = 2    #: stream ``n`` keys/values of head dim ``k`` from ``addr`` in chunks of the array's rows
-    STORE_O = 3    #: write the O tile to ``addr``
-    ATTEND = 4     #: run the online-softmax cascade over the loaded chunks (``causal`` masks)
-    GEMM = 5       #: ``m`` x ``k`` x ``n`` GEMM with ``dataflow`` (0 os, 1 ws, 2 is)
+    ATTEND = 1     #: ``m`` queries over ``n`` keys of head dimension ``k`` (online-softmax cascade; ``causal`` masks)
+    GEMM = 2       #: ``m`` x ``k`` x ``n`` GEMM with ``dataflow`` (0 os, 1 ws, 2 is)
 
 
 class BitSerialOp(enum.IntEnum):
@@ -69,25 +73,56 @@ class BitSerialOp(enum.IntEnum):
 
 
 class VectorOp(enum.IntEnum):
-    """Vector unit commands."""
+    """Vector unit commands: ``count`` rows of ``length`` elements (``count`` 0 means 1). ``src``, ``src2`` and
+    ``dst`` are line addresses in the unit's buffer (a line holds ``lanes`` elements; a row starts on a line); the
+    passes and latencies of each op are in :mod:`accel.interfaces.vector`."""
 
     NOP = 0
-    LAYERNORM = 1
-    RMSNORM = 2
+    LAYERNORM = 1  #: per row: mean/variance pass, normalise pass; ``src2``: gamma then beta (one row each)
+    RMSNORM = 2    #: per row: mean-square pass, normalise pass; ``src2``: gamma (one row)
     GELU = 3
     SILU = 4
-    ADD = 5
-    MUL = 6
-    SOFTMAX = 7
-    REDUCE = 8     #: sum ``count`` partial-sum vectors of ``length`` (K-split reduction)
-    COPY = 9
+    MUL = 5        #: elementwise ``src * src2`` (gated MLP)
+    ADD = 6        #: elementwise ``src + src2`` (residual)
+    SOFTMAX = 7    #: per row: max pass, exp-and-sum pass, divide pass
+    ROPE = 8       #: rotary embedding; ``src2``: the rotation factors (one line per source line)
+    REDUCE = 9     #: sum of ``count`` partial-sum rows into one row (K-split reduction)
+    TOPK = 10      #: per row: the ``src2`` largest values and their indices (MoE routing); ``src2`` is k here
+    COPY = 11
+    QUANT = 12     #: requantise to the activation format (scale, round)
+
+
+class SyncOp(enum.IntEnum):
+    """Sequencer commands (family SYNC), allowed in every stream; they never reach the unit."""
+
+    NOP = 0
+    SIGNAL = 1     #: event (this stream, ``token``): visible when every earlier command of the stream has completed
+    WAIT = 2       #: the k-th ``WAIT stream=s token=t`` waits for the k-th ``SIGNAL token=t`` of stream ``s`` (index)
+    MARK = 3       #: zero-cost marker: operator ``id`` starts here in this stream
+
+
+class LinkOp(enum.IntEnum):
+    """Link commands (the ``link`` stream)."""
+
+    NOP = 0
+    XFER = 1       #: move ``bytes`` from endpoint ``src`` to endpoint ``dst`` (``addr``: line in the on-chip buffer)
+
+
+class Endpoint(enum.IntEnum):
+    """Endpoint codes of a LINK transfer that are not PIM channels (codes ``0 .. 255`` are channels ``pim0 ..``)."""
+
+    VECTOR = 256
+    ARRAY = 257
+    HOST = 258
+    ALL = 259      #: every PIM channel (the global-buffer input broadcast; a destination only)
 
 
 OPS: dict[Family, type[enum.IntEnum]] = {
     Family.PIM: PimOp, Family.ATTN: AttnOp, Family.BITSERIAL: BitSerialOp, Family.VECTOR: VectorOp,
+    Family.SYNC: SyncOp, Family.LINK: LinkOp,
 }
 
-_HEADER = (("family", 2), ("op", 4))
+_HEADER = (("family", 3), ("op", 4))
 
 
 @dataclass(frozen=True)
@@ -101,6 +136,11 @@ class FieldTable:
     def __post_init__(self) -> None:
         if self.bits > WORD_BITS:
             raise ValueError(f"{self.family.name} fields need {self.bits} bits, more than {WORD_BITS}")
+        out, pos = {}, 0
+        for name, width in self.all_fields:
+            out[name] = (pos, width)
+            pos += width
+        object.__setattr__(self, "_offsets", MappingProxyType(out))
 
     @property
     def all_fields(self) -> tuple[tuple[str, int], ...]:
@@ -110,13 +150,9 @@ class FieldTable:
     def bits(self) -> int:
         return sum(w for _, w in self.all_fields)
 
-    def offsets(self) -> dict[str, tuple[int, int]]:
-        """Field name -> (offset, width) in the word."""
-        out, pos = {}, 0
-        for name, width in self.all_fields:
-            out[name] = (pos, width)
-            pos += width
-        return out
+    def offsets(self) -> Mapping[str, tuple[int, int]]:
+        """Field name -> (offset, width) in the word (read-only)."""
+        return self._offsets
 
     def width(self, name: str) -> int:
         return self.offsets()[name][1]
@@ -170,15 +206,25 @@ TABLES: dict[Family, FieldTable] = {
         ("all_banks", 1), ("channel", 8), ("bank", 6), ("row", 18), ("col", 10), ("count", 11),
     )),
     Family.ATTN: FieldTable(Family.ATTN, (
-        ("m", 12), ("k", 10), ("n", 20), ("dataflow", 2), ("causal", 1), ("addr", 13),
+        ("m", 13), ("k", 14), ("n", 17), ("dataflow", 2), ("causal", 1), ("count", 10),
     )),
     Family.BITSERIAL: FieldTable(Family.BITSERIAL, (
         ("groups", 12), ("outputs", 16), ("addr", 24),
     )),
     Family.VECTOR: FieldTable(Family.VECTOR, (
-        ("length", 20), ("count", 10), ("src", 12), ("dst", 12),
+        ("length", 14), ("count", 10), ("src", 11), ("src2", 11), ("dst", 11),
+    )),
+    Family.SYNC: FieldTable(Family.SYNC, (
+        ("stream", 16), ("token", 20), ("id", 20),
+    )),
+    Family.LINK: FieldTable(Family.LINK, (
+        ("src", 9), ("dst", 9), ("bytes", 24), ("addr", 15),
     )),
 }
+
+
+_HEADER_OFFSETS = TABLES[Family.PIM].offsets()
+_FAMILY_CODES = frozenset(int(f) for f in Family)
 
 
 @dataclass(frozen=True)
@@ -222,7 +268,12 @@ def decode(word: int) -> Command:
     """Decode a command word."""
     if not 0 <= word < (1 << WORD_BITS):
         raise EncodingError(f"command word {word:#x} is not a {WORD_BITS}-bit unsigned integer")
-    fam = Family(word & 0b11)
+    off, width = _HEADER_OFFSETS["family"]
+    code = (word >> off) & ((1 << width) - 1)
+    if code not in _FAMILY_CODES:
+        raise EncodingError(f"command word {word:#018x}: family {code} does not exist; families are "
+                            f"{', '.join(f'{f.name} ({int(f)})' for f in Family)}")
+    fam = Family(code)
     table = TABLES[fam]
     values = table.decode(word)
     op = values.pop("op")
@@ -247,3 +298,7 @@ def check_device_fits(device: Any) -> None:
         if need >= (1 << t.width(key)):
             raise EncodingError(f"device {device.name}: PIM field {key} is {t.width(key)} bits but must address "
                                 f"{need + 1} values; use a smaller preset")
+    v = TABLES[Family.VECTOR]
+    if device.vector.buffer_lines > 1 << v.width("dst"):
+        raise EncodingError(f"device {device.name}: the vector buffer has {device.vector.buffer_lines} lines but the "
+                            f"VECTOR address fields reach {1 << v.width('dst')}; use a smaller buffer_bytes")

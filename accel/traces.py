@@ -21,12 +21,11 @@ engine and builds the report ``accel emulate`` prints.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AccelError, EncodingError
-from .isa import TABLES, Family, PimOp, encode
+from .errors import AccelError
+from .isa import TABLES, Family, PimOp
 
 __all__ = ["TraceError", "parse_text_program", "parse_aim_trace", "is_aim_trace", "HostRequest", "AIM_ISR_FIELDS"]
 
@@ -40,48 +39,25 @@ class TraceError(AccelError, ValueError):
 
 
 def parse_text_program(text: str, source: str = "trace") -> list[tuple[int, Any]]:
-    """Parse our text form into ``(word, data)`` pairs."""
+    """Parse our text form into ``(word, data)`` pairs: one PIM command per line in the syntax of
+    :func:`accel.program.parse_command` (a multi-stream program's PIM lines); WR/WRGB without data get zeros."""
+    from .program import ProgramError, parse_command
+
     out: list[tuple[int, Any]] = []
-    names = {n for n, _ in TABLES[Family.PIM].fields}
+    op_off, op_width = TABLES[Family.PIM].offsets()["op"]
+    count_off, count_width = TABLES[Family.PIM].offsets()["count"]
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        where = f"{source}:{lineno}"
         toks = line.split()
-        if re.fullmatch(r"0[xX][0-9a-fA-F]+", toks[0]) and len(toks) == 1:
-            out.append((int(toks[0], 16), None))
-            continue
-        op = toks[0].upper()
-        if op not in PimOp.__members__:
-            raise TraceError(f"{where}: {toks[0]!r} is not a PIM command; commands are "
-                             f"{', '.join(o.name for o in PimOp)} (or a 0x... command word)")
-        fields: dict[str, int] = {}
-        data = None
-        for t in toks[1:]:
-            if "=" not in t:
-                raise TraceError(f"{where}: {t!r} must be key=value (keys: {', '.join(sorted(names))}, data)")
-            k, v = t.split("=", 1)
-            k = {"ch": "channel"}.get(k, k)
-            if k not in names and k != "data":
-                raise TraceError(f"{where}: unknown field {k!r}; fields are {', '.join(sorted(names))}, data")
-            try:
-                if k == "data":
-                    data = [int(x, 0) for x in v.split(",") if x]
-                    continue
-                fields[k] = int(v, 0)
-            except ValueError:
-                raise TraceError(f"{where}: {t!r}: the value must be an integer") from None
         try:
-            word = encode("pim", op, **fields)
-        except EncodingError as e:
-            raise TraceError(f"{where}: {e}") from None
-        if PimOp[op] in (PimOp.WR, PimOp.WRGB):
-            n = max(1, fields.get("count", 0))
-            if data is None:
-                data = [0] * n
-            elif len(data) != n:
-                raise TraceError(f"{where}: {op} of {n} column(s) needs {n} data words, got {len(data)}")
+            word, data = parse_command(toks, "pim", f"{source}:{lineno}")
+        except ProgramError as e:
+            raise TraceError(str(e)) from None
+        symbolic = not toks[0].lower().startswith("0x")
+        if symbolic and data is None and (word >> op_off) & ((1 << op_width) - 1) in (PimOp.WR, PimOp.WRGB):
+            data = [0] * max(1, (word >> count_off) & ((1 << count_width) - 1))
         out.append((word, data))
     return out
 

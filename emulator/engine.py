@@ -624,6 +624,12 @@ class ChannelEngine:
         """Cycles until the last element issued and the last read data left."""
         return max(self.next, self.last_data + 1)
 
+    # ---- hook of the system engine (emulator/system.py) ----------------------------------------------------------
+    def completion(self) -> int:
+        """First cycle by which the data of every read issued so far has left the pins and every bit-serial MAC's
+        lanes are free (the system engine adds the cycle after the last issue)."""
+        return max(self.last_data + 1, max(self.mac_ready))
+
     def stats(self) -> RunStats:
         end = self.cycles
         active = np.array([a + ((end - s) if o else 0) for a, s, o in

@@ -93,6 +93,10 @@ def test_duplicate_key(tmp_path):
     (("pim", "timing", "nRAS"), 50, r"pim\.timing\.nRC = 8: must be at least nRAS = 50"),
     (("pim", "timing", "faw_all_bank"), "no", r"pim\.timing\.faw_all_bank = 'no': must be true or false"),
     (("vector",), None, r"vector: must be a mapping of keys to values, not None"),
+    (("vector", "buffer_bytes"), 100, r"vector\.buffer_bytes = 100: must be a positive multiple of a line \(8 bytes"),
+    (("link", "broadcast"), "yes", r"link\.broadcast = 'yes': must be true or false"),
+    (("link", "width_bits"), 0, r"link\.width_bits = 0: must be between 1 and 65536"),
+    (("sync_latency",), -1, r"sync_latency = -1: must be between 0 and 1048576"),
 ])
 def test_bad_values(tmp_path, path, value, message):
     d = _preset_data("fpga-tiny")

@@ -82,18 +82,27 @@ def test_encode_errors():
 
 
 def test_decode_errors():
-    word = isa.encode("pim", "NOP") | (0xF << 2)  # op 15 does not exist
+    word = isa.encode("pim", "NOP") | (0xF << isa.TABLES[isa.Family.PIM].offsets()["op"][0])  # op 15 does not exist
     with pytest.raises(EncodingError, match=r"PIM op 15 does not exist"):
         isa.decode(word)
     with pytest.raises(EncodingError, match=r"bits above \d+ must be zero"):
         isa.decode(isa.encode("pim", "ACT") | (1 << 63))
     with pytest.raises(EncodingError, match=r"is not a 64-bit unsigned integer"):
         isa.decode(1 << 64)
+    with pytest.raises(EncodingError, match=r"family 7 does not exist; families are PIM \(0\), "):
+        isa.decode(7)
+
+
+def test_header_is_common():
+    """Every family starts with the same 3-bit family and 4-bit op fields, so any word's family is read alike."""
+    for fam, table in isa.TABLES.items():
+        assert table.all_fields[:2] == (("family", 3), ("op", 4))
+        assert len(isa.OPS[fam]) <= 16
 
 
 def test_unknown_family_and_non_device_are_user_errors():
     with pytest.raises(EncodingError, match=r"^command family 'gpu' does not exist; families are pim, attn, "
-                                            r"bitserial, vector$"):
+                                            r"bitserial, vector, sync, link$"):
         isa.encode("gpu", "NOP")
     with pytest.raises(EncodingError, match=r"^command family 7 does not exist"):
         isa.encode(7, 0)
@@ -108,6 +117,12 @@ def test_every_op_encodes_by_name(family):
         word = isa.encode(family.name.lower(), op.name.lower())
         assert word == isa.TABLES[family].encode(int(op))
         assert isa.decode(word).name == f"{family.name}.{op.name}"
+
+
+def test_every_unit_has_commands():
+    assert {f.name for f in isa.Family} == {"PIM", "ATTN", "BITSERIAL", "VECTOR", "SYNC", "LINK"}
+    for fam in isa.Family:
+        assert len(isa.OPS[fam]) >= 2
 
 
 @pytest.mark.parametrize("name", preset_names())

@@ -207,13 +207,14 @@ def test_aim_trace_channel_out_of_range():
 
 
 def test_text_program_round_trip(tmp_path):
+    from accel import isa
     from accel.emulator.engine import ChannelEngine
     from accel.isa import PimOp
 
     text = ("# GEMV step\nACT all_banks=1 row=3\nWRGB col=0 count=2 data=0x1,0x2\nMAC all_banks=1 col=0 count=8\n"
             "PRE all_banks=1\nRDMAC all_banks=1\n")
     prog = parse_text_program(text)
-    assert [w >> 2 & 0xF for w, _ in prog] == [PimOp.ACT, PimOp.WRGB, PimOp.MAC, PimOp.PRE, PimOp.RDMAC]
+    assert [isa.decode(w).op for w, _ in prog] == [PimOp.ACT, PimOp.WRGB, PimOp.MAC, PimOp.PRE, PimOp.RDMAC]
     assert prog[1][1] == [1, 2]
     f = tmp_path / "p.txt"
     f.write_text(text)

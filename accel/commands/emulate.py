@@ -1,7 +1,9 @@
-"""``accel emulate TRACE --device PRESET [--json]``: run a PIM command trace and report cycles and utilisation.
+"""``accel emulate FILE [--device PRESET] [--model engine|cycle] [--json]``: run a program or a PIM command trace.
 
-TRACE is either a host-level AiM trace (SK hynix's AiM simulator format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or
-our own command words in text form (``MAC all_banks=1 col=0 count=64``); see :mod:`accel.traces` and
+FILE is a multi-stream program (:mod:`accel.program`: text with ``stream`` headers, or ``.npz``), run in the system
+engine (or, ``--model cycle``, the per-cycle system model: small programs only); or a PIM command trace: a host-level
+AiM trace (SK hynix's AiM simulator format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or our own command words in text
+form (``MAC all_banks=1 col=0 count=64``), see :mod:`accel.traces` and
 :func:`accel.report.trace_report`.
 """
 from __future__ import annotations
@@ -12,18 +14,24 @@ from ..config import load_preset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("emulate", help="run a PIM command trace (AiM host format or accel text) and report cycles")
-    p.add_argument("trace", metavar="TRACE", help="trace file")
-    p.add_argument("--device", default="aim-gddr6", metavar="PRESET",
-                   help="device preset or YAML file (default: aim-gddr6)")
-    p.add_argument("--json", action="store_true", help="print JSON (with every bank's fractions)")
+    p = sub.add_parser("emulate", help="run a program (multi-stream, text or .npz) or a PIM command trace")
+    p.add_argument("trace", metavar="FILE", help="program or trace file")
+    p.add_argument("--device", default=None, metavar="PRESET",
+                   help="device preset or YAML file (default: the program's own; aim-gddr6 for traces)")
+    p.add_argument("--model", choices=("engine", "cycle"), default="engine",
+                   help="programs: the system engine (default) or the per-cycle system model")
+    p.add_argument("--json", action="store_true", help="print JSON (with every bank's or stream's figures)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..program import is_program_file
+
+    if is_program_file(args.trace):
+        return _run_program(args)
     from ..report import bank_summary, trace_report
 
-    dev = load_preset(args.device)
+    dev = load_preset(args.device or "aim-gddr6")
     rep = trace_report(args.trace, dev)
     if args.json:
         from ..cli import print_json
@@ -40,4 +48,34 @@ def run(args: argparse.Namespace) -> int:
     for row in bank_summary(rep):
         (a, a_lo, a_hi), (m, m_lo, m_hi) = row["active"], row["mac"]
         print(f"  {row['bank']:4d}  {a:6.1%} [{a_lo:6.1%}, {a_hi:6.1%}]  {m:6.1%} [{m_lo:6.1%}, {m_hi:6.1%}]")
+    return 0
+
+
+def _run_program(args: argparse.Namespace) -> int:
+    from ..emulator.system import run_program
+    from ..program import Program
+
+    prog = Program.load(args.trace)
+    dev = prog.resolve_device(args.device)
+    res = run_program(prog, dev, args.model)
+    rep = {"program": args.trace, "model": args.model, **res.to_json()}
+    for k, v in rep["operators"].items():
+        v.update(prog.operators.get(int(k), {}))
+    if args.json:
+        from ..cli import print_json
+
+        print_json(rep)
+        return 0
+    print(f"program    {args.trace} ({len(prog.streams)} streams, {args.model})")
+    print(f"device     {res.device} (tCK {dev.pim.timing.tck_ns:g} ns)")
+    print(f"cycles     {res.cycles}")
+    print(f"time       {res.time_ns / 1e3:.4g} us")
+    print("  stream          end     busy  util  commands")
+    for name, s in rep["streams"].items():
+        print(f"  {name:10s} {s['end']:8d} {s['busy']:8d} {s['utilisation']:5.1%} {s['commands']:9d}")
+    if rep["operators"]:
+        print("  operator               start (ns)    end (ns)")
+        for k, v in rep["operators"].items():
+            print(f"  {k:>5} {str(v.get('name', '')):16s} {v['start_ns']:11.1f} {v['end_ns']:11.1f}")
+    print("events     " + ", ".join(f"{k} {v}" for k, v in rep["events"].items() if v))
     return 0
