@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "accel.commands.rtl",
     "accel.commands.array",
     "accel.commands.fpga",
+    "accel.commands.gpu",
 )
 
 
