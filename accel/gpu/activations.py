@@ -8,7 +8,8 @@
 * ``residual_add(x, r)``: ``x + r``.
 
 Math in fp32, one rounding to the input dtype at the store; ``tanh(u) = 1 - 2 / (2**(2u log2 e) + 1)`` with ``u``
-clamped to +-15 (where tanh is +-1 in fp32), and the sigmoid's exponent clamped at 2**126, so nothing overflows. Inputs of any shape, contiguous, fp16, bf16 or fp32, all of one shape and dtype.
+clamped to +-15 (where tanh is +-1 in fp32), and the sigmoid's exponent clamped at 2**126, so nothing overflows.
+Inputs of any shape, contiguous, fp16, bf16 or fp32, all of one shape and dtype.
 """
 from __future__ import annotations
 

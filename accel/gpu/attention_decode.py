@@ -99,7 +99,10 @@ def decode_splits(batch: int, kv_heads: int, max_len: int, block_n: int) -> int:
 def _lens(cache_lens: int | Sequence[int] | torch.Tensor | np.ndarray, batch: int, s_max: int) -> list[int]:
     if isinstance(cache_lens, torch.Tensor):
         cache_lens = cache_lens.detach().cpu().tolist()  # read back to check (a sync on a GPU)
-    lens = [cache_lens] * batch if isinstance(cache_lens, (int, np.integer)) else list(np.asarray(cache_lens).ravel())
+    if isinstance(cache_lens, (int, np.integer)):
+        lens = [cache_lens] * batch
+    else:
+        lens = np.asarray(cache_lens).ravel().tolist()
     if len(lens) != batch:
         raise KernelInputError(f"cache_lens has {len(lens)} entries for a batch of {batch}; give one per sequence")
     for i, n in enumerate(lens):

@@ -150,7 +150,7 @@ def check_tensor(t: Any, name: str, dtypes: Sequence[Any], shape: Sequence[int |
                                f"{_dtype_names(dtypes)} (convert it with .to(...))")
     if shape is not None:
         if t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
-            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
             raise KernelInputError(f"{name} has shape {tuple(t.shape)}; it must be {want}")
     elif ndim is not None:
         ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
