@@ -13,6 +13,7 @@ Errors a caller can cause are :class:`GpuError` subclasses (one line naming the 
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Any, Iterable, Sequence
@@ -66,6 +67,10 @@ def kernel_mode() -> str:
     """
     global _mode
     if _mode is None:
+        missing = [m for m in ("torch", "triton") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise GpuError(f"the GPU kernels need {' and '.join(missing)}, which this Python lacks; ./run installs "
+                           f"them (requirements.txt: torch==2.13.0, triton==3.8.0)")
         triton_loaded = "triton" in sys.modules
         if _env_interpret():
             _mode = "interpreter"

@@ -1,9 +1,11 @@
 """Group-quantised low-bit GEMV: ``y = W x`` with ``W`` packed at 3, 4 or 8 bits (:mod:`accel.gpu.quant_pack`).
 
-Each program owns ``BLOCK_N`` output rows and walks ``K`` in tiles of ``BLOCK_K`` inputs that lie inside one group
-(``BLOCK_K`` divides ``group_size``), so a tile needs one ``meta`` word per row: its datatype code and integer scale.
-Codes are unpacked with shifts and masks and turned into values through the int8 value table (an L1-resident
-gather indexed by ``datatype_code << bits | code``); nothing is dequantised to memory.
+Each program owns ``BLOCK_N`` output rows and walks ``K`` in tiles of ``SUBS`` sub-tiles of ``SUB`` inputs; a
+sub-tile lies inside one group (``SUB`` divides ``group_size``), so it needs one ``meta`` word per row: its datatype
+code and integer scale. Codes are unpacked with shifts and masks and turned into values through the int8 value table
+(an L1-resident gather indexed by ``datatype_code << bits | code``); nothing is dequantised to memory. A K tile may
+span several groups: the bytes a multiprocessor keeps in flight (what a memory-bound kernel needs) grow with the K
+tile.
 
 * **Integer activations** (int8): ``acc += scale * sum(a * v)`` in int32, wrapping modulo 2**32 like the registers
   of the bit-serial unit: the result equals :func:`accel.numerics.matvec_int` with ``acc_bits = 32`` bit for bit
@@ -33,29 +35,35 @@ __all__ = ["gemv_q", "gemv_config", "reference_gemv_fp16", "bench_gemv_q"]
 
 @triton.jit
 def _gemv_q_kernel(x_ptr, qw_ptr, meta_ptr, rs_ptr, lut_ptr, y_ptr, N, K, WORDS, GROUPS, GROUP,
-                   BITS: tl.constexpr, FLOAT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                   BITS: tl.constexpr, FLOAT: tl.constexpr, BLOCK_N: tl.constexpr, SUB: tl.constexpr,
+                   SUBS: tl.constexpr):
+    # a K tile is SUBS sub-tiles of SUB inputs, each inside one group: a (rows, sub-tile, input) block
     pid_n = tl.program_id(0)
     m = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < N
-    kk = tl.arange(0, BLOCK_K)
-    qrow = qw_ptr + rows[:, None] * WORDS
+    t = tl.arange(0, SUBS)
+    j = tl.arange(0, SUB)
+    qrow = qw_ptr + rows[:, None, None] * WORDS
     if FLOAT:
         acc = tl.zeros([BLOCK_N], dtype=tl.float32)
     else:
         acc = tl.zeros([BLOCK_N], dtype=tl.int32)
-    for k0 in range(0, K, BLOCK_K):  # K is a multiple of BLOCK_K (BLOCK_K divides the group size)
-        k = k0 + kk
-        code = decode_codes(qrow, k[None, :], rmask[:, None], BITS)
-        meta = tl.load(meta_ptr + rows * GROUPS + k0 // GROUP, mask=rmask, other=0)
-        v = tl.load(lut_ptr + ((meta & 0xFF)[:, None] << BITS) + code)
-        x = tl.load(x_ptr + m * K + k)
+    for k0 in range(0, K, SUB * SUBS):
+        ks = k0 + t * SUB  # first input of each sub-tile
+        kmask = ks < K  # K is a multiple of SUB but not always of the whole tile
+        k = ks[:, None] + j[None, :]
+        code = decode_codes(qrow, k[None, :, :], rmask[:, None, None] & kmask[None, :, None], BITS)
+        meta = tl.load(meta_ptr + rows[:, None] * GROUPS + (ks // GROUP)[None, :],
+                       mask=rmask[:, None] & kmask[None, :], other=0)
+        v = tl.load(lut_ptr + ((meta & 0xFF)[:, :, None] << BITS) + code)
+        x = tl.load(x_ptr + m * K + k, mask=kmask[:, None], other=0)
         if FLOAT:
-            p = tl.sum(v.to(tl.float32) * x.to(tl.float32)[None, :], axis=1)
-            acc += p * (meta >> 8).to(tl.float32)
+            p = tl.sum(v.to(tl.float32) * x.to(tl.float32)[None, :, :], axis=2)
+            acc += tl.sum(p * (meta >> 8).to(tl.float32), axis=1)
         else:
-            p = tl.sum(v.to(tl.int32) * x.to(tl.int32)[None, :], axis=1)
-            acc += p * (meta >> 8)
+            p = tl.sum(v.to(tl.int32) * x.to(tl.int32)[None, :, :], axis=2)
+            acc += tl.sum(p * (meta >> 8), axis=1)
     if FLOAT:
         rs = tl.load(rs_ptr + rows, mask=rmask, other=0.0)
         tl.store(y_ptr + m * N + rows, (acc * rs).to(y_ptr.dtype.element_ty), mask=rmask)
@@ -63,17 +71,13 @@ def _gemv_q_kernel(x_ptr, qw_ptr, meta_ptr, rs_ptr, lut_ptr, y_ptr, N, K, WORDS,
         tl.store(y_ptr + m * N + rows, acc, mask=rmask)
 
 
-def _pow2_divisor(n: int, cap: int) -> int:
-    """Largest power of two that divides ``n`` and is at most ``cap``."""
-    return min(n & -n, cap)
-
-
-def gemv_config(n: int, k: int, group_size: int) -> tuple[int, int, int]:
-    """``(BLOCK_N, BLOCK_K, num_warps)``: K tiles of up to 256 inputs inside one group, about 4096 weights per tile
-    (a 128-byte line of 4-bit codes per row), at least 8 rows."""
-    block_k = _pow2_divisor(group_size, 256)
-    block_n = max(8, min(4096 // block_k, next_pow2(n), 64))
-    return block_n, block_k, 4
+def gemv_config(n: int, k: int, group_size: int) -> dict:
+    """Tile sizes: K tiles of up to 512 inputs (256 bytes of 4-bit codes per row) cut into sub-tiles of up to 128
+    inside one group, and ``4096 / K tile`` rows (at least 1), so that a multiprocessor keeps many bytes in flight
+    (the bytes in flight per multiprocessor grow with the K tile, not with the rows per program)."""
+    sub = min(group_size & -group_size, 128)
+    tile = max(sub, min(512, next_pow2(k)))
+    return {"BLOCK_N": max(1, min(4096 // tile, next_pow2(n))), "SUB": sub, "SUBS": tile // sub, "num_warps": 4}
 
 
 def _check_weights(w: PackedWeights) -> None:
@@ -120,16 +124,15 @@ def gemv_q(x: torch.Tensor, w: PackedWeights, block_n: int | None = None) -> tor
         Before any launch: weights not packed, wrong dtype, shape, layout or device.
     """
     m, is_float = check_activations(x, w)
-    bn, bk, warps = gemv_config(w.n, w.k, w.group_size)
+    cfg = gemv_config(w.n, w.k, w.group_size)
     if block_n is not None:
         if block_n < 1 or block_n & (block_n - 1):
             raise KernelInputError(f"block_n = {block_n}: it must be a power of two")
-        bn = block_n
+        cfg["BLOCK_N"] = block_n
     y = torch.empty((m, w.n), dtype=torch.float16 if is_float else torch.int32, device=x.device)
-    grid = (triton.cdiv(w.n, bn), m)
+    grid = (triton.cdiv(w.n, cfg["BLOCK_N"]), m)
     _gemv_q_kernel[grid](x, w.qweight, w.meta, w.row_scale, w.lut, y, w.n, w.k, w.qweight.shape[1],
-                         w.k // w.group_size, w.group_size, BITS=w.bits, FLOAT=is_float, BLOCK_N=bn, BLOCK_K=bk,
-                         num_warps=warps)
+                         w.k // w.group_size, w.group_size, BITS=w.bits, FLOAT=is_float, **cfg)
     return y[0] if x.dim() == 1 else y
 
 
