@@ -93,10 +93,10 @@ def residual_add(x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
 def bench_elementwise(kind: str, rows: int, cols: int, seed: int = 0) -> dict:
     """Time one element-wise operator (``gelu``, ``silu``, ``silu_mul``, ``residual_add``; fp16) and torch's
     equivalent; counted work and achieved rates (:func:`accel.gpu.roofline.op_cost`). Needs a GPU."""
-    from .backend import time_ms
+    from .backend import bench_device, time_ms
     from .roofline import achieved, op_cost
 
-    dev = torch.device("cuda")
+    dev = bench_device()
     gen = torch.Generator(device=dev).manual_seed(seed)
     x = torch.randn((rows, cols), generator=gen, device=dev, dtype=torch.float16)
     u = torch.randn((rows, cols), generator=gen, device=dev, dtype=torch.float16)

@@ -173,10 +173,10 @@ def bench_attention_decode(batch: int, q_heads: int, kv_heads: int, context: int
     """Time :func:`attention_decode` (fp16, every sequence at ``context`` keys) and torch's
     ``scaled_dot_product_attention`` on the same cache (one query, ``enable_gqa``); counted work and achieved rates
     (:func:`accel.gpu.roofline.op_cost`). Needs a GPU."""
-    from .backend import time_ms
+    from .backend import bench_device, time_ms
     from .roofline import achieved, op_cost
 
-    dev = torch.device("cuda")
+    dev = bench_device()
     gen = torch.Generator(device=dev).manual_seed(seed)
     q = torch.randn((batch, q_heads, head_dim), generator=gen, device=dev, dtype=torch.float16)
     k = torch.randn((batch, kv_heads, context, head_dim), generator=gen, device=dev, dtype=torch.float16)

@@ -203,10 +203,10 @@ def bench_attention_prefill(batch: int, q_heads: int, kv_heads: int, seq: int, h
                             seed: int = 0) -> dict:
     """Time :func:`attention_prefill` (causal, fp16) and torch's ``scaled_dot_product_attention`` (``is_causal``,
     ``enable_gqa``); counted work and achieved rates (:func:`accel.gpu.roofline.op_cost`). Needs a GPU."""
-    from .backend import time_ms
+    from .backend import bench_device, time_ms
     from .roofline import achieved, op_cost
 
-    dev = torch.device("cuda")
+    dev = bench_device()
     gen = torch.Generator(device=dev).manual_seed(seed)
     q = torch.randn((batch, q_heads, seq, head_dim), generator=gen, device=dev, dtype=torch.float16)
     k = torch.randn((batch, kv_heads, seq, head_dim), generator=gen, device=dev, dtype=torch.float16)

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 from ..errors import AccelError
 
 __all__ = ["GpuError", "NoGpuError", "KernelInputError", "use_interpreter", "kernel_mode", "kernel_device",
-           "require_gpu", "check_tensor", "next_pow2"]
+           "require_gpu", "bench_device", "check_tensor", "next_pow2", "time_ms"]
 
 _ENV = "TRITON_INTERPRET"
 _TRUE = ("1", "true", "on", "yes")  # what Triton's own env_bool accepts
@@ -91,12 +91,28 @@ def kernel_mode() -> str:
 
 
 def _check_interpreted_triton() -> None:
-    """Triton's own library functions (``tl.zeros``, ``tl.sum``, ...) are decorated when ``triton`` is imported;
-    imported before ``TRITON_INTERPRET`` was set, they cannot run in the interpreter."""
+    """Make Triton's own library functions (``tl.zeros``, ``tl.sum``, ...) interpretable when ``triton`` was imported
+    before ``TRITON_INTERPRET`` was set (torch's ``FlopCounterMode`` imports it, for one).
+
+    Triton decorates them when it is imported, as compiled-only functions unless the interpreter was asked for; an
+    interpreted kernel cannot call those. Each one in the ``triton.language`` modules is re-wrapped as Triton itself
+    would have wrapped it (an ``InterpretedFunction`` of the same Python function), which is what importing Triton
+    with ``TRITON_INTERPRET=1`` gives. If that does not take (another Triton version), the error says what to do.
+    """
     global _mode
     import triton.language.standard as standard
     from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
 
+    if isinstance(standard.zeros, InterpretedFunction):
+        return
+    wrapped: dict[int, Any] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "triton.language" or name.startswith("triton.language.")):
+            continue
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, JITFunction):
+                setattr(module, attr, wrapped.setdefault(id(value), InterpretedFunction(value.fn)))
     if not isinstance(standard.zeros, InterpretedFunction):
         _mode = None
         raise GpuError("triton was imported before Triton's interpreter was chosen (TRITON_INTERPRET must be set "
@@ -122,6 +138,14 @@ def require_gpu(what: str, alternative: str = "") -> None:
                else "no CUDA GPU is visible to torch (torch.cuda.is_available() is False)")
         raise NoGpuError(f"{what} needs a CUDA GPU with native Triton, but {why}; run it on a GPU machine"
                          + (" without TRITON_INTERPRET" if gpu else "") + alternative)
+
+
+def bench_device() -> Any:
+    """The CUDA device the ``bench_*`` functions time on (:class:`NoGpuError` without native kernels on a GPU)."""
+    require_gpu("timing a kernel")
+    import torch
+
+    return torch.device("cuda")
 
 
 def next_pow2(n: int) -> int:

@@ -25,7 +25,7 @@ from .peaks import GpuPeak, device_peak, find_peak
 from .roofline import op_cost
 
 __all__ = ["Target", "TARGETS", "EXTRA_CASES", "bench_cases", "time_op", "estimate_op", "run_bench",
-           "format_result", "context_of"]
+           "format_result", "context_of", "timer_for"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def bench_cases(models: Iterable[str], phases: Iterable[str]) -> list[tuple[str,
     return cases
 
 
-def _timer(kind: str, shape: Mapping[str, int]) -> Callable[[], dict]:
+def timer_for(kind: str, shape: Mapping[str, int]) -> Callable[[], dict]:
     """The kernel file's benchmark function for one operator (imported on use: it needs a GPU)."""
     s = dict(shape)
     if kind in ("matmul", "gemv", "gemm", "linear"):
@@ -135,7 +135,7 @@ def time_op(kind: str, shape: Mapping[str, int], dtype: str = "fp16") -> dict:
     if dtype != "fp16":
         raise GpuError(f"dtype {dtype!r}: the benchmark times fp16 activations")
     op_cost(kind, shape, dtype)  # rejects bad shapes before anything is allocated
-    return _timer(kind, shape)()
+    return timer_for(kind, shape)()
 
 
 def _torch_shape(kind: str, shape: Mapping[str, int]) -> dict:

@@ -95,10 +95,10 @@ def rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.T
 def bench_norm(kind: str, rows: int, cols: int, seed: int = 0) -> dict:
     """Time :func:`layernorm` or :func:`rmsnorm` (fp16) and torch's ``layer_norm`` / ``rms_norm``; counted work and
     achieved rates (:func:`accel.gpu.roofline.op_cost`). Needs a GPU."""
-    from .backend import time_ms
+    from .backend import bench_device, time_ms
     from .roofline import achieved, op_cost
 
-    dev = torch.device("cuda")
+    dev = bench_device()
     gen = torch.Generator(device=dev).manual_seed(seed)
     x = torch.randn((rows, cols), generator=gen, device=dev, dtype=torch.float16)
     w = torch.randn((cols,), generator=gen, device=dev, dtype=torch.float16)

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from .quant_gemv import check_activations  # noqa: E402
+from .quant_gemv import bench_quant_matmul, check_activations  # noqa: E402
 from .quant_pack import PackedWeights, decode_codes  # noqa: E402
 
 __all__ = ["gemm_q", "gemm_config", "bench_gemm_q"]
@@ -119,17 +119,4 @@ def gemm_q(x: torch.Tensor, w: PackedWeights, config: dict | None = None) -> tor
 def bench_gemm_q(m: int, n: int, k: int, bits: int, group_size: int = 128, seed: int = 0) -> dict:
     """Time :func:`gemm_q` (fp16 activations) and torch's fp16 ``matmul`` (cuBLAS) at ``M x K @ K x N``; counted
     work and achieved rates as :func:`accel.gpu.quant_gemv.bench_gemv_q`. Needs a GPU."""
-    from .backend import time_ms
-    from .quant_pack import random_packed
-    from .roofline import achieved, op_cost
-
-    dev = torch.device("cuda")
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    w = random_packed(n, k, bits, group_size, seed, dev)
-    x = torch.randn((m, k), generator=gen, device=dev, dtype=torch.float16)
-    w16 = torch.randn((n, k), generator=gen, device=dev, dtype=torch.float16)
-    ours = time_ms(lambda: gemm_q(x, w))
-    theirs = time_ms(lambda: torch.matmul(x, w16.T))
-    return {"ours": achieved(ours, op_cost("matmul", {"M": m, "N": n, "K": k, "weight_bits": bits,
-                                                      "group_size": group_size})),
-            "torch": achieved(theirs, op_cost("matmul", {"M": m, "N": n, "K": k}))}
+    return bench_quant_matmul(gemm_q, m, n, k, bits, group_size, seed)

@@ -30,7 +30,8 @@ import triton.language as tl  # noqa: E402
 from ..numerics import QuantizedWeights  # noqa: E402
 from .quant_pack import PackedWeights, decode_codes  # noqa: E402
 
-__all__ = ["gemv_q", "gemv_config", "reference_gemv_fp16", "bench_gemv_q"]
+__all__ = ["gemv_q", "gemv_config", "check_activations", "reference_gemv_fp16", "bench_gemv_q",
+           "bench_quant_matmul"]
 
 
 @triton.jit
@@ -149,16 +150,22 @@ def bench_gemv_q(n: int, k: int, bits: int, m: int = 1, group_size: int = 128, s
     Returns milliseconds, the counted bytes and FLOPs (:func:`accel.gpu.roofline.op_cost`) and the achieved
     bandwidth (GB/s) and compute (TFLOP/s) of both. Needs a GPU (:func:`accel.gpu.backend.time_ms`).
     """
-    from .backend import time_ms
+    return bench_quant_matmul(gemv_q, m, n, k, bits, group_size, seed)
+
+
+def bench_quant_matmul(kernel, m: int, n: int, k: int, bits: int, group_size: int, seed: int) -> dict:
+    """Time ``kernel(x, w)`` (:func:`gemv_q` or :func:`accel.gpu.quant_gemm.gemm_q`) on random packed weights and
+    fp16 activations beside ``torch.matmul`` with dense fp16 weights of the same shape."""
+    from .backend import bench_device, time_ms
     from .quant_pack import random_packed
     from .roofline import achieved, op_cost
 
-    dev = torch.device("cuda")
+    dev = bench_device()
     gen = torch.Generator(device=dev).manual_seed(seed)
     w = random_packed(n, k, bits, group_size, seed, dev)
     x = torch.randn((m, k), generator=gen, device=dev, dtype=torch.float16)
     w16 = torch.randn((n, k), generator=gen, device=dev, dtype=torch.float16)
-    ours = time_ms(lambda: gemv_q(x, w))
+    ours = time_ms(lambda: kernel(x, w))
     theirs = time_ms(lambda: torch.matmul(x, w16.T))
     c_ours = op_cost("matmul", {"M": m, "N": n, "K": k, "weight_bits": bits, "group_size": group_size})
     c_theirs = op_cost("matmul", {"M": m, "N": n, "K": k})

@@ -98,10 +98,10 @@ def reference_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
 def bench_rotary(batch: int, heads: int, seq: int, head_dim: int, seed: int = 0) -> dict:
     """Time :func:`rotary` (fp16) and the same formula in torch (fp16 tables, as Hugging Face applies it); counted
     work and achieved rates. Needs a GPU."""
-    from .backend import time_ms
+    from .backend import bench_device, time_ms
     from .roofline import achieved, op_cost
 
-    dev = torch.device("cuda")
+    dev = bench_device()
     x = torch.randn((batch, heads, seq, head_dim), generator=torch.Generator(device=dev).manual_seed(seed),
                     device=dev, dtype=torch.float16)
     cos, sin = rope_tables(torch.arange(seq, device=dev), head_dim, 10000.0, torch.float16)

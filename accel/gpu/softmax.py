@@ -74,10 +74,10 @@ def softmax(x: torch.Tensor, single_pass_row: int = SINGLE_PASS_ROW) -> torch.Te
 
 def bench_softmax(rows: int, cols: int, seed: int = 0) -> dict:
     """Time :func:`softmax` (fp16) and ``torch.softmax``; counted work and achieved rates. Needs a GPU."""
-    from .backend import time_ms
+    from .backend import bench_device, time_ms
     from .roofline import achieved, op_cost
 
-    dev = torch.device("cuda")
+    dev = bench_device()
     x = torch.randn((rows, cols), generator=torch.Generator(device=dev).manual_seed(seed), device=dev,
                     dtype=torch.float16)
     cost = op_cost("softmax", {"rows": rows, "cols": cols})
