@@ -151,6 +151,7 @@ def no_launch(monkeypatch):
     (lambda x: residual_add(x, x.half()), r"^residual has dtype float16; it must be float32"),
     (lambda x: softmax(x, single_pass_row=100), r"^single_pass_row = 100: it must be a power of two"),
     (lambda x: softmax(x.to("meta")), r"^x is on meta"),
+    (lambda x: softmax(x[0, 0]), r"^x has 0 dimensions \(shape \(\)\); it must have 1 to 8$"),
     (lambda x: rotary(x[None, None], x[:3], x[:3]), r"^cos has shape \(3, 16\); it must be \(4, 16\)"),
     (lambda x: rotary(x[None, None], x[None], x), r"^sin has shape \(4, 16\); it must be \(1, 4, 16\)"),
     (lambda x: rotary(x[None, None, :, :15].contiguous(), x, x), r"^head_dim 15 is odd"),

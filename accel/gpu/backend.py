@@ -184,8 +184,10 @@ def check_tensor(t: Any, name: str, dtypes: Sequence[Any], shape: Sequence[int |
     elif ndim is not None:
         ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if t.dim() not in ranks:
+            allowed = (f"{ranks[0]} to {ranks[-1]}" if isinstance(ndim, range) and len(ranks) > 2
+                       else " or ".join(map(str, ranks)))
             raise KernelInputError(f"{name} has {t.dim()} dimensions (shape {tuple(t.shape)}); it must have "
-                                   f"{' or '.join(map(str, ranks))}")
+                                   f"{allowed}")
     if t.numel() == 0:
         raise KernelInputError(f"{name} is empty (shape {tuple(t.shape)}); give at least one element")
     if not t.is_contiguous():
