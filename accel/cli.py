@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "accel.commands.rtl",
     "accel.commands.array",
     "accel.commands.fpga",
+    "accel.commands.gpu",
 )
 
 
