@@ -184,6 +184,22 @@ class PimTiming:
     def clock_mhz(self) -> float:
         return 1e3 / self.tck_ns
 
+    @property
+    def write_recovery(self) -> int:
+        """Cycles from a WR to a PRE of its bank: write latency, burst and write recovery (``nCWL + nBL + nWR``,
+        as AiM's simulator counts it)."""
+        return self.nCWL + self.nBL + self.nWR
+
+    @property
+    def rd_latency(self) -> int:
+        """Cycles from an RD to its data on the read port (``nCL``)."""
+        return self.nCL
+
+    @property
+    def rdmac_latency(self) -> int:
+        """Cycles from an RDMAC to its data on the read port (``nBL``: the MAC register is read out in one burst)."""
+        return self.nBL
+
 
 @dataclass(frozen=True)
 class PimConfig:
@@ -281,10 +297,14 @@ class PimConfig:
         return self.channels * self.banks * self.rows * self.row_bytes
 
     @property
+    def peak_macs_per_cycle(self) -> float:
+        """MACs per cycle with all banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
+        return self.channels * self.banks * self.mac_lanes / self.timing.nCCD_AB
+
+    @property
     def peak_macs_per_s(self) -> float:
         """All banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
-        per_cycle = self.channels * self.banks * self.mac_lanes / self.timing.nCCD_AB
-        return per_cycle * self.timing.clock_mhz * 1e6
+        return self.peak_macs_per_cycle * self.timing.clock_mhz * 1e6
 
     @property
     def internal_bandwidth_bytes_per_s(self) -> float:

@@ -202,7 +202,7 @@ def test_dedup_still_checks_every_channel():
     dev = load_preset("aim-gddr6")
     words = [encode("pim", "ACT", channel=c, all_banks=1, row=5) for c in range(dev.pim.channels)]
     words[7] = encode("pim", "ACT", channel=7, all_banks=1, row=dev.pim.rows)
-    from accel.emulator.units.pim import PimIllegalError
+    from accel.interfaces.pim import PimIllegalError
 
     with pytest.raises(PimIllegalError, match=r"addresses outside the channel"):
         DeviceEngine(dev, functional=False).run(words)

@@ -63,7 +63,8 @@ def test_harness_catches_a_timing_mutant(monkeypatch):
 def test_error_code_same_cycle():
     """Strict mode: a MAC one cycle before the activate-to-MAC delay raises error with RCD_MAC in that very cycle,
     in the RTL as in the model."""
-    from accel.emulator.units.pim import PimChannel as Model, PimRule
+    from accel.emulator.units.pim import PimChannel as Model
+    from accel.interfaces.pim import PimRule
     from accel.isa import encode
     from accel.sim.harness import Stimulus, first_difference, run_amaranth, run_model
 

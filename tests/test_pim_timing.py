@@ -9,7 +9,8 @@ import pytest
 
 from accel.config import load_preset
 from accel.emulator.engine import ChannelEngine
-from accel.emulator.units.pim import PimChannel, PimIllegalError, PimRule, PimTimingError
+from accel.emulator.units.pim import PimChannel
+from accel.interfaces.pim import PimIllegalError, PimRule, PimTimingError
 from accel.errors import AccelError, TimingError
 from accel.isa import PimOp, encode
 
