@@ -82,9 +82,9 @@ class _Plan:
     ``query[op][ab][bank]``: ``(pairs, windows)`` — a command's first legal cycle is the largest ``stamp + latency``
     over its ``(slot, latency)`` pairs and ``(window, latency)`` windows' oldest stamps (None: no rule applies).
     ``update[op][ab][bank]``: ``(slots, dynamic, windows)`` — the slots an issue sets to its cycle, the dynamic
-    sources ``(base, latest slot, banks, monotone)`` it raises, the windows it appends to (``monotone``: every command
-    that sets the source waits for it, so a new ready cycle is never below the old). A PRE is planned for open banks;
-    the engine handles a PRE of closed banks apart.
+    sources ``(base, latest slot, banks, monotone, offset)`` it raises, the windows it appends to (``monotone``: every
+    command that sets the source waits for it, so a new ready cycle is never below the old). A PRE is planned for
+    open banks; the engine handles a PRE of closed banks apart.
     """
 
     def __init__(self, rules: ChannelRules) -> None:
@@ -104,7 +104,7 @@ class _Plan:
             self.base.append(n)
             n += {"bank": self.nb + 2, "bg": self.ng + 2, "ch": 1}[s.level]
         self.size = n
-        self.steps: list[list[tuple[int, bool]]] = [[(1, False), (1, False)] for _ in range(_OP_CODES)]
+        self.steps: list[list[tuple[int, int | None]]] = [[(1, None), (1, None)] for _ in range(_OP_CODES)]
         self.query: list[list[list[Any]]] = [[[None] * _BANK_CODES for _ in (0, 1)] for _ in range(_OP_CODES)]
         self.update: list[list[list[Any]]] = [[[None] * _BANK_CODES for _ in (0, 1)] for _ in range(_OP_CODES)]
         for op in PimOp:
@@ -166,7 +166,7 @@ class _Plan:
             base = self.base[s.index]
             if s.dynamic:
                 own = all(any(f in r.following for r in self.rules.rows if r.source is s) for f in s.preceding)
-                dyn.append((base, base + self.nb + 1, banks, own))
+                dyn.append((base, base + self.nb + 1, banks, own, s.offset))
             elif s.level == "ch":
                 slots.append(base)
             elif banks:
@@ -403,8 +403,8 @@ class ChannelEngine:
     def _step(self, op: int, ab: int, bank: int) -> int:
         """Cycles between a run's elements: the run's own rules, and for bit-serial MACs the banks' terms."""
         step, dynamic = self._steps[op][ab]
-        if dynamic:
-            n = self.terms_max if ab else self.terms[bank]
+        if dynamic is not None:
+            n = (self.terms_max if ab else self.terms[bank]) + dynamic
             if n > step:
                 step = n
         return step
@@ -416,15 +416,16 @@ class ChannelEngine:
         slots, dyn, wins = entry
         for i in slots:
             T[i] = when
-        for base, latest, banks, monotone in dyn:
+        for base, latest, banks, monotone, offset in dyn:
             terms = self.terms
+            at = when + offset
             if monotone and len(banks) == len(terms):
-                T[base:base + len(terms)] = [when + n for n in terms]
-                v = when + self.terms_max
+                T[base:base + len(terms)] = [at + n for n in terms]
+                v = at + self.terms_max
             else:
                 v = _NEG
                 for b in banks:
-                    x = when + terms[b]
+                    x = at + terms[b]
                     if x > T[base + b] or monotone:
                         T[base + b] = x
                     if x > v:
@@ -460,10 +461,11 @@ class ChannelEngine:
             T[i] = when
         if dyn:
             if ab and len(dyn) == 1 and dyn[0][3]:   # the bit-serial all-bank MAC
-                base, latest, banks, _ = dyn[0]
-                T[base:base + p.banks] = [when + n for n in self.terms]
-                if when + self.terms_max > T[latest]:
-                    T[latest] = when + self.terms_max
+                base, latest, _, _, offset = dyn[0]
+                at = when + offset
+                T[base:base + p.banks] = [at + n for n in self.terms]
+                if at + self.terms_max > T[latest]:
+                    T[latest] = at + self.terms_max
             else:
                 self._stamp(((), dyn, ()), when)
         if wins:
@@ -635,8 +637,8 @@ class ChannelEngine:
         if t0 < self.next:
             t0 = self.next
         step, dynamic = self._steps[op][ab]   # _step, inlined
-        if dynamic:
-            n = self.terms_max if ab else self.terms[bank]
+        if dynamic is not None:
+            n = (self.terms_max if ab else self.terms[bank]) + dynamic
             if n > step:
                 step = n
         last = t0 + (count - 1) * step

@@ -404,7 +404,7 @@ class PimChannel(wiring.Component):
             on = acts if src.level == "bank" else gacts
             for i, c in enumerate(cs):
                 when = Cat(*[iss[o] & form & on[o][i] for o, form in fires.items()]).any()
-                bump(c, terms[i] if src.dynamic else src.length, when)
+                bump(c, terms[i] + src.offset if src.dynamic else src.length, when)
 
         # bus data: the read pipeline (shift, then insert at latency - 1)
         for i in range(gcols):

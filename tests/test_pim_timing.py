@@ -186,7 +186,7 @@ def scenarios(rules: tuple[TimingRule, ...] = PIM_TIMING_RULES, only: str | None
 
 def _latency(s: Scenario) -> int:
     if s.row.dynamic:
-        return lane_terms(s.pim, BS)[reset_dtype(s.pim, BS)]
+        return lane_terms(s.pim, BS)[reset_dtype(s.pim, BS)] + s.row.offset
     return s.row.cycles(s.pim.timing)
 
 
@@ -425,7 +425,8 @@ def test_rows_round_trip_as_text():
     ("X | bank | ACT | RD | nRCD + nFOO", r"^timing rule X: latency 'nRCD \+ nFOO': 'nFOO' is not a PimTiming cycle "
                                           r"count; use one of "),
     ("X | bank | ACT | RD | nRCD +", r"^timing rule X: latency 'nRCD \+' must be terms joined by \+ or -$"),
-    ("X | bank | ACT | RD | terms + 1", r"^timing rule X: latency 'terms \+ 1': 'terms' stands alone"),
+    ("X | bank | ACT | RD | terms + nRCD", r"^timing rule X: latency 'terms \+ nRCD': 'terms' takes only integers "
+                                           r"beside it"),
     ("X | ch | ACT | RD | terms", r"^timing rule X: latency 'terms' is a bank's state; it needs level bank$"),
     ("X | bank | WRGB | RD | nRCD", r"^timing rule X: WRGB cannot be at level bank \(it acts on no bank\); use "
                                     r"level ch$"),

@@ -25,15 +25,16 @@ Columns
     PIM ops (``accel.isa.PimOp`` names).
 ``latency``
     A sum or difference of :class:`~accel.config.PimTiming` names (fields such as ``nRCD`` or derived properties such
-    as ``write_recovery``) and integers, or ``terms``: the MAC terms of the preceding command's bank (bit-serial
-    lanes: one signed term per weight per cycle, ``terms(datatype)`` cycles per column; bit-parallel lanes: 1), read
-    from the bank's datatype register when the preceding command issues. A latency of one cycle or less never binds
-    (one command element issues per cycle) and is left out.
+    as ``write_recovery``) and integers, or ``terms`` (plus or minus integers): the MAC terms of the preceding
+    command's bank (bit-serial lanes: one signed term per weight per cycle, ``terms(datatype)`` cycles per column;
+    bit-parallel lanes: 1), read from the bank's datatype register when the preceding command issues. A latency of
+    one cycle or less never binds (one command element issues per cycle) and is left out.
 ``options`` (optional, ``key=value`` separated by spaces)
     ``window=N`` (Ramulator's window): the following command counts from the N-th latest preceding command (tFAW:
     ``window=4``, at most four activates in any ``nFAW`` cycles). ``all_bank=only``: only the all-bank forms of the
-    commands take part; ``all_bank=<PimTiming flag>``: the all-bank forms take part only if the preset sets the flag
-    (GDDR6-AiM applies no tFAW to its all-bank activate: ``all_bank=faw_all_bank``). Default: both forms.
+    commands take part; ``all_bank=never``: only the single-bank forms; ``all_bank=<PimTiming flag>``: the all-bank
+    forms take part only if the preset sets the flag (GDDR6-AiM applies no tFAW to its all-bank activate:
+    ``all_bank=faw_all_bank``). Default (``yes``): both forms.
 """
 from __future__ import annotations
 
@@ -164,9 +165,11 @@ def _parse_latency(text: str, where: str) -> tuple[tuple[int, str | int], ...]:
             raise RuleTableError(f"{where}: latency {text!r}: {tok!r} is not a PimTiming cycle count; use one of "
                                  f"{', '.join(sorted(_INT_NAMES))} or {DYNAMIC_LATENCY!r}")
         terms.append((1 if sign == "+" else -1, int(tok) if tok.isdigit() else tok))
-    if any(t == DYNAMIC_LATENCY for _, t in terms) and terms != [(1, DYNAMIC_LATENCY)]:
-        raise RuleTableError(f"{where}: latency {text!r}: {DYNAMIC_LATENCY!r} stands alone (it is a bank's state, "
-                             f"not a parameter)")
+    if any(t == DYNAMIC_LATENCY for _, t in terms) and (
+            (-1, DYNAMIC_LATENCY) in terms or sum(t == DYNAMIC_LATENCY for _, t in terms) > 1
+            or any(isinstance(t, str) and t != DYNAMIC_LATENCY for _, t in terms)):
+        raise RuleTableError(f"{where}: latency {text!r}: {DYNAMIC_LATENCY!r} takes only integers beside it (it is "
+                             f"a bank's state, not a parameter)")
     return tuple(terms)
 
 
@@ -187,7 +190,7 @@ class TimingRule:
     window:
         The following command counts from the ``window``-th latest preceding command.
     all_bank:
-        ``"yes"``, ``"only"`` or the name of a PimTiming flag (see the module docstring).
+        ``"yes"``, ``"only"``, ``"never"`` or the name of a PimTiming flag (see the module docstring).
     """
 
     rule: str
@@ -217,7 +220,7 @@ class TimingRule:
                                "its all-bank form is a run over the banks, issued in closed form")
                             + "); use level ch")
         terms = _parse_latency(self.latency, where)
-        dynamic = terms[0][1] == DYNAMIC_LATENCY
+        dynamic = any(t == DYNAMIC_LATENCY for _, t in terms)
         if dynamic and self.level != "bank":
             raise RuleTableError(f"{where}: latency {DYNAMIC_LATENCY!r} is a bank's state; it needs level bank")
         if not isinstance(self.window, int) or self.window < 1:
@@ -230,9 +233,9 @@ class TimingRule:
                 raise RuleTableError(f"{where}: a window rule cannot name run commands ({', '.join(runs)}): a run "
                                      f"issues in closed form, one step apart")
         if self.all_bank != "yes":
-            if self.all_bank != "only" and self.all_bank not in _FLAGS:
-                raise RuleTableError(f"{where}: all_bank={self.all_bank!r} must be 'yes', 'only' or a PimTiming flag "
-                                     f"({', '.join(sorted(_FLAGS))})")
+            if self.all_bank not in ("only", "never") and self.all_bank not in _FLAGS:
+                raise RuleTableError(f"{where}: all_bank={self.all_bank!r} must be 'yes', 'only', 'never' or a "
+                                     f"PimTiming flag ({', '.join(sorted(_FLAGS))})")
             plain = [o.name for o in (*self.preceding, *self.following) if o not in ALL_BANK_OPS]
             if plain:
                 raise RuleTableError(f"{where}: all_bank={self.all_bank} names ops without an all-bank form "
@@ -241,7 +244,12 @@ class TimingRule:
     @property
     def dynamic(self) -> bool:
         """The latency is the preceding command's bank state (``terms``), not a parameter."""
-        return self.latency.strip() == DYNAMIC_LATENCY
+        return any(t == DYNAMIC_LATENCY for _, t in _parse_latency(self.latency, self.rule))
+
+    @property
+    def offset(self) -> int:
+        """The integers of a dynamic latency (cycles beside ``terms``)."""
+        return sum(s * t for s, t in _parse_latency(self.latency, self.rule) if isinstance(t, int))
 
     def cycles(self, timing: PimTiming) -> int | None:
         """The latency in cycles for ``timing`` (None: dynamic)."""
@@ -256,18 +264,23 @@ class TimingRule:
             ab = (0, 1)
         elif self.all_bank == "only":
             ab = (1,)
+        elif self.all_bank == "never":
+            ab = (0,)
         else:
             ab = (0, 1) if getattr(timing, self.all_bank) else (0,)
         # an op without an all-bank form acts on the same banks whatever its flag says
         return frozenset((int(o), a) for o in getattr(self, side) for a in (ab if o in ALL_BANK_OPS else (0, 1)))
 
-    def text(self) -> str:
-        """The row as a line of :data:`RULES`."""
+    def columns(self) -> tuple[str, str, str, str, str, str]:
+        """The row's columns as :data:`RULES` writes them (options empty when there are none)."""
         opts = " ".join(([f"window={self.window}"] if self.window > 1 else [])
                         + ([f"all_bank={self.all_bank}"] if self.all_bank != "yes" else []))
-        cols = [self.rule, self.level, " ".join(o.name for o in self.preceding),
-                " ".join(o.name for o in self.following), self.latency] + ([opts] if opts else [])
-        return " | ".join(cols)
+        return (self.rule, self.level, " ".join(o.name for o in self.preceding),
+                " ".join(o.name for o in self.following), self.latency, opts)
+
+    def text(self) -> str:
+        """The row as a line of :data:`RULES`."""
+        return " | ".join(c for c in self.columns() if c)
 
 
 class RuleTable(tuple):
@@ -431,11 +444,13 @@ class Source:
     preceding:
         ``(op, all_banks)`` pairs that set it.
     length:
-        Cycles it counts (the longest latency of its rows; dynamic sources: the most MAC terms).
+        Cycles it counts (the longest latency of its rows; dynamic sources: the most MAC terms plus ``offset``).
     window:
         Preceding commands it remembers (a ring of counters/timestamps; 1: the latest).
     dynamic:
-        Set to the bank's MAC terms instead of ``length``.
+        Set to the bank's MAC terms plus ``offset`` instead of ``length``.
+    offset:
+        Dynamic sources: the integers of their rows' latency (rows with other integers have their own source).
     """
 
     index: int
@@ -444,6 +459,7 @@ class Source:
     length: int
     window: int
     dynamic: bool
+    offset: int = 0
 
     @property
     def name(self) -> str:
@@ -499,14 +515,15 @@ class ChannelRules:
         keyed: dict[tuple, list[tuple[int, TimingRule, int | None]]] = {}
         for i, r in enumerate(rules):
             lat = r.cycles(t)
-            if (max_terms if lat is None else lat) <= 1:
+            offset = r.offset if lat is None else 0
+            if (max_terms + offset if lat is None else lat) <= 1:
                 continue   # never binds: one element per cycle
-            key = (r.level, r.forms(t, "preceding"), r.window, lat is None)
+            key = (r.level, r.forms(t, "preceding"), r.window, lat is None, offset)
             keyed.setdefault(key, []).append((i, r, lat))
         sources, rows = [], []
-        for (level, pre, window, dynamic), members in keyed.items():
-            length = max_terms if dynamic else max(lat for _, _, lat in members)
-            s = Source(len(sources), level, pre, length, window, dynamic)
+        for (level, pre, window, dynamic, offset), members in keyed.items():
+            length = max_terms + offset if dynamic else max(lat for _, _, lat in members)
+            s = Source(len(sources), level, pre, length, window, dynamic, offset)
             sources.append(s)
             for i, r, lat in members:
                 rows.append(Row(i, r, int(self.codes[r.rule]), s, r.forms(t, "following"), lat,
@@ -520,19 +537,21 @@ class ChannelRules:
         self.horizon = max([s.length for s in sources], default=0) + 1
         self._steps = {f: self._step(*f) for f in forms}
 
-    def _step(self, op: int, ab: int) -> tuple[int, bool]:
+    def _step(self, op: int, ab: int) -> tuple[int, int | None]:
         if PimOp(op) not in RUN_OPS:
-            return 1, False
+            return 1, None
         # consecutive elements of a run act on the same banks (RDMAC, which moves over banks, is at level ch only)
         own = [r for r in self.rows_for[(op, ab)] if (op, ab) in r.source.preceding]
-        return max([1] + [r.latency for r in own if r.latency is not None]), any(r.latency is None for r in own)
+        dyn = [r.source.offset for r in own if r.latency is None]
+        return max([1] + [r.latency for r in own if r.latency is not None]), max(dyn) if dyn else None
 
     def step(self, op: int, ab: int) -> int:
         """Cycles between consecutive elements of a run (the run's own rules; see :meth:`dynamic_step`)."""
         return self._steps[(op, ab)][0]
 
-    def dynamic_step(self, op: int, ab: int) -> bool:
-        """Whether a run's step also waits for its banks' MAC terms (a dynamic row from the op to itself)."""
+    def dynamic_step(self, op: int, ab: int) -> int | None:
+        """If a run's step also waits for its banks' MAC terms (a dynamic row from the op to itself): the cycles
+        added to the terms; else None."""
         return self._steps[(op, ab)][1]
 
     def worst(self, found: Iterable[tuple[Row, int, int | None]]) -> list[tuple[enum.IntEnum, int, int | None, Row]]:

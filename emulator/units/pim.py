@@ -309,7 +309,7 @@ class PimChannel:
                     self.ring[s.index] = (self.ring[s.index] + 1) % s.window
             elif s.level == "bank":
                 for b in banks:
-                    n = self.numerics.terms(self.banks[b].dtype) if s.dynamic else s.length
+                    n = self.numerics.terms(self.banks[b].dtype) + s.offset if s.dynamic else s.length
                     c[base + b] = max(c[base + b], n)
             else:
                 for g in {b // bpg for b in banks}:
