@@ -434,8 +434,8 @@ def test_rows_round_trip_as_text():
     ("X | ch | MAC | MAC | nRCD | window=2", r"^timing rule X: a window rule cannot name run commands \(MAC, MAC\)"),
     ("X | ch | REF | REF | nRCD | all_bank=only", r"^timing rule X: all_bank=only names ops without an all-bank "
                                                   r"form \(REF, REF\)$"),
-    ("X | ch | ACT | ACT | nRCD | all_bank=maybe", r"^timing rule X: all_bank='maybe' must be 'yes', 'only' or a "
-                                                   r"PimTiming flag \(faw_all_bank\)$"),
+    ("X | ch | ACT | ACT | nRCD | all_bank=maybe", r"^timing rule X: all_bank='maybe' must be 'yes', 'only', "
+                                                   r"'never' or a PimTiming flag \(faw_all_bank\)$"),
     ("X | ch | ACT | ACT | nRCD | depth=2", r"^rule table line 1: option 'depth=2' must be window=N or all_bank=\.\.\.$"),
     ("CLOSED | ch | ACT | ACT | nRCD", r"^timing rule CLOSED: the name must be upper case"),
 ])
@@ -498,3 +498,14 @@ def test_illegal_opcode_word():
     with pytest.raises(PimIllegalError, match=r"not a PIM command word") as e:
         m.step({})
     assert e.value.rule == PimRule.OPCODE
+
+
+def test_docs_show_the_table():
+    """docs/pim.md's rule table is the table (regenerate: python benchmarks/pim_rules.py --write-docs docs/pim.md)."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "pim.md").read_text()
+    section = text.split("<!-- pim_rules: rules -->\n")[1].split("<!-- /pim_rules -->")[0]
+    codes = rule_codes()
+    lines = [f"| {codes[r.rule]} | " + " | ".join(r.columns()) + " |" for r in PIM_TIMING_RULES]
+    assert section.splitlines()[2:] == lines

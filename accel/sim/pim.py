@@ -29,7 +29,8 @@ from .registry import UnitSpec
 
 __all__ = ["PimUnitConfig", "random_program", "program_words", "make_stimulus", "check", "SPEC", "TEST_CONFIGS",
            "schedule", "stimulus_program", "bindings", "suite_bindings", "CommandPlanner", "row_pattern", "forms",
-           "PATTERN_SHARE", "coverage_configs", "suite_seeds", "mutants", "EngineModelSuite"]
+           "PATTERN_SHARE", "coverage_configs", "suite_seeds", "mutants", "EngineModelSuite",
+           "EQUIVALENT_MUTANTS"]
 
 
 @dataclass(frozen=True)
@@ -484,6 +485,13 @@ def mutants(rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> list[tuple[int, s
     return out
 
 
+#: Mutants that no valid configuration can tell from the table, with the reason.
+EQUIVALENT_MUTANTS: dict[tuple[str, str], str] = {
+    ("RRD_S", "all_bank=never"): "an all-bank ACT is in every bank group and PimTiming requires nRRDL >= nRRDS, so "
+                                 "tRRD_L always covers tRRD_S for it",
+}
+
+
 class EngineModelSuite:
     """The randomised engine-vs-model suite: for each configuration and seed of :func:`suite_seeds`, the wait-mode
     stimulus and the model's trace of it (computed once, on first use), checked against an engine's schedule.
@@ -495,6 +503,11 @@ class EngineModelSuite:
     def __init__(self, configs: list[PimUnitConfig] | None = None) -> None:
         self.configs = configs if configs is not None else coverage_configs()
         self._traces: dict[tuple[str, int], tuple[Stimulus, Trace]] = {}
+
+    @property
+    def model_runs(self) -> int:
+        """Stimuli run through the model so far."""
+        return len(self._traces)
 
     def seeds(self, cfg: PimUnitConfig) -> list[int]:
         """The wait-mode seeds (the ones whose stimulus carries the engine's schedule)."""
