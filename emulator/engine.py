@@ -26,7 +26,7 @@ import numpy as np
 from accel.config import BitSerialConfig, DeviceConfig, PimConfig
 from accel.errors import AccelError
 from accel.interfaces.pim import (
-    ACC_BITS, BANK_TARGETS, CFR_DTYPE, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, PimIllegalError,
+    ACC_BITS, BANK_TARGETS, CFR_DTYPE, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, Source, PimIllegalError,
     PimTimingError, Row, TimingRule, compile_rules, describe, illegal_message, lane_terms, max_terms, pack_slots,
     reset_dtype, timing_message, unpack_slots,
 )
@@ -74,35 +74,49 @@ class RunStats:
 class _Plan:
     """A compiled rule table laid out for the engine (shared by every engine of one configuration).
 
-    Timestamps live in one flat list: slot 0 never moves (it pads a getter to a tuple); a ``ch`` source has one slot;
-    a ``bank`` (``bg``) source has one slot per bank (group) for single-bank commands, one for all-bank commands and one
-    holding the latest of them all (the answer for all-bank followers). A dynamic source's slots hold ready cycles
-    (issue + the bank's MAC terms) instead of issue cycles. Window sources keep a deque of their last issues.
+    Timestamps live in one flat list. A ``bank`` (``bg``) source has one slot per bank (group) for single-bank
+    commands, one for all-bank commands and one holding the latest of them all (the answer for all-bank followers); a
+    ``ch`` source has that latest slot only. Sources with the same preceding commands share their all-bank and latest
+    slots (they hold the same cycles), unless a preceding command can act on no bank (a PRE of closed banks). A
+    dynamic source's slots hold ready cycles (issue + the bank's MAC terms + its offset) instead of issue cycles.
+    Window sources keep a deque of their last issues.
 
     ``query[op][ab][bank]``: ``(pairs, windows)`` — a command's first legal cycle is the largest ``stamp + latency``
     over its ``(slot, latency)`` pairs and ``(window, latency)`` windows' oldest stamps (None: no rule applies).
     ``update[op][ab][bank]``: ``(slots, dynamic, windows)`` — the slots an issue sets to its cycle, the dynamic
-    sources ``(base, latest slot, banks, monotone, offset)`` it raises, the windows it appends to (``monotone``: every
-    command that sets the source waits for it, so a new ready cycle is never below the old). A PRE is planned for
-    open banks; the engine handles a PRE of closed banks apart.
+    sources ``(first bank slot, latest slot, banks, monotone, offset)`` it raises, the windows it appends to
+    (``monotone``: every command that sets the source waits for it, so a new ready cycle is never below the old). A
+    PRE is planned for open banks; the engine handles a PRE of closed banks apart.
     """
 
     def __init__(self, rules: ChannelRules) -> None:
         p = rules.pim
         self.rules = rules
         self.nb, self.ng, self.bpg = p.banks, p.bank_groups, p.banks_per_group
-        self.base: list[int] = []
+        self.inst: dict[int, list[int]] = {}     # source -> per bank (group) slots
+        self.ab: dict[int, int] = {}             # source -> all-bank slot
+        self.latest: dict[int, int] = {}         # source -> latest slot
         self.win: dict[int, int] = {}
         self.windows: list[int] = []
-        n = 1
+        shared: dict[frozenset, tuple[int, int]] = {}
+        n = 0
         for s in rules.sources:
             if s.window > 1:
                 self.win[s.index] = len(self.windows)
                 self.windows.append(s.window)
-                self.base.append(-1)
                 continue
-            self.base.append(n)
-            n += {"bank": self.nb + 2, "bg": self.ng + 2, "ch": 1}[s.level]
+            if s.level != "ch":
+                k = self.nb if s.level == "bank" else self.ng
+                self.inst[s.index] = list(range(n, n + k))
+                n += k
+            if s.dynamic or any(BANK_TARGETS[PimOp(o)] == "open" for o, _ in s.preceding):
+                self.ab[s.index], self.latest[s.index] = n, n + 1
+                n += 2
+                continue
+            if s.preceding not in shared:
+                shared[s.preceding] = (n, n + 1)
+                n += 2
+            self.ab[s.index], self.latest[s.index] = shared[s.preceding]
         self.size = n
         self.steps: list[list[tuple[int, int | None]]] = [[(1, None), (1, None)] for _ in range(_OP_CODES)]
         self.query: list[list[list[Any]]] = [[[None] * _BANK_CODES for _ in (0, 1)] for _ in range(_OP_CODES)]
@@ -129,16 +143,10 @@ class _Plan:
             return tuple(range(self.nb))
         return (b,) if b < self.nb else None
 
-    def _slots(self, level: str, base: int, banks: tuple[int, ...], latest: bool, dynamic: bool = False) -> list[int]:
-        """Slots of a source for ``banks``: ``latest`` gives the latest-of-all slot (all-bank followers), else the
-        per-bank (group) slots and the all-bank slot (which dynamic sources do not use)."""
-        if level == "ch":
-            return [base]
-        k = self.nb if level == "bank" else self.ng
-        if latest:
-            return [base + k + 1]
-        inst = banks if level == "bank" else sorted({b // self.bpg for b in banks})
-        return [base + i for i in inst] + ([] if dynamic else [base + k])
+    def instances(self, s: Source, banks: Iterable[int]) -> list[int]:
+        """The per-bank (group) slots of a bank (bg) source for ``banks``."""
+        inst = self.inst[s.index]
+        return [inst[i] for i in (banks if s.level == "bank" else sorted({b // self.bpg for b in banks}))]
 
     def _query(self, op: int, ab: int, banks: tuple[int, ...]) -> tuple | None:
         every = len(banks) == self.nb and self.nb > 1
@@ -150,7 +158,11 @@ class _Plan:
             if s.window > 1:
                 wins.append((self.win[s.index], n))
                 continue
-            for i in self._slots(s.level, self.base[s.index], banks, every, s.dynamic):
+            if s.level == "ch" or every:
+                slots = [self.latest[s.index]]
+            else:
+                slots = self.instances(s, banks) + ([] if s.dynamic else [self.ab[s.index]])
+            for i in slots:
                 lat[i] = max(lat.get(i, _NEG), n)
         if not lat and not wins:
             return None
@@ -158,22 +170,19 @@ class _Plan:
 
     def _update(self, op: int, ab: int, banks: tuple[int, ...]) -> tuple:
         every = len(banks) == self.nb and self.nb > 1
-        slots, dyn, wins = [], [], []
+        slots, dyn, wins = set(), [], []
         for s in self.rules.sources_for[(op, ab)]:
             if s.window > 1:
                 wins.append(self.win[s.index])
-                continue
-            base = self.base[s.index]
-            if s.dynamic:
+            elif s.dynamic:
                 own = all(any(f in r.following for r in self.rules.rows if r.source is s) for f in s.preceding)
-                dyn.append((base, base + self.nb + 1, banks, own, s.offset))
+                dyn.append((self.inst[s.index][0], self.latest[s.index], banks, own, s.offset))
             elif s.level == "ch":
-                slots.append(base)
+                slots.add(self.latest[s.index])
             elif banks:
-                k = self.nb if s.level == "bank" else self.ng
-                slots += [base + k] if every else [i for i in self._slots(s.level, base, banks, False)[:-1]]
-                slots.append(base + k + 1)
-        return tuple(slots), tuple(dyn), tuple(wins)
+                slots |= {self.ab[s.index]} if every else set(self.instances(s, banks))
+                slots.add(self.latest[s.index])
+        return tuple(sorted(slots)), tuple(dyn), tuple(wins)
 
 
 @lru_cache(maxsize=64)
@@ -206,6 +215,8 @@ class ChannelEngine:
         self.rules = compile_rules(pim, max_terms(pim, bitserial), rules)
         self._plan = _plan(self.rules)
         self._query, self._update, self._steps = self._plan.query, self._plan.update, self._plan.steps
+        self._nb = pim.banks
+        self._rd_latency, self._rdmac_latency = pim.timing.rd_latency, pim.timing.rdmac_latency
         self.functional = functional
         self.record_reads = record_reads and functional
         # the per-cycle model's storage, numerics and legality checks are reused (never its timing); a timing-only
@@ -282,16 +293,16 @@ class ChannelEngine:
                 if len(d) == d.maxlen:
                     out.append((r, d[0] + n, None))
                 continue
-            base = plan.base[s.index]
             if s.level == "ch":
-                if T[base] > _NEG:
-                    out.append((r, T[base] + n, None))
+                v = T[plan.latest[s.index]]
+                if v > _NEG:
+                    out.append((r, v + n, None))
                 continue
-            k = plan.nb if s.level == "bank" else plan.ng
-            ab_t = T[base + k]
+            inst = plan.inst[s.index]
+            ab_t = T[plan.ab[s.index]]
             best, where = _NEG, None
             for i in (banks if s.level == "bank" else groups):
-                v = T[base + i] if T[base + i] > ab_t else ab_t
+                v = T[inst[i]] if T[inst[i]] > ab_t else ab_t
                 if v > best:
                     best, where = v, i
             if where is not None:
@@ -303,16 +314,15 @@ class ChannelEngine:
         in code order (per rule its latest row)."""
         return self.rules.worst(self.row_readies(op, all_banks, bank))
 
-    def _earliest(self, op: int, ab: int, b: int) -> int:
-        """The first cycle all timing rules allow (the plan's fast form of :meth:`row_readies`)."""
-        if op == _PRE and not (self.n_open == self.pim.banks if ab else self.open[b]):
+    def _earliest(self, op: int, ab: int, b: int, r: int = _NEG) -> int:
+        """The first cycle all timing rules allow, and at least ``r`` (the plan's fast form of :meth:`row_readies`)."""
+        if op == _PRE and not (self.n_open == self._nb if ab else self.open[b]):
             # a PRE of closed banks does nothing to them: only the banks it closes count
-            return max([c[1] for c in self.row_readies(op, ab, b)], default=_NEG)
+            return max([r] + [c[1] for c in self.row_readies(op, ab, b)])
         e = self._query[op][ab][b]
         if e is None:
-            return _NEG
+            return r
         T = self.T
-        r = _NEG
         for i, n in e[0]:
             v = T[i] + n
             if v > r:
@@ -382,7 +392,7 @@ class ChannelEngine:
             name = describe(PimOp(op_i), f) if op_i in _OPS else f"op {op_i}"
             raise PimIllegalError(f"{name} at cycle {now}: {illegal_message(rule, rb, self.pim)}", rule, rb, now)
         if at is None:
-            t0 = max(self._earliest(op_i, all_banks, bank), self.next)
+            t0 = self._earliest(op_i, all_banks, bank, self.next)
         else:
             if at < self.next:
                 raise AccelError(f"{describe(PimOp(op_i), f)}: cycle {at} is before the channel can take a command "
@@ -444,7 +454,13 @@ class ChannelEngine:
         if op == _PRE:
             if self.n_open == p.banks if ab else self.open[bank]:
                 closing = range(p.banks) if ab else (bank,)
-                self._stamp(self._update[op][ab][bank], when)
+                e = self._update[op][ab][bank]
+                if e[1] or e[2]:
+                    self._stamp(e, when)
+                else:
+                    T = self.T
+                    for i in e[0]:
+                        T[i] = when
             else:   # only the open banks it addresses
                 closing = tuple(b for b in (range(p.banks) if ab else (bank,)) if self.open[b])
                 self._stamp(self._plan._update(op, ab, closing), when)
@@ -488,7 +504,7 @@ class ChannelEngine:
                     d.banks[b].open, d.banks[b].row = True, row
             self.n_open += len(targets)
         elif op == _RD:
-            lat = p.timing.rd_latency
+            lat = self._rd_latency
             self.last_data = max(self.last_data, last + lat)
             if self.record_reads:
                 rows = d.banks[bank].row_data(self.row[bank])
@@ -503,7 +519,7 @@ class ChannelEngine:
             if d is not None:
                 d.gb[col:col + count] = self._slots(data, count)
         elif op == _RDMAC:
-            lat = p.timing.rdmac_latency
+            lat = self._rdmac_latency
             self.last_data = max(self.last_data, last + lat)
             if self.record_reads:
                 for k in range(count):
@@ -633,9 +649,7 @@ class ChannelEngine:
             ab, bank, count = 0, 0, self.pim.banks
         if not self._legal(op, ab, bank, row, col, count):
             self.issue(op, ab, bank, row, col, count, data)  # raises with the reason
-        t0 = self._earliest(op, ab, bank)
-        if t0 < self.next:
-            t0 = self.next
+        t0 = self._earliest(op, ab, bank, self.next)
         step, dynamic = self._steps[op][ab]   # _step, inlined
         if dynamic is not None:
             n = (self.terms_max if ab else self.terms[bank]) + dynamic
