@@ -170,7 +170,7 @@ class DeviceTop(wiring.Component):
         r_cnt = Signal(range(self.max_beats + 1))
         ptr = Signal(range(MAX_WORDS + 1))
         have = Signal()                   # the frame buffer's read data is the word at ptr
-        t = self.channel.t
+        t = self.device.pim.timing
         drain_max = max(t.rd_latency, t.rdmac_latency) + 1
         drain = Signal(range(drain_max + 1))
         watchdog = Signal(range(WATCHDOG + 1))
