@@ -193,6 +193,22 @@ class PimTiming:
     def clock_mhz(self) -> float:
         return 1e3 / self.tck_ns
 
+    @property
+    def write_recovery(self) -> int:
+        """Cycles from a WR to a PRE of its bank: write latency, burst and write recovery (``nCWL + nBL + nWR``,
+        as AiM's simulator counts it)."""
+        return self.nCWL + self.nBL + self.nWR
+
+    @property
+    def rd_latency(self) -> int:
+        """Cycles from an RD to its data on the read port (``nCL``)."""
+        return self.nCL
+
+    @property
+    def rdmac_latency(self) -> int:
+        """Cycles from an RDMAC to its data on the read port (``nBL``: the MAC register is read out in one burst)."""
+        return self.nBL
+
 
 @dataclass(frozen=True)
 class PimConfig:

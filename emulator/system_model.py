@@ -28,12 +28,13 @@ from typing import Any
 
 from accel.config import DeviceConfig
 from accel.errors import AccelError
+from accel.interfaces.pim import CFR_DTYPE
 from accel.isa import TABLES, AttnOp, Family, PimOp, SyncOp
 from accel.program import Program, deadlock_message
 
 from .system import StreamResult, SystemResult, array_cycles, static_events
 from .units.link import Link
-from .units.pim import CFR_DTYPE, PimChannel
+from .units.pim import PimChannel
 from .units.vector import VectorUnit
 
 __all__ = ["SystemModel"]

@@ -23,7 +23,7 @@ from accel.config import DeviceConfig
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
 
-from accel.emulator.units.pim import ACC_BITS, CFR_DTYPE, CFR_SCALE, unpack_slots
+from accel.interfaces.pim import ACC_BITS, CFR_DTYPE, CFR_SCALE, unpack_slots
 
 __all__ = ["GemvPlan", "gemv_plan", "run_gemv", "golden_gemv", "random_operands"]
 
