@@ -699,7 +699,10 @@ class ChannelEngine:
     def completion(self) -> int:
         """First cycle by which the data of every read issued so far has left the pins and every bit-serial MAC's
         lanes are free (the system engine adds the cycle after the last issue)."""
-        return max(self.last_data + 1, max(self.mac_ready))
+        plan, T = self._plan, self.T
+        ready = max((T[plan.latest[s.index]] for s in plan.rules.sources if s.dynamic and s.index in plan.latest),
+                    default=_NEG)
+        return max(self.last_data + 1, ready)
 
     def stats(self) -> RunStats:
         end = self.cycles
