@@ -23,16 +23,18 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from accel.config import BitSerialConfig, DeviceConfig, PimConfig
+from accel.config import BITSERIAL_DATATYPES, BitSerialConfig, DeviceConfig, PimConfig
 from accel.errors import AccelError
 from accel.interfaces.pim import (
-    ACC_BITS, BANK_TARGETS, CFR_DTYPE, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, Source, PimIllegalError,
-    PimTimingError, Row, TimingRule, compile_rules, describe, illegal_message, lane_terms, max_terms, pack_slots,
-    reset_dtype, timing_message, unpack_slots,
+    ACC_BITS, BANK_TARGETS, CFR_FORMAT, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, Source,
+    PimIllegalError, PimTimingError, Row, TimingRule, acc_bits, beat_of, column_bytes, column_fields, column_word,
+    compile_rules, describe, entry_datatype, entry_index, format_pace, illegal_message, pack_words, timing_message,
+    unpack_entry,
 )
 from accel.isa import TABLES, Family, PimOp
+from accel.numerics import DATATYPES, wrap
 
-from .units.pim import MacNumerics, PimChannel
+from .units.pim import PimChannel, bank_unit, cfr_ok
 
 __all__ = ["ChannelEngine", "DeviceEngine", "Issue", "RunStats", "PimProgram", "decode_program"]
 
@@ -60,7 +62,8 @@ class Issue(NamedTuple):
 
 @dataclass
 class RunStats:
-    """Totals of a run: cycles, per-bank open-row and MAC cycles, MAC lane operations."""
+    """Totals of a run: cycles, per-bank open-row cycles and MAC elements (columns), MACs done (``mac_lane_ops``:
+    weights multiplied, metadata columns left out), commands and elements."""
 
     cycles: int
     bank_active_cycles: np.ndarray
@@ -212,7 +215,8 @@ class ChannelEngine:
             raise AccelError("a channel with lane = 'bitserial' needs the device's BitSerialConfig (its datatypes "
                              "set the MAC pace and the numerics): pass bitserial=device.bitserial")
         self.pim = pim
-        self.rules = compile_rules(pim, max_terms(pim, bitserial), rules)
+        self.unit = bank_unit(pim, bitserial)
+        self.rules = compile_rules(self.unit, rules)
         self._plan = _plan(self.rules)
         self._query, self._update, self._steps = self._plan.query, self._plan.update, self._plan.steps
         self._nb = pim.banks
@@ -223,10 +227,12 @@ class ChannelEngine:
         # engine builds it only when it needs to name the reason of an illegal command
         self._bitserial = bitserial
         self._model_obj: PimChannel | None = None
-        self._numerics: MacNumerics | None = None
         self._data = self._model if functional else None
-        self._lane_terms = lane_terms(pim, bitserial)
-        self._default_dtype = reset_dtype(pim, bitserial)
+        self._pace = format_pace(self.unit)
+        self._wpc = {f: self.unit.weights_per_column(f) for f in self.unit.formats}
+        self._meta_cols = {f: self.unit.metadata_columns(f) if self.unit.bitserial else 0 for f in self.unit.formats}
+        if functional and self.unit.bitserial is not None:
+            self._tables()
         self.reset()
 
     @property
@@ -235,8 +241,18 @@ class ChannelEngine:
             self._model_obj = PimChannel(self.pim, self._bitserial, rules=self.rules.rules)
         return self._model_obj
 
-    def _terms_of(self, dtype: int) -> int:
-        return self._lane_terms.get(dtype, 1)
+    def _tables(self) -> None:
+        """Lookup tables of the bit-serial numerics: value of (datatype code, raw field) with the field cut to the
+        datatype's code bits; the datatype a unit decodes for an entry's code, per format."""
+        u = self.unit
+        n = 1 << max(u.formats)
+        self._values = np.zeros((len(BITSERIAL_DATATYPES), n), dtype=np.int64)
+        for name, code in u.bitserial.dtype_codes.items():
+            dt = DATATYPES[name]
+            vals = np.asarray(dt.values, dtype=np.int64)
+            self._values[code] = vals[np.arange(n) & ((1 << dt.code_bits) - 1)]
+        self._decode = {f: np.array([entry_datatype(u, f, c) for c in range(1 << u.bitserial.dtype_bits)])
+                        for f in u.formats}
 
     def reset(self) -> None:
         p = self.pim
@@ -251,9 +267,20 @@ class ChannelEngine:
         self.active_cycles = [0] * nb
         self.mac_elements = [0] * nb
         self.ab_mac_elements = 0
-        # bit-serial lanes: a bank's MAC lanes are busy for terms(datatype) cycles per column
-        self.terms = [self._terms_of(self._default_dtype)] * nb
+        # a bank's MAC unit is busy for its format's pace per column
+        self.fmt = [self.unit.reset_format] * nb
+        self.terms = [self._pace[self.fmt[0]]] * nb
         self.terms_max = self.terms[0]
+        self.mac_weights = 0
+        # functional numerics: per bank the metadata register, per unit its latched entry, its own beat count and
+        # partial sum within a group, and its accumulator (the per-cycle model's state, applied at the MAC's issue:
+        # the MAC_DRAIN rule keeps RDMAC and CLRMAC until every result is in)
+        units = max(1, self.unit.units)
+        self._meta = [0] * nb
+        self._entry = [[(0, 0)] * units for _ in range(nb)]
+        self._cnt = [[0] * units for _ in range(nb)]
+        self._psum = [[0] * units for _ in range(nb)]
+        self._acc = [[0] * self.unit.mac_registers for _ in range(nb)]
         self.next = 1               # earliest cycle of the next command (head register latency)
         self.last_data = -1
         self.commands = 0
@@ -356,9 +383,7 @@ class ChannelEngine:
         if op == _REF:
             return self.n_open == 0
         if op == _CFR:
-            if self._numerics is None:
-                self._numerics = MacNumerics(p, self._bitserial)
-            return (bool(ab) or b < p.banks) and col in CFR_REGISTERS and self._numerics.cfr_ok(col, row)
+            return (bool(ab) or b < p.banks) and col in CFR_REGISTERS and cfr_ok(self.unit, col, row)
         return True  # NOP
 
     def _illegal(self, op: int, f: dict[str, int]) -> tuple[Any, int | None]:
@@ -373,7 +398,7 @@ class ChannelEngine:
               data: Any = None, at: int | None = None) -> Issue:
         """Issue one command (run-length form allowed) at its earliest legal cycle, or check it at cycle ``at``.
 
-        ``data``: for WR/WRGB, ``count`` column words (ints) or an array of ``count`` x ``mac_lanes`` slots.
+        ``data``: for WR/WRGB, ``count`` column words (ints) or an array of ``count`` x ``column_bits / 8`` bytes.
         Raises :class:`~accel.interfaces.pim.PimIllegalError` for illegal commands and, with ``at``,
         :class:`~accel.interfaces.pim.PimTimingError` if a rule is not met at ``at`` (naming the rule, the bank and
         the cycles missing).
@@ -492,8 +517,12 @@ class ChannelEngine:
                 self.ab_mac_elements += count
             else:
                 self.mac_elements[bank] += count
-            if d is not None:
-                self._mac(d, range(p.banks) if ab else (bank,), col, count)
+            for b in (range(p.banks) if ab else (bank,)):
+                f = self.fmt[b]
+                meta = self._meta_cols[f]
+                self.mac_weights += max(0, col + count - max(col, meta)) * self._wpc[f]
+                if d is not None:
+                    self._mac(d, b, col, count)
         elif op == _ACT:
             targets = range(p.banks) if ab else (bank,)
             for b in targets:
@@ -509,72 +538,107 @@ class ChannelEngine:
             if self.record_reads:
                 rows = d.banks[bank].row_data(self.row[bank])
                 for k in range(count):
-                    self.reads.append((t0 + k * step + lat, pack_slots(rows[col + k], p.slot_bits)))
+                    self.reads.append((t0 + k * step + lat, column_word(rows[col + k])))
         elif op == _WR:
             if d is not None:
-                slots = self._slots(data, count)
+                cols = self._columns(data, count)
                 for b in (range(p.banks) if ab else (bank,)):
-                    d.banks[b].row_data(self.row[b])[col:col + count] = slots
+                    d.banks[b].row_data(self.row[b])[col:col + count] = cols
         elif op == _WRGB:
             if d is not None:
-                d.gb[col:col + count] = self._slots(data, count)
+                d.gb[col:col + count] = self._columns(data, count)
         elif op == _RDMAC:
             lat = self._rdmac_latency
             self.last_data = max(self.last_data, last + lat)
             if self.record_reads:
                 for k in range(count):
-                    self.reads.append((t0 + k * step + lat, pack_slots(d.banks[bank + k].acc, ACC_BITS)))
+                    self.reads.append((t0 + k * step + lat, pack_words(self._acc[bank + k], ACC_BITS)))
         elif op == _CLRMAC:
-            if d is not None:
+            for b in (range(p.banks) if ab else (bank,)):
+                self._acc[b] = [0] * len(self._acc[b])
+        elif op == _CFR:  # the format sets the MAC pace and how the columns are read
+            if col == CFR_FORMAT:
                 for b in (range(p.banks) if ab else (bank,)):
-                    d.banks[b].acc[:] = 0
-        elif op == _CFR:  # the datatype sets the bit-serial lanes' pace; datatype and scale set the numerics
-            if col == CFR_DTYPE and self._lane_terms:
-                for b in (range(p.banks) if ab else (bank,)):
-                    self.terms[b] = self._terms_of(row)
+                    self.fmt[b] = row
+                    self.terms[b] = self._pace[row]
                 self.terms_max = max(self.terms)
-            if d is not None:
-                d._issue({"op": _CFR, "all_banks": ab, "bank": bank, "row": row, "col": col}, 0)
 
-    def _slots(self, data: Any, count: int) -> np.ndarray:
+    def _columns(self, data: Any, count: int) -> np.ndarray:
         p = self.pim
         if data is None:
             raise AccelError(f"WR/WRGB of {count} column(s) needs {count} data word(s); pass data=")
         if isinstance(data, np.ndarray) and data.ndim == 2:
-            arr = data.astype(np.int64) & ((1 << p.slot_bits) - 1)
+            arr = data.astype(np.uint8)
         else:
-            arr = np.stack([unpack_slots(int(w), p.mac_lanes, p.slot_bits) for w in data])
-        if arr.shape != (count, p.mac_lanes):
+            arr = np.stack([column_bytes(int(w) & ((1 << p.column_bits) - 1), p) for w in data])
+        if arr.shape != (count, p.column_bytes):
             raise AccelError(f"WR/WRGB of {count} column(s) got data of shape {arr.shape}; expected "
-                             f"({count}, {p.mac_lanes}) slots or {count} words")
+                             f"({count}, {p.column_bytes}) bytes or {count} words")
         return arr
 
-    def _mac(self, d: PimChannel, targets: Iterable[int], col: int, count: int) -> None:
-        """A MAC run on ``targets``, vectorised over banks, columns and lanes (same numerics as the model's)."""
-        p = self.pim
-        n = d.numerics
-        targets = list(targets)
-        banks = [d.banks[b] for b in targets]
-        gcols = (np.arange(col, col + count) % p.gb_columns)
-        x = n.acts(d.gb[gcols])                                            # count x lanes
-        raw = np.stack([bk.row_data(self.row[b])[col:col + count] for b, bk in zip(targets, banks)])
-        if n.bitserial is None:
-            w = n.weights(raw, 0)
-        else:
-            dts = [bk.dtype for bk in banks]
-            if len(set(dts)) == 1:
-                w = n.weights(raw, dts[0])
-            else:
-                w = np.empty_like(raw)
-                for dt in set(dts):
-                    sel = [i for i, v in enumerate(dts) if v == dt]
-                    w[sel] = n.weights(raw[sel], dt)
-        s = np.einsum("bcl,cl->bl", w, x)                                  # banks x lanes
-        if n.bitserial is not None:
-            s = s * np.array([bk.scale for bk in banks], dtype=np.int64)[:, None]
-        acc = n.wrap(np.stack([bk.acc for bk in banks]) + s)
-        for i, bk in enumerate(banks):
-            bk.acc = acc[i]
+    def _mac(self, d: PimChannel, b: int, col: int, count: int) -> None:
+        """A MAC run on bank ``b``: metadata columns load the metadata register, data columns are vectorised over
+        their beats (the same numerics as the per-cycle model's bit-serial units or int8 lanes)."""
+        u, p = self.unit, self.pim
+        f = self.fmt[b]
+        rows = d.banks[b].row_data(self.row[b])
+        meta = self._meta_cols[f]
+        for c in range(col, min(col + count, meta)):
+            shift = c * p.column_bits
+            self._meta[b] = ((self._meta[b] & ~(((1 << p.column_bits) - 1) << shift))
+                             | (column_word(rows[c]) << shift))
+        c0 = max(col, meta)
+        if c0 >= col + count:
+            return
+        cols = np.arange(c0, col + count)
+        codes = column_fields(rows[c0:col + count], f)                       # columns x codes
+        r = u.gb_columns_per_mac(f)
+        gidx = (cols[:, None] * r + np.arange(r)[None, :]) % p.gb_columns
+        acts = d.gb[gidx].reshape(len(cols), -1).astype(np.int64)
+        acts = acts - ((acts & 0x80) << 1)                                    # columns x codes, signed
+        if u.bitserial is None:
+            w = codes - ((codes & 0x80) << 1)
+            lanes = p.mac_lanes
+            add = (w * acts).reshape(len(cols), -1, lanes).sum(axis=(0, 1))
+            bits = acc_bits(u)
+            self._acc[b] = [wrap(a + int(x), bits) for a, x in zip(self._acc[b], add)]
+            return
+        bs = u.bitserial
+        n, na, lanes, bpg = u.unit_beats(f), u.active_units(f), u.unit_lanes, bs.beats_per_group
+        bits = bs.acc_bits
+        beats = np.arange(n)
+        for k in range(na):
+            j = beat_of(u, f, k, beats)                                       # the unit's slots in each column
+            sel = (j[:, None] * lanes + np.arange(lanes)[None, :]).reshape(-1)
+            cw = codes[:, sel].reshape(-1, lanes)                             # beats x lanes
+            aw = acts[:, sel].reshape(-1, lanes)
+            bc = np.repeat(cols, n)
+            bm = np.tile(beats, len(cols))
+            starts, index = entry_index(u, f, bc, bm, k)
+            # each beat carries the entry latched at the latest group start (or the one latched before the run)
+            at = np.flatnonzero(starts)
+            table = np.array([self._entry[b][k]] + [unpack_entry(u, self._meta[b], int(index[i])) for i in at],
+                             dtype=np.int64)
+            which = np.zeros(len(bc), dtype=np.int64)
+            which[at] = np.arange(1, len(at) + 1)
+            which = np.maximum.accumulate(which)
+            ecode, escale = table[which, 0], table[which, 1]
+            self._entry[b][k] = (int(table[-1, 0]), int(table[-1, 1]))
+            dtype = self._decode[f][ecode]
+            contrib = (self._values[dtype[:, None], cw] * aw).sum(axis=1)       # per beat
+            # the unit's own groups: it dequantises after every beats_per_group beats, with its last beat's scale
+            q = self._cnt[b][k] + np.arange(len(bc))
+            ends = np.flatnonzero((q + 1) % bpg == 0)
+            cs = np.cumsum(contrib)
+            acc = self._acc[b][k]
+            prev, carry = -1, self._psum[b][k]
+            for e in ends.tolist():
+                g = carry + int(cs[e]) - (int(cs[prev]) if prev >= 0 else 0)
+                acc = wrap(acc + wrap(g, bits) * int(escale[e]), bits)
+                prev, carry = e, 0
+            self._acc[b][k] = acc
+            self._psum[b][k] = wrap(carry + int(cs[-1]) - (int(cs[prev]) if prev >= 0 else 0), bits)
+            self._cnt[b][k] = int((q[-1] + 1) % bpg)
 
     # ---------------------------------------------------------------------------------------------------------------
     def _relative_state(self) -> tuple:
@@ -585,13 +649,13 @@ class ChannelEngine:
         lo = now - h
         stamps = self.T + [self.last_data] + [v for w in self._win for v in w]
         return ([v - now if v > lo else -h for v in stamps], [len(w) for w in self._win], list(self.open),
-                self.n_open, list(self.terms),
+                self.n_open, list(self.fmt),
                 # an open bank's opening time decides its active-cycle count: only shift-invariant if it moves too
                 [v - now for v, o in zip(self.open_since, self.open) if o])
 
     def _counters(self) -> tuple:
         return (list(self.active_cycles), list(self.mac_elements), self.ab_mac_elements, self.commands,
-                self.elements)
+                self.elements, self.mac_weights)
 
     def _shift(self, delta: int, reps: int, c0: tuple, c1: tuple) -> None:
         """Advance the whole state by ``reps`` periods of ``delta`` cycles (counters grow by the period's change)."""
@@ -606,6 +670,7 @@ class ChannelEngine:
         self.ab_mac_elements += reps * (c1[2] - c0[2])
         self.commands += reps * (c1[3] - c0[3])
         self.elements += reps * (c1[4] - c0[4])
+        self.mac_weights += reps * (c1[5] - c0[5])
 
     def run_table(self, table: list[list[int]], data: dict[int, Any] | None = None, ids: list[int] | None = None,
                   periodic: bool = True, sig: list | None = None) -> None:
@@ -620,7 +685,8 @@ class ChannelEngine:
         periodic = periodic and self._data is None
         if periodic:
             if sig is None:
-                sig = [(r[0], r[1], r[2], r[4], r[5]) for r in table]
+                # rows do not change the schedule, but a CFR's row is its value (a bank's format: its MAC pace)
+                sig = [(r[0], r[1], r[2], r[4], r[5], r[3] if r[0] == _CFR else 0) for r in table]
             nxt = [n] * n
             seen: dict[tuple, int] = {}
             for i in range(n - 1, -1, -1):
@@ -682,13 +748,13 @@ class ChannelEngine:
             prev_state, prev_next, prev_counters = state, self.next, counters
         return i + reps * p
 
-    def load_row(self, bank: int, row: int, slots: np.ndarray) -> None:
-        """Host preload of a DRAM row (not timed): ``columns`` x ``mac_lanes`` slot values."""
-        self._data.banks[bank].row_data(row)[:] = np.asarray(slots, dtype=np.int64) & ((1 << self.pim.slot_bits) - 1)
+    def load_row(self, bank: int, row: int, data: np.ndarray) -> None:
+        """Host preload of a DRAM row (not timed): ``columns`` x ``column_bits / 8`` bytes."""
+        self._data.banks[bank].row_data(row)[:] = np.asarray(data, dtype=np.uint8)
 
     def mac_registers(self) -> np.ndarray:
-        """Every bank's MAC register now (banks x lanes, signed)."""
-        return np.stack([b.acc.copy() for b in self._data.banks])
+        """Every bank's MAC register now (banks x ``mac_registers`` accumulators, signed)."""
+        return np.array(self._acc, dtype=np.int64)
 
     @property
     def cycles(self) -> int:
@@ -709,14 +775,14 @@ class ChannelEngine:
         active = np.array([a + ((end - s) if o else 0) for a, s, o in
                            zip(self.active_cycles, self.open_since, self.open)], dtype=np.int64)
         macs = np.array(self.mac_elements, dtype=np.int64) + self.ab_mac_elements
-        return RunStats(end, active, macs, int(macs.sum()) * self.pim.mac_lanes, self.commands, self.elements,
+        return RunStats(end, active, macs, self.mac_weights, self.commands, self.elements,
                         list(self.reads))
 
 
 @dataclass
 class PimProgram:
     """A device program: 64-bit command words (numpy ``uint64``) and, by command index, the data words of WR/WRGB
-    commands (a list of column words or a ``count x mac_lanes`` array of slots)."""
+    commands (a list of column words or a ``count x column_bits / 8`` array of bytes)."""
 
     words: np.ndarray
     data: dict[int, Any] = field(default_factory=dict)
@@ -835,13 +901,13 @@ class DeviceEngine:
                              f"(0..{nch - 1})")
         order = np.argsort(ch, kind="stable")
         bounds = np.searchsorted(ch[order], np.arange(nch + 1))
-        # a command's timing signature: the word without its channel and row (rows do not change the schedule);
-        # functional runs need every channel
+        # a command's timing signature: the word without its channel and row (rows do not change the schedule; a
+        # CFR's row is its value and stays); functional runs need every channel
         rep = list(range(nch))
         if self.dedup:
-            drop = np.uint64((((1 << offs["channel"][1]) - 1) << offs["channel"][0])
-                             | (((1 << offs["row"][1]) - 1) << offs["row"][0]))
-            keyed = (w & ~drop)[order]
+            chan = np.uint64(((1 << offs["channel"][1]) - 1) << offs["channel"][0])
+            row = np.uint64(((1 << offs["row"][1]) - 1) << offs["row"][0])
+            keyed = np.where(field_of(w, "op") == _CFR, w & ~chan, w & ~(chan | row))[order]
             counts = np.diff(bounds)
             if len(set(counts.tolist())) == 1 and counts[0] > 0:
                 rows = keyed.reshape(nch, -1)
@@ -867,8 +933,9 @@ class DeviceEngine:
             table = np.stack(cols, axis=1).tolist()
             sig = None
             if self.periodic:
-                op, ab, bank, _, col, count = cols
-                sig = (op | (ab << 4) | (bank << 5) | (col << 12) | (count << 24)).tolist()
+                op, ab, bank, row, col, count = cols
+                sig = (op | (ab << 4) | (bank << 5) | (col << 12) | (count << 24)
+                       | (np.where(op == _CFR, row, 0) << 40)).tolist()
             self._channel(c).run_table(table, prog.data, idx.tolist(), periodic=self.periodic, sig=sig)
         return self.stats()
 
