@@ -320,6 +320,21 @@ class PimConfig:
         return per_cycle * self.timing.clock_mhz * 1e6
 
 
+def _memo(fn: Any) -> Any:
+    """Cache a derived value of a frozen config object per argument (the object's fields never change)."""
+    name = fn.__name__
+
+    def wrapper(self: Any, *args: Any) -> Any:
+        memo = self.__dict__.setdefault("_memo", {})
+        key = (name, *args)
+        if key not in memo:
+            memo[key] = fn(self, *args)
+        return memo[key]
+
+    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = name, fn.__doc__, fn
+    return wrapper
+
+
 def storage_bits(code_bits: int) -> int:
     """Bits a weight code of ``code_bits`` takes in a DRAM column: the smallest power of two that holds it (8 -> 8,
     4 -> 4, 3 -> 4: 3-bit codes are padded to 4 bits, so that every column holds whole beats; docs/pim.md)."""
@@ -393,22 +408,26 @@ class BankUnit:
 
     # ---- the lanes
     @property
+    @_memo
     def units(self) -> int:
         """Bit-serial units per bank (0 for int8 lanes)."""
         return self.pim.mac_lanes // self.bitserial.lanes if self.bitserial else 0
 
     @property
+    @_memo
     def unit_lanes(self) -> int:
         """Lanes of one bit-serial unit (``bitserial.lanes``; int8 lanes: ``mac_lanes``)."""
         return self.bitserial.lanes if self.bitserial else self.pim.mac_lanes
 
     @property
+    @_memo
     def mac_registers(self) -> int:
         """Accumulators a bank's MAC register holds (an RDMAC beat: this many 32-bit words): one per bit-serial unit,
         or one per int8 lane."""
         return self.units if self.bitserial else self.pim.mac_lanes
 
     @property
+    @_memo
     def formats(self) -> tuple[int, ...]:
         """Column formats (code storage bits) the bank reads, ascending."""
         if self.bitserial is None:
@@ -418,10 +437,12 @@ class BankUnit:
         return tuple(sorted({storage_bits(DATATYPES[d].code_bits) for d in self.bitserial.datatypes}))
 
     @property
+    @_memo
     def reset_format(self) -> int:
         """The format register's value after reset: the format of the first built datatype."""
         return self.format_of(self.bitserial.datatypes[0]) if self.bitserial else 8
 
+    @_memo
     def format_of(self, dtype: str) -> int:
         """The column format a datatype is stored in (its code's storage bits)."""
         from .numerics import DATATYPES
@@ -440,6 +461,7 @@ class BankUnit:
             raise ConfigError(f"column format {fmt!r}: the bank reads {', '.join(map(str, self.formats))}-bit "
                               f"columns")
 
+    @_memo
     def datatypes_of(self, fmt: int) -> tuple[str, ...]:
         """Built datatypes a column of format ``fmt`` can hold (codes of at most ``fmt`` bits), in built order."""
         from .numerics import DATATYPES
@@ -447,29 +469,35 @@ class BankUnit:
         self._check_format(fmt)
         return tuple(d for d in self.bitserial.datatypes if DATATYPES[d].code_bits <= fmt)
 
+    @_memo
     def format_terms(self, fmt: int) -> int:
         """Cycles a unit spends on one beat of format ``fmt``: the most terms of its datatypes."""
         from .numerics import DATATYPES
 
         return max(DATATYPES[d].terms for d in self.datatypes_of(fmt))
 
+    @_memo
     def weights_per_column(self, fmt: int) -> int:
         """Weight codes in one column of format ``fmt``."""
         self._check_format(fmt)
         return self.pim.column_bits // fmt
 
+    @_memo
     def beats_per_column(self, fmt: int) -> int:
         """Beats (``unit_lanes`` codes each) in one column."""
         return self.weights_per_column(fmt) // self.unit_lanes
 
+    @_memo
     def active_units(self, fmt: int) -> int:
         """Units that get beats from a column of format ``fmt`` (the others idle)."""
         return min(self.beats_per_column(fmt), self.units) if self.bitserial else 1
 
+    @_memo
     def unit_beats(self, fmt: int) -> int:
         """Beats each active unit takes from one column."""
         return self.beats_per_column(fmt) // self.active_units(fmt)
 
+    @_memo
     def cycles_per_column(self, fmt: int) -> int:
         """Cycles one MAC column keeps the bank's MAC unit busy (the MAC_BUSY rule's ``terms``): a unit's beats
         times the format's terms (bit-serial), or one cycle per ``mac_lanes`` int8 weights."""
@@ -482,11 +510,13 @@ class BankUnit:
         return 8 // fmt
 
     @property
+    @_memo
     def max_pace(self) -> int:
         """The most cycles a column takes in any format."""
         return max(self.cycles_per_column(f) for f in self.formats)
 
     @property
+    @_memo
     def drain(self) -> int:
         """Cycles from a MAC's issue until its results are in the bank's MAC register, whatever the format (the
         MAC_DRAIN rule's ``drain``): the column's beats, then the dequantiser's ``scale_bits`` cycles, its result
@@ -497,10 +527,12 @@ class BankUnit:
 
     # ---- metadata and granules
     @property
+    @_memo
     def entry_bits(self) -> int:
         """Bits of one group's metadata entry: the datatype code (``dtype_bits``), then the scale."""
         return self.bitserial.dtype_bits + self.bitserial.scale_bits if self.bitserial else 0
 
+    @_memo
     def granule_columns(self, fmt: int) -> int:
         """Columns of a granule: the fewest whole columns holding whole groups of every active unit."""
         if self.bitserial is None:
@@ -508,6 +540,7 @@ class BankUnit:
         n = self.unit_beats(fmt)
         return math.lcm(self.bitserial.beats_per_group, n) // n
 
+    @_memo
     def groups_per_granule(self, fmt: int) -> int:
         """Groups in one granule (of all active units)."""
         if self.bitserial is None:
@@ -515,6 +548,7 @@ class BankUnit:
         beats = self.granule_columns(fmt) * self.unit_beats(fmt)
         return self.active_units(fmt) * beats // self.bitserial.beats_per_group
 
+    @_memo
     def _metadata_columns(self, fmt: int) -> int | None:
         if self.bitserial is None:
             return 0
@@ -525,6 +559,7 @@ class BankUnit:
                 return m
         return None
 
+    @_memo
     def metadata_columns(self, fmt: int) -> int:
         """Metadata columns at the start of every row of format ``fmt`` (the fewest that hold an entry for every
         group of the row)."""
@@ -534,31 +569,38 @@ class BankUnit:
         return m
 
     @property
+    @_memo
     def max_metadata_columns(self) -> int:
         """Columns of the bank's metadata register (the most metadata columns of any format)."""
         return max(self.metadata_columns(f) for f in self.formats)
 
+    @_memo
     def granules_per_row(self, fmt: int) -> int:
         """Whole granules after a row's metadata columns."""
         return (self.pim.columns - self.metadata_columns(fmt)) // self.granule_columns(fmt)
 
+    @_memo
     def data_columns(self, fmt: int) -> int:
         """Columns of a row that hold weights (its granules; the columns after the last granule stay empty)."""
         return self.granules_per_row(fmt) * self.granule_columns(fmt)
 
+    @_memo
     def weights_per_row(self, fmt: int) -> int:
         return self.data_columns(fmt) * self.weights_per_column(fmt)
 
+    @_memo
     def bytes_per_weight(self, fmt: int) -> float:
         """DRAM bytes per weight of format ``fmt``: a row's bytes over the weights it holds (metadata and the
         columns after the last granule included)."""
         return self.pim.row_bytes / self.weights_per_row(fmt)
 
+    @_memo
     def read_bytes_per_weight(self, fmt: int) -> float:
         """Bytes the MAC units read per weight when they stream whole rows: data and metadata columns."""
         cols = self.data_columns(fmt) + self.metadata_columns(fmt)
         return cols * self.pim.column_bytes / self.weights_per_row(fmt)
 
+    @_memo
     def peak_macs_per_cycle(self, fmt: int) -> float:
         """MACs per cycle of one bank streaming whole rows (metadata columns included) at one column per
         ``max(nCCD_AB, cycles_per_column)`` cycles, activates left out."""

@@ -73,12 +73,13 @@ def markdown(res: dict) -> dict[str, str]:
     return {"rules": rules_table(), "bindings": bind, "mutants": mut}
 
 
-def write_docs(path: Path, sections: dict[str, str]) -> None:
+def write_docs(path: Path, sections: dict[str, str], tag: str = "pim_rules") -> None:
+    """Replace the sections between ``<!-- TAG: NAME -->`` and ``<!-- /TAG -->`` of ``path`` by ``sections``."""
     text = path.read_text()
     for name, body in sections.items():
-        pat = re.compile(rf"(<!-- pim_rules: {name} -->\n).*?(<!-- /pim_rules -->)", re.S)
+        pat = re.compile(rf"(<!-- {tag}: {name} -->\n).*?(<!-- /{tag} -->)", re.S)
         if not pat.search(text):
-            raise SystemExit(f"{path}: no '<!-- pim_rules: {name} -->' ... '<!-- /pim_rules -->' section")
+            raise SystemExit(f"{path}: no '<!-- {tag}: {name} -->' ... '<!-- /{tag} -->' section")
         text = pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
     path.write_text(text)
 

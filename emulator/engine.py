@@ -28,8 +28,8 @@ from accel.errors import AccelError
 from accel.interfaces.pim import (
     ACC_BITS, BANK_TARGETS, CFR_FORMAT, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, Source,
     PimIllegalError, PimTimingError, Row, TimingRule, acc_bits, beat_of, column_bytes, column_fields, column_word,
-    compile_rules, describe, entry_datatype, entry_index, format_pace, illegal_message, pack_words, timing_message,
-    unpack_entry,
+    compile_rules, describe, entry_datatype, entry_index, format_pace, illegal_message, mac_weights, pack_words,
+    timing_message, timing_signature, unpack_entries,
 )
 from accel.isa import TABLES, Family, PimOp
 from accel.numerics import DATATYPES, wrap
@@ -193,6 +193,12 @@ def _plan(rules: ChannelRules) -> _Plan:
     return _Plan(rules)
 
 
+def _wrap(v: np.ndarray, bits: int) -> np.ndarray:
+    """Two's complement wrap to ``bits`` (elementwise, int64)."""
+    half = 1 << (bits - 1)
+    return ((v + half) & ((1 << bits) - 1)) - half
+
+
 class ChannelEngine:
     """One channel, executed command by command at the earliest legal cycles.
 
@@ -229,7 +235,9 @@ class ChannelEngine:
         self._model_obj: PimChannel | None = None
         self._data = self._model if functional else None
         self._pace = format_pace(self.unit)
-        self._wpc = {f: self.unit.weights_per_column(f) for f in self.unit.formats}
+        self._mw: dict[tuple[int, int, int], int] = {}   # (format, col, count) -> weights a bank multiplies
+        u = self.unit
+        self._n_entries = (u.max_metadata_columns * pim.column_bits // u.entry_bits) if u.bitserial else 0
         self._meta_cols = {f: self.unit.metadata_columns(f) if self.unit.bitserial else 0 for f in self.unit.formats}
         if functional and self.unit.bitserial is not None:
             self._tables()
@@ -269,6 +277,7 @@ class ChannelEngine:
         self.ab_mac_elements = 0
         # a bank's MAC unit is busy for its format's pace per column
         self.fmt = [self.unit.reset_format] * nb
+        self._fmt_uniform = True
         self.terms = [self._pace[self.fmt[0]]] * nb
         self.terms_max = self.terms[0]
         self.mac_weights = 0
@@ -276,11 +285,13 @@ class ChannelEngine:
         # partial sum within a group, and its accumulator (the per-cycle model's state, applied at the MAC's issue:
         # the MAC_DRAIN rule keeps RDMAC and CLRMAC until every result is in)
         units = max(1, self.unit.units)
-        self._meta = [0] * nb
-        self._entry = [[(0, 0)] * units for _ in range(nb)]
-        self._cnt = [[0] * units for _ in range(nb)]
-        self._psum = [[0] * units for _ in range(nb)]
-        self._acc = [[0] * self.unit.mac_registers for _ in range(nb)]
+        self._meta = np.zeros((nb, self.unit.max_metadata_columns * p.column_bytes if self.unit.bitserial else 0),
+                              dtype=np.uint8)
+        self._entries = np.zeros((nb, self._n_entries + 1, 2), dtype=np.int64)  # parsed; the last reads as zeros
+        self._entry = np.zeros((nb, units, 2), dtype=np.int64)
+        self._cnt = np.zeros((nb, units), dtype=np.int64)
+        self._psum = np.zeros((nb, units), dtype=np.int64)
+        self._acc = np.zeros((nb, self.unit.mac_registers), dtype=np.int64)
         self.next = 1               # earliest cycle of the next command (head register latency)
         self.last_data = -1
         self.commands = 0
@@ -517,12 +528,20 @@ class ChannelEngine:
                 self.ab_mac_elements += count
             else:
                 self.mac_elements[bank] += count
-            for b in (range(p.banks) if ab else (bank,)):
-                f = self.fmt[b]
-                meta = self._meta_cols[f]
-                self.mac_weights += max(0, col + count - max(col, meta)) * self._wpc[f]
-                if d is not None:
-                    self._mac(d, b, col, count)
+            mw = self._mw
+            if ab and self._fmt_uniform:
+                key = (self.fmt[0], col, count)
+                if key not in mw:
+                    mw[key] = mac_weights(self.unit, *key)
+                self.mac_weights += p.banks * mw[key]
+            else:
+                for b in (range(p.banks) if ab else (bank,)):
+                    key = (self.fmt[b], col, count)
+                    if key not in mw:
+                        mw[key] = mac_weights(self.unit, *key)
+                    self.mac_weights += mw[key]
+            if d is not None:
+                self._mac(d, list(range(p.banks)) if ab else [bank], col, count)
         elif op == _ACT:
             targets = range(p.banks) if ab else (bank,)
             for b in targets:
@@ -552,16 +571,17 @@ class ChannelEngine:
             self.last_data = max(self.last_data, last + lat)
             if self.record_reads:
                 for k in range(count):
-                    self.reads.append((t0 + k * step + lat, pack_words(self._acc[bank + k], ACC_BITS)))
+                    self.reads.append((t0 + k * step + lat, pack_words(self._acc[bank + k].tolist(), ACC_BITS)))
         elif op == _CLRMAC:
             for b in (range(p.banks) if ab else (bank,)):
-                self._acc[b] = [0] * len(self._acc[b])
+                self._acc[b] = 0
         elif op == _CFR:  # the format sets the MAC pace and how the columns are read
             if col == CFR_FORMAT:
                 for b in (range(p.banks) if ab else (bank,)):
                     self.fmt[b] = row
                     self.terms[b] = self._pace[row]
                 self.terms_max = max(self.terms)
+                self._fmt_uniform = len(set(self.fmt)) == 1
 
     def _columns(self, data: Any, count: int) -> np.ndarray:
         p = self.pim
@@ -576,69 +596,79 @@ class ChannelEngine:
                              f"({count}, {p.column_bytes}) bytes or {count} words")
         return arr
 
-    def _mac(self, d: PimChannel, b: int, col: int, count: int) -> None:
-        """A MAC run on bank ``b``: metadata columns load the metadata register, data columns are vectorised over
-        their beats (the same numerics as the per-cycle model's bit-serial units or int8 lanes)."""
+    def _mac(self, d: PimChannel, banks: list[int], col: int, count: int) -> None:
+        """A MAC run on ``banks``: metadata columns load the metadata registers, data columns are vectorised over
+        banks (of one format and unit state) and beats (the same numerics as the per-cycle model's bit-serial units
+        or int8 lanes)."""
+        groups: dict[tuple, list[int]] = {}
+        for b in banks:
+            groups.setdefault((self.fmt[b], *self._cnt[b].tolist()), []).append(b)
+        for (f, *_), bs_ in groups.items():
+            self._mac_banks(d, bs_, f, col, count)
+
+    def _mac_banks(self, d: PimChannel, banks: list[int], f: int, col: int, count: int) -> None:
         u, p = self.unit, self.pim
-        f = self.fmt[b]
-        rows = d.banks[b].row_data(self.row[b])
         meta = self._meta_cols[f]
-        for c in range(col, min(col + count, meta)):
-            shift = c * p.column_bits
-            self._meta[b] = ((self._meta[b] & ~(((1 << p.column_bits) - 1) << shift))
-                             | (column_word(rows[c]) << shift))
+        rows = [d.banks[b].row_data(self.row[b]) for b in banks]
+        bi = np.asarray(banks)
+        if col < meta:
+            cb = p.column_bytes
+            for c in range(col, min(col + count, meta)):
+                self._meta[bi, c * cb:(c + 1) * cb] = np.stack([r[c] for r in rows])
+            self._entries[bi, :-1] = unpack_entries(u, self._meta[bi])
         c0 = max(col, meta)
         if c0 >= col + count:
             return
         cols = np.arange(c0, col + count)
-        codes = column_fields(rows[c0:col + count], f)                       # columns x codes
-        r = u.gb_columns_per_mac(f)
-        gidx = (cols[:, None] * r + np.arange(r)[None, :]) % p.gb_columns
+        codes = column_fields(np.stack([r[c0:col + count] for r in rows]), f)        # banks x columns x codes
+        r_ = u.gb_columns_per_mac(f)
+        gidx = (cols[:, None] * r_ + np.arange(r_)[None, :]) % p.gb_columns
         acts = d.gb[gidx].reshape(len(cols), -1).astype(np.int64)
-        acts = acts - ((acts & 0x80) << 1)                                    # columns x codes, signed
+        acts = acts - ((acts & 0x80) << 1)                                            # columns x codes, signed
         if u.bitserial is None:
             w = codes - ((codes & 0x80) << 1)
             lanes = p.mac_lanes
-            add = (w * acts).reshape(len(cols), -1, lanes).sum(axis=(0, 1))
-            bits = acc_bits(u)
-            self._acc[b] = [wrap(a + int(x), bits) for a, x in zip(self._acc[b], add)]
+            add = (w * acts[None]).reshape(len(banks), -1, lanes).sum(axis=1)
+            self._acc[bi] = _wrap(self._acc[bi] + add, ACC_BITS)
             return
         bs = u.bitserial
-        n, na, lanes, bpg = u.unit_beats(f), u.active_units(f), u.unit_lanes, bs.beats_per_group
-        bits = bs.acc_bits
+        n, na, lanes, bpg, bits = u.unit_beats(f), u.active_units(f), u.unit_lanes, bs.beats_per_group, bs.acc_bits
         beats = np.arange(n)
+        bc, bm = np.repeat(cols, n), np.tile(beats, len(cols))                       # each beat's column and index
+        nb_ = len(bc)
         for k in range(na):
-            j = beat_of(u, f, k, beats)                                       # the unit's slots in each column
+            j = beat_of(u, f, k, beats)                                               # the unit's slots of a column
             sel = (j[:, None] * lanes + np.arange(lanes)[None, :]).reshape(-1)
-            cw = codes[:, sel].reshape(-1, lanes)                             # beats x lanes
-            aw = acts[:, sel].reshape(-1, lanes)
-            bc = np.repeat(cols, n)
-            bm = np.tile(beats, len(cols))
+            cw = codes[:, :, sel].reshape(len(banks), nb_, lanes)                      # banks x beats x lanes
+            aw = acts[:, sel].reshape(nb_, lanes)
             starts, index = entry_index(u, f, bc, bm, k)
             # each beat carries the entry latched at the latest group start (or the one latched before the run)
             at = np.flatnonzero(starts)
-            table = np.array([self._entry[b][k]] + [unpack_entry(u, self._meta[b], int(index[i])) for i in at],
-                             dtype=np.int64)
-            which = np.zeros(len(bc), dtype=np.int64)
+            idx = np.minimum(index[at], self._n_entries)
+            table = np.concatenate([self._entry[bi, k][:, None], self._entries[bi[:, None], idx[None, :]]], axis=1)
+            which = np.zeros(nb_, dtype=np.int64)
             which[at] = np.arange(1, len(at) + 1)
             which = np.maximum.accumulate(which)
-            ecode, escale = table[which, 0], table[which, 1]
-            self._entry[b][k] = (int(table[-1, 0]), int(table[-1, 1]))
+            ecode, escale = table[:, which, 0], table[:, which, 1]                     # banks x beats
+            self._entry[bi, k] = table[:, -1]
             dtype = self._decode[f][ecode]
-            contrib = (self._values[dtype[:, None], cw] * aw).sum(axis=1)       # per beat
+            contrib = (self._values[dtype[..., None], cw] * aw[None]).sum(axis=2)     # banks x beats
             # the unit's own groups: it dequantises after every beats_per_group beats, with its last beat's scale
-            q = self._cnt[b][k] + np.arange(len(bc))
+            q = int(self._cnt[bi[0], k]) + np.arange(nb_)
             ends = np.flatnonzero((q + 1) % bpg == 0)
-            cs = np.cumsum(contrib)
-            acc = self._acc[b][k]
-            prev, carry = -1, self._psum[b][k]
-            for e in ends.tolist():
-                g = carry + int(cs[e]) - (int(cs[prev]) if prev >= 0 else 0)
-                acc = wrap(acc + wrap(g, bits) * int(escale[e]), bits)
-                prev, carry = e, 0
-            self._acc[b][k] = acc
-            self._psum[b][k] = wrap(carry + int(cs[-1]) - (int(cs[prev]) if prev >= 0 else 0), bits)
-            self._cnt[b][k] = int((q[-1] + 1) % bpg)
+            cs = np.cumsum(contrib, axis=1)
+            carry = self._psum[bi, k]
+            if len(ends):
+                before = np.concatenate([np.zeros((len(banks), 1), np.int64), cs[:, ends[:-1]]], axis=1)
+                gsum = cs[:, ends] - before
+                gsum[:, 0] += carry
+                res = _wrap(_wrap(gsum, bits) * escale[:, ends], bits)
+                self._acc[bi, k] = _wrap(self._acc[bi, k] + res.sum(axis=1), bits)
+                self._psum[bi, k] = _wrap(cs[:, -1] - cs[:, ends[-1]], bits)
+            else:
+                self._psum[bi, k] = _wrap(carry + cs[:, -1], bits)
+            self._cnt[bi, k] = (q[-1] + 1) % bpg
+
 
     # ---------------------------------------------------------------------------------------------------------------
     def _relative_state(self) -> tuple:
@@ -685,8 +715,7 @@ class ChannelEngine:
         periodic = periodic and self._data is None
         if periodic:
             if sig is None:
-                # rows do not change the schedule, but a CFR's row is its value (a bank's format: its MAC pace)
-                sig = [(r[0], r[1], r[2], r[4], r[5], r[3] if r[0] == _CFR else 0) for r in table]
+                sig = self.block_signature(np.asarray(table, dtype=np.int64).reshape(-1, 6).T).tolist()
             nxt = [n] * n
             seen: dict[tuple, int] = {}
             for i in range(n - 1, -1, -1):
@@ -706,6 +735,16 @@ class ChannelEngine:
             r = table[i]
             issue(r[0], r[1], r[2], r[3], r[4], r[5], data.get(i if ids is None else ids[i]))
             i += 1
+
+    def block_signature(self, cols: Any) -> np.ndarray:
+        """What of each command ``op, all_banks, bank, row, col, count`` (arrays) decides its timing and counts, as
+        one int: rows and columns do not change a schedule, except a CFR's (its register and value: a bank's format
+        sets its MAC pace) and whether a MAC starts on a metadata column (the weights it multiplies)."""
+        op, ab, bank, row, col, count = (np.asarray(c, dtype=np.int64) for c in cols)
+        meta = self.unit.max_metadata_columns if self.unit.bitserial is not None else 0
+        cfr = op == _CFR
+        col = np.where(cfr, col, np.where(op == _MAC, np.minimum(col, meta), 0))
+        return (op | (ab << 4) | (bank << 5) | (col << 12) | (count << 24) | (np.where(cfr, row, 0) << 40))
 
     def _issue_lean(self, op: int, ab: int, bank: int, row: int, col: int, count: int, data: Any) -> None:
         """:meth:`issue` at the earliest cycle, without building its result (the engine's inner loop)."""
@@ -905,9 +944,7 @@ class DeviceEngine:
         # CFR's row is its value and stays); functional runs need every channel
         rep = list(range(nch))
         if self.dedup:
-            chan = np.uint64(((1 << offs["channel"][1]) - 1) << offs["channel"][0])
-            row = np.uint64(((1 << offs["row"][1]) - 1) << offs["row"][0])
-            keyed = np.where(field_of(w, "op") == _CFR, w & ~chan, w & ~(chan | row))[order]
+            keyed = timing_signature(w)[order]
             counts = np.diff(bounds)
             if len(set(counts.tolist())) == 1 and counts[0] > 0:
                 rows = keyed.reshape(nch, -1)
@@ -931,11 +968,7 @@ class DeviceEngine:
             sub = w[idx]
             cols = [field_of(sub, n) for n in ("op", "all_banks", "bank", "row", "col", "count")]
             table = np.stack(cols, axis=1).tolist()
-            sig = None
-            if self.periodic:
-                op, ab, bank, row, col, count = cols
-                sig = (op | (ab << 4) | (bank << 5) | (col << 12) | (count << 24)
-                       | (np.where(op == _CFR, row, 0) << 40)).tolist()
+            sig = self._channel(c).block_signature(cols).tolist() if self.periodic else None
             self._channel(c).run_table(table, prog.data, idx.tolist(), periodic=self.periodic, sig=sig)
         return self.stats()
 

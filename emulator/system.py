@@ -37,6 +37,7 @@ import numpy as np
 from accel.config import AttentionConfig, DeviceConfig
 from accel.errors import AccelError
 from accel.interfaces.link import copies, transfer_beats
+from accel.interfaces.pim import stream_mac_weights, timing_signature
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
 from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, stream_items
@@ -48,9 +49,12 @@ from .units.attention import attention_cycles
 __all__ = ["SystemEngine", "SystemResult", "StreamResult", "array_cycles", "static_events", "run_program"]
 
 _DATAFLOW = ("os", "ws", "is")
-_PIM_FIELDS = TABLES[Family.PIM].offsets()
-#: The channel and row fields of a PIM word: equal words apart from these have equal schedules.
-_CHANNEL_ROW = np.uint64(sum(((1 << w) - 1) << o for o, w in (_PIM_FIELDS["channel"], _PIM_FIELDS["row"])))
+
+
+def _signature(s: Stream) -> np.ndarray:
+    """A stream's words with its PIM words' timing signatures (:func:`accel.interfaces.pim.timing_signature`): equal
+    signatures, equal schedules."""
+    return np.where(s.families == int(Family.PIM), timing_signature(s.words), s.words)
 
 
 def array_cycles(op: int, m: int, k: int, n: int, dataflow: int, count: int, cfg: AttentionConfig) -> int:
@@ -170,7 +174,7 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
     for s in program.streams:
         fam = s.families
         if s.kind == "pim":  # counts of equal channel streams are equal
-            key = np.where(fam == int(Family.PIM), s.words & ~_CHANNEL_ROW, s.words).tobytes()
+            key = _signature(s).tobytes()
             if key in seen:
                 for k, v in seen[key].items():
                     ev[k] += v
@@ -194,7 +198,10 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             ev["pim_wrgb_columns"] += int(cnt[op == PimOp.WRGB].sum())
             mac = int((cnt * banks)[op == PimOp.MAC].sum())
             ev["pim_mac_columns"] += mac
-            ev["pim_mac_lane_ops"] += mac * p.mac_lanes
+            table = np.stack([s.field(Family.PIM, n)[sel] for n in ("op", "all_banks", "bank", "row", "col",
+                                                                    "count")], axis=1)
+            ev["pim_mac_lane_ops"] += stream_mac_weights(device.bank, table[op == PimOp.MAC | (op == PimOp.CFR)]
+                                                         .tolist())
             ev["pim_rdmac_beats"] += int(np.where(ab == 1, p.banks, cnt)[op == PimOp.RDMAC].sum())
             ev["pim_ref"] += int((op == PimOp.REF).sum())
             seen[key] = {k: ev[k] - before[k] for k in ev}
@@ -300,7 +307,8 @@ class _PimRunner(_Runner):
         cols = [stream.field(Family.PIM, n) for n in ("op", "all_banks", "bank", "row", "col", "count")]
         self.table = np.stack(cols, axis=1).tolist()
         # a command's timing signature for the channel engine's block repetition: the word without channel and row
-        self.sig = (stream.words & ~_CHANNEL_ROW).tolist() if periodic else None
+        # (a CFR keeps its row: its value)
+        self.sig = _signature(stream).tolist() if periodic else None
         self.periodic = periodic
         self.last_issue = -1
 
@@ -406,13 +414,11 @@ class SystemEngine:
         rep = list(range(len(program.streams)))
         if not self.dedup:
             return rep
-        drop = _CHANNEL_ROW
         seen: dict[tuple[int, bytes], int] = {}
         for i, s in enumerate(program.streams):
             if s.kind != "pim":
                 continue
-            key = np.where(s.families == int(Family.PIM), s.words & ~drop, s.words)
-            rep[i] = seen.setdefault((s.device_index, key.tobytes()), i)
+            rep[i] = seen.setdefault((s.device_index, _signature(s).tobytes()), i)
         return rep
 
     def run(self, program: Program) -> SystemResult:

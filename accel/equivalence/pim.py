@@ -29,7 +29,7 @@ from .registry import UnitSpec
 
 __all__ = ["PimUnitConfig", "random_program", "program_words", "make_stimulus", "check", "SPEC", "TEST_CONFIGS",
            "schedule", "stimulus_program", "bindings", "suite_bindings", "CommandPlanner", "row_pattern", "forms",
-           "PATTERN_SHARE", "coverage_configs", "suite_seeds", "mutants", "EngineModelSuite",
+           "PATTERN_SHARE", "coverage_configs", "suite_seeds", "mutants", "EngineModelSuite", "scaled_aim",
            "EQUIVALENT_MUTANTS"]
 
 
@@ -449,7 +449,7 @@ def check(cfg: PimUnitConfig, stim: Stimulus, trace: Trace) -> list[str]:
     return msgs
 
 
-def _scaled_aim() -> PimUnitConfig:
+def scaled_aim() -> PimUnitConfig:
     """aim-gddr6's organisation and timing scaled down: 2 bank groups x 2 banks, 8 rows of 16 64-bit columns, one
     4-lane bit-serial unit per bank (as aim-gddr6's one unit: a packed column is several beats, 4-bit 4 and int8 2),
     groups of 32, and the AiM rules (no tFAW on the all-bank activate, nRCD_MAC > nRCD) with shorter distances."""
@@ -465,7 +465,7 @@ def _scaled_aim() -> PimUnitConfig:
 def test_configs() -> list[PimUnitConfig]:
     """fpga-tiny, fpga-small, a scaled-down aim-gddr6 and a scaled-down hbm3-pim (int8 lanes, two cycles per column,
     tFAW on, nCCD_AB)."""
-    out = [PimUnitConfig.of(load_preset("fpga-tiny")), PimUnitConfig.of(load_preset("fpga-small")), _scaled_aim()]
+    out = [PimUnitConfig.of(load_preset("fpga-tiny")), PimUnitConfig.of(load_preset("fpga-small")), scaled_aim()]
     dev = load_preset("hbm3-pim")
     t = replace(dev.pim.timing, nBL=1, nCL=4, nCWL=2, nRCD=3, nRCDWR=3, nRCD_MAC=3, nRP=3, nRAS=6, nRC=8, nWR=3,
                 nRTP=2, nCCDS=1, nCCDL=2, nCCD_AB=3, nRRDS=1, nRRDL=2, nFAW=7, nRFC=10, nREFI=300,
@@ -483,7 +483,7 @@ def _every_rule(forms: bool = False) -> PimUnitConfig:
     reads), 2 nBL > nCL (RDMAC -> RD), nCCD_AB above the MAC pace — so that each row can be the sole binding
     constraint of an issue. ``forms``: instead nRRDL > nRC, where tRRD_L of an all-bank ACT is not implied by tRC, and no tFAW on
     all-bank ACTs (so that a rule applied to the wrong forms shows)."""
-    base = _scaled_aim()
+    base = scaled_aim()
     t = replace(base.pim.timing, nBL=4, nCL=4, nCWL=2, nRCD=4, nRCDWR=6, nRCD_MAC=7, nRP=4, nRAS=8, nRC=14, nWR=3,
                 nRTP=5, nCCDS=2, nCCDL=3, nCCD_AB=9, nRRDS=2, nRRDL=3, nFAW=24, nRFC=13, nREFI=400, faw_all_bank=True)
     if forms:

@@ -45,7 +45,7 @@ import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -61,7 +61,8 @@ __all__ = [
     "ERROR_CODE_BITS", "error_code_bits", "PimTimingError", "PimIllegalError", "describe", "timing_message",
     "illegal_message", "Source", "Row", "ChannelRules", "compile_rules", "acc_bits", "format_pace", "rdata_bits",
     "pack_words", "unpack_words", "column_bytes", "column_word", "column_fields", "pack_fields", "beat_of",
-    "entry_index", "unpack_entry", "pack_entries", "entry_datatype",
+    "entry_index", "unpack_entry", "unpack_entries", "pack_entries", "entry_datatype", "granule_layout", "mac_weights",
+    "stream_mac_weights", "timing_signature",
 ]
 
 #: Width of one lane's MAC register as RDMAC reads it (bits, two's complement); bit-parallel lanes accumulate in it,
@@ -441,8 +442,8 @@ def illegal_message(rule: enum.IntEnum, bank: int | None, pim: PimConfig) -> str
         "ADDRESS": (f"{where} addresses outside the channel (banks 0..{pim.banks - 1}, rows 0..{pim.rows - 1}, "
                     f"columns 0..{pim.columns - 1}, global buffer columns 0..{pim.gb_columns - 1}, CFR "
                     f"registers {', '.join(map(str, CFR_REGISTERS))}; RD has no all-bank form)"),
-        "CFR_VALUE": "the CFR value is not allowed (a datatype the lanes are not built for, or a scale wider "
-                     "than scale_bits)",
+        "CFR_VALUE": f"the CFR value is not allowed (register {CFR_FORMAT}, the bank's format, takes one of the "
+                     f"column formats its MAC unit reads: the storage bits of its datatypes)",
         "OPCODE": "not a PIM command word; encode it with accel.isa.encode('pim', ...)",
     }[rule.name]
 
@@ -696,6 +697,19 @@ def unpack_entry(unit: BankUnit, meta: int, index: int) -> tuple[int, int]:
     return v & ((1 << bs.dtype_bits) - 1), v >> bs.dtype_bits
 
 
+def unpack_entries(unit: BankUnit, meta: np.ndarray) -> np.ndarray:
+    """Every entry of metadata registers given as bytes (``... x max_metadata_columns * column_bits / 8``, byte 0
+    the low bits): ``... x entries x 2`` (datatype code, scale), the entries :func:`unpack_entry` reads
+    (vectorised)."""
+    bs = unit.bitserial
+    e = unit.entry_bits
+    n = unit.max_metadata_columns * unit.pim.column_bits // e
+    meta = np.asarray(meta, dtype=np.uint8)
+    raw = np.unpackbits(meta, axis=-1, bitorder="little")[..., :n * e].reshape(*meta.shape[:-1], n, e)
+    v = raw.astype(np.int64) @ (1 << np.arange(e, dtype=np.int64))
+    return np.stack([v & ((1 << bs.dtype_bits) - 1), v >> bs.dtype_bits], axis=-1)
+
+
 def pack_entries(unit: BankUnit, fmt: int, entries: Any) -> list[int]:
     """Metadata entries ``(datatype code, scale)``, in entry order -> the ``metadata_columns(fmt)`` column words of a
     row."""
@@ -725,3 +739,64 @@ def entry_datatype(unit: BankUnit, fmt: int, code: int) -> int:
     column's pace allows)."""
     ok, first = _format_codes(unit, fmt)
     return code if code in ok else first
+
+
+@lru_cache(maxsize=64)
+def granule_layout(unit: BankUnit, fmt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the weights of one granule (``granule_columns(fmt)`` columns of format ``fmt``) go when its
+    ``groups_per_granule`` groups are consecutive runs of ``group_size`` weights: ``(k, group)``, two
+    ``granule_columns x weights_per_column`` arrays of the granule-local weight index each code position holds and
+    the granule-local group it belongs to (its metadata entry, counted from the granule's first entry: the granule at
+    row slot ``s`` owns entries ``s * groups_per_granule ...``, :func:`entry_index`). Unit ``u``'s ``q``-th beat of the
+    granule holds beat ``q mod beats_per_group`` of its group ``(q div beats_per_group) * active_units + u``. int8
+    lanes: one column, weights in order, no groups (``group`` all zero). Read-only arrays."""
+    gc, wpc = unit.granule_columns(fmt), unit.weights_per_column(fmt)
+    d, i = np.meshgrid(np.arange(gc), np.arange(wpc), indexing="ij")
+    if unit.bitserial is None:
+        k, g = i, np.zeros_like(i)
+    else:
+        lanes, na, n = unit.unit_lanes, unit.active_units(fmt), unit.unit_beats(fmt)
+        bpg, gs = unit.bitserial.beats_per_group, unit.bitserial.group_size
+        j, lane = i // lanes, i % lanes
+        u, m = j % na, j // na
+        q = d * n + m
+        g = (q // bpg) * na + u
+        k = g * gs + (q % bpg) * lanes + lane
+    k.setflags(write=False)
+    g.setflags(write=False)
+    return k, g
+
+
+@lru_cache(maxsize=4096)
+def mac_weights(unit: BankUnit, fmt: int, col: int, count: int) -> int:
+    """Weights one bank's MAC unit multiplies in a MAC run of ``count`` columns from ``col`` in format ``fmt``: every
+    data column's ``weights_per_column``; metadata columns none."""
+    meta = unit.metadata_columns(fmt) if unit.bitserial is not None else 0
+    return max(0, col + count - max(col, meta)) * unit.weights_per_column(fmt)
+
+
+def stream_mac_weights(unit: BankUnit, table: Iterable[Sequence[int]]) -> int:
+    """Weights a channel's MAC units multiply over a command stream (rows ``op, all_banks, bank, row, col,
+    count``), the banks' formats following the stream's CFRs (:func:`mac_weights`)."""
+    fmt = [unit.reset_format] * unit.pim.banks
+    total = 0
+    for op, ab, bank, row, col, count in table:
+        banks = range(unit.pim.banks) if ab else (bank,)
+        if op == PimOp.MAC:
+            total += sum(mac_weights(unit, fmt[b], col, max(1, count)) for b in banks)
+        elif op == PimOp.CFR and col == CFR_FORMAT:
+            for b in banks:
+                fmt[b] = row
+    return total
+
+
+def timing_signature(words: np.ndarray) -> np.ndarray:
+    """PIM command words (uint64) without the fields that do not change a channel's schedule: the channel, and the
+    row but for a CFR (whose row is the register's value: a bank's format sets its MAC pace)."""
+    from accel.isa import TABLES, Family
+
+    offs = TABLES[Family.PIM].offsets()
+    chan = np.uint64(((1 << offs["channel"][1]) - 1) << offs["channel"][0])
+    row = np.uint64(((1 << offs["row"][1]) - 1) << offs["row"][0])
+    op = (words >> np.uint64(offs["op"][0])) & np.uint64((1 << offs["op"][1]) - 1)
+    return np.where(op == int(PimOp.CFR), words & ~chan, words & ~(chan | row))

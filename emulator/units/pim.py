@@ -23,6 +23,7 @@ Cycle behaviour (see ``docs/pim.md``)
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
 import numpy as np
@@ -48,11 +49,16 @@ _LEVEL_SIZE = {"bank": "banks", "bg": "bank_groups", "ch": None}
 
 
 def bank_unit(pim: PimConfig, bitserial: BitSerialConfig | None) -> BankUnit:
-    """The bank MAC unit of a channel (:class:`~accel.config.BankUnit`); a bit-serial channel needs the device's
-    BitSerialConfig."""
+    """The bank MAC unit of a channel (:class:`~accel.config.BankUnit`, one object per configuration: its derived
+    values are computed once); a bit-serial channel needs the device's BitSerialConfig."""
     if pim.lane == "bitserial" and bitserial is None:
         raise StimulusError("lane = 'bitserial' needs the device's BitSerialConfig (datatypes, scale_bits); "
                             "pass bitserial=device.bitserial")
+    return _bank_unit(pim, bitserial if pim.lane == "bitserial" else None)
+
+
+@lru_cache(maxsize=64)
+def _bank_unit(pim: PimConfig, bitserial: BitSerialConfig | None) -> BankUnit:
     return BankUnit(pim, bitserial)
 
 
@@ -86,8 +92,8 @@ class BankMac:
         self.bs = unit.bitserial
         self.acc_bits = acc_bits(unit)
         self.pace = format_pace(unit)
+        self._units: list[BitSerialUnit] | None = None   # built when a first beat comes (engines never feed them)
         if self.bs is not None:
-            self.units = [BitSerialUnit(self.bs) for _ in range(unit.units)]
             offs = wgt_layout(self.bs).offsets()
             self._dtype_at, self._scale_at = offs["dtype"][0], offs["scale"][0]
             self._last = 1 << offs["last"][0]
@@ -104,9 +110,15 @@ class BankMac:
         self._ins: list | None = None     # this cycle's unit inputs
         self._clear = False
         self._load_meta: tuple[int, int] | None = None
-        if self.bs is not None:
-            for x in self.units:
-                x.reset()
+        for x in self._units or ():
+            x.reset()
+
+    @property
+    def units(self) -> list[BitSerialUnit]:
+        """The bank's bit-serial units (per-cycle models)."""
+        if self._units is None:
+            self._units = [BitSerialUnit(self.bs) for _ in range(self.unit.units)]
+        return self._units
 
     # ---- commands (at their issue, before the clock edge)
     def mac(self, col: int, data: np.ndarray, acts: np.ndarray) -> None:
@@ -129,7 +141,7 @@ class BankMac:
         res = [0] * len(self.acc)
         if self.seq is not None:
             self._beats(res)
-        if self.bs is not None:
+        if self.bs is not None and (self._units is not None or self._ins is not None):
             for k, x in enumerate(self.units):
                 ins = self._ins[k] if self._ins is not None else None
                 if ins is None and not (x.m_busy or x.d_busy or x.o_valid):
