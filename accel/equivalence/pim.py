@@ -206,7 +206,7 @@ def _random_pattern(plan: CommandPlanner, rows: tuple[Row, ...], rng: np.random.
         if rng.random() < 0.6:
             return 0
         most = {PimOp.RDMAC: nb - bank, PimOp.WRGB: p.gb_columns}.get(PimOp(op), p.columns)
-        if PimOp(op) == PimOp.MAC and rng.random() < 0.3:   # long enough for the bank's units to finish groups
+        if PimOp(op) == PimOp.MAC and rng.random() < 0.25:   # long enough for the bank's units to finish groups
             return int(rng.integers(1, most + 1))
         return int(rng.integers(1, min(most, 4) + 1)) if PimOp(op) in RUN_OPS else 0
 
@@ -268,7 +268,7 @@ def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
             allb = len(openb) == p.banks and op != PimOp.RD and rng.random() < 0.5
             b = int(rng.choice(openb))
             cnt = int(rng.integers(1, min(p.columns, 6) + 1)) if rng.random() < 0.6 else 1
-            if op == PimOp.MAC and rng.random() < 0.4:   # a long run: the units finish groups
+            if op == PimOp.MAC and rng.random() < 0.25:   # a long run: the units finish groups
                 cnt = int(rng.integers(1, p.columns + 1))
             col = int(rng.integers(0, p.columns - cnt + 1))
             data = [_word(p, rng) for _ in range(cnt)] if op == PimOp.WR else None
@@ -335,19 +335,24 @@ def metadata_words(cfg: PimUnitConfig, rng: np.random.Generator) -> list[int]:
 
 def prologue(cfg: PimUnitConfig, rng: np.random.Generator, rows: list[int]) -> list[tuple[dict[str, int], Any]]:
     """Write every column of ``rows`` in every bank: DRAM contents are not reset (in the RTL they are memories), so a
-    stimulus defines the data it reads. Random data, and in bit-serial banks metadata columns of mostly valid
-    entries (:func:`metadata_words`) first, so that groups of every datatype meet."""
+    stimulus defines the data it reads. Random data into every bank at once (one all-bank WR per row), then per bank
+    its own metadata columns (bit-serial banks: mostly valid entries, :func:`metadata_words`, so that groups of every
+    datatype meet) and a few columns of its own data."""
     p = cfg.pim
     out: list[tuple[dict[str, int], Any]] = []
     z = {"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0}
+    own = min(p.columns, 4)
     for r in rows:
         out.append(({"op": int(PimOp.ACT), **z, "all_banks": 1, "row": r}, None))
+        out.append(({"op": int(PimOp.WR), **z, "all_banks": 1, "count": p.columns},
+                    [_word(p, rng) for _ in range(p.columns)]))
         for b in range(p.banks):
-            words = [_word(p, rng) for _ in range(p.columns)]
-            if cfg.bitserial is not None:
-                meta = metadata_words(cfg, rng)
-                words[:len(meta)] = meta
-            out.append(({"op": int(PimOp.WR), **z, "bank": b, "count": p.columns}, words))
+            words = metadata_words(cfg, rng) if cfg.bitserial is not None else []
+            col = len(words) + int(rng.integers(0, p.columns - len(words) - own + 1))
+            out.append(({"op": int(PimOp.WR), **z, "bank": b, "count": len(words)}, words) if words else
+                       ({"op": int(PimOp.NOP), **z}, None))
+            out.append(({"op": int(PimOp.WR), **z, "bank": b, "col": col, "count": own},
+                        [_word(p, rng) for _ in range(own)]))
         out.append(({"op": int(PimOp.PRE), **z, "all_banks": 1}, None))
     return out
 
