@@ -42,6 +42,7 @@ from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
 from accel.numerics import DATATYPES
 from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, stream_items
+from accel.progress import progress_bar
 
 from .engine import ChannelEngine
 from .gemm_timing import rtl_gemm_cycles
@@ -419,12 +420,17 @@ class SystemEngine:
         (their schedules are equal).
     periodic:
         Let the channel engine jump over repeated command blocks (:meth:`ChannelEngine.run_table`).
+    progress:
+        Progress bar over the commands run (:func:`accel.progress.progress_bar`: None shows it on a terminal after a
+        second).
     """
 
-    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True) -> None:
+    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True,
+                 progress: bool | None = None) -> None:
         self.device = device
         self.dedup = dedup
         self.periodic = periodic
+        self.progress = progress
 
     def _runner(self, program: Program, i: int) -> _Runner:
         dev = self.device
@@ -471,35 +477,37 @@ class SystemEngine:
         blocked: dict[int, tuple[int, int, int]] = {}
         todo = deque(runners)
         S = clocks.sync
-        while todo:
-            i = todo.popleft()
-            r = runners[i]
-            items = r.items
-            while r.at < len(items):
-                kind, a, b, c = items[r.at]
-                if kind == RUN:
-                    r.run(a, b)
-                elif kind == WAIT:
-                    key = (rep[a], b, c)
-                    v = events.get(key)
-                    if v is None:
-                        waiting.setdefault(key, []).append(i)
-                        blocked[i] = (a, b, c)
-                        break
-                    met = -(-(v + S) // r.P)
-                    r.offer = max(r.offer, met)
-                    r.frontier = max(r.frontier, met)
-                elif kind == SIGNAL:
-                    key = (i, a, b)
-                    events[key] = r.frontier * r.P
-                    for j in waiting.pop(key, ()):
-                        del blocked[j]
-                        todo.append(j)
-                else:  # MARK
-                    r.mark(a)
-                r.at += 1
-            else:
-                r.close_mark()
+        with progress_bar(sum(len(r.s.words) for r in runners.values()), "system engine", "cmd", self.progress) as bar:
+            while todo:
+                i = todo.popleft()
+                r = runners[i]
+                items = r.items
+                while r.at < len(items):
+                    kind, a, b, c = items[r.at]
+                    if kind == RUN:
+                        r.run(a, b)
+                        bar.update(b - a)
+                    elif kind == WAIT:
+                        key = (rep[a], b, c)
+                        v = events.get(key)
+                        if v is None:
+                            waiting.setdefault(key, []).append(i)
+                            blocked[i] = (a, b, c)
+                            break
+                        met = -(-(v + S) // r.P)
+                        r.offer = max(r.offer, met)
+                        r.frontier = max(r.frontier, met)
+                    elif kind == SIGNAL:
+                        key = (i, a, b)
+                        events[key] = r.frontier * r.P
+                        for j in waiting.pop(key, ()):
+                            del blocked[j]
+                            todo.append(j)
+                    else:  # MARK
+                        r.mark(a)
+                    r.at += 1
+                else:
+                    r.close_mark()
         if blocked:
             raise deadlock_message(program.names, {j: blocked[rep[j]] for j in range(len(rep)) if rep[j] in blocked})
         results = {i: r.result() for i, r in runners.items()}
@@ -510,12 +518,13 @@ class SystemEngine:
                             static_events(program, dev))
 
 
-def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine") -> SystemResult:
+def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine",
+                progress: bool | None = None) -> SystemResult:
     """Run a program on ``device`` (default: the program's own) in the system engine (``model="engine"``) or the
-    per-cycle system model (``"cycle"``)."""
+    per-cycle system model (``"cycle"``); ``progress`` as :func:`accel.progress.progress_bar`'s ``show``."""
     dev = device or program.resolve_device()
     if model == "cycle":
         from .system_model import SystemModel
 
-        return SystemModel(dev).run(program)
-    return SystemEngine(dev).run(program)
+        return SystemModel(dev, progress=progress).run(program)
+    return SystemEngine(dev, progress=progress).run(program)

@@ -9,7 +9,7 @@ of both ends. Layers, lowest first:
    energy (the energy formula), outputs (atomic output files), progress (the progress bar);
 1. ``rtl/`` and ``emulator/``, side by side, never each other;
 2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/report.py``, ``accel/plots.py``,
-   ``accel/perfetto.py``, ``accel/toolchain.py``;
+   ``accel/perfetto.py``, ``accel/timeline.py``, ``accel/toolchain.py``;
 3. the CLI: ``accel/cli.py``, ``accel/commands/``.
 """
 from __future__ import annotations
@@ -61,7 +61,8 @@ def layer(module: str) -> int | None:
         return 0
     if sub in ("rtl", "emulator"):
         return 1
-    if sub in ("mapping", "fpga", "equivalence", "report", "plots", "perfetto", "toolchain"):
+    if sub in ("mapping", "fpga", "equivalence", "report", "plots", "perfetto", "timeline",
+               "toolchain"):
         return 2
     if sub in ("cli", "commands"):
         return 3
