@@ -44,10 +44,10 @@ def trace_json(result: SystemResult, program: Program, cap: int = DEFAULT_CAP, b
         events.append({"name": "thread_sort_index", "ph": "M", "ts": 0, "pid": pid, "tid": tid,
                        "args": {"sort_index": tid}})
         for sp in spans:
-            args: dict[str, Any] = {"cycles": (sp.end - sp.start) // per}
+            args: dict[str, Any] = sp.facts(program)
+            args["cycles"] = (sp.end - sp.start) // per
             if sp.ident is not None:
                 args["operator"] = sp.ident
-                args.update(sp.facts(program))
                 if (sp.true_start, sp.true_end) != (sp.start, sp.end):  # shown cut to its neighbours
                     args["start_us"], args["end_us"] = t(sp.true_start), t(sp.true_end)
             if sp.count > 1:

@@ -20,7 +20,7 @@ from .config import DeviceConfig
 from .emulator.system import SystemResult
 from .energy import EnergyBreakdown
 from .outputs import check_output_dir, write_atomic
-from .program import Program
+from .program import Program, parse_stream_name
 from .progress import progress_bar
 from .report import si, si_scale
 from .timeline import busy_spans, stream_spans
@@ -165,17 +165,27 @@ def roofline_figure(device: DeviceConfig, rows: Sequence[OperatorRow]) -> Figure
     return fig
 
 
-def timeline_figure(result: SystemResult, program: Program, cap: int = 500) -> Figure:
+def timeline_figure(result: SystemResult, program: Program, cap: int = 500, max_rows: int = 64) -> Figure:
     """A Gantt chart: one row per stream, its operators as bars coloured by kind, its busy intervals as a dark strip
-    along the bottom of the row (time in us)."""
+    along the bottom of the row (time in us). With more than ``max_rows`` streams only the first PIM channels of
+    each device are drawn (the title says how many), beside every other stream."""
     spans = stream_spans(result, program, cap)
     names = list(spans)
+    title = f"per-unit timeline on {result.device}: operators by kind, busy cycles (black strip)"
+    if len(names) > max_rows:
+        where = {n: parse_stream_name(n) for n in names}
+        others = [n for n in names if where[n][1] != "pim"]
+        devices = len({d for d, _, _ in where.values()})
+        keep = max(1, (max_rows - len(others)) // devices)
+        total = sum(1 for n in names if where[n][1] == "pim")
+        names = [n for n in names if where[n][1] != "pim" or where[n][2] < keep]
+        title += f"; PIM channels 0 .. {keep - 1} of each device shown ({total} PIM streams in all)"
     kinds = sorted({sp.kind for ss in spans.values() for sp in ss if sp.ident is not None})
     cmap = {k: f"C{i % 10}" for i, k in enumerate(kinds)}
     fig = Figure(figsize=(11, 1.2 + 0.28 * len(names)), layout="constrained")
     ax = fig.add_subplot()
     us = result.tick_ns / 1000.0
-    raster = sum(len(v) for v in spans.values()) > 2000  # an SVG of many thousand bars is slow to open
+    raster = sum(len(spans[n]) for n in names) > 2000  # an SVG of many thousand bars is slow to open
     for y, name in enumerate(names):
         ops = [sp for sp in spans[name] if sp.ident is not None]
         for kind in sorted({sp.kind for sp in ops}):
@@ -188,7 +198,7 @@ def timeline_figure(result: SystemResult, program: Program, cap: int = 500) -> F
     ax.set_ylim(len(names) - 0.5, -0.5)
     ax.set_xlim(0, max(result.time_ns / 1000.0, 1e-9))
     ax.set_xlabel("time (us)")
-    ax.set_title(f"per-unit timeline on {result.device}: operators by kind, busy cycles (black strip)")
+    ax.set_title(title, fontsize=10)
     handles = [ax.bar(0, 0, color=cmap[k], label=k or "(no kind)") for k in kinds]
     if handles:
         fig.legend(handles=handles, fontsize=7, ncols=min(8, len(handles)), loc="outside lower center")

@@ -8,8 +8,8 @@ of both ends. Layers, lowest first:
 0. ground: ``accel/`` config, isa, program, numerics, errors, interfaces, traces (the trace parsers), presets,
    energy (the energy formula), outputs (atomic output files), progress (the progress bar);
 1. ``rtl/`` and ``emulator/``, side by side, never each other;
-2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/report.py``, ``accel/plots.py``,
-   ``accel/perfetto.py``, ``accel/timeline.py``, ``accel/toolchain.py``;
+2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/gpu/`` (Triton kernels),
+   ``accel/report.py``, ``accel/plots.py``, ``accel/perfetto.py``, ``accel/timeline.py``, ``accel/toolchain.py``;
 3. the CLI: ``accel/cli.py``, ``accel/commands/``.
 """
 from __future__ import annotations
@@ -61,8 +61,7 @@ def layer(module: str) -> int | None:
         return 0
     if sub in ("rtl", "emulator"):
         return 1
-    if sub in ("mapping", "fpga", "equivalence", "report", "plots", "perfetto", "timeline",
-               "toolchain"):
+    if sub in ("mapping", "fpga", "equivalence", "gpu", "report", "plots", "perfetto", "timeline", "toolchain"):
         return 2
     if sub in ("cli", "commands"):
         return 3

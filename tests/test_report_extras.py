@@ -21,7 +21,8 @@ from accel.interfaces.vector import vector_events
 from accel.isa import VectorOp
 from accel.outputs import OutputError, check_output_dir, check_output_file, write_atomic, write_text_atomic
 from accel.perfetto import trace_json, write_trace
-from accel.plots import FIGURES, OperatorRow, compute_roofs, operator_rows, roof, roofline_figure, write_plots
+from accel.plots import (FIGURES, OperatorRow, compute_roofs, operator_rows, roof, roofline_figure, timeline_figure,
+                         write_plots)
 from accel.program import Program, ProgramBuilder
 from accel.progress import progress_bar
 from accel.timeline import busy_profile, stream_spans
@@ -212,6 +213,17 @@ def test_write_plots(tmp_path):
     rows = [OperatorRow("x", "gemm", 3, "gpu", 1e9, 1e6, 1e-3, "link")]   # rows given by a mapper
     ax = roofline_figure(dev, rows).axes[0]
     assert [c.get_offsets().tolist() for c in ax.collections] == [[[1e3, 1e12]]]
+
+
+def test_timeline_keeps_its_rows_readable():
+    """Past max_rows streams only the first PIM channels are drawn, beside every other stream."""
+    dev = scaled_aim(4)
+    prog = random_program(dev, 2)
+    res = SystemEngine(dev).run(prog)
+    ax = timeline_figure(res, prog, max_rows=4).axes[0]
+    shown = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(shown) == sorted(["pim0", "pim1", "vector", "link"]) and "channels 0 .. 1" in ax.get_title()
+    assert len(timeline_figure(res, prog).axes[0].get_yticklabels()) == len(prog.streams)
 
 
 # --------------------------------------------------------------------------------------------------------------------
