@@ -8,7 +8,7 @@ sums. Streams depend on each other only through SYNC events, and no unit is shar
 does not need a global clock: it runs a stream until it reaches a WAIT whose event is not known yet, moves to
 another stream, and resumes the waiting one when the event's SIGNAL has been computed (dataflow order). All
 streams stuck with work left is a deadlock (:class:`accel.program.DeadlockError`). PIM streams equal word for word
-apart from their channel (and row) fields have equal schedules and run once.
+apart from their channel (and row, except a CFR's value) fields have equal schedules and run once.
 
 Semantics, equal to the per-cycle system model (:mod:`accel.emulator.system_model`; tests prove them equal):
 
@@ -35,12 +35,14 @@ from typing import Any
 import numpy as np
 
 from accel.config import AttentionConfig, DeviceConfig
+from accel.energy import EVENTS
 from accel.errors import AccelError
 from accel.interfaces.link import copies, transfer_beats
-from accel.interfaces.pim import stream_mac_weights, timing_signature
+from accel.interfaces.pim import stream_mac_work, timing_signature
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
 from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, stream_items
+from accel.progress import progress_bar
 
 from .engine import ChannelEngine
 from .gemm_timing import rtl_gemm_cycles
@@ -160,16 +162,14 @@ class SystemResult:
 
 
 def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
-    """Event counts that depend only on the program's commands, for the energy table: PIM bank activations,
-    precharges, column reads/writes, global-buffer writes, bank MAC columns and MAC lane operations, MAC-register
-    reads, refreshes; vector ops, beats, lane operations, buffer line reads/writes; link transfers, beats and bits;
-    array ops and MACs; SIGNAL/WAIT/MARK commands."""
+    """Event counts that depend only on the program's commands, for the energy table (every name of
+    :data:`accel.energy.EVENTS`): PIM bank activations, precharges, column reads/writes, global-buffer writes and
+    reads, bank MAC columns, MAC lane operations and bit-serial lane terms (following the banks' CFR datatypes),
+    MAC-register reads, refreshes, commands; vector ops, beats, lane slots and lane operations by kind, reciprocals,
+    buffer line reads/writes; link transfers, beats and bits; array ops and MACs; interconnect bits (none until
+    the interconnect is modelled); SIGNAL/WAIT/MARK commands."""
     p = device.pim
-    ev = dict.fromkeys(("pim_act_banks", "pim_pre", "pim_rd_columns", "pim_wr_columns", "pim_wrgb_columns",
-                        "pim_mac_columns", "pim_mac_lane_ops", "pim_rdmac_beats", "pim_ref", "vector_ops",
-                        "vector_beats", "vector_lane_ops", "vector_sram_reads", "vector_sram_writes",
-                        "link_transfers", "link_beats", "link_bits", "array_ops", "array_macs", "sync_signals",
-                        "sync_waits", "sync_marks"), 0)
+    ev = dict.fromkeys(EVENTS, 0)
     seen: dict[bytes, dict[str, int]] = {}
     for s in program.streams:
         fam = s.families
@@ -200,10 +200,13 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             ev["pim_mac_columns"] += mac
             table = np.stack([s.field(Family.PIM, n)[sel] for n in ("op", "all_banks", "bank", "row", "col",
                                                                     "count")], axis=1)
-            ev["pim_mac_lane_ops"] += stream_mac_weights(device.bank, table[op == PimOp.MAC | (op == PimOp.CFR)]
-                                                         .tolist())
+            work = stream_mac_work(device.bank, table[(op == PimOp.MAC) | (op == PimOp.CFR)].tolist())
+            ev["pim_gb_read_columns"] += work.gb_columns
+            ev["pim_mac_lane_ops"] += work.weights
+            ev["pim_mac_terms"] += work.terms
             ev["pim_rdmac_beats"] += int(np.where(ab == 1, p.banks, cnt)[op == PimOp.RDMAC].sum())
             ev["pim_ref"] += int((op == PimOp.REF).sum())
+            ev["pim_commands"] += int(cnt.sum())
             seen[key] = {k: ev[k] - before[k] for k in ev}
         elif s.kind == "vector":
             for w, n in _unique_counts(s, Family.VECTOR):
@@ -212,6 +215,11 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 ev["vector_ops"] += n * e.ops
                 ev["vector_beats"] += n * e.beats
                 ev["vector_lane_ops"] += n * e.lane_ops
+                ev["vector_add_ops"] += n * e.add_ops
+                ev["vector_mul_ops"] += n * e.mul_ops
+                ev["vector_exp_ops"] += n * e.exp_ops
+                ev["vector_act_ops"] += n * e.act_ops
+                ev["vector_recips"] += n * e.recips
                 ev["vector_sram_reads"] += n * e.sram_reads
                 ev["vector_sram_writes"] += n * e.sram_writes
         elif s.kind == "link":
@@ -380,15 +388,21 @@ class SystemEngine:
     device:
         The device description.
     dedup:
-        Run PIM streams that are equal apart from their channel and row fields once (their schedules are equal).
+        Run PIM streams that are equal apart from their channel and row fields (a CFR's row, its value, counts) once
+        (their schedules are equal).
     periodic:
         Let the channel engine jump over repeated command blocks (:meth:`ChannelEngine.run_table`).
+    progress:
+        Progress bar over the commands run (:func:`accel.progress.progress_bar`: None shows it on a terminal after a
+        second).
     """
 
-    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True) -> None:
+    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True,
+                 progress: bool | None = None) -> None:
         self.device = device
         self.dedup = dedup
         self.periodic = periodic
+        self.progress = progress
 
     def _runner(self, program: Program, i: int) -> _Runner:
         dev = self.device
@@ -435,35 +449,37 @@ class SystemEngine:
         blocked: dict[int, tuple[int, int, int]] = {}
         todo = deque(runners)
         S = clocks.sync
-        while todo:
-            i = todo.popleft()
-            r = runners[i]
-            items = r.items
-            while r.at < len(items):
-                kind, a, b, c = items[r.at]
-                if kind == RUN:
-                    r.run(a, b)
-                elif kind == WAIT:
-                    key = (rep[a], b, c)
-                    v = events.get(key)
-                    if v is None:
-                        waiting.setdefault(key, []).append(i)
-                        blocked[i] = (a, b, c)
-                        break
-                    met = -(-(v + S) // r.P)
-                    r.offer = max(r.offer, met)
-                    r.frontier = max(r.frontier, met)
-                elif kind == SIGNAL:
-                    key = (i, a, b)
-                    events[key] = r.frontier * r.P
-                    for j in waiting.pop(key, ()):
-                        del blocked[j]
-                        todo.append(j)
-                else:  # MARK
-                    r.mark(a)
-                r.at += 1
-            else:
-                r.close_mark()
+        with progress_bar(sum(len(r.s.words) for r in runners.values()), "system engine", "cmd", self.progress) as bar:
+            while todo:
+                i = todo.popleft()
+                r = runners[i]
+                items = r.items
+                while r.at < len(items):
+                    kind, a, b, c = items[r.at]
+                    if kind == RUN:
+                        r.run(a, b)
+                        bar.update(b - a)
+                    elif kind == WAIT:
+                        key = (rep[a], b, c)
+                        v = events.get(key)
+                        if v is None:
+                            waiting.setdefault(key, []).append(i)
+                            blocked[i] = (a, b, c)
+                            break
+                        met = -(-(v + S) // r.P)
+                        r.offer = max(r.offer, met)
+                        r.frontier = max(r.frontier, met)
+                    elif kind == SIGNAL:
+                        key = (i, a, b)
+                        events[key] = r.frontier * r.P
+                        for j in waiting.pop(key, ()):
+                            del blocked[j]
+                            todo.append(j)
+                    else:  # MARK
+                        r.mark(a)
+                    r.at += 1
+                else:
+                    r.close_mark()
         if blocked:
             raise deadlock_message(program.names, {j: blocked[rep[j]] for j in range(len(rep)) if rep[j] in blocked})
         results = {i: r.result() for i, r in runners.items()}
@@ -474,12 +490,13 @@ class SystemEngine:
                             static_events(program, dev))
 
 
-def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine") -> SystemResult:
+def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine",
+                progress: bool | None = None) -> SystemResult:
     """Run a program on ``device`` (default: the program's own) in the system engine (``model="engine"``) or the
-    per-cycle system model (``"cycle"``)."""
+    per-cycle system model (``"cycle"``); ``progress`` as :func:`accel.progress.progress_bar`'s ``show``."""
     dev = device or program.resolve_device()
     if model == "cycle":
         from .system_model import SystemModel
 
-        return SystemModel(dev).run(program)
-    return SystemEngine(dev).run(program)
+        return SystemModel(dev, progress=progress).run(program)
+    return SystemEngine(dev, progress=progress).run(program)

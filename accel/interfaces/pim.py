@@ -62,7 +62,7 @@ __all__ = [
     "illegal_message", "Source", "Row", "ChannelRules", "compile_rules", "acc_bits", "format_pace", "rdata_bits",
     "pack_words", "unpack_words", "column_bytes", "column_word", "column_fields", "pack_fields", "beat_of",
     "entry_index", "unpack_entry", "unpack_entries", "pack_entries", "entry_datatype", "granule_layout", "mac_weights",
-    "stream_mac_weights", "timing_signature",
+    "MacWork", "stream_mac_work", "timing_signature",
 ]
 
 #: Width of one lane's MAC register as RDMAC reads it (bits, two's complement); bit-parallel lanes accumulate in it,
@@ -775,19 +775,45 @@ def mac_weights(unit: BankUnit, fmt: int, col: int, count: int) -> int:
     return max(0, col + count - max(col, meta)) * unit.weights_per_column(fmt)
 
 
-def stream_mac_weights(unit: BankUnit, table: Iterable[Sequence[int]]) -> int:
-    """Weights a channel's MAC units multiply over a command stream (rows ``op, all_banks, bank, row, col,
-    count``), the banks' formats following the stream's CFRs (:func:`mac_weights`)."""
+@dataclass(frozen=True)
+class MacWork:
+    """What a channel's MAC units do over a command stream (:func:`stream_mac_work`), for the energy table.
+
+    Members
+    -------
+    weights:
+        Weights multiplied (:func:`mac_weights`, summed over the banks).
+    terms:
+        Bit-serial lane cycles: every weight of a column of format ``f`` takes ``format_terms(f)`` terms, the pace
+        its unit runs at whatever the group's datatype (0 for int8 lanes).
+    gb_columns:
+        Global-buffer columns read: ``gb_columns_per_mac`` per MAC column, once for all the banks it is broadcast
+        to (the most of their formats).
+    """
+
+    weights: int
+    terms: int
+    gb_columns: int
+
+
+def stream_mac_work(unit: BankUnit, table: Iterable[Sequence[int]]) -> MacWork:
+    """The MAC units' work over a command stream (rows ``op, all_banks, bank, row, col, count``), the banks' formats
+    following the stream's CFRs."""
     fmt = [unit.reset_format] * unit.pim.banks
-    total = 0
+    weights = terms = gb = 0
+    serial = unit.bitserial is not None
     for op, ab, bank, row, col, count in table:
         banks = range(unit.pim.banks) if ab else (bank,)
         if op == PimOp.MAC:
-            total += sum(mac_weights(unit, fmt[b], col, max(1, count)) for b in banks)
+            for b in banks:
+                w = mac_weights(unit, fmt[b], col, max(1, count))
+                weights += w
+                terms += w * unit.format_terms(fmt[b]) if serial else 0
+            gb += max(1, count) * max(unit.gb_columns_per_mac(fmt[b]) for b in banks)
         elif op == PimOp.CFR and col == CFR_FORMAT:
             for b in banks:
                 fmt[b] = row
-    return total
+    return MacWork(weights, terms, gb)
 
 
 def timing_signature(words: np.ndarray) -> np.ndarray:
