@@ -13,7 +13,7 @@ Figures: for each preset and weight datatype, the timing-only engine's cycles, t
 (every MAC column, metadata columns included), the bytes written into the global buffers, and the bank-bandwidth
 bound: the weights' bytes (``DeviceConfig.read_bytes_per_weight``) read at one column per ``nCCD_AB`` in every bank
 (``PimConfig.internal_bandwidth_bytes_per_cycle``). Energy comes from the device's energy table (``accel.energy``,
-the presets' ``energy:`` sections) when the installed accel has one; otherwise the column shows "—".
+the presets' ``energy:`` sections) over the system engine's event counts of the GEMV's commands.
 ``--write-docs docs/pim.md`` replaces the tables between ``<!-- pim_gemv: NAME -->`` and ``<!-- /pim_gemv -->``.
 
     python benchmarks/pim_gemv.py [--repeat 5] [--size 4096] [--no-functional]
@@ -31,8 +31,11 @@ import numpy as np
 
 from accel.config import DeviceConfig, load_preset
 from accel.emulator.engine import DeviceEngine, PimProgram
+from accel.emulator.system import static_events
+from accel.energy import energy
 from accel.isa import PimOp, decode
 from accel.mapping.gemv import gemv_plan, golden_gemv
+from accel.program import Program, Stream
 
 REFERENCE = 170_000.0
 #: The weights of the figures: name -> the datatypes its groups draw from (uniformly, seeded).
@@ -100,16 +103,9 @@ def speed(args: argparse.Namespace) -> dict:
     return out
 
 
-def _energy_j(dev: DeviceConfig, plan, cycles: int) -> float | None:
+def _energy_j(dev: DeviceConfig, plan, cycles: int) -> float:
     """The run's energy (J): the system engine's event counts of the plan's streams through the device's energy
-    table (``accel.energy``); None while this accel has no energy table."""
-    try:
-        from accel.energy import energy
-    except ImportError:
-        return None
-    from accel.emulator.system import static_events
-    from accel.program import Program, Stream
-
+    table (``accel.energy``)."""
     words = np.array([w for w, _ in plan.program], dtype=np.uint64)
     chans = np.array([decode(int(w)).fields["channel"] for w in words])
     streams = [Stream(f"pim{c}", words[chans == c]) for c in sorted(set(chans.tolist()))]
@@ -136,7 +132,7 @@ def gemv_figure(dev: DeviceConfig, weights: tuple[str, ...], n: int, layout: str
             "gb_bytes_written": wrgb * p.column_bytes, "commands": st.commands,
             "dram_bits_per_weight": 8 * max(dev.bytes_per_weight(d) for d in weights),
             "rows_per_bank": plan.rows_used, "bound_cycles": bound, "of_bound": bound / st.cycles,
-            "energy_uj": None if e is None else e * 1e6}
+            "energy_uj": e * 1e6}
 
 
 def figures(n: int) -> dict:
@@ -162,11 +158,10 @@ def markdown(res: dict) -> dict[str, str]:
     lines = []
     for preset, rows in res["gemv"].items():
         for w, r in rows.items():
-            e = "—" if r["energy_uj"] is None else f"{r['energy_uj']:.1f}"
             lines.append([preset, w, f"{r['dram_bits_per_weight']:.3f}", r["rows_per_bank"], r["cycles"],
                           f"{r['time_us']:.2f}", f"{r['mac_bytes_read'] / 2**20:.2f}",
                           f"{r['gb_bytes_written'] / 2**10:.0f}", f"{r['bound_cycles']:.0f}",
-                          f"{100 * r['of_bound']:.1f}%", e])
+                          f"{100 * r['of_bound']:.1f}%", f"{r['energy_uj']:.1f}"])
     gemv = _table(["preset", "weights", "DRAM bits / weight", "rows per bank", "cycles", "time (us)",
                    "MAC bytes read (MiB)", "GB bytes written (KiB)", "bank-bandwidth bound (cycles)", "of bound",
                    "energy (uJ)"], lines)
