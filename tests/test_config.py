@@ -100,8 +100,8 @@ def test_int8_lanes_read_packed_int8_columns():
 @pytest.mark.parametrize("change,message", [
     (dict(mac_lanes=6), r"^pim\.mac_lanes = 6: must be a power-of-two multiple of bitserial\.lanes \(2\)"),
     (dict(column_bits=8), r"^bitserial\.lanes = 2: a 8-bit column must hold whole beats of 2 8-bit codes"),
-    (dict(row_bytes=16), r"^pim\.row_bytes = 16: a row of 8 columns cannot hold one granule of 8 columns of "
-                         r"4-bit weights plus its metadata"),
+    (dict(row_bytes=8), r"^pim\.row_bytes = 8: a row of 4 columns cannot hold one granule of 4 columns of "
+                        r"4-bit weights plus its metadata"),
 ])
 def test_bank_unit_rejects_what_cannot_be_built(change, message):
     dev = load_preset("fpga-tiny")

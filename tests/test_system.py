@@ -122,11 +122,11 @@ def test_signal_waits_for_read_data_and_sync_latency():
 
 
 def test_cfr_formats_are_part_of_the_schedule():
-    """A CFR's row is the bank's column format, which paces bit-serial MACs (fpga-tiny: an 8-bit column takes 4
+    """A CFR's row is the bank's column format, which paces bit-serial MACs (fpga-small: an 8-bit column takes 4
     cycles, a 4-bit one 2): channel streams that differ only there are not deduplicated, and blocks that differ only
     there are not jumped as repetitions (both models agree, with and without dedup and block jumps)."""
-    tiny = load_preset("fpga-tiny")
-    dev = replace(tiny, pim=replace(tiny.pim, channels=2))
+    small = load_preset("fpga-small")
+    dev = replace(small, pim=replace(small.pim, channels=2))
     b = ProgramBuilder(dev.name)
     for c, fmts in enumerate([[8] * 12, [4] * 6 + [8] * 6]):
         s = b.stream(f"pim{c}")
