@@ -23,7 +23,7 @@ from .errors import ConfigError
 
 __all__ = [
     "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "GemmConfig",
-    "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "Clocks",
+    "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "InterconnectConfig", "Clocks",
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
@@ -263,6 +263,26 @@ class PimConfig:
     def slot_bits(self) -> int:
         """Bits of a column that feed one MAC lane (the lane's weight or activation sits in the low bits)."""
         return self.column_bits // self.mac_lanes
+
+    @property
+    def column_bytes(self) -> int:
+        """Bytes moved by one column access."""
+        return self.column_bits // 8
+
+    def weights_per_column(self, code_bits: float) -> int:
+        """Weights of ``code_bits`` bits that one DRAM column holds: the one place the mapper, the capacity check and
+        the report read it from.
+
+        Today every MAC lane owns one slot of a column (``slot_bits``) and a weight code sits in its low bits, so a
+        column holds ``mac_lanes`` weights whatever their width; packing weights at their width (a w-bit weight in w
+        bits) redefines this method and everything that reads it follows.
+        """
+        return self.mac_lanes
+
+    def bytes_per_weight(self, code_bits: float) -> float:
+        """DRAM bytes one weight of ``code_bits`` bits occupies (a column's bytes over :meth:`weights_per_column`;
+        group metadata not included)."""
+        return self.column_bytes / self.weights_per_column(code_bits)
 
     @property
     def gb_columns(self) -> int:
@@ -513,6 +533,48 @@ class LinkConfig:
         return self.width_bits / 8 * self.clock_mhz * 1e6
 
 
+@dataclass(frozen=True)
+class InterconnectConfig:
+    """The interconnect joining identical devices of a system (``accel map --devices N``): each device has one port
+    (the ``dK.net`` stream of a program) that sends transfers to the other devices in program order.
+
+    A transfer of ``b`` bits occupies the sending port for ``ceil(b / width_bits)`` cycles and arrives ``latency``
+    cycles after its last beat left (the same closed form as the link's, :mod:`accel.interfaces.link`).
+
+    Parameters
+    ----------
+    width_bits:
+        Bits a port sends per cycle (one direction).
+    clock_mhz:
+        Clock of the port (MHz).
+    latency:
+        Cycles (of the port's clock) from a beat leaving to its arrival at the other device (ports, wire, switch).
+    energy_pj_per_bit:
+        Energy of moving one bit between devices (pJ).
+    """
+
+    width_bits: int
+    clock_mhz: float
+    latency: int
+    energy_pj_per_bit: float
+
+    def __post_init__(self) -> None:
+        _int_range("width_bits", self.width_bits, 1, 1 << 16)
+        _require(self.clock_mhz > 0, "clock_mhz", self.clock_mhz, "must be positive (MHz)")
+        _int_range("latency", self.latency, 0, 1 << 20)
+        _require(self.energy_pj_per_bit >= 0, "energy_pj_per_bit", self.energy_pj_per_bit,
+                 "must not be negative (pJ)")
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.width_bits / 8 * self.clock_mhz * 1e6
+
+    @property
+    def link(self) -> LinkConfig:
+        """The port as a point-to-point :class:`LinkConfig` (no broadcast), for the link's closed form and model."""
+        return LinkConfig(self.width_bits, self.clock_mhz, self.latency, self.energy_pj_per_bit, False)
+
+
 def _exact(value: float) -> Fraction:
     """A config number as the exact decimal it was written as (``83.333`` is 83333/1000, not the nearest double)."""
     return Fraction(repr(float(value)))
@@ -527,8 +589,9 @@ class Clocks:
     -------
     tick_ns:
         Length of a tick (ns, exact).
-    pim, vector, link, array:
-        Ticks per cycle of each unit (``array`` is 0 when the device has no attention array).
+    pim, vector, link, array, net:
+        Ticks per cycle of each unit (``array`` is 0 when the device has no attention array; ``net`` is the
+        interconnect port's).
     sync:
         The device's sync latency in ticks.
     """
@@ -539,16 +602,17 @@ class Clocks:
     link: int
     array: int
     sync: int
+    net: int
 
     def of(self, kind: str) -> int:
-        """Ticks per cycle of a unit kind (``pim``, ``vector``, ``link``, ``array``)."""
+        """Ticks per cycle of a unit kind (``pim``, ``vector``, ``link``, ``array``, ``net``)."""
         return getattr(self, kind)
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """A whole device: PIM channels, the bit-serial unit they use, an attention array, a vector unit and the link
-    between them.
+    """A whole device: PIM channels, the bit-serial unit they use, an attention array, a vector unit, the link
+    between them, and the interconnect that joins several such devices.
 
     ``sync_latency``: cycles of the device (PIM) clock from an event becoming visible (a SIGNAL) to the first cycle
     a waiting stream may offer its next command (a WAIT).
@@ -561,6 +625,7 @@ class DeviceConfig:
     attention: Union[AttentionConfig, None]
     vector: VectorConfig
     link: LinkConfig
+    interconnect: InterconnectConfig
     sync_latency: int
 
     def __post_init__(self) -> None:
@@ -572,13 +637,20 @@ class DeviceConfig:
     def clocks(self) -> Clocks:
         """The units' clocks in ticks of a common base (see :class:`Clocks`)."""
         periods = {"pim": _exact(self.pim.timing.tck_ns), "vector": 1000 / _exact(self.vector.clock_mhz),
-                   "link": 1000 / _exact(self.link.clock_mhz)}
+                   "link": 1000 / _exact(self.link.clock_mhz), "net": 1000 / _exact(self.interconnect.clock_mhz)}
         if self.attention is not None:
             periods["array"] = 1000 / _exact(self.attention.clock_mhz)
         den = math.lcm(*(p.denominator for p in periods.values()))
         tick = Fraction(math.gcd(*(p.numerator * (den // p.denominator) for p in periods.values())), den)
         n = {k: int(p / tick) for k, p in periods.items()}
-        return Clocks(tick, n["pim"], n["vector"], n["link"], n.get("array", 0), self.sync_latency * n["pim"])
+        return Clocks(tick, n["pim"], n["vector"], n["link"], n.get("array", 0), self.sync_latency * n["pim"],
+                      n["net"])
+
+    @property
+    def mac_register_bytes(self) -> int:
+        """Bytes of one bank's MAC register as RDMAC returns it: every lane's accumulator (``bitserial.acc_bits``
+        each, the width the channel's lanes accumulate in)."""
+        return self.pim.mac_lanes * self.bitserial.acc_bits // 8
 
     @property
     def gemm(self) -> Union[GemmConfig, None]:

@@ -115,6 +115,8 @@ class Endpoint(enum.IntEnum):
     ARRAY = 257
     HOST = 258
     ALL = 259      #: every PIM channel (the global-buffer input broadcast; a destination only)
+    DEVICE = 260   #: device 0 of a multi-device system; device K is ``DEVICE + K`` (``dK``: destinations of the
+    #:                interconnect port's transfers only, ``net`` streams)
 
 
 OPS: dict[Family, type[enum.IntEnum]] = {

@@ -51,9 +51,9 @@ VERSION = 1
 
 #: The command family each unit kind executes (every stream may also hold SYNC commands).
 UNIT_FAMILY: dict[str, Family] = {"pim": Family.PIM, "vector": Family.VECTOR, "array": Family.ATTN,
-                                  "link": Family.LINK}
+                                  "link": Family.LINK, "net": Family.LINK}
 
-_NAME = re.compile(r"(?:d(?P<dev>\d+)\.)?(?P<kind>pim|vector|array|link)(?P<ch>\d+)?")
+_NAME = re.compile(r"(?:d(?P<dev>\d+)\.)?(?P<kind>pim|vector|array|link|net)(?P<ch>\d+)?")
 _HEADERS = ("device", "devices", "meta", "operator", "placement")
 
 
@@ -93,7 +93,7 @@ def parse_stream_name(name: str) -> tuple[int, str, int]:
     m = _NAME.fullmatch(name)
     if m is None or (m["kind"] == "pim") != (m["ch"] is not None):
         raise ProgramError(f"stream name {name!r} is not a unit: names are pim0 .. pimN-1, vector, array, link, "
-                           f"with a dK. prefix for device K of several (d1.pim3)")
+                           f"net (the interconnect port), with a dK. prefix for device K of several (d1.pim3)")
     return int(m["dev"] or 0), m["kind"], int(m["ch"]) if m["ch"] is not None else -1
 
 
@@ -511,9 +511,12 @@ class Program:
 
     def _check_link(self, where: str, s: Stream, device: DeviceConfig) -> None:
         nch = device.pim.channels
-        valid = {int(e) for e in Endpoint}
+        valid = {int(e) for e in Endpoint if e != Endpoint.DEVICE}
         for c, (op, src, dst, nbytes) in self._unique_rows(s, Family.LINK, ("src", "dst", "bytes")):
             if op == LinkOp.NOP:
+                continue
+            if s.kind == "net":
+                self._check_net(f"{where} command {c}", s, src, dst, nbytes)
                 continue
             for k, e in (("src", src), ("dst", dst)):
                 if e not in valid and not e < nch:
@@ -529,6 +532,19 @@ class Program:
                                    f"between two endpoints")
             if nbytes < 1:
                 raise ProgramError(f"{where} command {c}: XFER bytes=0: a transfer moves at least one byte")
+
+    def _check_net(self, where: str, s: Stream, src: int, dst: int, nbytes: int) -> None:
+        """A transfer of a device's interconnect port: from its vector unit to another device of the program."""
+        if src != Endpoint.VECTOR:
+            raise ProgramError(f"{where}: XFER src={endpoint_name(src)}: the interconnect port sends from its "
+                               f"device's vector unit (src=vector)")
+        k = dst - Endpoint.DEVICE
+        if dst < Endpoint.DEVICE or not 0 <= k < self.devices or k == s.device_index:
+            raise ProgramError(f"{where}: XFER dst={endpoint_name(dst)}: the interconnect port of device "
+                               f"{s.device_index} sends to another device of the program (d0 .. d{self.devices - 1}"
+                               f", not d{s.device_index})")
+        if nbytes < 1:
+            raise ProgramError(f"{where}: XFER bytes=0: a transfer moves at least one byte")
 
     def _check_array(self, where: str, s: Stream, device: DeviceConfig) -> None:
         a = device.attention

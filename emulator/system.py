@@ -45,9 +45,12 @@ from .engine import ChannelEngine
 from .gemm_timing import rtl_gemm_cycles
 from .units.attention import attention_cycles
 
-__all__ = ["SystemEngine", "SystemResult", "StreamResult", "array_cycles", "static_events", "run_program"]
+__all__ = ["SystemEngine", "SystemResult", "StreamResult", "array_cycles", "static_events", "run_program",
+           "UNIT_KINDS"]
 
 _DATAFLOW = ("os", "ws", "is")
+#: Unit kinds of a program's streams (``SystemResult.ticks_per_cycle`` has one entry each).
+UNIT_KINDS = ("pim", "vector", "link", "array", "net")
 _PIM_FIELDS = TABLES[Family.PIM].offsets()
 #: The channel and row fields of a PIM word: equal words apart from these have equal schedules.
 _CHANNEL_ROW = np.uint64(sum(((1 << w) - 1) << o for o, w in (_PIM_FIELDS["channel"], _PIM_FIELDS["row"])))
@@ -159,13 +162,13 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
     """Event counts that depend only on the program's commands, for the energy table: PIM bank activations,
     precharges, column reads/writes, global-buffer writes, bank MAC columns and MAC lane operations, MAC-register
     reads, refreshes; vector ops, beats, lane operations, buffer line reads/writes; link transfers, beats and bits;
-    array ops and MACs; SIGNAL/WAIT/MARK commands."""
+    interconnect (``net``) transfers, beats and bits; array ops and MACs; SIGNAL/WAIT/MARK commands."""
     p = device.pim
     ev = dict.fromkeys(("pim_act_banks", "pim_pre", "pim_rd_columns", "pim_wr_columns", "pim_wrgb_columns",
                         "pim_mac_columns", "pim_mac_lane_ops", "pim_rdmac_beats", "pim_ref", "vector_ops",
                         "vector_beats", "vector_lane_ops", "vector_sram_reads", "vector_sram_writes",
-                        "link_transfers", "link_beats", "link_bits", "array_ops", "array_macs", "sync_signals",
-                        "sync_waits", "sync_marks"), 0)
+                        "link_transfers", "link_beats", "link_bits", "net_transfers", "net_beats", "net_bits",
+                        "array_ops", "array_macs", "sync_signals", "sync_waits", "sync_marks"), 0)
     seen: dict[bytes, dict[str, int]] = {}
     for s in program.streams:
         fam = s.families
@@ -207,15 +210,16 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 ev["vector_lane_ops"] += n * e.lane_ops
                 ev["vector_sram_reads"] += n * e.sram_reads
                 ev["vector_sram_writes"] += n * e.sram_writes
-        elif s.kind == "link":
+        elif s.kind in ("link", "net"):
+            cfg = device.link if s.kind == "link" else device.interconnect.link
             for w, n in _unique_counts(s, Family.LINK):
                 f = TABLES[Family.LINK].decode(w)
                 if f["op"] != LinkOp.XFER:
                     continue
                 c = copies(f["dst"], device)
-                ev["link_transfers"] += n
-                ev["link_beats"] += n * transfer_beats(f["bytes"], device.link, c)
-                ev["link_bits"] += n * 8 * f["bytes"] * c
+                ev[f"{s.kind}_transfers"] += n
+                ev[f"{s.kind}_beats"] += n * transfer_beats(f["bytes"], cfg, c)
+                ev[f"{s.kind}_bits"] += n * 8 * f["bytes"] * c
         elif s.kind == "array":
             for w, n in _unique_counts(s, Family.ATTN):
                 f = TABLES[Family.ATTN].decode(w)
@@ -397,6 +401,11 @@ class SystemEngine:
             cost = _cost_per_command(s, Family.LINK, lambda f: transfer_beats(
                 f["bytes"], dev.link, copies(f["dst"], dev)) if f["op"] == LinkOp.XFER else 1)
             return _SerialRunner(s, items, clocks.link, "link", cost, dev.link.latency)
+        if s.kind == "net":
+            net = dev.interconnect.link
+            cost = _cost_per_command(s, Family.LINK, lambda f: transfer_beats(f["bytes"], net)
+                                     if f["op"] == LinkOp.XFER else 1)
+            return _SerialRunner(s, items, clocks.net, "net", cost, net.latency)
         cost = _cost_per_command(s, Family.ATTN, lambda f: array_cycles(
             f["op"], f["m"], f["k"], f["n"], f["dataflow"], f["count"], dev.attention))
         return _SerialRunner(s, items, clocks.array, "array", cost, 0)
@@ -464,8 +473,7 @@ class SystemEngine:
         streams = {s.name: replace(results[rep[j]], name=s.name) for j, s in enumerate(program.streams)}
         ticks = max([r.end * clocks.of(r.kind) for r in streams.values()], default=0)
         return SystemResult(dev.name, -(-ticks // clocks.pim), ticks, float(clocks.tick_ns), streams,
-                            {k: clocks.of(k) for k in ("pim", "vector", "link", "array")},
-                            static_events(program, dev))
+                            {k: clocks.of(k) for k in UNIT_KINDS}, static_events(program, dev))
 
 
 def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine") -> SystemResult:

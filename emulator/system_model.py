@@ -24,6 +24,7 @@ deadlocks (:class:`~accel.program.DeadlockError`, the same message as the engine
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from accel.config import DeviceConfig
@@ -31,7 +32,7 @@ from accel.errors import AccelError
 from accel.isa import TABLES, AttnOp, Family, PimOp, SyncOp
 from accel.program import Program, deadlock_message
 
-from .system import StreamResult, SystemResult, array_cycles, static_events
+from .system import UNIT_KINDS, StreamResult, SystemResult, array_cycles, static_events
 from .units.link import Link
 from .units.pim import CFR_DTYPE, PimChannel
 from .units.vector import VectorUnit
@@ -92,7 +93,8 @@ class _Sequencer:
         self.words = s.words.tolist()
         self.fam = [(w >> _FAM_OFF) & ((1 << _FAM_W) - 1) for w in self.words]
         self.data = s.data
-        self.own = {"pim": Family.PIM, "vector": Family.VECTOR, "link": Family.LINK, "array": Family.ATTN}[s.kind]
+        self.own = {"pim": Family.PIM, "vector": Family.VECTOR, "link": Family.LINK, "net": Family.LINK,
+                    "array": Family.ATTN}[s.kind]
         self.pos = 0
         self.cycle = 0
         self.cmds: list[_Cmd] = []
@@ -115,8 +117,8 @@ class _Sequencer:
             self.wdata: deque[int] = deque()
         elif s.kind == "vector":
             self.unit = VectorUnit(dev.vector)
-        elif s.kind == "link":
-            self.unit = Link(dev)
+        elif s.kind in ("link", "net"):   # the interconnect port is a link with the interconnect's figures
+            self.unit = Link(dev if s.kind == "link" else replace(dev, link=dev.interconnect.link))
             self.arrivals: deque[_Cmd] = deque()
         else:
             self.unit = _ArrayOccupancy(dev)
@@ -193,11 +195,11 @@ class _Sequencer:
                 cmd.start = c
                 self.cmds.append(cmd)
                 self.pos += 1
-                if self.kind == "link":
+                if self.kind in ("link", "net"):
                     self.arrivals.append(cmd)
                 else:
                     self.current = cmd
-            if self.kind == "link":
+            if self.kind in ("link", "net"):
                 self.busy += outs["send"]
                 if outs["arrive"]:
                     self.arrivals.popleft().end = c + 1
@@ -322,5 +324,4 @@ class SystemModel:
         streams = {q.name: q.result() for q in seqs}
         ticks = max([s.end * clocks.of(s.kind) for s in streams.values()], default=0)
         return SystemResult(dev.name, -(-ticks // clocks.pim), ticks, float(clocks.tick_ns), streams,
-                            {k: clocks.of(k) for k in ("pim", "vector", "link", "array")},
-                            static_events(program, dev))
+                            {k: clocks.of(k) for k in UNIT_KINDS}, static_events(program, dev))

@@ -8,7 +8,7 @@ of both ends. Layers, lowest first:
 0. ground: ``accel/`` config, isa, program, numerics, errors, interfaces, traces (the trace parsers), presets;
 1. ``rtl/`` and ``emulator/``, side by side, never each other;
 2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/report.py``,
-   ``accel/toolchain.py``;
+   ``accel/toolchain.py``, the GPU kernels and roofline ``accel/gpu/`` (the mapper's fallback reads its roofline);
 3. the CLI: ``accel/cli.py``, ``accel/commands/``.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUND = {"config", "isa", "program", "numerics", "errors", "interfaces", "traces", "presets"}
-LAYER_NAMES = {0: "ground", 1: "rtl/ and emulator/", 2: "mapping/, fpga/, equivalence harness, report",
+LAYER_NAMES = {0: "ground", 1: "rtl/ and emulator/", 2: "mapping/, fpga/, equivalence harness, report, gpu",
                3: "the CLI"}
 #: (importer, imported) edges allowed for now, each with the change that removes it.
 KNOWN = {
@@ -59,7 +59,7 @@ def layer(module: str) -> int | None:
         return 0
     if sub in ("rtl", "emulator"):
         return 1
-    if sub in ("mapping", "fpga", "equivalence", "report", "toolchain"):
+    if sub in ("mapping", "fpga", "equivalence", "report", "toolchain", "gpu"):
         return 2
     if sub in ("cli", "commands"):
         return 3

@@ -81,7 +81,8 @@ def test_builder_and_items():
     ("stream vector\nADD length=4 length=5\n", r"^p:2: field 'length' is given twice$"),
     ("stream vector\nADD length=99999\n", r"^p:2: VECTOR\.ADD field length = 99999: must be between 0 and 16383"),
     ("stream link\nXFER src=pim0 dst=gpu bytes=4\n", r"^p:2: link endpoint 'gpu' does not exist; endpoints are pim0 "
-                                                     r"\.\. pim255, vector, array, host, all$"),
+                                                     r"\.\. pim255, vector, array, host, all, d0 \.\. d251 "
+                                                     r"\(devices, for the interconnect\)$"),
     ("stream pim0\nWRGB count=2 data=0x1\n", r"^p:2: WRGB of 2 column\(s\) needs 2 data words, got 1$"),
     ("stream pim0\nACT row=1 data=0x1\n", r"^p:2: only WR and WRGB carry data words$"),
     ("stream pim0\ndevice fpga-tiny\n", r"^p:2: 'device' belongs before the first 'stream' line$"),
