@@ -14,7 +14,8 @@
 
 In ``rows``/``ksplit`` a weight column holds ``mac_lanes`` consecutive weights of one output row (lane ``i`` gets
 ``k = j * mac_lanes + i``); zero padding fills K up to whole columns and M up to whole blocks. With bit-serial lanes
-the weights are codes and every group of ``group_size`` weights carries its own datatype and scale, written to the
+the weights are codes and every group of ``group_size`` weights (the last one may be shorter: GPT-2's K = 1600 is
+12.5 groups of 128) carries its own datatype and scale, written to the
 bank's CFR registers before the group's MACs (one all-bank CFR when all banks agree). Results are bit-exact against
 :func:`accel.numerics.bitserial_dot` (and the int8 dot product for int8 lanes).
 
@@ -149,8 +150,6 @@ def _plan(device: DeviceConfig, m: int, k: int, w: np.ndarray | None, x: np.ndar
     if bs is not None:
         if dtypes is None or scales is None:
             raise AccelError("bit-serial lanes need dtypes and scales (M x K/group_size) for the weight codes")
-        if k % bs.group_size:
-            raise AccelError(f"K = {k} must be a multiple of group_size ({bs.group_size}) for bit-serial lanes")
         if bs.group_size % p.mac_lanes:
             raise AccelError(f"group_size {bs.group_size} must be a multiple of mac_lanes ({p.mac_lanes})")
     lanes = layout == "lanes"
