@@ -646,6 +646,22 @@ class DeviceConfig:
         return Clocks(tick, n["pim"], n["vector"], n["link"], n.get("array", 0), self.sync_latency * n["pim"],
                       n["net"])
 
+    def mac_column_cycles(self, datatype: str) -> int:
+        """Cycles between all-bank MAC columns for weights of ``datatype`` when nothing else intervenes: the all-bank
+        MAC pacing ``nCCD_AB``, or on bit-serial lanes the datatype's signed terms if more (the MAC_BUSY rule: one
+        term per weight per cycle). The pace behind :meth:`pim_peak_macs_per_s`."""
+        if self.pim.lane != "bitserial":
+            return self.pim.timing.nCCD_AB
+        from .numerics import DATATYPES
+
+        return max(self.pim.timing.nCCD_AB, DATATYPES[datatype].terms)
+
+    def pim_peak_macs_per_s(self, datatype: str) -> float:
+        """MACs per second of all banks of all channels for weights of ``datatype``: every bank's lanes on one
+        column per :meth:`mac_column_cycles` (the PIM roofline's compute ceiling)."""
+        p = self.pim
+        return p.channels * p.banks * p.mac_lanes / self.mac_column_cycles(datatype) * p.timing.clock_mhz * 1e6
+
     @property
     def mac_register_bytes(self) -> int:
         """Bytes of one bank's MAC register as RDMAC returns it: every lane's accumulator (``bitserial.acc_bits``

@@ -47,9 +47,10 @@ LAYOUTS = ("rows", "ksplit", "lanes")
 class GemvPlan:
     """A GEMV program for a device: command words with data, DRAM preloads, and how to read the results back.
 
-    ``readout[ch]`` lists, per RDMAC beat of channel ``ch`` in order, ``(lane_rows, bank)``: the output row each lane
-    of that bank adds to (-1: padding). ``rows_used`` is the number of DRAM rows (per bank) the matrix occupies from
-    ``row0`` on in every channel it uses.
+    ``readout[ch]`` lists, per RDMAC beat of channel ``ch`` in order, ``(lane_rows, bank, input)``: the output row
+    each lane of that bank adds to (-1: padding) and the input vector it belongs to. ``rows_used`` is the number of
+    DRAM rows (per bank) the matrix occupies from ``row0`` on in every channel it uses. ``inputs`` is the number of
+    input vectors (``Y = X W^T`` for ``X`` of ``inputs`` rows).
     """
 
     device: DeviceConfig
@@ -58,37 +59,41 @@ class GemvPlan:
     layout: str
     program: list[tuple[int, Any]] = field(default_factory=list)
     preload: list[tuple[int, int, int, np.ndarray]] = field(default_factory=list)  # channel, bank, row, slots
-    readout: list[list[tuple[tuple[int, ...], int]]] = field(default_factory=list)
+    readout: list[list[tuple[tuple[int, ...], int, int]]] = field(default_factory=list)
     rows_used: int = 0
+    inputs: int = 1
 
     def results(self, reads: Sequence[Sequence[tuple[int, int]]]) -> np.ndarray:
-        """Host side: per-channel read beats (RDMAC words in order) -> ``y`` (int64, wrapped to 32 bits)."""
+        """Host side: per-channel read beats (RDMAC words in order) -> ``y`` (int64, wrapped to 32 bits; ``inputs x
+        M`` for several input vectors)."""
         p = self.device.pim
-        y = np.zeros(self.m, dtype=np.int64)
+        y = np.zeros((self.inputs, self.m), dtype=np.int64)
         for ch, beats in enumerate(reads):
             expect = self.readout[ch]
             if len(beats) != len(expect):
                 raise AccelError(f"channel {ch} returned {len(beats)} MAC registers, the plan expects {len(expect)}")
-            for (_, word), (lane_rows, _) in zip(beats, expect):
+            for (_, word), (lane_rows, _, i) in zip(beats, expect):
                 lanes = unpack_slots(word, p.mac_lanes, ACC_BITS)
                 lanes = lanes - ((lanes >> (ACC_BITS - 1)) << ACC_BITS)
                 for row, v in zip(lane_rows, lanes.tolist()):
                     if row >= 0:
-                        y[row] += v
+                        y[i, row] += v
         y &= (1 << ACC_BITS) - 1
-        return y - ((y >> (ACC_BITS - 1)) << ACC_BITS)
+        y = y - ((y >> (ACC_BITS - 1)) << ACC_BITS)
+        return y[0] if self.inputs == 1 else y
 
 
 def _cmd(plan: GemvPlan, ch: int, op: PimOp, data: Any = None, **f: int) -> None:
     plan.program.append((encode("pim", op, channel=ch, **f), data))
 
 
-def gemv_shape(device: DeviceConfig, m: int, k: int, layout: str) -> tuple[int, int, int]:
-    """``(columns, DRAM rows per block, blocks)`` of one channel's ``m x k`` slice in a layout (columns of one
-    output row's K, or of one block's K in ``lanes``)."""
+def gemv_shape(device: DeviceConfig, m: int, k: int, layout: str, code_bits: float = 8) -> tuple[int, int, int]:
+    """``(columns, DRAM rows per block, blocks)`` of one channel's ``m x k`` slice of ``code_bits``-bit weights in a
+    layout: the columns of one output row's K (``rows``/``ksplit``: :meth:`accel.config.PimConfig.weights_per_column`
+    weights each) or of one block's K (``lanes``: one ``k`` per column)."""
     p = device.pim
     outs = p.banks * p.mac_lanes if layout == "lanes" else p.banks
-    ncols = k if layout == "lanes" else -(-k // p.mac_lanes)
+    ncols = k if layout == "lanes" else -(-k // p.weights_per_column(code_bits))
     return ncols, -(-ncols // p.columns), -(-m // outs)
 
 
@@ -102,7 +107,8 @@ def gemv_plan(device: DeviceConfig, w: np.ndarray, x: np.ndarray, layout: str = 
     w:
         ``M x K`` int8 weights (``lane="int8"``) or weight codes (``lane="bitserial"``).
     x:
-        ``K`` int8 activations.
+        ``K`` int8 activations, or ``inputs x K`` for several input vectors (each DRAM row activation then serves
+        every input: per input a global-buffer fill, the MACs and a readout of the chunk's partial sums).
     layout:
         ``"rows"``, ``"ksplit"`` or ``"lanes"`` (module docstring).
     dtypes, scales:
@@ -120,24 +126,25 @@ def gemv_plan(device: DeviceConfig, w: np.ndarray, x: np.ndarray, layout: str = 
     w = np.asarray(w)
     x = np.asarray(x)
     m, k = w.shape
-    if x.shape != (k,):
-        raise AccelError(f"x has shape {x.shape}; W is {m} x {k}, so x must have shape ({k},)")
-    return _plan(device, m, k, w if data else None, x if data else None, layout, dtypes, scales, channels, row0,
-                 act_first, zeros=True)
+    if x.shape[-1:] != (k,) or x.ndim not in (1, 2):
+        raise AccelError(f"x has shape {x.shape}; W is {m} x {k}, so x must have shape ({k},) or (inputs, {k})")
+    inputs = 1 if x.ndim == 1 else x.shape[0]
+    return _plan(device, m, k, w if data else None, x.reshape(inputs, k) if data else None, layout, dtypes, scales,
+                 channels, row0, act_first, inputs, zeros=True)
 
 
 def gemv_program(device: DeviceConfig, m: int, k: int, layout: str = "rows", dtypes: np.ndarray | None = None,
                  scales: np.ndarray | None = None, channels: int | None = None, *, row0: int = 0,
-                 act_first: bool = False) -> GemvPlan:
-    """The timing-only plan of an ``m x k`` GEMV from its shape (no operands, no data words, no preloads): the
-    command stream :func:`gemv_plan` builds for any operands with these datatypes and scales. Parameters as
-    :func:`gemv_plan`."""
-    return _plan(device, m, k, None, None, layout, dtypes, scales, channels, row0, act_first, zeros=False)
+                 act_first: bool = False, inputs: int = 1) -> GemvPlan:
+    """The timing-only plan of an ``m x k`` GEMV (``inputs`` input vectors) from its shape (no operands, no data
+    words, no preloads): the command stream :func:`gemv_plan` builds for any operands with these datatypes and
+    scales. Parameters as :func:`gemv_plan`."""
+    return _plan(device, m, k, None, None, layout, dtypes, scales, channels, row0, act_first, inputs, zeros=False)
 
 
 def _plan(device: DeviceConfig, m: int, k: int, w: np.ndarray | None, x: np.ndarray | None, layout: str,
           dtypes: np.ndarray | None, scales: np.ndarray | None, channels: int | None, row0: int, act_first: bool,
-          zeros: bool) -> GemvPlan:
+          inputs: int, zeros: bool) -> GemvPlan:
     p = device.pim
     data = w is not None
     if layout not in LAYOUTS:
@@ -153,11 +160,15 @@ def _plan(device: DeviceConfig, m: int, k: int, w: np.ndarray | None, x: np.ndar
         if bs.group_size % p.mac_lanes:
             raise AccelError(f"group_size {bs.group_size} must be a multiple of mac_lanes ({p.mac_lanes})")
     lanes = layout == "lanes"
+    # a column holds mac_lanes weights, one per lane slot (PimConfig.weights_per_column today: the packed-weights
+    # change redefines both together)
     L, C, G, B = p.mac_lanes, p.columns, p.gb_columns, p.banks
     per = L if not lanes else 1            # K elements per column of one output row
     outs = B * L if lanes else B           # output rows per block
     chunk = min(G, C)  # columns per global-buffer fill (both are powers of two)
-    plan = GemvPlan(device, m, k, layout)
+    if inputs < 1:
+        raise AccelError(f"inputs = {inputs}: a GEMV has at least one input vector")
+    plan = GemvPlan(device, m, k, layout, inputs=inputs)
     plan.readout = [[] for _ in range(p.channels)]
 
     if layout == "ksplit":
@@ -180,11 +191,11 @@ def _plan(device: DeviceConfig, m: int, k: int, w: np.ndarray | None, x: np.ndar
         blocks = -(-len(rows) // outs)
         if lanes and bs is not None:
             _check_lane_groups(rows, outs, L, dtypes, scales)
-        xs = np.zeros(ncols * per, dtype=np.int64)
+        xs = np.zeros((inputs, ncols * per), dtype=np.int64)
         if data:
-            xs[:kk] = x[k0:k1]
+            xs[:, :kk] = x[:, k0:k1]
         acts = xs & 0xFF
-        xcols = np.repeat(acts[:, None], L, axis=1) if lanes else acts.reshape(ncols, L)
+        xcols = np.repeat(acts[:, :, None], L, axis=2) if lanes else acts.reshape(inputs, ncols, L)
         nchunks = -(-ncols // chunk)
         gsize = bs.group_size // per if bs is not None else None  # columns per group
         if data:
@@ -193,47 +204,66 @@ def _plan(device: DeviceConfig, m: int, k: int, w: np.ndarray | None, x: np.ndar
         if (top := row0 + blocks * rows_per_block) > p.rows:
             raise AccelError(f"channel {ch} needs DRAM rows {row0} .. {top - 1} per bank; the device has {p.rows}")
 
-        def fill(j0: int, j1: int) -> None:
-            words = xcols[j0:j1] if data else np.zeros((j1 - j0, L), np.int64) if zeros else None
+        def fill(i: int, j0: int, j1: int) -> None:
+            words = xcols[i, j0:j1] if data else np.zeros((j1 - j0, L), np.int64) if zeros else None
             _cmd(plan, ch, PimOp.WRGB, words, col=0, count=j1 - j0)
 
+        def macs(blk: int, j0: int, j1: int) -> None:
+            # one MAC run per stretch of groups whose datatypes and scales need no CFR write in between
+            j = run0 = j0
+            while j < j1:
+                end = j1 if gsize is None else min(j1, (j // gsize + 1) * gsize)
+                if bs is not None:
+                    cfrs = _group_cfr(cur, rows, blk, outs, L if lanes else 1, B, dtypes, scales,
+                                      (k0 // per + j) // gsize)
+                    if cfrs:
+                        if j > run0:
+                            _cmd(plan, ch, PimOp.MAC, all_banks=1, col=run0 % C, count=j - run0)
+                        run0 = j
+                        for f in cfrs:
+                            _cmd(plan, ch, PimOp.CFR, **f)
+                j = end
+            _cmd(plan, ch, PimOp.MAC, all_banks=1, col=run0 % C, count=j1 - run0)
+
+        def readout(blk: int, i: int) -> None:
+            _cmd(plan, ch, PimOp.RDMAC, all_banks=1)
+            for b in range(B):
+                idx = [blk * outs + b * L + ln if lanes else blk * B + b for ln in range(L)]
+                plan.readout[ch].append((tuple(int(rows[r]) if r < len(rows) else -1 for r in idx), b, i))
+
         cur = {}  # bank -> (dtype, scale) last written
-        one_fill = nchunks == 1   # the whole input fits the global buffer: written once
+        one_fill = nchunks == 1 and inputs == 1   # the whole input fits the global buffer: written once
         if one_fill and not act_first:
-            fill(0, ncols)
+            fill(0, 0, ncols)
         for blk in range(blocks):
-            _cmd(plan, ch, PimOp.CLRMAC, all_banks=1)
+            if inputs == 1:
+                _cmd(plan, ch, PimOp.CLRMAC, all_banks=1)
             for c in range(nchunks):
                 j0, j1 = c * chunk, min(ncols, (c + 1) * chunk)
                 row = row0 + blk * rows_per_block + j0 // C
+                if inputs > 1:
+                    # one activation serves every input: per input a fill, the MACs and a readout of this chunk's
+                    # partial sums (the host adds the chunks)
+                    _cmd(plan, ch, PimOp.ACT, all_banks=1, row=row)
+                    for i in range(inputs):
+                        _cmd(plan, ch, PimOp.CLRMAC, all_banks=1)
+                        fill(i, j0, j1)
+                        macs(blk, j0, j1)
+                        readout(blk, i)
+                    _cmd(plan, ch, PimOp.PRE, all_banks=1)
+                    continue
                 if act_first:
                     _cmd(plan, ch, PimOp.ACT, all_banks=1, row=row)
                     if not one_fill or blk == 0:
-                        fill(j0, j1)
+                        fill(0, j0, j1)
                 else:
                     if not one_fill:
-                        fill(j0, j1)
+                        fill(0, j0, j1)
                     _cmd(plan, ch, PimOp.ACT, all_banks=1, row=row)
-                # one MAC run per stretch of groups whose datatypes and scales need no CFR write in between
-                j = run0 = j0
-                while j < j1:
-                    end = j1 if gsize is None else min(j1, (j // gsize + 1) * gsize)
-                    if bs is not None:
-                        cfrs = _group_cfr(cur, rows, blk, outs, L if lanes else 1, B, dtypes, scales,
-                                          (k0 // per + j) // gsize)
-                        if cfrs:
-                            if j > run0:
-                                _cmd(plan, ch, PimOp.MAC, all_banks=1, col=run0 % C, count=j - run0)
-                            run0 = j
-                            for f in cfrs:
-                                _cmd(plan, ch, PimOp.CFR, **f)
-                    j = end
-                _cmd(plan, ch, PimOp.MAC, all_banks=1, col=run0 % C, count=j1 - run0)
+                macs(blk, j0, j1)
                 _cmd(plan, ch, PimOp.PRE, all_banks=1)
-            _cmd(plan, ch, PimOp.RDMAC, all_banks=1)
-            for b in range(B):
-                idx = [blk * outs + b * L + i if lanes else blk * B + b for i in range(L)]
-                plan.readout[ch].append((tuple(int(rows[i]) if i < len(rows) else -1 for i in idx), b))
+            if inputs == 1:
+                readout(blk, 0)
     return plan
 
 
@@ -316,9 +346,11 @@ def golden_gemv(device: DeviceConfig, w: np.ndarray, x: np.ndarray, dtypes: np.n
 
     p = device.pim
     if p.lane == "int8":
-        y = w.astype(np.int64) @ x.astype(np.int64)
-        return np.array([wrap(int(v), ACC_BITS) for v in y], dtype=np.int64)
+        y = np.asarray(x).astype(np.int64) @ w.astype(np.int64).T
+        return np.vectorize(lambda v: wrap(int(v), ACC_BITS), otypes=[np.int64])(y)
     bs = device.bitserial
+    if np.ndim(x) == 2:
+        return np.stack([golden_gemv(device, w, xi, dtypes, scales) for xi in x])
     out = []
     for r in range(w.shape[0]):
         names = [BITSERIAL_DATATYPES[int(d)] for d in dtypes[r]]

@@ -52,11 +52,14 @@ def test_gemv_bit_exact(preset, layout):
         w, x, dt, sc = _random_gemv(dev, rng, m, k, layout)
         opts = dict(channels=min(dev.pim.channels, int(rng.integers(1, 5))), act_first=bool(rng.integers(2)),
                     row0=int(rng.integers(0, 3)))
+        inputs = int(rng.integers(1, 4))   # several input vectors: each row activation serves all of them
+        if inputs > 1:
+            x = np.stack([x] + [rng.integers(-128, 128, k) for _ in range(inputs - 1)])
         plan = gemv_plan(dev, w, x, layout, dt, sc, **opts)
         y, stats = run_gemv(dev, plan)
         np.testing.assert_array_equal(y, golden_gemv(dev, w, x, dt, sc))
         assert stats.mac_lane_ops > 0 and stats.cycles > 0
-        shape = gemv_program(dev, m, k, layout, dt, sc, **opts)
+        shape = gemv_program(dev, m, k, layout, dt, sc, inputs=inputs, **opts)
         assert [wd for wd, _ in shape.program] == [wd for wd, _ in plan.program]
         assert all(d is None for _, d in shape.program) and not shape.preload
         assert shape.rows_used == max(r for _, _, r, _ in plan.preload) + 1 - opts["row0"]
