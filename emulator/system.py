@@ -42,18 +42,51 @@ from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
 from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, stream_items
 
 from .engine import ChannelEngine
+from .units.pim import CFR_SCALE
 from .gemm_timing import rtl_gemm_cycles
 from .units.attention import attention_cycles
 
 __all__ = ["SystemEngine", "SystemResult", "StreamResult", "array_cycles", "static_events", "run_program",
-           "UNIT_KINDS"]
+           "UNIT_KINDS", "timing_signature"]
 
 _DATAFLOW = ("os", "ws", "is")
 #: Unit kinds of a program's streams (``SystemResult.ticks_per_cycle`` has one entry each).
 UNIT_KINDS = ("pim", "vector", "link", "array", "net")
 _PIM_FIELDS = TABLES[Family.PIM].offsets()
-#: The channel and row fields of a PIM word: equal words apart from these have equal schedules.
+#: The channel and row fields of a PIM word.
 _CHANNEL_ROW = np.uint64(sum(((1 << w) - 1) << o for o, w in (_PIM_FIELDS["channel"], _PIM_FIELDS["row"])))
+_CHANNEL = np.uint64(((1 << _PIM_FIELDS["channel"][1]) - 1) << _PIM_FIELDS["channel"][0])
+_ROW_FIELDS = [_PIM_FIELDS[n] for n in ("op", "all_banks", "bank", "row", "col", "count")]
+_COL = np.uint64(((1 << _PIM_FIELDS["col"][1]) - 1) << _PIM_FIELDS["col"][0])
+
+
+def _pim_field(words: np.ndarray, name: str) -> np.ndarray:
+    off, width = _PIM_FIELDS[name]
+    return ((words >> np.uint64(off)) & np.uint64((1 << width) - 1)).astype(np.int64)
+
+
+def timing_signature(words: np.ndarray, device: DeviceConfig) -> np.ndarray:
+    """Each PIM word without the fields that cannot change any command's timing: two channel streams with equal
+    signatures have equal schedules (the engine runs one of them), and a block of commands that repeats in them
+    repeats in time (the channel engine's block jump).
+
+    Dropped: the channel; an ACT's row (rows are checked against the banks before the run); the value of a CFR
+    other than the datatype register (the datatype sets the bit-serial lanes' pace: it stays) when the value is one
+    the lanes accept; the column of RD/WR/MAC/WRGB when the run's columns lie inside the row (or the global buffer).
+    Commands whose dropped fields would be illegal keep them, so that the engine still issues and refuses them."""
+    p = device.pim
+    fam, op, col, row, cnt = (_pim_field(words, n) for n in ("family", "op", "col", "row", "count"))
+    pim = fam == int(Family.PIM)
+    sig = np.where(pim, words & ~_CHANNEL, words)   # SYNC words stay whole
+    cnt = np.maximum(cnt, 1)
+    act = pim & (op == PimOp.ACT) & (row < p.rows)
+    scale_top = 1 << device.bitserial.scale_bits
+    cfr = pim & (op == PimOp.CFR) & (col == CFR_SCALE) & (row < scale_top)
+    cols = pim & np.isin(op, (PimOp.RD, PimOp.WR, PimOp.MAC)) & (col + cnt <= p.columns)
+    gb = pim & (op == PimOp.WRGB) & (col + cnt <= p.gb_columns)
+    drop_row = np.uint64(((1 << _PIM_FIELDS["row"][1]) - 1) << _PIM_FIELDS["row"][0])
+    sig = np.where(act | cfr, sig & ~drop_row, sig)
+    return np.where(cols | gb, sig & ~_COL, sig)
 
 
 def array_cycles(op: int, m: int, k: int, n: int, dataflow: int, count: int, cfg: AttentionConfig) -> int:
@@ -116,6 +149,8 @@ class SystemResult:
         Unit kind -> ticks per cycle of its clock.
     events:
         Counts for the energy table (module :func:`static_events`).
+    jumped:
+        Epochs the engine applied in closed form (:class:`SystemEngine` ``jump``; 0 for the per-cycle model).
     """
 
     device: str
@@ -125,6 +160,7 @@ class SystemResult:
     streams: dict[str, StreamResult]
     ticks_per_cycle: dict[str, int]
     events: dict[str, int]
+    jumped: int = 0
 
     @property
     def time_ns(self) -> float:
@@ -257,8 +293,13 @@ class _Runner:
         self.marks: list[list[int]] = []   # [id, start or -1, end]
         self.want_start = False
         self.commands = 0
+        self.limit = len(items)  # item index at which the runner pauses (an epoch's end; :class:`_Epochs`)
+        self.log: list[tuple[int, int]] | None = None   # busy intervals of the current epoch, while jumping is on
+        self.next_k: dict[tuple[int, int], int] = {}     # (producer, token) -> k of this stream's next WAIT on it
 
     def add_busy(self, start: int, end: int) -> None:
+        if self.log is not None:
+            self.log.append((start, end))
         lo = max(start, self.covered)
         if end > lo:
             self.busy += end - lo
@@ -289,6 +330,50 @@ class _Runner:
     def run(self, lo: int, hi: int) -> None:
         raise NotImplementedError
 
+    # ---- the epoch jump (:class:`_Epochs`) ---------------------------------------------------------------------------
+    def _base(self) -> int:
+        """The earliest cycle the unit can take its next command (the offer below it does not matter)."""
+        raise NotImplementedError
+
+    def state(self, ref: int) -> tuple:
+        """Everything that decides this stream's future, in ticks relative to ``ref``."""
+        P = self.P
+        open_start = self.marks[-1][1] * P - ref if self.marks and self.marks[-1][1] >= 0 else None
+        return (self.frontier * P - ref, max(self.offer, self._base()) * P - ref, self.covered * P - ref,
+                self.want_start, open_start, self._unit_state(ref))
+
+    def _unit_state(self, ref: int) -> tuple:
+        raise NotImplementedError
+
+    def begin_epoch(self) -> None:
+        self.log = []
+        self.epoch_marks = len(self.marks)
+        self.epoch_commands = self.commands
+
+    def jump(self, reps: int, d: int, ids: list[list[int]], tail: Any) -> None:
+        """Advance by ``reps`` repetitions of the epoch just run, each ``d`` cycles later than the one before:
+        marks (with the ids of the skipped epochs' MARKs), busy intervals, commands and times."""
+        log, self.log = self.log or [], None
+        open_mark, want = list(self.marks[-1]), self.want_start
+        self.close_mark()   # as the next epoch's first MARK would
+        seg = [list(m) for m in self.marks[self.epoch_marks:]]
+        for j in range(1, reps + 1):
+            for m, ident in zip(seg, ids[j - 1]):
+                self.marks.append([ident, m[1] + j * d, m[2] + j * d])
+            for a, b in log:
+                self.add_busy(a + j * d, b + j * d)
+        last = self.marks[-1]   # the last skipped epoch's last mark is still open, as this epoch's was
+        last[1] = open_mark[1] + reps * d if open_mark[1] >= 0 else -1
+        last[2] = 0
+        self.want_start = want
+        self.commands += reps * (self.commands - self.epoch_commands)
+        self.frontier += reps * d
+        self.offer += reps * d
+        self._unit_jump(reps, d, tail)
+
+    def _unit_jump(self, reps: int, d: int, tail: Any) -> None:
+        raise NotImplementedError
+
     def result(self) -> StreamResult:
         return StreamResult(self.s.name, self.kind, self.frontier, self.busy, self.commands,
                             [tuple(m) for m in self.marks], [tuple(i) for i in self.intervals])
@@ -301,10 +386,8 @@ class _PimRunner(_Runner):
         super().__init__(stream, items, ticks)
         p = device.pim
         self.chan = ChannelEngine(p, device.bitserial if p.lane == "bitserial" else None, functional=False)
-        cols = [stream.field(Family.PIM, n) for n in ("op", "all_banks", "bank", "row", "col", "count")]
-        self.table = np.stack(cols, axis=1).tolist()
-        # a command's timing signature for the channel engine's block repetition: the word without channel and row
-        self.sig = (stream.words & ~_CHANNEL_ROW).tolist() if periodic else None
+        # a command's timing signature for the channel engine's block repetition (and the epoch jump)
+        self.sig = timing_signature(stream.words, device)
         self.periodic = periodic
         self.last_issue = -1
 
@@ -314,14 +397,15 @@ class _PimRunner(_Runner):
         if ch.next < self.offer + 1:
             ch.next = self.offer + 1
         before, first = ch.commands, lo
+        table = self.rows(lo, hi)
         try:
             if self.want_start:
-                r = self.table[lo]
+                r = table[0]
                 self.started(ch.issue(r[0], r[1], r[2], r[3], r[4], r[5]).first)
-                lo += 1
-            if lo < hi:
-                ch.run_table(self.table[lo:hi], periodic=self.periodic,
-                             sig=self.sig[lo:hi] if self.periodic else None)
+                table = table[1:]
+            if table:
+                ch.run_table(table, periodic=self.periodic,
+                             sig=self.sig[hi - len(table):hi].tolist() if self.periodic else None)
         except AccelError as e:
             e.args = (f"stream {self.s.name} command {first + ch.commands - before}: {e}",)
             raise
@@ -330,6 +414,34 @@ class _PimRunner(_Runner):
         done = max(ch.next, ch.completion())
         self.frontier = max(self.frontier, done)
         self.add_busy(accept, done)
+
+    def rows(self, lo: int, hi: int) -> list[list[int]]:
+        """Commands ``lo .. hi - 1`` as ``[op, all_banks, bank, row, col, count]`` rows (decoded per run, so that a
+        jumped epoch's are never decoded)."""
+        w = self.s.words[lo:hi]
+        return np.stack([((w >> np.uint64(o)) & np.uint64((1 << n) - 1)).astype(np.int64) for o, n in _ROW_FIELDS],
+                        axis=1).tolist()
+
+    def _base(self) -> int:
+        return self.last_issue
+
+    def _unit_state(self, ref: int) -> tuple:
+        # the channel engine's own relative state (the one its block repetition compares) and where it stands
+        return (self.chan._relative_state(), self.chan.next * self.P - ref)
+
+    def begin_epoch(self) -> None:
+        super().begin_epoch()
+        self.epoch_counters = self.chan._counters()
+
+    def _unit_jump(self, reps: int, d: int, tail: Any) -> None:
+        ch = self.chan
+        ch._shift(d, reps, self.epoch_counters, ch._counters())
+        self.last_issue += reps * d
+        # rows differ between epochs: the open rows are the last skipped epoch's (``tail``: its PIM rows)
+        for op, ab, bank, row in tail:
+            if op == PimOp.ACT:
+                for b in (range(ch.pim.banks) if ab else (bank,)):
+                    ch.row[b] = row
 
 
 class _SerialRunner(_Runner):
@@ -352,6 +464,15 @@ class _SerialRunner(_Runner):
         self.frontier = max(self.frontier, self.free + self.latency)
         self.add_busy(start, self.free)
 
+    def _base(self) -> int:
+        return self.free
+
+    def _unit_state(self, ref: int) -> tuple:
+        return (self.free * self.P - ref,)
+
+    def _unit_jump(self, reps: int, d: int, tail: Any) -> None:
+        self.free += reps * d
+
 
 def _cost_per_command(s: Stream, fam: Family, cost_of) -> np.ndarray:
     """Per-command cost (0 for SYNC words), computed once per distinct word."""
@@ -368,6 +489,108 @@ def _cost_per_command(s: Stream, fam: Family, cost_of) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+class _Epochs:
+    """Epochs of a program and which of them are identical, for the engine's epoch jump.
+
+    An epoch starts at a ``MARK`` of an operator whose ``kind`` is ``"layer"`` in ``Program.operators`` (the mapper
+    puts one at every layer's start and before the epilogue, in every stream). Jumping needs every stream (every
+    representative of equal channel streams) to hold the same boundary marks in the same order. Epoch ``e`` of a
+    stream is its items from boundary ``e`` up to boundary ``e + 1`` (the last: to the stream's end); two epochs are
+    identical when every stream's items are equal in them apart from PIM row fields, MARK ids and the occurrence
+    counts of SIGNAL/WAIT (their tokens and producers equal).
+    """
+
+    def __init__(self, program: Program, runners: dict[int, _Runner], rep: list[int]) -> None:
+        ops = program.operators
+        layer = {k for k, v in ops.items() if isinstance(v, dict) and v.get("kind") == "layer"}
+        self.runners, self.rep, self.program = runners, rep, program
+        self.pos: dict[int, list[int]] = {}
+        seq = None
+        self.ok = bool(layer)
+        for i, r in runners.items():
+            found = [(j, it[1]) for j, it in enumerate(r.items) if it[0] == MARK and it[1] in layer]
+            ids = [d for _, d in found]
+            if seq is None:
+                seq = ids
+            self.ok &= ids == seq
+            self.pos[i] = [j for j, _ in found] + [len(r.items)]
+        self.count = len(seq or [])
+        self.ok &= self.count >= 3
+        self._sig: dict[tuple[int, int], tuple] = {}
+        if self.ok:   # how many WAITs each stream makes on each event: whose waits are still to come
+            self.total_waits = {i: {} for i in runners}
+            for i, r in runners.items():
+                for it in r.items:
+                    if it[0] == WAIT:
+                        key = (rep[it[1]], it[2])
+                        self.total_waits[i][key] = self.total_waits[i].get(key, 0) + 1
+
+    def limit(self, i: int, seg: int) -> int:
+        """Item index at which stream ``i`` pauses after segment ``seg`` (-1: before the first epoch)."""
+        return self.pos[i][seg + 1] if seg + 1 < len(self.pos[i]) else len(self.runners[i].items)
+
+    def signature(self, i: int, e: int) -> tuple:
+        """Epoch ``e`` of stream ``i``: ``(content, active, signals per token, waits per event, commands)``."""
+        key = (i, e)
+        if key not in self._sig:
+            r = self.runners[i]
+            words = r.sig if r.kind == "pim" else r.s.words   # PIM commands compare by their timing signature
+            parts: list[Any] = []
+            sig: dict[int, int] = {}
+            waits: dict[tuple[int, int], int] = {}
+            active = False
+            for kind, a, b, c in r.items[self.pos[i][e]:self.pos[i][e + 1]]:
+                if kind == RUN:
+                    parts.append(words[a:b].tobytes())
+                    active = True
+                elif kind == WAIT:
+                    parts.append((WAIT, self.rep[a], b))
+                    waits[(self.rep[a], b)] = waits.get((self.rep[a], b), 0) + 1
+                    active = True
+                elif kind == SIGNAL:
+                    parts.append((SIGNAL, a))
+                    sig[a] = sig.get(a, 0) + 1
+                    active = True
+                else:
+                    parts.append(MARK)
+            self._sig[key] = (tuple(parts), active, sig, waits)
+        return self._sig[key]
+
+    def same(self, e: int, f: int) -> bool:
+        return all(self.signature(i, e)[0] == self.signature(i, f)[0] for i in self.runners)
+
+    def mark_ids(self, i: int, e: int) -> list[int]:
+        return [it[1] for it in self.runners[i].items[self.pos[i][e]:self.pos[i][e + 1]] if it[0] == MARK]
+
+    def pim_rows(self, i: int, e: int) -> list[tuple[int, int, int, int]]:
+        """``(op, all_banks, bank, row)`` of the PIM commands of epoch ``e`` of stream ``i``."""
+        r = self.runners[i]
+        out = []
+        for kind, a, b, _ in r.items[self.pos[i][e]:self.pos[i][e + 1]]:
+            if kind == RUN:
+                out += [tuple(x[:4]) for x in r.rows(a, b)]
+        return out
+
+    def state(self, seg: int, events: dict, produced: dict) -> tuple[int, tuple]:
+        """The state at the end of segment ``seg``, relative to the latest frontier ``ref`` (ticks): every active
+        stream's :meth:`_Runner.state`, the passive streams' absolutely, and the events still to be waited for."""
+        rs = self.runners
+        ref = max(r.frontier * r.P for r in rs.values())
+        runners = tuple((i, r.state(ref) if self.signature(i, seg)[1] else r.state(0)) for i, r in rs.items())
+        pend = []
+        for key, n in sorted(produced.items()):
+            k0, lags = self.pending_from(key, n)
+            pend.append((key, tuple(events[(*key, k)] - ref for k in range(k0, n)), lags))
+        return ref, (runners, tuple(pend))
+
+    def pending_from(self, key: tuple[int, int], produced: int) -> tuple[int, tuple]:
+        """The first event of ``key`` some stream still waits for, and how far behind each such stream is."""
+        nxt = {i: r.next_k.get(key, 0) for i, r in self.runners.items()
+               if r.next_k.get(key, 0) < self.total_waits[i].get(key, 0)}
+        k0 = min(nxt.values(), default=produced)
+        return k0, tuple(sorted((i, k - k0) for i, k in nxt.items()))
+
+
 class SystemEngine:
     """Runs a :class:`~accel.program.Program` on a device (module docstring).
 
@@ -379,12 +602,20 @@ class SystemEngine:
         Run PIM streams that are equal apart from their channel and row fields once (their schedules are equal).
     periodic:
         Let the channel engine jump over repeated command blocks (:meth:`ChannelEngine.run_table`).
+    jump:
+        Jump over repeated epochs (layers): run the program epoch by epoch (:class:`_Epochs`); when two consecutive
+        epochs are identical and the whole state at the end of the second is the state at the end of the first
+        shifted by one time ``D`` (every stream's times, its unit's relative state, the events still to be waited
+        for), every further identical epoch repeats the same shift (the engine is deterministic and
+        shift-invariant), so they are applied in closed form: marks, busy intervals, commands, event times. A
+        program whose dependencies cross epoch boundaries backwards runs without jumping.
     """
 
-    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True) -> None:
+    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True, jump: bool = True) -> None:
         self.device = device
         self.dedup = dedup
         self.periodic = periodic
+        self.jump = jump
 
     def _runner(self, program: Program, i: int) -> _Runner:
         dev = self.device
@@ -410,19 +641,60 @@ class SystemEngine:
             f["op"], f["m"], f["k"], f["n"], f["dataflow"], f["count"], dev.attention))
         return _SerialRunner(s, items, clocks.array, "array", cost, 0)
 
+    def _boundary(self, ep: _Epochs, seg: int, prev: tuple | None, events: dict,
+                  produced: dict) -> tuple[int, tuple | None]:
+        """Every stream has paused at the end of segment ``seg``: compare the state with the previous epoch's end
+        and jump over the identical epochs that follow (:class:`_Epochs`). Returns the next segment to run and the
+        state to compare the next boundary with."""
+        ref, st = ep.state(seg, events, produced)
+        if prev is not None and prev[0] == seg - 1 and prev[2] == st and ep.same(seg - 1, seg):
+            delta = ref - prev[1]
+            rs = ep.runners
+            ok = delta > 0 and all(delta % r.P == 0 for i, r in rs.items() if ep.signature(i, seg)[1])
+            reps = 0
+            while ok and seg + 1 + reps < ep.count and ep.same(seg, seg + 1 + reps):
+                reps += 1
+            if reps:
+                self._jump(ep, seg, reps, delta, events, produced)
+                self.jumped += reps
+                return seg + 1 + reps, None
+        return seg + 1, (seg, ref, st)
+
+    @staticmethod
+    def _jump(ep: _Epochs, seg: int, reps: int, delta: int, events: dict, produced: dict) -> None:
+        """Apply ``reps`` further repetitions of epoch ``seg``, each ``delta`` ticks after the one before."""
+        first = {key: ep.pending_from(key, n)[0] for key, n in produced.items()}
+        for i, r in ep.runners.items():
+            _, active, _, waits = ep.signature(i, seg)
+            ids = [ep.mark_ids(i, seg + j) for j in range(1, reps + 1)]
+            r.jump(reps, delta // r.P if active else 0, ids, ep.pim_rows(i, seg + reps) if r.kind == "pim" else None)
+            for key, n in waits.items():
+                r.next_k[key] = r.next_k.get(key, 0) + reps * n
+            r.at = ep.pos[i][seg + 1 + reps]
+        for key, n in list(produced.items()):   # events still to be waited for move with their epoch
+            per = ep.signature(key[0], seg)[2].get(key[1], 0)
+            for k in range(first[key], n):
+                events[(*key, k + reps * per)] = events[(*key, k)] + reps * delta
+            produced[key] = n + reps * per
+
     def _groups(self, program: Program) -> list[int]:
-        """Representative stream of every stream (itself unless an equal PIM stream came first)."""
+        """Representative stream of every stream (itself unless a PIM stream with an equal timing signature came
+        first: :func:`timing_signature`)."""
         rep = list(range(len(program.streams)))
         if not self.dedup:
             return rep
-        drop = _CHANNEL_ROW
-        seen: dict[tuple[int, bytes], int] = {}
+        # streams equal apart from their channel fields first (cheap), then their timing signatures
+        same: dict[tuple[int, bytes], int] = {}
         for i, s in enumerate(program.streams):
-            if s.kind != "pim":
-                continue
-            key = np.where(s.families == int(Family.PIM), s.words & ~drop, s.words)
-            rep[i] = seen.setdefault((s.device_index, key.tobytes()), i)
-        return rep
+            if s.kind == "pim":
+                key = np.where(s.families == int(Family.PIM), s.words & ~_CHANNEL, s.words).tobytes()
+                rep[i] = same.setdefault((s.device_index, key), i)
+        seen: dict[tuple[int, bytes], int] = {}
+        first = {}
+        for i in sorted(set(same.values())):
+            s = program.streams[i]
+            first[i] = seen.setdefault((s.device_index, timing_signature(s.words, self.device).tobytes()), i)
+        return [first.get(r, r) for r in rep]
 
     def run(self, program: Program) -> SystemResult:
         """Run ``program`` (validated first). Raises :class:`~accel.program.ProgramError` for a bad program,
@@ -434,46 +706,71 @@ class SystemEngine:
         rep = self._groups(program)
         runners = {i: self._runner(program, i) for i in range(len(program.streams)) if rep[i] == i}
         events: dict[tuple[int, int, int], int] = {}
+        produced: dict[tuple[int, int], int] = {}
         waiting: dict[tuple[int, int, int], list[int]] = {}
         blocked: dict[int, tuple[int, int, int]] = {}
+        ep = _Epochs(program, runners, rep) if self.jump else None
+        epochs = ep is not None and ep.ok
+        seg, prev = -1, None
+        self.jumped = 0
+        if epochs:
+            for i, r in runners.items():
+                r.limit = ep.limit(i, seg)
         todo = deque(runners)
         S = clocks.sync
-        while todo:
-            i = todo.popleft()
-            r = runners[i]
-            items = r.items
-            while r.at < len(items):
-                kind, a, b, c = items[r.at]
-                if kind == RUN:
-                    r.run(a, b)
-                elif kind == WAIT:
-                    key = (rep[a], b, c)
-                    v = events.get(key)
-                    if v is None:
-                        waiting.setdefault(key, []).append(i)
-                        blocked[i] = (a, b, c)
-                        break
-                    met = -(-(v + S) // r.P)
-                    r.offer = max(r.offer, met)
-                    r.frontier = max(r.frontier, met)
-                elif kind == SIGNAL:
-                    key = (i, a, b)
-                    events[key] = r.frontier * r.P
-                    for j in waiting.pop(key, ()):
-                        del blocked[j]
-                        todo.append(j)
-                else:  # MARK
-                    r.mark(a)
-                r.at += 1
-            else:
-                r.close_mark()
+        while True:
+            while todo:
+                i = todo.popleft()
+                r = runners[i]
+                items = r.items
+                while r.at < r.limit:
+                    kind, a, b, c = items[r.at]
+                    if kind == RUN:
+                        r.run(a, b)
+                    elif kind == WAIT:
+                        key = (rep[a], b, c)
+                        v = events.get(key)
+                        if v is None:
+                            waiting.setdefault(key, []).append(i)
+                            blocked[i] = (a, b, c)
+                            break
+                        met = -(-(v + S) // r.P)
+                        r.offer = max(r.offer, met)
+                        r.frontier = max(r.frontier, met)
+                        r.next_k[key[:2]] = c + 1
+                    elif kind == SIGNAL:
+                        key = (i, a, b)
+                        events[key] = r.frontier * r.P
+                        produced[(i, a)] = b + 1
+                        for j in waiting.pop(key, ()):
+                            del blocked[j]
+                            todo.append(j)
+                    else:  # MARK
+                        r.mark(a)
+                    r.at += 1
+                else:
+                    if r.at >= len(items):
+                        r.close_mark()
+            if not epochs or seg + 1 >= ep.count:
+                break
+            if blocked:   # a dependency reaches into a later epoch: run the rest without epochs
+                epochs = False
+                for i, r in runners.items():
+                    r.limit, r.log = len(r.items), None
+                todo.extend(i for i, r in runners.items() if i not in blocked and r.at < len(r.items))
+                continue
+            seg, prev = self._boundary(ep, seg, prev, events, produced)
+            for i, r in runners.items():
+                r.limit = ep.limit(i, seg)
+                r.begin_epoch()
+            todo.extend(i for i, r in runners.items() if r.at < len(r.items))
         if blocked:
             raise deadlock_message(program.names, {j: blocked[rep[j]] for j in range(len(rep)) if rep[j] in blocked})
         results = {i: r.result() for i, r in runners.items()}
         streams = {s.name: replace(results[rep[j]], name=s.name) for j, s in enumerate(program.streams)}
         ticks = max([r.end * clocks.of(r.kind) for r in streams.values()], default=0)
         return SystemResult(dev.name, -(-ticks // clocks.pim), ticks, float(clocks.tick_ns), streams,
-                            {k: clocks.of(k) for k in UNIT_KINDS}, static_events(program, dev))
+                            {k: clocks.of(k) for k in UNIT_KINDS}, static_events(program, dev), self.jumped)
 
 
 def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine") -> SystemResult:

@@ -26,6 +26,7 @@ writing the global buffer chunk it needs, so that the global-buffer writes run u
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -83,8 +84,13 @@ class GemvPlan:
         return y[0] if self.inputs == 1 else y
 
 
+@lru_cache(maxsize=65536)
+def _word(op: PimOp, fields: tuple[tuple[str, int], ...]) -> int:
+    return encode("pim", op, **dict(fields))
+
+
 def _cmd(plan: GemvPlan, ch: int, op: PimOp, data: Any = None, **f: int) -> None:
-    plan.program.append((encode("pim", op, channel=ch, **f), data))
+    plan.program.append((_word(op, tuple(sorted(f.items())) + (("channel", ch),)), data))
 
 
 def gemv_shape(device: DeviceConfig, m: int, k: int, layout: str, code_bits: float = 8) -> tuple[int, int, int]:

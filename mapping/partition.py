@@ -13,12 +13,15 @@ GEMV/GEMM (``Gemm``)          PIM channels: the weights live in the banks and st
                               the weights and activations moved over the link) is lower: the array.
 attention score + context     PIM channels (score and context as GEMVs over the KV cache in the banks, as CENT and
 (``AttentionMatmul`` pairs)   AiM do; softmax on the vector unit); or the array (ATTEND: score, online softmax and
-                              context in one, K/V moved over the link) where it has one, the head dimension fits its
-                              buffers and its roofline time is lower. Both products of a pair go to the same unit.
+                              context in one, K/V moved over the link from the vector unit) where it has one, the
+                              keys are all new (a prefill step), the head dimension fits its buffers and its roofline
+                              time is lower. Both products of a pair go to the same unit.
 norms, activations, adds,     the vector unit (its closed form, :func:`accel.interfaces.vector.vector_cycles`), when
 softmax, rotary, top-k,       it has the op and a row fits a third of its buffer; otherwise the GPU fallback
 MoE combine (``Vector``)
-KV cache writes, lookups      PIM channels (column writes and reads of the banks holding them)
+KV cache writes               PIM channels (column writes of the banks holding the cache)
+embedding lookups             the host: it has the token ids and a copy of the tables, and sends the rows over the
+                              link (a table the device reads for nothing else is not placed in its banks)
 anything else                 the GPU fallback: the time of :func:`accel.gpu.roofline_time` on the named GPU, plus
                               the link transfers to and from the host (the report lists these operators)
 ============================  ===============================================================================
@@ -35,7 +38,7 @@ from typing import Any, Iterator, Union
 from accel.config import DeviceConfig
 from accel.errors import AccelError
 from accel.interfaces import vector as vec_iface
-from accel.isa import VectorOp
+from accel.isa import TABLES, Family, VectorOp
 
 from .workload import AttentionMatmul, Gemm, KvWrite, Lookup, Operator, Vector, Workload
 
@@ -43,7 +46,7 @@ __all__ = ["MappingError", "UNITS", "VECTOR_OPS", "Decision", "Partition", "part
            "vector_row_fits", "gpu_time"]
 
 #: The units an operator can go to.
-UNITS = ("pim", "array", "vector", "gpu")
+UNITS = ("pim", "array", "vector", "host", "gpu")
 
 #: Vector unit commands of each workload vector kind (ReLU has none: the vector unit's ISA lacks it).
 VECTOR_OPS: dict[str, tuple[VectorOp, ...]] = {
@@ -57,6 +60,10 @@ VECTOR_OPS: dict[str, tuple[VectorOp, ...]] = {
 _GPU_KIND = {"layer_norm": "layernorm", "rms_norm": "rmsnorm", "gelu": "gelu", "silu": "silu", "mul": "silu_mul",
              "add": "residual_add", "softmax": "softmax", "relu": "gelu", "rope": "softmax", "topk": "softmax",
              "moe_combine": "residual_add"}
+
+
+#: Vector ops that work on whole rows (a row must fit the buffer); the others are elementwise.
+_ROW_OPS = (VectorOp.LAYERNORM, VectorOp.RMSNORM, VectorOp.SOFTMAX, VectorOp.TOPK)
 
 
 class MappingError(AccelError, ValueError):
@@ -81,7 +88,10 @@ def vector_row_fits(op: VectorOp, length: int, src2: int, device: DeviceConfig) 
     """Whether one row of ``length`` elements fits the third of the vector buffer that each operand gets
     (:mod:`.codegen` splits longer ops by rows, elementwise ones also by length)."""
     budget = device.vector.buffer_lines // 3
-    return all(n <= budget for _, _, n in vec_iface.regions(op, length, 1, 0, src2, 0, device.vector))
+    if op not in _ROW_OPS:
+        return True   # elementwise: any length is cut into pieces
+    return length < 1 << TABLES[Family.VECTOR].width("length") and \
+        all(n <= budget for _, _, n in vec_iface.regions(op, length, 1, 0, src2, 0, device.vector))
 
 
 @dataclass(frozen=True)
@@ -213,7 +223,8 @@ def partition(workload: Workload, device: DeviceConfig, gpu: str = "h100-sxm") -
             elif isinstance(op, AttentionMatmul):
                 pair = pairs[i]
                 t = {"pim": _pim_attention_s(device, pair)}
-                if arr is not None and op.head_dim <= arr.head_dim:
+                # the array takes attention whose keys are all new (prefill): cached keys would come from the banks
+                if arr is not None and op.head_dim <= arr.head_dim and op.queries == op.kv_len:
                     t["array"] = _array_s(device, sum(o.macs for o in pair),
                                           sum(o.kv_read_bytes + o.act_in_bytes + o.act_out_bytes for o in pair))
                 unit = min(t, key=t.get)
@@ -243,11 +254,12 @@ def partition(workload: Workload, device: DeviceConfig, gpu: str = "h100-sxm") -
                         t = {"vector": cyc / (device.vector.clock_mhz * 1e6)}
                         unit, rule = "vector", f"{'+'.join(v.name for v in vops)} on the vector unit"
                     ridge = vec_ridge
-            elif isinstance(op, (KvWrite, Lookup)):
-                t = {}
-                unit, ridge = "pim", 0.0
-                rule = ("KV entries written into the banks' rows (column writes)" if isinstance(op, KvWrite) else
-                        "table rows read from the banks (column reads)")
+            elif isinstance(op, KvWrite):
+                t, unit, ridge = {}, "pim", 0.0
+                rule = "KV entries written into the banks' rows (column writes)"
+            elif isinstance(op, Lookup):
+                t, unit, ridge = {}, "host", 0.0
+                rule = "the host sends the table rows of the step's tokens over the link"
             else:  # pragma: no cover - every operator class is handled above
                 raise MappingError(f"{op.name}: unknown operator class {type(op).__name__}")
             if unit == "gpu":

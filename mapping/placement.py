@@ -11,15 +11,14 @@ each bank), so one row allocator per device serves them all, from row 0 up:
 * **the KV cache**, per layer: keys in layout ``lanes`` (a unit of ``banks x lanes`` tokens of one sequence and KV
   head holds one head dimension per column: the score is a GEMV whose outputs are the tokens), values transposed in
   layout ``rows`` (a unit of ``banks`` head dimensions holds the tokens along its columns: the context is a GEMV over
-  the tokens). Unit ``u`` of a layer sits in channel ``u mod channels`` at slot ``u // channels``; it grows with the
-  context (more key units, longer value rows).
+  the tokens). Each head's units sit on its own channels (:class:`KvLayout`); the cache grows with the context (more
+  key units, longer value rows).
 * **parameter vectors** (biases, norm gains), per layer: spread over all channels, read by column reads into the
   vector unit.
 
 Capacity is checked up front: a model that does not fit says by how much and the smallest ``--devices`` that fits.
 With several devices (``--devices N``) a placement is made per device: pipeline parallel gives each device a
-contiguous range of layers (the first also the prologue, the last the epilogue; a tied embedding table is held by
-both), tensor parallel gives every device ``1/N`` of every matrix's output rows and of the KV heads.
+contiguous range of layers (the first also the prologue, the last the epilogue), tensor parallel gives every device ``1/N`` of every matrix's output rows and of the KV heads.
 """
 from __future__ import annotations
 
@@ -78,29 +77,49 @@ class Region:
 
 @dataclass(frozen=True)
 class KvLayout:
-    """The KV cache of one layer on one device (module docstring): ``units`` key units of ``tokens_per_unit`` tokens,
-    ``v_units`` value units of ``banks`` head dimensions, each ``k_rows`` / ``v_rows`` DRAM rows; ``sequences`` and
-    ``kv_heads`` held here."""
+    """The KV cache of one layer on one device (module docstring).
+
+    Key unit ``(sh, b)`` (``sh`` = sequence x KV head held here, ``b`` a block of ``tokens_per_unit`` tokens) and
+    value unit ``(sh, d)`` (``d`` a block of ``banks`` head dimensions) sit on channel ``(sh * span + i % span) mod
+    channels`` (``i`` = ``b`` or ``d``), where ``span = max(1, channels // (sequences x KV heads))``: each head's units
+    on its own ``span`` channels, so that a channel's share of every layer is the same shape (and the channel
+    streams stay equal) while the heads' work is spread over the channels. ``k_at[u]`` / ``v_at[u]`` give
+    ``(channel, first DRAM row)`` of unit ``u`` (``u = sh * blocks + b``, ``sh * v_per_head + d``)."""
 
     sequences: int
     kv_heads: int
     head_dim: int
     context: int
     tokens_per_unit: int
-    k_units: int
-    v_units: int
+    blocks: int
+    v_per_head: int
+    span: int
     k_rows: int
     v_rows: int
+    k_at: tuple[tuple[int, int], ...]
+    v_at: tuple[tuple[int, int], ...]
     k: Region
     v: Region
 
-    def k_unit(self, u: int) -> tuple[int, int]:
-        """``(channel, first DRAM row)`` of key unit ``u``."""
-        return u % self.k.channels, self.k.row0 + (u // self.k.channels) * self.k_rows
+    @property
+    def k_units(self) -> int:
+        return len(self.k_at)
 
-    def v_unit(self, u: int) -> tuple[int, int]:
-        """``(channel, first DRAM row)`` of value unit ``u``."""
-        return u % self.v.channels, self.v.row0 + (u // self.v.channels) * self.v_rows
+    @property
+    def v_units(self) -> int:
+        return len(self.v_at)
+
+
+def _unit_slots(units: int, per_head: int, span: int, nch: int) -> tuple[list[int], list[int]]:
+    """Channel and slot (position among the channel's units) of each unit, head by head (module docstring)."""
+    chans, slots, used = [], [], [0] * nch
+    for u in range(units):
+        sh, i = divmod(u, per_head)
+        c = (sh * span + i % span) % nch
+        chans.append(c)
+        slots.append(used[c])
+        used[c] += 1
+    return chans, slots
 
 
 @dataclass
@@ -173,18 +192,20 @@ def _layer_prefix(workload: Workload) -> Union[str, None]:
 
 
 def _matrices(workload: Workload) -> dict[str, tuple[int, int, float]]:
-    """Every 2-D tensor as ``name -> (output rows M, reduction K, code bits)``: the GEMVs' weights as they read them,
-    tables by rows, tensors no operator reads (experts not chosen) as ``torch.nn.Linear`` (out x in)."""
+    """Every 2-D tensor the banks hold as ``name -> (output rows M, reduction K, code bits)``: the GEMVs' weights as
+    they read them, tensors no operator reads (experts not chosen) as ``torch.nn.Linear`` (out x in). Tables only
+    looked up stay with the host (:mod:`.partition`)."""
     out: dict[str, tuple[int, int, float]] = {}
+    lookups = set()
     for pl in workload.operators():
         op = pl.op
         if isinstance(op, Gemm):
             out[workload.tensor_name(op.weight, pl.layer)] = (op.n, op.k, op.weights.code_bits)
         elif isinstance(op, Lookup):
-            out.setdefault(op.table, (op.table_rows, op.width, op.weights.code_bits))
+            lookups.add(op.table)
     bits = workload.precision.weights.code_bits
     for t in workload.tensors:
-        if len(t.shape) == 2 and t.name not in out:
+        if len(t.shape) == 2 and t.name not in out and t.name not in lookups:
             out[t.name] = (t.shape[0], t.shape[1], bits)
     return out
 
@@ -214,14 +235,20 @@ def _kv_layout(dp: DevicePlacement, device: DeviceConfig, layer: int, att: Atten
     nch = p.channels
     seqs, d, ctx = att.batch, att.head_dim, att.kv_len
     per = p.banks * p.mac_lanes
-    k_units = seqs * kvh * -(-ctx // per)
-    v_units = seqs * kvh * -(-d // p.banks)
+    blocks, vph = -(-ctx // per), -(-d // p.banks)
+    span = max(1, nch // max(1, seqs * kvh))
+    kc, ks = _unit_slots(seqs * kvh * blocks, blocks, span, nch)
+    vc, vs = _unit_slots(seqs * kvh * vph, vph, span, nch)
     _, k_rows, _ = gemv_shape(device, per, d, "lanes")
     _, v_rows, _ = gemv_shape(device, p.banks, ctx, "rows")
     kv_bytes = seqs * kvh * ctx * d * att.kv_bits / 8
-    k = dp.add(f"kv.{layer}.k", "kv_k", seqs * kvh * ctx, d, "lanes", 8, nch, -(-k_units // nch) * k_rows, kv_bytes)
-    v = dp.add(f"kv.{layer}.v", "kv_v", seqs * kvh * d, ctx, "rows", 8, nch, -(-v_units // nch) * v_rows, kv_bytes)
-    return KvLayout(seqs, kvh, d, ctx, per, k_units, v_units, k_rows, v_rows, k, v)
+    k = dp.add(f"kv.{layer}.k", "kv_k", seqs * kvh * ctx, d, "lanes", 8, nch, (max(ks, default=-1) + 1) * k_rows,
+               kv_bytes)
+    v = dp.add(f"kv.{layer}.v", "kv_v", seqs * kvh * d, ctx, "rows", 8, nch, (max(vs, default=-1) + 1) * v_rows,
+               kv_bytes)
+    return KvLayout(seqs, kvh, d, ctx, per, blocks, vph, span, k_rows, v_rows,
+                    tuple((c, k.row0 + sl * k_rows) for c, sl in zip(kc, ks)),
+                    tuple((c, v.row0 + sl * v_rows) for c, sl in zip(vc, vs)), k, v)
 
 
 def _place_device(workload: Workload, device: DeviceConfig, index: int, layers: tuple[int, ...], prologue: bool,
@@ -245,6 +272,8 @@ def _place_device(workload: Workload, device: DeviceConfig, index: int, layers: 
             continue
         if len(t.shape) != 2:
             params[owner] = params.get(owner, 0.0) + t.elements * pbits / 8
+            continue
+        if t.name not in mats:   # a table only looked up: the host's
             continue
         m, k, bits = mats[t.name]
         m = -(-m // slices)
@@ -308,22 +337,25 @@ def place(workload: Workload, device: DeviceConfig, devices: int = 1, parallel: 
         smallest = _smallest(workload, device, parallel, devices)
         fix = (f"the smallest --devices that fits is {smallest}" if smallest else
                f"no device count fits with --parallel {parallel}")
-        ctx = (f" ({kv * p.row_bytes * p.banks * p.channels / 2**30:.2f} GiB of it the KV cache at context "
-               f"{workload.context})" if kv else "")
+        ctx = (f", {_size(kv * p.row_bytes * p.banks * p.channels)} of it the KV cache at context "
+               f"{workload.context}" if kv else "")
         raise MappingError(f"{workload.model} does not fit {devices} {device.name} device{'s' if devices > 1 else ''}"
                            f": device {worst.index} needs {worst.rows_used} DRAM rows per bank "
-                           f"({need / 2**30:.2f} GiB of bank space{ctx}) and has {p.rows} ({have / 2**30:.2f} GiB), "
-                           f"{(need - have) / 2**30:.2f} GiB short; {fix}")
+                           f"({_size(need)} of bank space{ctx}) and has {p.rows} ({_size(have)}), "
+                           f"{_size(need - have)} short; {fix}")
     pl = Placement(dps, parallel)
     if any(isinstance(op, Gemm) and op.expert is not None for ops in workload.blocks for op in ops):
         pl.notes.append("every expert is spread over all channels: any choice of experts loads every channel "
                         "equally (no imbalance)")
-    if parallel == "pipeline" and devices > 1:
-        tied = _edge_tensors(workload, workload.prologue) & _edge_tensors(workload, workload.epilogue)
-        if tied:
-            pl.notes.append(f"the tied table {', '.join(sorted(tied))} is held by the first device (lookup) and the "
-                            f"last (LM head)")
     return pl
+
+
+def _size(n: float) -> str:
+    """Bytes in the largest binary unit that keeps a whole part."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} bytes"
 
 
 def _smallest(workload: Workload, device: DeviceConfig, parallel: str, start: int) -> int:
