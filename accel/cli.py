@@ -19,6 +19,7 @@ from .errors import AccelError
 COMMAND_MODULES = (
     "accel.commands.devices",
     "accel.commands.models",
+    "accel.commands.map",
     "accel.commands.emulate",
     "accel.commands.doctor",
     "accel.commands.rtl",

@@ -7,8 +7,9 @@ mover); with several devices every name has a ``dK.`` prefix (``d1.pim3``). A st
 (WR, WRGB: one column word per element). SYNC commands order streams: ``SIGNAL token=t`` announces event (stream,
 t) once every earlier command of the stream has completed; the k-th ``WAIT stream=s token=t`` of a stream waits
 for the k-th ``SIGNAL token=t`` of stream ``s`` (``s`` is an index into the program's stream list; the text form
-names it); ``MARK id=n`` says "operator n starts here". Run-length commands (``count`` > 1) mean their expanded
-per-command stream.
+names it); ``MARK id=n`` says "operator n starts here"; ``REPEAT times=N words=W`` runs the next ``W`` words (unit
+commands) ``N`` times in a row. Run-length commands (``count`` > 1) and repeats mean their expanded per-command
+stream.
 
 Besides the streams a program carries the ``device`` it was made for (a preset name or an inline device
 description), ``devices`` (count), ``placement`` (tensor -> ``[channel, bank, row_lo, row_hi, col_lo, col_hi]``
@@ -27,9 +28,7 @@ Two forms, exact round trip between them (docs/mapping.md, "Program format"):
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -38,12 +37,14 @@ import numpy as np
 
 from .config import DeviceConfig, device_from_dict, load_preset
 from .errors import AccelError, EncodingError
+from .files import write_atomic
 from .interfaces import vector as vec_iface
 from .interfaces.link import endpoint_code, endpoint_name
 from .isa import OPS, TABLES, AttnOp, Endpoint, Family, LinkOp, PimOp, SyncOp, VectorOp, check_device_fits, encode
 
 __all__ = ["ProgramError", "DeadlockError", "Stream", "Program", "ProgramBuilder", "StreamBuilder", "UNIT_FAMILY",
            "is_program_file", "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items",
+           "repeats",
            "deadlock_message"]
 
 FORMAT = "accel-program"
@@ -175,13 +176,22 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
         family = Family.SYNC
     ops = OPS[family]
     if name not in ops.__members__:
-        sync = " (SIGNAL, WAIT and MARK need a program with stream headers)" \
+        sync = " (SIGNAL, WAIT, MARK and REPEAT need a program with stream headers)" \
             if streams is None and name in SyncOp.__members__ else ""
-        allowed = ", ".join(o.name for o in ops) + ("; SIGNAL, WAIT, MARK" if streams is not None else "")
+        allowed = ", ".join(o.name for o in ops) + ("; SIGNAL, WAIT, MARK, REPEAT" if streams is not None else "")
         raise ProgramError(f"{where}: {toks[0]!r} is not a {family.name} command{sync}; a {kind} stream takes "
                            f"{allowed} (or a 0x... command word)")
     names = {n for n, _ in TABLES[family].fields}
+    repeat = family == Family.SYNC and name == "REPEAT"
+    if repeat:
+        names = {"times", "words"}
     raw, data = _fields(toks[1:], names, where, {"ch": "channel"} if family == Family.PIM else {})
+    if repeat:
+        missing = [k for k in ("times", "words") if k not in raw]
+        if missing:
+            raise ProgramError(f"{where}: REPEAT needs times=N (repetitions) and words=W (the words repeated); "
+                               f"{missing[0]} is missing")
+        raw = {"token": raw["times"], "id": raw["words"]}
     if data is not None and not (family == Family.PIM and ops[name] in (PimOp.WR, PimOp.WRGB)):
         raise ProgramError(f"{where}: only WR and WRGB carry data words")
     values: dict[str, int] = {}
@@ -218,6 +228,7 @@ _CHANNEL = np.uint64(((1 << TABLES[Family.PIM].width("channel")) - 1)
 _ALWAYS: dict[tuple[Family, int], tuple[str, ...]] = {
     (Family.SYNC, SyncOp.SIGNAL): ("token",), (Family.SYNC, SyncOp.WAIT): ("stream", "token"),
     (Family.SYNC, SyncOp.MARK): ("id",), (Family.LINK, LinkOp.XFER): ("src", "dst", "bytes"),
+    (Family.SYNC, SyncOp.REPEAT): ("token", "id"),
     **{(Family.VECTOR, int(o)): ("length", "src", "dst") for o in VectorOp if o != VectorOp.NOP},
 }
 
@@ -230,6 +241,8 @@ def _format(word: int, channel: int, names: list[str], data: list[int] | None) -
     op = OPS[fam](values.pop("op"))
     values.pop("family")
     parts = [op.name]
+    if fam == Family.SYNC and op == SyncOp.REPEAT:
+        return f"REPEAT times={values['token']} words={values['id']}"
     always = _ALWAYS.get((fam, int(op)), ())
     for k, v in values.items():
         if fam == Family.PIM and k == "channel" and v == channel:
@@ -285,9 +298,9 @@ def _sync_table(s: Stream) -> tuple[np.ndarray, ...]:
 
 
 def stream_items(program: "Program", i: int) -> list[tuple[int, int, int, int]]:
-    """The stream as items in order: ``(RUN, lo, hi, 0)`` for unit commands ``lo .. hi - 1``, ``(SIGNAL, token, k,
-    0)``, ``(WAIT, producer, token, k)`` (the k-th WAIT of this stream on that event, from 0), ``(MARK, id, 0, 0)``;
-    SYNC NOPs are dropped."""
+    """The stream as items in order: ``(RUN, lo, hi, reps)`` for unit commands ``lo .. hi - 1`` (run ``reps`` times
+    in a row by a REPEAT; 0 for a plain run: once), ``(SIGNAL, token, k, 0)``, ``(WAIT, producer, token, k)`` (the
+    k-th WAIT of this stream on that event, from 0), ``(MARK, id, 0, 0)``; SYNC NOPs are dropped."""
     s = program.streams[i]
     pos, op, tok, prod, ident, k = _sync_table(s)
     n = len(s.words)
@@ -304,8 +317,24 @@ def stream_items(program: "Program", i: int) -> list[tuple[int, int, int, int]]:
             out.append((WAIT, pr, t, kk))
         elif o == SyncOp.MARK:
             out.append((MARK, d, 0, 0))
+        elif o == SyncOp.REPEAT:   # its body holds no SYNC word (validated): the next d words, t times
+            out.append((RUN, p + 1, p + 1 + d, t))
+            lo = p + 1 + d
     if lo < n:
         out.append((RUN, lo, n, 0))
+    return out
+
+
+def repeats(s: Stream) -> np.ndarray:
+    """How many times each word of a stream runs (a REPEAT's body words its ``times``, every other word once)."""
+    out = np.ones(len(s.words), dtype=np.int64)
+    pos = np.nonzero(s.families == int(Family.SYNC))[0]
+    op = s.field(Family.SYNC, "op")[pos]
+    for p in pos[op == SyncOp.REPEAT].tolist():
+        w = int(s.words[p])
+        times = (w >> TABLES[Family.SYNC].offsets()["token"][0]) & ((1 << _TOKEN_BITS) - 1)
+        words = (w >> TABLES[Family.SYNC].offsets()["id"][0]) & ((1 << TABLES[Family.SYNC].width("id")) - 1)
+        out[p + 1:p + 1 + words] = times
     return out
 
 
@@ -400,7 +429,8 @@ class Program:
                     self._check_words(i, s, device)
             else:
                 self._check_words(i, s, device)
-            pos, op, tok, prod, _, k = _sync_table(s)
+            pos, op, tok, prod, ident, k = _sync_table(s)
+            self._check_repeats(s, pos, op, tok, ident)
             sel = op == SyncOp.SIGNAL
             for t, n in zip(*np.unique(tok[sel], return_counts=True)):
                 signals[(i, int(t))] = int(n)
@@ -420,6 +450,21 @@ class Program:
                     raise ProgramError(f"stream {names[i]} command {c}: WAIT stream={names[pr]} token={t} waits "
                                        f"for its {_ordinal(kk + 1)} SIGNAL token={t}, but {names[pr]} signals "
                                        f"token {t} {have} time{'s' if have != 1 else ''}")
+
+    @staticmethod
+    def _check_repeats(s: Stream, pos: np.ndarray, op: np.ndarray, times: np.ndarray, words: np.ndarray) -> None:
+        """A REPEAT's body: at least one word, inside the stream, no SYNC word in it."""
+        sel = np.nonzero(op == SyncOp.REPEAT)[0]
+        for j in sel.tolist():
+            p, t, w = int(pos[j]), int(times[j]), int(words[j])
+            where = f"stream {s.name} command {p}: REPEAT times={t} words={w}"
+            if t < 1 or w < 1:
+                raise ProgramError(f"{where}: repeats at least one word at least once (times and words >= 1)")
+            if p + w > len(s.words) - 1:
+                raise ProgramError(f"{where}: the stream has {len(s.words) - p - 1} words after it")
+            if j + 1 < len(pos) and pos[j + 1] <= p + w:
+                raise ProgramError(f"{where}: command {int(pos[j + 1])} inside its body is a SYNC command; a "
+                                   f"repeated body holds unit commands only")
 
     @staticmethod
     def _check_channel(s: Stream) -> None:
@@ -670,18 +715,10 @@ class Program:
         """Write the program: ``.npz`` in the binary form, anything else as text. The file appears whole or not at
         all."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            if path.suffix == ".npz":
-                with open(tmp, "wb") as f:
-                    np.savez_compressed(f, **self._arrays())
-            else:
-                Path(tmp).write_text(self.to_text())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if path.suffix == ".npz":
+            write_atomic(path, lambda f: np.savez_compressed(f, **self._arrays()), binary=True)
+        else:
+            write_atomic(path, lambda f: f.write(self.to_text()))
 
     def _arrays(self) -> dict[str, np.ndarray]:
         head = {"format": FORMAT, "version": VERSION, "streams": self.names, "device": self.device,

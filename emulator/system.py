@@ -39,7 +39,7 @@ from accel.errors import AccelError
 from accel.interfaces.link import copies, transfer_beats
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
-from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, stream_items
+from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, repeats, stream_items
 
 from .engine import ChannelEngine
 from .units.pim import CFR_SCALE
@@ -221,24 +221,26 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             ev["sync_signals"] += int((sop == 1).sum())
             ev["sync_waits"] += int((sop == 2).sum())
             ev["sync_marks"] += int((sop == 3).sum())
+        times = repeats(s)   # a REPEAT's body counts every time it runs
         if s.kind == "pim":
             sel = fam == int(Family.PIM)
             op, ab, cnt = (s.field(Family.PIM, n)[sel] for n in ("op", "all_banks", "count"))
-            cnt = np.maximum(cnt, 1)
+            n = times[sel]
+            cnt = np.maximum(cnt, 1) * n
             banks = np.where(ab == 1, p.banks, 1)
-            ev["pim_act_banks"] += int(banks[op == PimOp.ACT].sum())
-            ev["pim_pre"] += int((op == PimOp.PRE).sum())
+            ev["pim_act_banks"] += int((banks * n)[op == PimOp.ACT].sum())
+            ev["pim_pre"] += int(n[op == PimOp.PRE].sum())
             ev["pim_rd_columns"] += int(cnt[op == PimOp.RD].sum())
             ev["pim_wr_columns"] += int((cnt * banks)[op == PimOp.WR].sum())
             ev["pim_wrgb_columns"] += int(cnt[op == PimOp.WRGB].sum())
             mac = int((cnt * banks)[op == PimOp.MAC].sum())
             ev["pim_mac_columns"] += mac
             ev["pim_mac_lane_ops"] += mac * p.mac_lanes
-            ev["pim_rdmac_beats"] += int(np.where(ab == 1, p.banks, cnt)[op == PimOp.RDMAC].sum())
-            ev["pim_ref"] += int((op == PimOp.REF).sum())
+            ev["pim_rdmac_beats"] += int(np.where(ab == 1, p.banks * n, cnt)[op == PimOp.RDMAC].sum())
+            ev["pim_ref"] += int(n[op == PimOp.REF].sum())
             seen[key] = {k: ev[k] - before[k] for k in ev}
         elif s.kind == "vector":
-            for w, n in _unique_counts(s, Family.VECTOR):
+            for w, n in _unique_counts(s, Family.VECTOR, times):
                 f = TABLES[Family.VECTOR].decode(w)
                 e = vector_events(f["op"], f["length"], f["count"], f["src2"], device.vector)
                 ev["vector_ops"] += n * e.ops
@@ -248,7 +250,7 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 ev["vector_sram_writes"] += n * e.sram_writes
         elif s.kind in ("link", "net"):
             cfg = device.link if s.kind == "link" else device.interconnect.link
-            for w, n in _unique_counts(s, Family.LINK):
+            for w, n in _unique_counts(s, Family.LINK, times):
                 f = TABLES[Family.LINK].decode(w)
                 if f["op"] != LinkOp.XFER:
                     continue
@@ -257,7 +259,7 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 ev[f"{s.kind}_beats"] += n * transfer_beats(f["bytes"], cfg, c)
                 ev[f"{s.kind}_bits"] += n * 8 * f["bytes"] * c
         elif s.kind == "array":
-            for w, n in _unique_counts(s, Family.ATTN):
+            for w, n in _unique_counts(s, Family.ATTN, times):
                 f = TABLES[Family.ATTN].decode(w)
                 if f["op"] == AttnOp.NOP:
                     continue
@@ -267,9 +269,11 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
     return ev
 
 
-def _unique_counts(s: Stream, fam: Family) -> list[tuple[int, int]]:
-    w = s.words[s.families == int(fam)]
-    u, n = np.unique(w, return_counts=True)
+def _unique_counts(s: Stream, fam: Family, times: np.ndarray) -> list[tuple[int, int]]:
+    """Distinct words of a family and how many times each runs."""
+    sel = s.families == int(fam)
+    u, inv = np.unique(s.words[sel], return_inverse=True)
+    n = np.bincount(inv.reshape(-1), weights=times[sel], minlength=len(u)).astype(np.int64)
     return list(zip(u.tolist(), n.tolist()))
 
 
@@ -327,7 +331,8 @@ class _Runner:
                 m[1] = self.frontier
         self.want_start = False
 
-    def run(self, lo: int, hi: int) -> None:
+    def run(self, lo: int, hi: int, reps: int = 0) -> None:
+        """Run unit commands ``lo .. hi - 1`` (``reps`` times in a row: a REPEAT; 0 or 1: once)."""
         raise NotImplementedError
 
     # ---- the epoch jump (:class:`_Epochs`) ---------------------------------------------------------------------------
@@ -391,29 +396,54 @@ class _PimRunner(_Runner):
         self.periodic = periodic
         self.last_issue = -1
 
-    def run(self, lo: int, hi: int) -> None:
+    def run(self, lo: int, hi: int, reps: int = 0) -> None:
         ch = self.chan
         accept = max(self.offer, self.last_issue, 0)
         if ch.next < self.offer + 1:
             ch.next = self.offer + 1
         before, first = ch.commands, lo
-        table = self.rows(lo, hi)
+        body = self.rows(lo, hi)
+        sig = self.sig[lo:hi].tolist()
         try:
+            table = body
             if self.want_start:
                 r = table[0]
                 self.started(ch.issue(r[0], r[1], r[2], r[3], r[4], r[5]).first)
                 table = table[1:]
             if table:
-                ch.run_table(table, periodic=self.periodic,
-                             sig=self.sig[hi - len(table):hi].tolist() if self.periodic else None)
+                ch.run_table(table, periodic=self.periodic, sig=sig[len(body) - len(table):] if self.periodic
+                             else None)
+            if reps > 1:
+                self._repeat(body, sig, reps - 1)
         except AccelError as e:
-            e.args = (f"stream {self.s.name} command {first + ch.commands - before}: {e}",)
+            e.args = (f"stream {self.s.name} command {first + (ch.commands - before) % max(1, hi - lo)}: {e}",)
             raise
         self.commands += ch.commands - before
         self.last_issue = ch.next - 1
         done = max(ch.next, ch.completion())
         self.frontier = max(self.frontier, done)
         self.add_busy(accept, done)
+
+    def _repeat(self, body: list[list[int]], sig: list, reps: int) -> None:
+        """``reps`` more runs of a REPEAT's body: run one at a time until two consecutive runs leave the channel in
+        the same relative timing state (:meth:`_timing_state`); every further run then repeats the same shift, which
+        is applied in closed form."""
+        ch = self.chan
+        prev = None
+        for done in range(reps):
+            c0, n0 = ch._counters(), ch.next
+            ch.run_table(body, periodic=self.periodic, sig=sig if self.periodic else None)
+            st = self._timing_state()
+            left = reps - done - 1
+            if st == prev and left:
+                ch._shift(ch.next - n0, left, c0, ch._counters())
+                return
+            prev = st
+
+    def _timing_state(self) -> tuple:
+        """The channel engine's relative state without the banks' opening times, which only count their active
+        cycles (statistics the system engine does not report): a body that keeps a row open repeats in time."""
+        return self.chan._relative_state()[:-1]
 
     def rows(self, lo: int, hi: int) -> list[list[int]]:
         """Commands ``lo .. hi - 1`` as ``[op, all_banks, bank, row, col, count]`` rows (decoded per run, so that a
@@ -455,12 +485,13 @@ class _SerialRunner(_Runner):
         self.latency = latency
         self.free = 0            # cycle in which the unit takes its next command
 
-    def run(self, lo: int, hi: int) -> None:
+    def run(self, lo: int, hi: int, reps: int = 0) -> None:
         start = max(self.offer, self.free)
         self.started(start)
-        work = self.cum[hi] - self.cum[lo]
+        n = max(1, reps)
+        work = (self.cum[hi] - self.cum[lo]) * n
         self.free = start + work
-        self.commands += hi - lo
+        self.commands += (hi - lo) * n
         self.frontier = max(self.frontier, self.free + self.latency)
         self.add_busy(start, self.free)
 
@@ -541,7 +572,7 @@ class _Epochs:
             active = False
             for kind, a, b, c in r.items[self.pos[i][e]:self.pos[i][e + 1]]:
                 if kind == RUN:
-                    parts.append(words[a:b].tobytes())
+                    parts.append((words[a:b].tobytes(), c))
                     active = True
                 elif kind == WAIT:
                     parts.append((WAIT, self.rep[a], b))
@@ -671,6 +702,8 @@ class SystemEngine:
             for key, n in waits.items():
                 r.next_k[key] = r.next_k.get(key, 0) + reps * n
             r.at = ep.pos[i][seg + 1 + reps]
+            if r.at >= len(r.items):   # the jump reached the stream's end
+                r.close_mark()
         for key, n in list(produced.items()):   # events still to be waited for move with their epoch
             per = ep.signature(key[0], seg)[2].get(key[1], 0)
             for k in range(first[key], n):
@@ -726,7 +759,7 @@ class SystemEngine:
                 while r.at < r.limit:
                     kind, a, b, c = items[r.at]
                     if kind == RUN:
-                        r.run(a, b)
+                        r.run(a, b, c)
                     elif kind == WAIT:
                         key = (rep[a], b, c)
                         v = events.get(key)

@@ -84,15 +84,43 @@ class _Cmd:
         return self.elements == 0 and self.beats == 0 and self.end >= 0
 
 
+def _expanded(s: Any) -> tuple[list[int], dict[int, list[int]]]:
+    """A stream's words with every REPEAT expanded into its body's copies (the sequencer offers each), and its data
+    words by the expanded positions."""
+    words = s.words.tolist()
+    if not any((w >> _FAM_OFF) & ((1 << _FAM_W) - 1) == Family.SYNC and _SYNC.decode(w)["op"] == SyncOp.REPEAT
+               for w in words):
+        return words, s.data
+    out: list[int] = []
+    data: dict[int, list[int]] = {}
+    i = 0
+    while i < len(words):
+        w = words[i]
+        f = _SYNC.decode(w) if (w >> _FAM_OFF) & ((1 << _FAM_W) - 1) == Family.SYNC else None
+        if f is not None and f["op"] == SyncOp.REPEAT:
+            body = range(i + 1, i + 1 + f["id"])
+            for _ in range(f["token"]):
+                for j in body:
+                    if j in s.data:
+                        data[len(out)] = s.data[j]
+                    out.append(words[j])
+            i = body.stop
+            continue
+        if i in s.data:
+            data[len(out)] = s.data[i]
+        out.append(w)
+        i += 1
+    return out, data
+
+
 class _Sequencer:
     def __init__(self, model: "SystemModel", idx: int, program: Program) -> None:
         dev = model.device
         s = program.streams[idx]
         self.idx, self.name, self.kind = idx, s.name, s.kind
         self.P = dev.clocks.of(s.kind)
-        self.words = s.words.tolist()
+        self.words, self.data = _expanded(s)
         self.fam = [(w >> _FAM_OFF) & ((1 << _FAM_W) - 1) for w in self.words]
-        self.data = s.data
         self.own = {"pim": Family.PIM, "vector": Family.VECTOR, "link": Family.LINK, "net": Family.LINK,
                     "array": Family.ATTN}[s.kind]
         self.pos = 0

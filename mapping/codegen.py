@@ -41,7 +41,7 @@ import numpy as np
 from accel.config import DeviceConfig
 from accel.interfaces import vector as vec_iface
 from accel.interfaces.link import endpoint_code
-from accel.isa import TABLES, AttnOp, Endpoint, Family, LinkOp, SyncOp, VectorOp, encode
+from accel.isa import TABLES, AttnOp, Endpoint, Family, LinkOp, PimOp, SyncOp, VectorOp, encode
 from accel.program import Program, Stream
 
 from . import schedule as sch
@@ -107,19 +107,20 @@ def _sync(op: SyncOp, **f: int) -> int:
     return _word(Family.SYNC, op, tuple(sorted(f.items())))
 
 
-_PIM_OPS = {"act": 1, "mac": 6, "wrgb": 5, "rdmac": 7, "cfr": 10, "rd": 3, "wr": 4}
-
-
 def _pim_counts(words: np.ndarray) -> dict[str, int]:
     """Commands of one channel part by kind, and the columns of MAC/WRGB/RD/WR runs."""
     t = TABLES[Family.PIM].offsets()
     fam = (words >> np.uint64(t["family"][0])) & np.uint64(7)
-    sel = words[fam == Family.PIM]
+    pim = fam == Family.PIM
+    n = sch.times_of(words)[pim]   # REPEAT bodies count every time they run
+    sel = words[pim]
     op = ((sel >> np.uint64(t["op"][0])) & np.uint64(15)).astype(np.int64)
-    cnt = np.maximum(((sel >> np.uint64(t["count"][0])) & np.uint64((1 << t["count"][1]) - 1)).astype(np.int64), 1)
-    return {"act": int((op == 1).sum()), "mac_columns": int(cnt[op == 6].sum()), "wrgb_columns": int(cnt[op == 5].sum()),
-            "rdmac": int((op == 7).sum()), "cfr": int((op == 10).sum()), "rd_columns": int(cnt[op == 3].sum()),
-            "wr_columns": int(cnt[op == 4].sum())}
+    cnt = np.maximum(((sel >> np.uint64(t["count"][0])) & np.uint64((1 << t["count"][1]) - 1)).astype(np.int64),
+                     1) * n
+    return {"act": int(n[op == PimOp.ACT].sum()), "mac_columns": int(cnt[op == PimOp.MAC].sum()),
+            "wrgb_columns": int(cnt[op == PimOp.WRGB].sum()), "rdmac": int(n[op == PimOp.RDMAC].sum()),
+            "cfr": int(n[op == PimOp.CFR].sum()), "rd_columns": int(cnt[op == PimOp.RD].sum()),
+            "wr_columns": int(cnt[op == PimOp.WR].sum())}
 
 
 class _Device:
@@ -302,7 +303,7 @@ class _Generator:
         self.boundaries: dict[int, dict[str, Any]] = {}
 
     # ---- the whole program -----------------------------------------------------------------------------------------
-    def run(self, progress: Callable[[int], None] | None = None) -> Program:
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Program:
         w = self.w
         if self.pl.parallel == "tensor":
             steps = [(s, l, op, list(range(self.devices))) for s, l, op in self._order()]
@@ -324,7 +325,7 @@ class _Generator:
             for d in ds:
                 self._emit(d, s, l, op)
             if progress is not None and s == "layer" and op is w.blocks[w.layers[l]][-1]:
-                progress(1)
+                progress(1, len(w.layers))
         for dv in self.devs:
             dv.vector_receive()
         streams = [s for dv in self.devs for s in dv.build()]
@@ -633,9 +634,9 @@ def _hidden(w: Workload) -> int:
 
 
 def generate(workload: Workload, device: DeviceConfig, part: Partition, placement: Placement,
-             progress: Callable[[int], None] | None = None) -> tuple[Program, list[OpSite]]:
-    """The program of a mapped workload and its operator instances (module docstring). ``progress`` is called with
-    1 after every layer."""
+             progress: Callable[[int, int], None] | None = None) -> tuple[Program, list[OpSite]]:
+    """The program of a mapped workload and its operator instances (module docstring). ``progress(1, layers)`` is
+    called after every layer."""
     gen = _Generator(workload, device, part, placement)
     prog = gen.run(progress)
     prog.meta = {"model": workload.model, "phase": workload.phase, "batch": workload.batch, "tokens": workload.tokens,

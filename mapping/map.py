@@ -25,7 +25,7 @@ from accel.program import Program
 from .codegen import OpSite, generate
 from .partition import MappingError, Partition, gpu_time, partition
 from .placement import Placement, place
-from .workload import Workload, load_workload
+from .workload import Workload, load_workload, resolve_model
 
 __all__ = ["MapResult", "OperatorRow", "map_model", "map_workload", "format_text", "BOUNDS"]
 
@@ -270,9 +270,9 @@ def _rows(mr_sites: list[OpSite], res: SystemResult, dev: DeviceConfig, w: Workl
 
 
 def map_workload(workload: Workload, device: DeviceConfig, *, devices: int = 1, parallel: str = "pipeline",
-                 gpu: str = "h100-sxm", progress: Callable[[int], None] | None = None,
+                 gpu: str = "h100-sxm", progress: Callable[[int, int], None] | None = None,
                  timings: dict[str, float] | None = None) -> MapResult:
-    """Map a workload (module docstring). ``progress`` is called with 1 per generated layer."""
+    """Map a workload (module docstring). ``progress(1, layers)`` is called per generated layer."""
     timings = {} if timings is None else timings
     _check_formats(workload, device)
     t0 = time.perf_counter()
@@ -298,12 +298,16 @@ def _check_formats(w: Workload, dev: DeviceConfig) -> None:
 def map_model(model: str, device: Union[str, DeviceConfig], phase: str = "decode", *, context: int | None = None,
               prompt: int | None = None, batch: int = 1, datatype: str = "int8", experts: Union[str, int] = "worst",
               devices: int = 1, parallel: str = "pipeline", gpu: str = "h100-sxm",
-              progress: Callable[[int], None] | None = None) -> MapResult:
+              progress: Callable[[int, int], None] | None = None) -> MapResult:
     """Map a model by name (a known name, a Hugging Face directory or a YAML operator list) onto a device preset:
-    the workload of one step (:func:`mapping.workload.load_workload`), then :func:`map_workload`."""
+    the workload of one step (:func:`mapping.workload.load_workload`; decode at the model's whole context and prefill
+    of 512 tokens unless told), then :func:`map_workload`."""
     dev = load_preset(device) if isinstance(device, str) else device
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    if not model.endswith((".yaml", ".yml")) and (context is None if phase == "decode" else prompt is None):
+        positions = resolve_model(model)[0].positions   # decode: the whole context; prefill: 512 tokens
+        context, prompt = (positions, prompt) if phase == "decode" else (context, min(512, positions))
     _, w = load_workload(model, phase, dev, datatype=datatype, batch=batch, prompt=prompt, context=context,
                          experts=experts)
     timings["workload"] = time.perf_counter() - t0
@@ -360,11 +364,11 @@ def format_text(mr: MapResult) -> str:
         name = g["name"] if mr.devices == 1 else f"d{g['device']}:{g['name']}"
         lines.append(f"  {name[:28]:28s} {g['count']:3d} {g['unit']:6s} {_t(share):>10s} {share / total:6.1%} "
                      f"{ratio:>7s}  {g['bound']}: {pieces}")
-    if j["fallback"]:
+    gpu = [g for g in j["operators"] if g["unit"] == "gpu"]
+    if gpu:
         lines.append("")
-        lines.append(f"GPU fallback ({mr.gpu} roofline): " + ", ".join(
-            f"{f['name']} {_t(f['gpu_s'])}" for f in j["fallback"][:8])
-            + (f", ... ({len(j['fallback'])} operators)" if len(j["fallback"]) > 8 else ""))
+        lines.append(f"GPU fallback ({mr.gpu} roofline; no unit of {dev.name} runs these): " + ", ".join(
+            f"{g['name']} x {g['count']} ({g['kind']}) {_t(g['gpu_s'])}" for g in gpu))
     for note in mr.placement.notes:
         lines.append(f"note       {note}")
     tm = mr.timings

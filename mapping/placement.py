@@ -22,6 +22,7 @@ contiguous range of layers (the first also the prologue, the last the epilogue),
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -36,6 +37,8 @@ __all__ = ["Region", "KvLayout", "DevicePlacement", "Placement", "place", "PARAL
 
 #: Ways of splitting a model over several devices.
 PARALLEL = ("pipeline", "tensor")
+#: The most devices the capacity check tries when it looks for the smallest count that fits.
+_MAX_DEVICES = 64
 
 
 @dataclass(frozen=True)
@@ -309,9 +312,7 @@ def _plan(workload: Workload, device: DeviceConfig, devices: int, parallel: str)
                                f"{n} layers; use at most {n} devices or --parallel tensor")
         return [_place_device(workload, device, d, tuple(range(lo, hi)), d == 0, d == devices - 1, 1, (0, kvh))
                 for d, (lo, hi) in enumerate(_split(n, devices))]
-    if devices > kvh:
-        raise MappingError(f"--devices {devices}: tensor parallel splits the {kvh} key/value heads over the devices; "
-                           f"use at most {kvh} devices or --parallel pipeline")
+    # the KV heads split over the devices as evenly as they go (with more devices than heads, some hold none)
     return [_place_device(workload, device, d, tuple(range(n)), True, True, devices, heads)
             for d, heads in enumerate(_split(kvh, devices))]
 
@@ -337,6 +338,10 @@ def place(workload: Workload, device: DeviceConfig, devices: int = 1, parallel: 
         smallest = _smallest(workload, device, parallel, devices)
         fix = (f"the smallest --devices that fits is {smallest}" if smallest else
                f"no device count fits with --parallel {parallel}")
+        if kv and worst.rows_used - kv <= p.rows:   # the weights fit: the KV cache is what does not
+            top = _max_context(workload, device, worst, p.rows - (worst.rows_used - kv))
+            fix = (f"the KV cache fits up to context {top} (--context {top})" if top else
+                   "no KV cache fits beside the weights") + f", or {fix}"
         ctx = (f", {_size(kv * p.row_bytes * p.banks * p.channels)} of it the KV cache at context "
                f"{workload.context}" if kv else "")
         raise MappingError(f"{workload.model} does not fit {devices} {device.name} device{'s' if devices > 1 else ''}"
@@ -350,6 +355,26 @@ def place(workload: Workload, device: DeviceConfig, devices: int = 1, parallel: 
     return pl
 
 
+def _max_context(workload: Workload, device: DeviceConfig, dp: DevicePlacement, rows: int) -> int:
+    """The largest context whose KV cache (every layer of ``dp``) fits ``rows`` DRAM rows per bank (0: none)."""
+    att = _attention(workload)
+    kvh = dp.heads[1] - dp.heads[0]
+
+    def need(ctx: int) -> int:
+        probe = DevicePlacement(dp.index, (), False, False)
+        lay = _kv_layout(probe, device, 0, dataclasses.replace(att, kv_len=ctx, queries=min(att.queries, ctx)), kvh)
+        return (lay.k.rows + lay.v.rows) * len(dp.layers)
+
+    lo, hi = 0, workload.context
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if need(mid) <= rows:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _size(n: float) -> str:
     """Bytes in the largest binary unit that keeps a whole part."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
@@ -360,9 +385,7 @@ def _size(n: float) -> str:
 
 def _smallest(workload: Workload, device: DeviceConfig, parallel: str, start: int) -> int:
     """The smallest device count above ``start`` whose placement fits (0: none does)."""
-    n = len(workload.layers)
-    att = _attention(workload)
-    top = n if parallel == "pipeline" else (att.kv_heads if att is not None else 1)
+    top = len(workload.layers) if parallel == "pipeline" else _MAX_DEVICES
     for d in range(start + 1, max(top, 1) + 1):
         if _fits(_plan(workload, device, d, parallel)):
             return d

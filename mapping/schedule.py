@@ -26,14 +26,14 @@ from typing import Callable
 import numpy as np
 
 from accel.config import DeviceConfig
-from accel.isa import TABLES, Family, PimOp
+from accel.isa import TABLES, Family, PimOp, SyncOp, encode
 
 from .gemv import gemv_program
 from .placement import KvLayout, Region
 from .workload import WeightFormat
 
 __all__ = ["ChannelPart", "weight_gemv", "kv_score", "kv_context", "kv_write", "param_read",
-           "matrix_read", "group_formats", "pim_word"]
+           "matrix_read", "group_formats", "pim_word", "times_of"]
 
 _OFF = {n: TABLES[Family.PIM].offsets()[n] for n in ("op", "row")}
 _OP_MASK = np.uint64((1 << _OFF["op"][1]) - 1)
@@ -71,7 +71,7 @@ def _shift_rows(words: np.ndarray, row0: int) -> np.ndarray:
     if not row0:
         return words
     out = words.copy()
-    act = _ops(out) == PimOp.ACT
+    act = (_ops(out) == PimOp.ACT) & _is_pim(out)
     out[act] += np.uint64(row0 << _OFF["row"][0])
     return out
 
@@ -111,26 +111,68 @@ def _uniform(device: DeviceConfig, m: int, k: int, datatype: str) -> tuple[np.nd
             np.ones((m, groups), dtype=np.int64))
 
 
+#: Input rows up to which a GEMM's per-input work is written out; above it a REPEAT runs the (equal) bodies.
+_LITERAL_INPUTS = 3
+
+
 @lru_cache(maxsize=512)
 def _plan_words(device: DeviceConfig, m: int, k: int, layout: str, fmt_key: tuple, inputs: int) -> tuple:
-    """Words (row 0 based), first WRGB index, readout groups of a one-channel plan (cached per shape)."""
+    """Words (row 0 based), first WRGB index, readout groups of a one-channel plan (cached per shape).
+
+    With several input rows every activated DRAM row serves them all: ACT, then per input a body (CLRMAC, the
+    global-buffer fill, the MACs with their group-register writes, RDMAC), PRE. The bodies of the second input on are
+    equal word for word (the first may differ in its group-register writes), so above :data:`_LITERAL_INPUTS` inputs
+    the plan is made for that many and each row's second body runs under ``REPEAT times=inputs-1``."""
     kind, fmt = fmt_key
     groups = group_formats(device, fmt, m, k) if kind == "weights" else _uniform(device, m, k, fmt)
     dt, sc = groups if groups is not None else (None, None)
-    plan = gemv_program(device, m, k, layout, dt, sc, channels=1, act_first=True, inputs=inputs)
+    made = min(inputs, _LITERAL_INPUTS)
+    plan = gemv_program(device, m, k, layout, dt, sc, channels=1, act_first=True, inputs=made)
     words = np.fromiter((w for w, _ in plan.program), dtype=np.uint64, count=len(plan.program))
     ops = _ops(words)
-    wrgb = np.nonzero(ops == PimOp.WRGB)[0]
     rdmac = np.nonzero(ops == PimOp.RDMAC)[0]
-    if inputs > 1:   # a readout group per activated row: its RDMACs end where the row is precharged
+    if made > 1:   # a readout group per activated row: its RDMACs end where the row is precharged
         nxt = np.append(ops[1:], PimOp.NOP)
         ends = rdmac[nxt[rdmac] == PimOp.PRE] + 1
     else:
         ends = rdmac
     counts = np.diff(np.concatenate([[0], np.searchsorted(rdmac, ends, side="right")]))
+    if inputs > made:
+        words, ends = _repeat_bodies(words, ops, inputs)
+        counts = np.full(len(ends), inputs)
+    ops = _ops(words)
+    wrgb = np.nonzero((ops == PimOp.WRGB) & _is_pim(words))[0]
     words.setflags(write=False)
     return words, int(wrgb[0]) if len(wrgb) else None, tuple(int(e) for e in ends), tuple(int(c) for c in counts), \
         _wrgb_columns(words)
+
+
+def _is_pim(words: np.ndarray) -> np.ndarray:
+    off, width = TABLES[Family.PIM].offsets()["family"]
+    return ((words >> np.uint64(off)) & np.uint64((1 << width) - 1)) == Family.PIM
+
+
+def _repeat_bodies(words: np.ndarray, ops: np.ndarray, inputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """A plan made for :data:`_LITERAL_INPUTS` inputs with each row's bodies after the first under one REPEAT of
+    ``inputs - 1`` (module docstring of :func:`_plan_words`); returns the words and each readout group's last index."""
+    out: list[np.ndarray] = []
+    ends = []
+    acts = np.nonzero(ops == PimOp.ACT)[0].tolist()
+    pres = np.nonzero(ops == PimOp.PRE)[0].tolist()
+    at = 0
+    for a, pr in zip(acts, pres):
+        out.append(words[at:a + 1])
+        starts = [j for j in range(a + 1, pr) if ops[j] == PimOp.CLRMAC] + [pr]
+        bodies = [words[starts[i]:starts[i + 1]] for i in range(len(starts) - 1)]
+        if len(bodies) != _LITERAL_INPUTS or any(not np.array_equal(b, bodies[1]) for b in bodies[2:]):
+            raise AssertionError("a GEMM plan's per-input bodies differ after the first")   # gemv.py's loop order
+        rep = np.array([encode(Family.SYNC, SyncOp.REPEAT, token=inputs - 1, id=len(bodies[1]))], dtype=np.uint64)
+        out += [bodies[0], rep, bodies[1]]
+        ends.append(sum(len(x) for x in out))   # the PRE follows: the group's readouts are done there
+        at = pr
+    out.append(words[at:])
+    return np.concatenate(out), np.array(ends)
+
 
 
 def _gemv_part(device: DeviceConfig, m: int, k: int, layout: str, fmt_key: tuple, inputs: int, row0: int,
@@ -144,9 +186,22 @@ def _gemv_part(device: DeviceConfig, m: int, k: int, layout: str, fmt_key: tuple
 def _wrgb_columns(words: np.ndarray) -> int:
     """Global-buffer columns the WRGB words of a plan write (the link brings their data)."""
     off, width = TABLES[Family.PIM].offsets()["count"]
-    sel = _ops(words) == PimOp.WRGB
-    cnt = (words[sel] >> np.uint64(off)) & np.uint64((1 << width) - 1)
-    return int(np.maximum(cnt.astype(np.int64), 1).sum())
+    sel = (_ops(words) == PimOp.WRGB) & _is_pim(words)
+    cnt = (words >> np.uint64(off)) & np.uint64((1 << width) - 1)
+    return int((np.maximum(cnt.astype(np.int64), 1) * times_of(words))[sel].sum())
+
+
+def times_of(words: np.ndarray) -> np.ndarray:
+    """How many times each word runs (REPEAT bodies their ``times``)."""
+    out = np.ones(len(words), dtype=np.int64)
+    f = TABLES[Family.SYNC].offsets()
+    sync = np.nonzero(~_is_pim(words))[0]
+    for p in sync.tolist():
+        w = int(words[p])
+        if (w >> f["op"][0]) & ((1 << f["op"][1]) - 1) == SyncOp.REPEAT:
+            n = (w >> f["id"][0]) & ((1 << f["id"][1]) - 1)
+            out[p + 1:p + 1 + n] = (w >> f["token"][0]) & ((1 << f["token"][1]) - 1)
+    return out
 
 
 def _slices(m: int, parts: int) -> list[int]:

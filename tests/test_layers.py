@@ -5,7 +5,8 @@ Every module of the ``accel`` namespace (the folders of ``setup.py``'s ``FOLDERS
 import (module level or inside a function, absolute or relative) of an ``accel`` module is checked against the layer
 of both ends. Layers, lowest first:
 
-0. ground: ``accel/`` config, isa, program, numerics, errors, interfaces, traces (the trace parsers), presets;
+0. ground: ``accel/`` config, isa, program, numerics, errors, interfaces, traces (the trace parsers), presets,
+   files (atomic output files);
 1. ``rtl/`` and ``emulator/``, side by side, never each other;
 2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/report.py``,
    ``accel/toolchain.py``, the GPU kernels and roofline ``accel/gpu/`` (the mapper's fallback reads its roofline);
@@ -17,7 +18,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUND = {"config", "isa", "program", "numerics", "errors", "interfaces", "traces", "presets"}
+GROUND = {"config", "isa", "program", "numerics", "errors", "interfaces", "traces", "presets", "files"}
 LAYER_NAMES = {0: "ground", 1: "rtl/ and emulator/", 2: "mapping/, fpga/, equivalence harness, report, gpu",
                3: "the CLI"}
 #: (importer, imported) edges allowed for now, each with the change that removes it.

@@ -1,0 +1,90 @@
+"""``accel map MODEL --device PRESET ...``: map a model onto a device, run the program, print the report.
+
+The library does the work (:func:`accel.mapping.map.map_model`, :func:`accel.mapping.map.format_text`); this module
+parses, calls and prints. ``--json F`` and ``--program F`` are written whole or not at all.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("map", help="map a model onto a device: latency, tokens/s, where the time goes")
+    p.add_argument("model", metavar="MODEL",
+                   help="a known model (accel models), a Hugging Face model directory or a YAML operator list")
+    p.add_argument("--device", default="aim-gddr6", metavar="PRESET",
+                   help="device preset or YAML file (default: aim-gddr6)")
+    p.add_argument("--phase", choices=("decode", "prefill"), default="decode", help="default: decode")
+    p.add_argument("--context", type=int,
+                   help="decode: tokens the new token attends to, itself included (default: the model's positions)")
+    p.add_argument("--prompt", type=int, help="prefill: prompt tokens per sequence (default: 512, at most the "
+                                              "model's positions)")
+    p.add_argument("--batch", type=int, default=1, help="sequences processed together (default: 1)")
+    p.add_argument("--datatype", default=None,
+                   help="weight datatype: int8, int4, int3, fp4_*/fp3_* variants, mixed (BitMoD FP4 variants), "
+                        "mixed3, or mixed:DT=FRACTION,... (default: int8)")
+    p.add_argument("--weights", default=None, metavar="D", help="the same as --datatype (e.g. --weights mixed)")
+    p.add_argument("--experts", default="worst",
+                   help="MoE: experts a layer reads: worst, expected, best, or a count (default: worst)")
+    p.add_argument("--devices", type=int, default=1, help="identical devices joined by the preset's interconnect "
+                                                          "(default: 1)")
+    p.add_argument("--parallel", choices=("tensor", "pipeline"), default="tensor",
+                   help="with --devices N: split every GEMV's rows and the KV heads (tensor, default) or the layers "
+                        "(pipeline)")
+    p.add_argument("--gpu", default="h100-sxm", help="GPU of the fallback's roofline (accel gpu peaks; default: "
+                                                     "h100-sxm)")
+    p.add_argument("--json", metavar="F", help="also write the full report as JSON to F")
+    p.add_argument("--program", metavar="F", help="write the program to F (.npz: binary form, else text); "
+                                                  "accel emulate F runs it")
+    p.set_defaults(func=run)
+
+
+def _experts(text: str) -> str | int:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..errors import AccelError
+    from ..files import write_atomic
+    from ..mapping.map import format_text, map_model
+
+    if args.datatype is not None and args.weights is not None and args.datatype != args.weights:
+        raise AccelError(f"--datatype {args.datatype} and --weights {args.weights} disagree; give one of them")
+    datatype = args.datatype or args.weights or "int8"
+    bar = _progress()
+    try:
+        mr = map_model(args.model, args.device, args.phase, context=args.context, prompt=args.prompt, batch=args.batch,
+                       datatype=datatype, experts=_experts(args.experts), devices=args.devices,
+                       parallel=args.parallel, gpu=args.gpu, progress=bar)
+    finally:
+        bar.close()
+    if args.program:
+        mr.program.save(args.program)
+    if args.json:
+        data = mr.to_json()
+        write_atomic(args.json, lambda f: json.dump(data, f, indent=1))
+    print(format_text(mr))
+    return 0
+
+
+class _progress:
+    """A tqdm bar over the layers being generated, shown once the work has taken a second (on a terminal)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.n = 0
+
+    def __call__(self, n: int, total: int | None = None) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None and total is not None:
+            self.bar = tqdm(total=total, desc="mapping", unit="layer", delay=1.0, disable=None, leave=False)
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
