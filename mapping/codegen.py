@@ -107,22 +107,6 @@ def _sync(op: SyncOp, **f: int) -> int:
     return _word(Family.SYNC, op, tuple(sorted(f.items())))
 
 
-def _pim_counts(words: np.ndarray) -> dict[str, int]:
-    """Commands of one channel part by kind, and the columns of MAC/WRGB/RD/WR runs."""
-    t = TABLES[Family.PIM].offsets()
-    fam = (words >> np.uint64(t["family"][0])) & np.uint64(7)
-    pim = fam == Family.PIM
-    n = sch.times_of(words)[pim]   # REPEAT bodies count every time they run
-    sel = words[pim]
-    op = ((sel >> np.uint64(t["op"][0])) & np.uint64(15)).astype(np.int64)
-    cnt = np.maximum(((sel >> np.uint64(t["count"][0])) & np.uint64((1 << t["count"][1]) - 1)).astype(np.int64),
-                     1) * n
-    return {"act": int(n[op == PimOp.ACT].sum()), "mac_columns": int(cnt[op == PimOp.MAC].sum()),
-            "wrgb_columns": int(cnt[op == PimOp.WRGB].sum()), "rdmac": int(n[op == PimOp.RDMAC].sum()),
-            "cfr": int(n[op == PimOp.CFR].sum()), "rd_columns": int(cnt[op == PimOp.RD].sum()),
-            "wr_columns": int(cnt[op == PimOp.WR].sum())}
-
-
 class _Device:
     """The streams of one device while they are being built."""
 
@@ -418,7 +402,7 @@ class _Generator:
         return True
 
     def _record_parts(self, site: OpSite, parts: list[sch.ChannelPart]) -> None:
-        counts = [p.counts(_pim_counts) for p in {id(p): p for p in parts if not p.empty}.values()]
+        counts = [p.counts for p in {id(p): p for p in parts if not p.empty}.values()]
         if counts:
             best = max(counts, key=lambda c: (c["mac_columns"], c["act"], c["rd_columns"] + c["wr_columns"]))
             for k, v in best.items():

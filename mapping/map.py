@@ -160,16 +160,17 @@ class MapResult:
         return out
 
     def by_operator(self) -> list[dict[str, Any]]:
-        """Operator instances summed over layers per (device, section, name): share, bound pieces, count."""
-        groups: dict[tuple, dict[str, Any]] = {}
+        """Operator instances summed over layers and devices per operator of the workload (its
+        :func:`mapping.partition.op_key`): share, bank bound, bound pieces, instances, devices."""
+        groups: dict[str, dict[str, Any]] = {}
         for site, r in zip(self.sites, self.rows):
-            key = (r.device, site.key)
-            g = groups.get(key)
+            g = groups.get(site.key)
             if g is None:
                 name = site.op.name if site.layer is not None else r.name
-                g = groups[key] = {"name": name, "kind": r.kind, "unit": r.unit, "device": r.device, "count": 0,
-                                   "share_s": 0.0, "bank_bound_s": 0.0, "gpu_s": 0.0, "components_s": {},
-                                   "section": site.section, "shape": site.op.shape_text()}
+                g = groups[site.key] = {"name": name, "kind": r.kind, "unit": r.unit, "devices": set(), "count": 0,
+                                        "share_s": 0.0, "bank_bound_s": 0.0, "gpu_s": 0.0, "components_s": {},
+                                        "section": site.section, "shape": site.op.shape_text()}
+            g["devices"].add(r.device)
             g["count"] += 1
             g["share_s"] += r.share_s
             g["bank_bound_s"] += r.bank_bound_s
@@ -179,6 +180,7 @@ class MapResult:
         for g in groups.values():
             comp = g["components_s"]
             g["bound"] = max(comp, key=comp.get) if comp else "-"
+            g["devices"] = sorted(g["devices"])
         return list(groups.values())
 
     def roofline(self) -> dict[str, Any]:
@@ -361,8 +363,7 @@ def format_text(mr: MapResult) -> str:
         ratio = f"{share / g['bank_bound_s']:.2f}x" if g["bank_bound_s"] else "-"
         comp = g["components_s"]
         pieces = ", ".join(f"{k} {_t(v)}" for k, v in sorted(comp.items(), key=lambda kv: -kv[1])[:4])
-        name = g["name"] if mr.devices == 1 else f"d{g['device']}:{g['name']}"
-        lines.append(f"  {name[:28]:28s} {g['count']:3d} {g['unit']:6s} {_t(share):>10s} {share / total:6.1%} "
+        lines.append(f"  {g['name'][:28]:28s} {g['count']:3d} {g['unit']:6s} {_t(share):>10s} {share / total:6.1%} "
                      f"{ratio:>7s}  {g['bound']}: {pieces}")
     gpu = [g for g in j["operators"] if g["unit"] == "gpu"]
     if gpu:

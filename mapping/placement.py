@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+import numpy as np
+
 from accel.config import DeviceConfig
 
 from .gemv import gemv_shape
@@ -152,9 +154,15 @@ class DevicePlacement:
         columns exclusive at the top)."""
         p = device.pim
         out = {}
+        grids: dict[tuple[int, int], np.ndarray] = {}   # (channels, banks) -> every (channel, bank) pair
         for r in self.regions.values():
-            banks = range(1) if r.kind == "params" else range(p.banks)
-            out[r.name] = [[c, b, r.row0, r.row0 + r.rows, 0, p.columns] for c in range(r.channels) for b in banks]
+            nb = 1 if r.kind == "params" else p.banks
+            if (r.channels, nb) not in grids:
+                cb = np.array([(c, b) for c in range(r.channels) for b in range(nb)], dtype=np.int64)
+                grids[(r.channels, nb)] = np.concatenate([cb, np.zeros((len(cb), 4), dtype=np.int64)], axis=1)
+            box = grids[(r.channels, nb)].copy()
+            box[:, 2:] = (r.row0, r.row0 + r.rows, 0, p.columns)
+            out[r.name] = box.tolist()
         return out
 
     def to_json(self, device: DeviceConfig) -> dict[str, Any]:

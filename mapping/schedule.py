@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from .placement import KvLayout, Region
 from .workload import WeightFormat
 
 __all__ = ["ChannelPart", "weight_gemv", "kv_score", "kv_context", "kv_write", "param_read",
-           "matrix_read", "group_formats", "pim_word", "times_of"]
+           "matrix_read", "group_formats", "pim_word", "times_of", "command_counts"]
 
 _OFF = {n: TABLES[Family.PIM].offsets()[n] for n in ("op", "row")}
 _OP_MASK = np.uint64((1 << _OFF["op"][1]) - 1)
@@ -55,10 +54,11 @@ class ChannelPart:
     def empty(self) -> bool:
         return len(self.words) == 0
 
-    def counts(self, count: Callable[[np.ndarray], dict[str, int]]) -> dict[str, int]:
-        """``count(words)``, computed once per part."""
+    @property
+    def counts(self) -> dict[str, int]:
+        """:func:`command_counts` of its words (computed once)."""
         if self._counts is None:
-            self._counts = count(self.words)
+            self._counts = command_counts(self.words)
         return self._counts
 
 
@@ -180,7 +180,29 @@ def _gemv_part(device: DeviceConfig, m: int, k: int, layout: str, fmt_key: tuple
     words, first_wrgb, ends, counts, wrgb_cols = _plan_words(device, m, k, layout, fmt_key, inputs)
     beat = device.pim.banks * device.mac_register_bytes
     return ChannelPart(_shift_rows(words, row0), first_wrgb, list(ends), [c * beat for c in counts],
-                       wrgb_cols * gb_bytes_per_column)
+                       wrgb_cols * gb_bytes_per_column, _command_counts(device, m, k, layout, fmt_key, inputs))
+
+
+@lru_cache(maxsize=512)
+def _command_counts(device: DeviceConfig, m: int, k: int, layout: str, fmt_key: tuple, inputs: int) -> dict:
+    """:func:`command_counts` of a plan's words (they do not depend on its first row)."""
+    return command_counts(_plan_words(device, m, k, layout, fmt_key, inputs)[0])
+
+
+def command_counts(words: np.ndarray) -> dict[str, int]:
+    """PIM commands of a part by kind (REPEAT bodies every time they run), and the columns of MAC/WRGB/RD/WR runs:
+    ``act``, ``mac_columns``, ``wrgb_columns``, ``rdmac``, ``cfr``, ``rd_columns``, ``wr_columns``."""
+    t = TABLES[Family.PIM].offsets()
+    pim = _is_pim(words)
+    n = times_of(words)[pim]
+    sel = words[pim]
+    op = _ops(sel).astype(np.int64)
+    cnt = np.maximum(((sel >> np.uint64(t["count"][0])) & np.uint64((1 << t["count"][1]) - 1)).astype(np.int64),
+                     1) * n
+    return {"act": int(n[op == PimOp.ACT].sum()), "mac_columns": int(cnt[op == PimOp.MAC].sum()),
+            "wrgb_columns": int(cnt[op == PimOp.WRGB].sum()), "rdmac": int(n[op == PimOp.RDMAC].sum()),
+            "cfr": int(n[op == PimOp.CFR].sum()), "rd_columns": int(cnt[op == PimOp.RD].sum()),
+            "wr_columns": int(cnt[op == PimOp.WR].sum())}
 
 
 def _wrgb_columns(words: np.ndarray) -> int:
@@ -214,23 +236,31 @@ def weight_gemv(device: DeviceConfig, region: Region, fmt: WeightFormat, inputs:
     """A weight GEMV (``inputs`` input rows) over a region in layout ``rows``: one part per channel (empty where the
     channel holds none of its rows). The link broadcasts the input once (the channels' ``data_bytes`` are each
     channel's global-buffer writes, equal in every channel that has rows)."""
+    return list(_weight_parts(device, region.m, region.k, region.channels, region.row0, fmt, inputs))
+
+
+@lru_cache(maxsize=4096)
+def _weight_parts(device: DeviceConfig, m: int, k: int, channels: int, row0: int, fmt: WeightFormat,
+                  inputs: int) -> tuple[ChannelPart, ...]:
+    """:func:`weight_gemv` by geometry (devices of a tensor-parallel system share their parts)."""
     p = device.pim
     # the input's global-buffer columns (one activation per lane slot), once per input row: later refills of the
     # same chunk come from the channel's copy
-    data = inputs * -(-region.k // p.mac_lanes) * p.column_bytes
+    data = inputs * -(-k // p.mac_lanes) * p.column_bytes
     made: dict[int, ChannelPart] = {}   # channels with equal slices share one part (and one array of words)
-    for mc in set(_slices(region.m, region.channels)):
+    for mc in set(_slices(m, channels)):
         if mc == 0:
             made[mc] = ChannelPart(np.zeros(0, dtype=np.uint64))
             continue
-        made[mc] = _gemv_part(device, mc, region.k, "rows", ("weights", fmt), inputs, region.row0, p.column_bytes)
+        made[mc] = _gemv_part(device, mc, k, "rows", ("weights", fmt), inputs, row0, p.column_bytes)
         made[mc].data_bytes = data
-    return [made[mc] for mc in _slices(region.m, region.channels)]
+    return tuple(made[mc] for mc in _slices(m, channels))
 
 
 def _concat(parts: list[ChannelPart]) -> ChannelPart:
     """Parts of one channel run one after the other (the first part's wait guards them all)."""
     out = ChannelPart(np.zeros(0, dtype=np.uint64))
+    out._counts = {k: sum(p.counts[k] for p in parts) for k in parts[0].counts} if parts else None
     base = 0
     for part in parts:
         if out.wait_at is None and part.wait_at is not None:
