@@ -110,6 +110,8 @@ class Stream:
     def __post_init__(self) -> None:
         self.words = np.asarray(self.words, dtype=np.uint64).reshape(-1)
         self.device_index, self.kind, self.channel = parse_stream_name(self.name)
+        self._derived: dict[str, Any] = {}
+        self._derived_of: Any = None
 
     def field(self, family: Family, name: str) -> np.ndarray:
         """Field ``name`` of the ``family`` table in every word (int64; meaningful where the word is of that
@@ -117,9 +119,18 @@ class Stream:
         off, width = TABLES[family].offsets()[name]
         return ((self.words >> np.uint64(off)) & np.uint64((1 << width) - 1)).astype(np.int64)
 
+    def derived(self, key: str, make: Any) -> Any:
+        """``make(self)``, computed once while ``words`` is the same array (the engines and the validation share
+        what they derive from a stream's words)."""
+        if self._derived_of is not self.words:
+            self._derived, self._derived_of = {}, self.words
+        if key not in self._derived:
+            self._derived[key] = make(self)
+        return self._derived[key]
+
     @property
     def families(self) -> np.ndarray:
-        return self.field(Family.PIM, "family")
+        return self.derived("families", lambda s: s.field(Family.PIM, "family"))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Stream) and self.name == other.name and np.array_equal(self.words, other.words)
@@ -283,6 +294,10 @@ _TOKEN_BITS = TABLES[Family.SYNC].width("token")
 def _sync_table(s: Stream) -> tuple[np.ndarray, ...]:
     """Positions, ops, tokens, producers, ids of a stream's SYNC words, and each one's occurrence index k (the k-th
     SIGNAL of its token, the k-th WAIT on its producer's token; from 0)."""
+    return s.derived("sync_table", _make_sync_table)
+
+
+def _make_sync_table(s: Stream) -> tuple[np.ndarray, ...]:
     pos = np.nonzero(s.families == int(Family.SYNC))[0]
     w = s.words[pos]
     f = TABLES[Family.SYNC].offsets()

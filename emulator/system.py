@@ -392,7 +392,7 @@ class _PimRunner(_Runner):
         p = device.pim
         self.chan = ChannelEngine(p, device.bitserial if p.lane == "bitserial" else None, functional=False)
         # a command's timing signature for the channel engine's block repetition (and the epoch jump)
-        self.sig = timing_signature(stream.words, device)
+        self.sig = stream.derived(f"timing_signature {id(device)}", lambda s: timing_signature(s.words, device))
         self.periodic = periodic
         self.last_issue = -1
 
@@ -726,7 +726,8 @@ class SystemEngine:
         first = {}
         for i in sorted(set(same.values())):
             s = program.streams[i]
-            first[i] = seen.setdefault((s.device_index, timing_signature(s.words, self.device).tobytes()), i)
+            sig = s.derived(f"timing_signature {id(self.device)}", lambda t: timing_signature(t.words, self.device))
+            first[i] = seen.setdefault((s.device_index, sig.tobytes()), i)
         return [first.get(r, r) for r in rep]
 
     def run(self, program: Program) -> SystemResult:
