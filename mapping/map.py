@@ -6,11 +6,13 @@
 table, the plots and the trace need, as plain data.
 
 Per operator the report gives (:class:`OperatorRow`): its share of the latency (the time by which it moves the
-program's completion frontier: the shares sum to the total), its span, the unit, its *bound* — the largest of the
-closed-form lower bounds of the work it puts on each unit — and how far above the device's bank-bandwidth bound it
-sits, with the pieces of the gap: the MAC lanes' pace (bit-serial terms), row activations, global-buffer refills,
-group-register (CFR) writes, MAC readouts on the channel bus, the link, the vector unit, the array, the
-interconnect; what the pieces do not explain is waiting on dependencies.
+program's completion frontier: the shares sum to the total), its span, the unit, how far above the device's
+bank-bandwidth bound it sits, and the closed-form amounts of the work it puts on each resource: on the channels the
+bank-bandwidth time of its MAC columns and what its commands add beyond it (the MAC lanes' pace for bit-serial terms,
+row activations, global-buffer refills, group-register (CFR) writes, MAC readouts and column reads/writes on the
+channel bus — serial on a channel, so they add up), and the link, the vector unit, the array, the interconnect and
+the GPU fallback. Its *bound* (:func:`bound_of`) is the resource with the most work; what the amounts do not explain
+is overlap lost to dependencies.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from .partition import MappingError, Partition, gpu_time, partition
 from .placement import Placement, place
 from .workload import Workload, load_workload, resolve_model
 
-__all__ = ["MapResult", "OperatorRow", "map_model", "map_workload", "format_text", "BOUNDS"]
+__all__ = ["MapResult", "OperatorRow", "map_model", "map_workload", "format_text", "bound_of", "BOUNDS",
+           "CHANNEL_PIECES"]
 
 #: The bounds an operator can sit at (the report's names).
 BOUNDS = ("bank bandwidth", "MAC pace", "row activations", "global-buffer refills", "group registers (CFR)",
@@ -51,7 +54,7 @@ class OperatorRow:
     components_s:
         Closed-form lower bounds of its work per piece (:data:`BOUNDS`).
     bound:
-        The largest component: the bound it sits at.
+        The bound it sits at (:func:`bound_of`).
     gpu_s:
         GPU fallback time (its roofline), 0 for operators on the device.
     """
@@ -179,7 +182,7 @@ class MapResult:
                 g["components_s"][k] = g["components_s"].get(k, 0.0) + v
         for g in groups.values():
             comp = g["components_s"]
-            g["bound"] = max(comp, key=comp.get) if comp else "-"
+            g["bound"] = bound_of(comp)
             g["devices"] = sorted(g["devices"])
         return list(groups.values())
 
@@ -227,6 +230,25 @@ class MapResult:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+#: The pieces of the PIM channels' work: serial on a channel, so they add up.
+CHANNEL_PIECES = BOUNDS[:7]
+
+
+def bound_of(components: dict[str, float]) -> str:
+    """The bound an operator sits at: the unit with the most work — the channels (their pieces add up: "bank
+    bandwidth" when that is at least half of them, else their largest other piece), the link, the vector unit, the
+    array, the interconnect or the GPU fallback."""
+    if not components:
+        return "-"
+    units = {k: v for k, v in components.items() if k not in CHANNEL_PIECES}
+    channel = sum(v for k, v in components.items() if k in CHANNEL_PIECES)
+    if channel and channel >= max(units.values(), default=0.0):
+        if components.get("bank bandwidth", 0.0) >= channel / 2:
+            return "bank bandwidth"
+        return max((k for k in CHANNEL_PIECES[1:] if k in components), key=components.get)
+    return max(units, key=units.get)
+
+
 def _components(dev: DeviceConfig, site: OpSite, datatype: str) -> tuple[float, dict[str, float]]:
     """Bank-bandwidth bound and the closed-form lower bound of each piece of an operator's work (s)."""
     c = site.counts
@@ -265,7 +287,7 @@ def _rows(mr_sites: list[OpSite], res: SystemResult, dev: DeviceConfig, w: Workl
         g = gpu_time(s.op, gpu) if s.unit == "gpu" else 0.0
         if g:
             comp["GPU fallback"] = g
-        bound = max(comp, key=comp.get) if comp else "-"
+        bound = bound_of(comp)
         rows.append(OperatorRow(s.id, s.name, s.kind, s.layer, s.device, s.unit, share * tick, a * tick, b * tick,
                                 bank, comp, bound, g))
     return rows
@@ -357,8 +379,8 @@ def format_text(mr: MapResult) -> str:
                                             f"{', ' + str(v['streams']) + ' streams' if v['streams'] > 1 else ''})"
                                             for k, v in j["units"].items()))
     lines.append("")
-    lines.append(f"  {'operator':28s} {'x':>3s} {'unit':6s} {'time':>10s} {'share':>6s} {'vs bank':>7s}  bound, "
-                 f"and the pieces above the bank bound")
+    lines.append(f"  {'operator':28s} {'x':>3s} {'unit':6s} {'time':>10s} {'share':>6s} {'vs bank':>7s}  bound: the "
+                 f"work it puts on each resource (closed forms)")
     total = mr.latency_s or 1.0
     for g in j["operators"]:
         share = g["share_s"] + g["gpu_s"]
