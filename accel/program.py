@@ -37,10 +37,10 @@ import numpy as np
 
 from .config import DeviceConfig, device_from_dict, load_preset
 from .errors import AccelError, EncodingError
-from .files import write_atomic
 from .interfaces import vector as vec_iface
 from .interfaces.link import endpoint_code, endpoint_name
 from .isa import OPS, TABLES, AttnOp, Endpoint, Family, LinkOp, PimOp, SyncOp, VectorOp, check_device_fits, encode
+from .outputs import write_atomic, write_text_atomic
 
 __all__ = ["ProgramError", "DeadlockError", "Stream", "Program", "ProgramBuilder", "StreamBuilder", "UNIT_FAMILY",
            "is_program_file", "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items",
@@ -728,12 +728,12 @@ class Program:
     # ---- files -----------------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the program: ``.npz`` in the binary form, anything else as text. The file appears whole or not at
-        all."""
+        all (:func:`accel.outputs.write_atomic`; a bad path is an :class:`~accel.outputs.OutputError`)."""
         path = Path(path)
         if path.suffix == ".npz":
-            write_atomic(path, lambda f: np.savez_compressed(f, **self._arrays()), binary=True)
+            write_atomic(path, lambda f: np.savez_compressed(f, **self._arrays()), "program")
         else:
-            write_atomic(path, lambda f: f.write(self.to_text()))
+            write_text_atomic(path, self.to_text(), "program")
 
     def _arrays(self) -> dict[str, np.ndarray]:
         head = {"format": FORMAT, "version": VERSION, "streams": self.names, "device": self.device,

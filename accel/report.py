@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 
 from .config import DeviceConfig, GemmConfig, load_preset
+from .energy import EnergyBreakdown
 from .errors import AccelError
 from .traces import TraceError, is_aim_trace, parse_aim_trace, parse_text_program
 
-__all__ = ["trace_report", "bank_summary", "gemm_report", "attention_report", "EMULATE_LIMIT"]
+__all__ = ["trace_report", "bank_summary", "gemm_report", "attention_report", "EMULATE_LIMIT", "si_scale", "si",
+           "energy_lines"]
 
 #: Largest ``cycles * rows * cols`` that :func:`gemm_report` runs through the per-cycle model (about 20 s).
 EMULATE_LIMIT = 20_000_000
@@ -151,3 +153,28 @@ def attention_report(preset: str, queries: int, keys: int, head_dim: int) -> dic
             "head_dim": head_dim, "tiles": -(-queries // cfg.cols), "chunks_per_tile": chunks, "cycles": cycles,
             "seconds": cycles / (cfg.clock_mhz * 1e6), "utilisation_2d": utilisation(head_dim, chunks),
             "keys_for_utilisation_0_9": need, "buffer_bits": sum(bits.values()), "buffers": bits}
+
+
+def si_scale(value: float) -> tuple[float, str]:
+    """A factor and its SI prefix that put ``abs(value)`` between 1 and 1000 (down to pico; 1 and no prefix for 0)."""
+    for f, p in ((1e-9, "G"), (1e-6, "M"), (1e-3, "k"), (1.0, ""), (1e3, "m"), (1e6, "u"), (1e9, "n")):
+        if abs(value) * f >= 1:
+            return f, p
+    return (1e12, "p") if value else (1.0, "")
+
+
+def si(value: float, unit: str) -> str:
+    """``value`` with an SI prefix and four significant digits: ``si(0.0333, "J") == "33.3 mJ"``."""
+    f, p = si_scale(value)
+    return f"{value * f:.4g} {p}{unit}"
+
+
+def energy_lines(e: EnergyBreakdown, top: int = 5) -> list[str]:
+    """What a report prints of an :class:`~accel.energy.EnergyBreakdown`: the total and its dynamic and static
+    parts, the energy per unit, and the ``top`` largest event kinds."""
+    units = ", ".join(f"{u} {si(j, 'J')}" for u, j in e.by_unit().items() if j > 0)
+    largest = sorted(((k, j) for k, j in e.dynamic_j.items() if j > 0), key=lambda kv: -kv[1])[:top]
+    return [f"energy     {si(e.total_j, 'J')}: dynamic {si(e.dynamic_total_j, 'J')}, static {si(e.static_total_j, 'J')}"
+            f" ({si(e.static_total_j / e.seconds if e.seconds else 0.0, 'W')} over {si(e.seconds, 's')})",
+            f"  by unit  {units or 'none'}",
+            "  largest  " + (", ".join(f"{k} {si(j, 'J')}" for k, j in largest) or "none")]

@@ -2,11 +2,14 @@
 
 Each command is issued at its earliest legal cycle, computed in closed form from the timestamps of the commands that
 constrain it (no Python work per idle cycle); a run-length command (``count`` > 1) is issued as a whole: element ``k``
-at ``t0 + k * step``, because after the first element only the run's own column-to-column rules bind (see
-:meth:`accel.emulator.units.pim.Timing.step`). The schedule is the one the per-cycle model
-(``emulator/units/pim.py``, the RTL's twin) produces in wait mode with an always-valid command stream; tests prove them
-equal on random programs. Numerics (functional mode) are vectorised over columns and banks with numpy and equal the
-per-cycle model bit for bit.
+at ``t0 + k * step``, because after the first element only the run's own rules bind
+(:meth:`accel.interfaces.pim.ChannelRules.step`). The rules are the table of ``accel/interfaces/pim.py``: at
+construction it is laid out (:class:`_Plan`, once per configuration) as one flat list of timestamps — per source of
+rows, one per bank or bank group plus an all-bank and a latest-of-any-bank stamp (so all-bank commands cost O(1)), or
+one per channel — and, per op, all-bank flag and bank, the stamps and latencies that command reads and the stamps it
+writes. The schedule is the one the per-cycle model (``emulator/units/pim.py``, the RTL's twin) produces in wait mode
+with an always-valid command stream; tests prove them equal on random programs. Numerics (functional mode) are
+vectorised over columns and banks with numpy and equal the per-cycle model bit for bit.
 
 Cycle 0 is the cycle the first command word is offered: as in the hardware, a command issues at the earliest in the
 cycle after it reaches the channel's head register, and at most one command element issues per cycle.
@@ -14,26 +17,35 @@ cycle after it reaches the channel's head register, and at most one command elem
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
 from accel.config import BitSerialConfig, DeviceConfig, PimConfig
 from accel.errors import AccelError
-from accel.isa import TABLES, Family, PimOp
-from accel.numerics import DATATYPES
-
-from .units.pim import (
-    ACC_BITS, CFR_CHANNEL_REGS, CFR_DTYPE, CFR_SCALE, MacNumerics, PimChannel, PimIllegalError, PimRule,
-    PimTimingError, Timing, describe, illegal_message, pack_slots, timing_message, unpack_slots,
+from accel.interfaces.pim import (
+    ACC_BITS, BANK_TARGETS, CFR_DTYPE, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, Source, PimIllegalError,
+    PimTimingError, Row, TimingRule, compile_rules, describe, illegal_message, lane_terms, max_terms, pack_slots,
+    reset_dtype, timing_message, unpack_slots,
 )
+from accel.isa import TABLES, Family, PimOp
+
+from .units.pim import MacNumerics, PimChannel
 
 __all__ = ["ChannelEngine", "DeviceEngine", "Issue", "RunStats", "PimProgram", "decode_program"]
 
 _NEG = -(1 << 40)
 _PIM = TABLES[Family.PIM]
 _OPS = frozenset(int(o) for o in PimOp)
+# op codes as ints, bound once for the inner loop
+_ACT, _PRE, _RD, _WR, _WRGB, _MAC, _RDMAC, _CLRMAC, _REF, _CFR = (
+    int(o) for o in (PimOp.ACT, PimOp.PRE, PimOp.RD, PimOp.WR, PimOp.WRGB, PimOp.MAC, PimOp.RDMAC, PimOp.CLRMAC,
+                     PimOp.REF, PimOp.CFR))
+_OP_CODES = 1 << _PIM.width("op")      # every value the op field can hold
+_BANK_CODES = 1 << _PIM.width("bank")  # every value the bank field can hold
+_RUN = [o in _OPS and PimOp(o) in RUN_OPS for o in range(_OP_CODES)]
 
 
 class Issue(NamedTuple):
@@ -59,14 +71,123 @@ class RunStats:
     read_words: list[tuple[int, int]] = field(default_factory=list)
 
 
-_STEP_CACHE: dict[Timing, list[tuple[int, int]]] = {}
+class _Plan:
+    """A compiled rule table laid out for the engine (shared by every engine of one configuration).
+
+    Timestamps live in one flat list. A ``bank`` (``bg``) source has one slot per bank (group) for single-bank
+    commands, one for all-bank commands and one holding the latest of them all (the answer for all-bank followers); a
+    ``ch`` source has that latest slot only. Sources with the same preceding commands share their all-bank and latest
+    slots (they hold the same cycles), unless a preceding command can act on no bank (a PRE of closed banks). A
+    dynamic source's slots hold ready cycles (issue + the bank's MAC terms + its offset) instead of issue cycles.
+    Window sources keep a deque of their last issues.
+
+    ``query[op][ab][bank]``: ``(pairs, windows)`` — a command's first legal cycle is the largest ``stamp + latency``
+    over its ``(slot, latency)`` pairs and ``(window, latency)`` windows' oldest stamps (None: no rule applies).
+    ``update[op][ab][bank]``: ``(slots, dynamic, windows)`` — the slots an issue sets to its cycle, the dynamic
+    sources ``(first bank slot, latest slot, banks, monotone, offset)`` it raises, the windows it appends to
+    (``monotone``: every command that sets the source waits for it, so a new ready cycle is never below the old). A
+    PRE is planned for open banks; the engine handles a PRE of closed banks apart.
+    """
+
+    def __init__(self, rules: ChannelRules) -> None:
+        p = rules.pim
+        self.rules = rules
+        self.nb, self.ng, self.bpg = p.banks, p.bank_groups, p.banks_per_group
+        self.inst: dict[int, list[int]] = {}     # source -> per bank (group) slots
+        self.ab: dict[int, int] = {}             # source -> all-bank slot
+        self.latest: dict[int, int] = {}         # source -> latest slot
+        self.win: dict[int, int] = {}
+        self.windows: list[int] = []
+        shared: dict[frozenset, tuple[int, int]] = {}
+        n = 0
+        for s in rules.sources:
+            if s.window > 1:
+                self.win[s.index] = len(self.windows)
+                self.windows.append(s.window)
+                continue
+            if s.level != "ch":
+                k = self.nb if s.level == "bank" else self.ng
+                self.inst[s.index] = list(range(n, n + k))
+                n += k
+            if s.dynamic or any(BANK_TARGETS[PimOp(o)] == "open" for o, _ in s.preceding):
+                self.ab[s.index], self.latest[s.index] = n, n + 1
+                n += 2
+                continue
+            if s.preceding not in shared:
+                shared[s.preceding] = (n, n + 1)
+                n += 2
+            self.ab[s.index], self.latest[s.index] = shared[s.preceding]
+        self.size = n
+        self.steps: list[list[tuple[int, int | None]]] = [[(1, None), (1, None)] for _ in range(_OP_CODES)]
+        self.query: list[list[list[Any]]] = [[[None] * _BANK_CODES for _ in (0, 1)] for _ in range(_OP_CODES)]
+        self.update: list[list[list[Any]]] = [[[None] * _BANK_CODES for _ in (0, 1)] for _ in range(_OP_CODES)]
+        for op in PimOp:
+            o = int(op)
+            for ab in (0, 1):
+                self.steps[o][ab] = (rules.step(o, ab), rules.dynamic_step(o, ab))
+                cache: dict[tuple, tuple] = {}
+                for b in range(_BANK_CODES):
+                    banks = self.banks_of(op, ab, b)
+                    if banks is None:
+                        continue   # bank out of range: illegal, never planned
+                    if banks not in cache:
+                        cache[banks] = (self._query(o, ab, banks), self._update(o, ab, banks))
+                    self.query[o][ab][b], self.update[o][ab][b] = cache[banks]
+
+    def banks_of(self, op: PimOp, ab: int, b: int) -> tuple[int, ...] | None:
+        """The banks a command acts on for timing, all of them open (None: its bank is out of range)."""
+        kind = BANK_TARGETS[op]
+        if kind == "none":
+            return ()
+        if kind == "all" or (ab and kind in ("addressed", "open")):
+            return tuple(range(self.nb))
+        return (b,) if b < self.nb else None
+
+    def instances(self, s: Source, banks: Iterable[int]) -> list[int]:
+        """The per-bank (group) slots of a bank (bg) source for ``banks``."""
+        inst = self.inst[s.index]
+        return [inst[i] for i in (banks if s.level == "bank" else sorted({b // self.bpg for b in banks}))]
+
+    def _query(self, op: int, ab: int, banks: tuple[int, ...]) -> tuple | None:
+        every = len(banks) == self.nb and self.nb > 1
+        lat: dict[int, int] = {}
+        wins = []
+        for r in self.rules.rows_for[(op, ab)]:
+            s = r.source
+            n = r.latency if r.latency is not None else 0
+            if s.window > 1:
+                wins.append((self.win[s.index], n))
+                continue
+            if s.level == "ch" or every:
+                slots = [self.latest[s.index]]
+            else:
+                slots = self.instances(s, banks) + ([] if s.dynamic else [self.ab[s.index]])
+            for i in slots:
+                lat[i] = max(lat.get(i, _NEG), n)
+        if not lat and not wins:
+            return None
+        return tuple(sorted(lat.items())), tuple(wins)
+
+    def _update(self, op: int, ab: int, banks: tuple[int, ...]) -> tuple:
+        every = len(banks) == self.nb and self.nb > 1
+        slots, dyn, wins = set(), [], []
+        for s in self.rules.sources_for[(op, ab)]:
+            if s.window > 1:
+                wins.append(self.win[s.index])
+            elif s.dynamic:
+                own = all(any(f in r.following for r in self.rules.rows if r.source is s) for f in s.preceding)
+                dyn.append((self.inst[s.index][0], self.latest[s.index], banks, own, s.offset))
+            elif s.level == "ch":
+                slots.add(self.latest[s.index])
+            elif banks:
+                slots |= {self.ab[s.index]} if every else set(self.instances(s, banks))
+                slots.add(self.latest[s.index])
+        return tuple(sorted(slots)), tuple(dyn), tuple(wins)
 
 
-def _steps_of(t: Timing) -> list[tuple[int, int]]:
-    """Run step per op code (single-bank, all-bank), computed once per timing."""
-    if t not in _STEP_CACHE:
-        _STEP_CACHE[t] = [(t.step(op, False), t.step(op, True)) for op in range(16)]
-    return _STEP_CACHE[t]
+@lru_cache(maxsize=64)
+def _plan(rules: ChannelRules) -> _Plan:
+    return _Plan(rules)
 
 
 class ChannelEngine:
@@ -75,44 +196,43 @@ class ChannelEngine:
     Parameters
     ----------
     pim, bitserial:
-        The channel's configuration (``bitserial`` needed for ``lane="bitserial"`` in functional mode).
+        The channel's configuration (``bitserial`` needed for ``lane="bitserial"``: its datatypes set the MAC pace
+        and the numerics).
     functional:
         Keep data and compute MAC results (False: timing only, faster).
     record_reads:
         Keep ``(cycle, word)`` of every read beat (RD columns, RDMAC registers) in :attr:`reads`.
+    rules:
+        The timing-rule table (default: the channel's, :data:`~accel.interfaces.pim.PIM_TIMING_RULES`).
     """
 
     def __init__(self, pim: PimConfig, bitserial: BitSerialConfig | None = None, functional: bool = True,
-                 record_reads: bool = True) -> None:
-        self.pim = pim
-        self.t = Timing.of(pim.timing)
-        self.functional = functional
-        self.record_reads = record_reads and functional
-        # the per-cycle model's storage, numerics and legality checks are reused (never its timing); a timing-only
-        # engine builds it only when it needs to name the reason of an illegal command or check a CFR value
-        self._bitserial = bitserial
-        self._model_obj: PimChannel | None = None
-        self._numerics: MacNumerics | None = None
+                 record_reads: bool = True, rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> None:
         if pim.lane == "bitserial" and bitserial is None:
             raise AccelError("a channel with lane = 'bitserial' needs the device's BitSerialConfig (its datatypes "
                              "set the MAC pace and the numerics): pass bitserial=device.bitserial")
+        self.pim = pim
+        self.rules = compile_rules(pim, max_terms(pim, bitserial), rules)
+        self._plan = _plan(self.rules)
+        self._query, self._update, self._steps = self._plan.query, self._plan.update, self._plan.steps
+        self._nb = pim.banks
+        self._rd_latency, self._rdmac_latency = pim.timing.rd_latency, pim.timing.rdmac_latency
+        self.functional = functional
+        self.record_reads = record_reads and functional
+        # the per-cycle model's storage, numerics and legality checks are reused (never its timing); a timing-only
+        # engine builds it only when it needs to name the reason of an illegal command
+        self._bitserial = bitserial
+        self._model_obj: PimChannel | None = None
+        self._numerics: MacNumerics | None = None
         self._data = self._model if functional else None
-        self._steps = _steps_of(self.t)
-        self._lane_terms = ({c: DATATYPES[n].terms for n, c in bitserial.dtype_codes.items()}
-                            if bitserial is not None and pim.lane == "bitserial" else {})
-        self._default_dtype = (bitserial.dtype_codes[bitserial.datatypes[0]]
-                               if bitserial is not None and pim.lane == "bitserial" else 0)
+        self._lane_terms = lane_terms(pim, bitserial)
+        self._default_dtype = reset_dtype(pim, bitserial)
         self.reset()
 
     @property
     def _model(self) -> PimChannel:
         if self._model_obj is None:
-            if self.pim.lane == "bitserial" and self._bitserial is None:
-                from dataclasses import replace
-
-                self._model_obj = PimChannel(replace(self.pim, lane="int8"), None)  # CFR datatypes not checked
-            else:
-                self._model_obj = PimChannel(self.pim, self._bitserial)
+            self._model_obj = PimChannel(self.pim, self._bitserial, rules=self.rules.rules)
         return self._model_obj
 
     def _terms_of(self, dtype: int) -> int:
@@ -120,23 +240,10 @@ class ChannelEngine:
 
     def reset(self) -> None:
         p = self.pim
-        nb, ng = p.banks, p.bank_groups
-        self.bpg = p.banks_per_group
-        self.group_of = [b // self.bpg for b in range(nb)]
-        # Timestamps (cycles) of the last command of each kind. Per bank/group values hold single-bank commands;
-        # all-bank commands set the ``ab_*`` value instead (O(1)); a bank's effective time is the larger of the two
-        # (times only grow). ``*_any`` is the latest over all banks, which answers all-bank queries in O(1).
-        self.act, self.pre, self.rtp, self.wr = [_NEG] * nb, [_NEG] * nb, [_NEG] * nb, [_NEG] * nb
-        self.ab_act = self.ab_pre = self.ab_rtp = self.ab_wr = _NEG
-        self.act_any = self.pre_any = self.rtp_any = self.wr_any = _NEG
-        self.act_g, self.col_g = [_NEG] * ng, [_NEG] * ng
-        self.ab_col_g = _NEG
-        self.colg_any = _NEG        # last bank column command (RD/WR/MAC)
-        self.col_any = _NEG         # last column-class command (also WRGB, RDMAC)
-        self.mac_ab = _NEG
-        self.ref = _NEG
-        self.bus_free = _NEG        # first cycle a new read's data may start
-        self.faw: deque[int] = deque(maxlen=4)
+        nb = p.banks
+        # timestamps of the rule sources (see _Plan) and the windows' last issues
+        self.T = [_NEG] * self._plan.size
+        self._win = [deque(maxlen=w) for w in self._plan.windows]
         self.open = [False] * nb
         self.n_open = 0
         self.row = [0] * nb
@@ -146,7 +253,7 @@ class ChannelEngine:
         self.ab_mac_elements = 0
         # bit-serial lanes: a bank's MAC lanes are busy for terms(datatype) cycles per column
         self.terms = [self._terms_of(self._default_dtype)] * nb
-        self.mac_ready = [_NEG] * nb
+        self.terms_max = self.terms[0]
         self.next = 1               # earliest cycle of the next command (head register latency)
         self.last_data = -1
         self.commands = 0
@@ -157,139 +264,104 @@ class ChannelEngine:
             self._model_obj.reset()
 
     # ---------------------------------------------------------------------------------------------------------------
-    def _eff(self, name: str) -> list[int]:
-        ab = getattr(self, "ab_" + name)
-        return [max(v, ab) for v in getattr(self, name)]
+    def _timing_banks(self, op: int, ab: int, bank: int) -> list[int]:
+        """The banks a command acts on for the timing rules, now (``BANK_TARGETS``: a PRE only its open banks)."""
+        kind = BANK_TARGETS[PimOp(op)]
+        if kind == "none":
+            return []
+        if kind == "all":
+            return list(range(self.pim.banks))
+        if kind == "bank":
+            return [bank]
+        banks = list(range(self.pim.banks)) if ab else [bank]
+        return [b for b in banks if self.open[b]] if kind == "open" else banks
 
-    def constraints(self, op: PimOp, all_banks: int, bank: int) -> list[tuple[PimRule, int, int | None]]:
-        """(rule, first legal cycle, bank) of every timing rule on the first element of a command, in rule order
-        (the detailed form used to check a given cycle and to name the bank; :meth:`issue` uses a fast form)."""
-        t = self.t
-        out: list[tuple[PimRule, int, int | None]] = []
-        nb = self.pim.banks
-        targets = range(nb) if all_banks and op != PimOp.RDMAC else (bank,)
-        groups = {self.group_of[b] for b in targets}
-        col_g = [max(v, self.ab_col_g) for v in self.col_g]
-        act_g = [max(v, self.ab_act) for v in self.act_g]
-
-        def per_bank(rule: PimRule, times: list[int], n: int, banks: Iterable[int]) -> None:
-            best, bb = _NEG, None
-            for b in banks:
-                if times[b] > best:
-                    best, bb = times[b], b
-            if bb is not None:
-                out.append((rule, best + n, bb))
-
-        if op == PimOp.ACT:
-            per_bank(PimRule.RP, self._eff("pre"), t.rp, targets)
-            per_bank(PimRule.RC, self._eff("act"), t.rc, targets)
-            out.append((PimRule.RRD_S, self.act_any + t.rrd_s, None))
-            out.append((PimRule.RRD_L, max(act_g[g] for g in groups) + t.rrd_l, None))
-            if (not all_banks or t.faw_all_bank) and len(self.faw) == 4:
-                out.append((PimRule.FAW, self.faw[0] + t.faw, None))
-            out.append((PimRule.RFC, self.ref + t.rfc, None))
-        elif op == PimOp.PRE:
-            opened = [b for b in targets if self.open[b]]
-            per_bank(PimRule.RAS, self._eff("act"), t.ras, opened)
-            per_bank(PimRule.WR, self._eff("wr"), t.wr, opened)
-            per_bank(PimRule.RTP, self._eff("rtp"), t.rtp, opened)
-        elif op in (PimOp.RD, PimOp.WR, PimOp.MAC):
-            n, rule = {PimOp.RD: (t.rcd_rd, PimRule.RCD_RD), PimOp.WR: (t.rcd_wr, PimRule.RCD_WR),
-                       PimOp.MAC: (t.rcd_mac, PimRule.RCD_MAC)}[op]
-            per_bank(rule, self._eff("act"), n, targets)
-            out.append((PimRule.CCD_S, self.col_any + t.ccd_s, None))
-            out.append((PimRule.CCD_L, max(col_g[g] for g in groups) + t.ccd_l, None))
-            if op == PimOp.MAC and all_banks:
-                out.append((PimRule.CCD_AB, self.mac_ab + t.ccd_ab, None))
-            if op == PimOp.MAC:
-                per_bank(PimRule.MAC_BUSY, self.mac_ready, 0, targets)
-            if op == PimOp.RD:
-                out.append((PimRule.BUS, self.bus_free - t.rd_latency, None))
-        elif op == PimOp.WRGB:
-            out.append((PimRule.CCD_S, self.col_any + t.ccd_s, None))
-        elif op == PimOp.RDMAC:
-            out.append((PimRule.CCD_S, self.col_any + t.ccd_s, None))
-            out.append((PimRule.BUS, self.bus_free - t.rdmac_latency, None))
-        elif op == PimOp.REF:
-            per_bank(PimRule.RP, self._eff("pre"), t.rp, range(nb))
-            out.append((PimRule.RFC, self.ref + t.rfc, None))
+    def row_readies(self, op: PimOp | int, all_banks: int, bank: int) -> list[tuple[Row, int, int | None]]:
+        """``(row, first legal cycle, bank)`` of every table row that constrains the first element of a command now
+        (bank: the bank that decides a bank-level row, the lowest on ties; None for other levels). A read-only probe:
+        :meth:`constraints` and :meth:`issue` use it to name the rule; the inner loop uses the plan."""
+        op = int(op)
+        plan, T = self._plan, self.T
+        banks = self._timing_banks(op, all_banks, bank)
+        groups = sorted({b // plan.bpg for b in banks})
+        out: list[tuple[Row, int, int | None]] = []
+        for r in self.rules.rows_for[(op, all_banks)]:
+            s = r.source
+            n = r.latency if r.latency is not None else 0
+            if s.window > 1:
+                d = self._win[plan.win[s.index]]
+                if len(d) == d.maxlen:
+                    out.append((r, d[0] + n, None))
+                continue
+            if s.level == "ch":
+                v = T[plan.latest[s.index]]
+                if v > _NEG:
+                    out.append((r, v + n, None))
+                continue
+            inst = plan.inst[s.index]
+            ab_t = T[plan.ab[s.index]]
+            best, where = _NEG, None
+            for i in (banks if s.level == "bank" else groups):
+                v = T[inst[i]] if T[inst[i]] > ab_t else ab_t
+                if v > best:
+                    best, where = v, i
+            if where is not None:
+                out.append((r, best + n, where if s.level == "bank" else None))
         return out
 
-    def _earliest(self, op: int, ab: int, b: int) -> int:
-        """The first cycle all timing rules allow (fast form of :meth:`constraints`)."""
-        t = self.t
-        if op == 6:  # MAC
-            if ab:
-                return max(self.act_any + t.rcd_mac, self.col_any + t.ccd_s, self.colg_any + t.ccd_l,
-                           self.mac_ab + t.ccd_ab, max(self.mac_ready))
-            g = self.group_of[b]
-            return max(max(self.act[b], self.ab_act) + t.rcd_mac, self.col_any + t.ccd_s,
-                       max(self.col_g[g], self.ab_col_g) + t.ccd_l, self.mac_ready[b])
-        if op == 1:  # ACT
-            if ab:
-                r = max(self.pre_any + t.rp, self.act_any + t.rc, self.act_any + t.rrd_l, self.ref + t.rfc)
-                if t.faw_all_bank and len(self.faw) == 4:
-                    r = max(r, self.faw[0] + t.faw)
-                return r
-            g = self.group_of[b]
-            r = max(max(self.pre[b], self.ab_pre) + t.rp, max(self.act[b], self.ab_act) + t.rc,
-                    self.act_any + t.rrd_s, max(self.act_g[g], self.ab_act) + t.rrd_l, self.ref + t.rfc)
-            if len(self.faw) == 4:
-                r = max(r, self.faw[0] + t.faw)
+    def constraints(self, op: PimOp | int, all_banks: int, bank: int) -> list[tuple[Any, int, int | None, Row]]:
+        """``(rule, first legal cycle, bank, binding row)`` of every timing rule on the first element of a command,
+        in code order (per rule its latest row)."""
+        return self.rules.worst(self.row_readies(op, all_banks, bank))
+
+    def _earliest(self, op: int, ab: int, b: int, r: int = _NEG) -> int:
+        """The first cycle all timing rules allow, and at least ``r`` (the plan's fast form of :meth:`row_readies`)."""
+        if op == _PRE and not (self.n_open == self._nb if ab else self.open[b]):
+            # a PRE of closed banks does nothing to them: only the banks it closes count
+            return max([r] + [c[1] for c in self.row_readies(op, ab, b)])
+        e = self._query[op][ab][b]
+        if e is None:
             return r
-        if op == 2:  # PRE
-            if ab and self.n_open == self.pim.banks:
-                return max(self.act_any + t.ras, self.wr_any + t.wr, self.rtp_any + t.rtp)
-            return max([c[1] for c in self.constraints(PimOp.PRE, ab, b)], default=_NEG)
-        if op == 3 or op == 4:  # RD, WR
-            n = t.rcd_rd if op == 3 else t.rcd_wr
-            if ab:
-                r = max(self.act_any + n, self.col_any + t.ccd_s, self.colg_any + t.ccd_l)
-            else:
-                g = self.group_of[b]
-                r = max(max(self.act[b], self.ab_act) + n, self.col_any + t.ccd_s,
-                        max(self.col_g[g], self.ab_col_g) + t.ccd_l)
-            if op == 3:
-                r = max(r, self.bus_free - t.rd_latency)
-            return r
-        if op == 5:  # WRGB
-            return self.col_any + t.ccd_s
-        if op == 7:  # RDMAC
-            return max(self.col_any + t.ccd_s, self.bus_free - t.rdmac_latency)
-        if op == 9:  # REF
-            return max(self.pre_any + t.rp, self.ref + t.rfc)
-        return _NEG
+        T = self.T
+        for i, n in e[0]:
+            v = T[i] + n
+            if v > r:
+                r = v
+        if e[1]:
+            for w, n in e[1]:
+                d = self._win[w]
+                if len(d) == d.maxlen and d[0] + n > r:
+                    r = d[0] + n
+        return r
 
     def _legal(self, op: int, ab: int, b: int, row: int, col: int, count: int) -> bool:
         """Fast legality test; the per-cycle model's rules name the reason when this says no."""
         p = self.pim
         if op not in _OPS:
             return False
-        if op in (3, 4, 6):  # RD WR MAC
+        if op == _RD or op == _WR or op == _MAC:
             if ab:
-                return op != 3 and self.n_open == p.banks and col + count <= p.columns
+                return op != _RD and self.n_open == p.banks and col + count <= p.columns
             return b < p.banks and self.open[b] and col + count <= p.columns
-        if op == 1:
+        if op == _ACT:
             if row >= p.rows:
                 return False
             return self.n_open == 0 if ab else (b < p.banks and not self.open[b])
-        if op == 2 or op == 8:
+        if op == _PRE or op == _CLRMAC:
             return bool(ab) or b < p.banks
-        if op == 5:
+        if op == _WRGB:
             return col + count <= p.gb_columns
-        if op == 7:
+        if op == _RDMAC:
             return b + count <= p.banks
-        if op == 9:
+        if op == _REF:
             return self.n_open == 0
-        if op == 10:
+        if op == _CFR:
             if self._numerics is None:
-                self._numerics = MacNumerics(p if p.lane == "int8" or self._bitserial else replace(p, lane="int8"),
-                                             self._bitserial)
-            return (bool(ab) or b < p.banks) and (col in CFR_CHANNEL_REGS or col in (CFR_DTYPE, CFR_SCALE)) \
-                and self._numerics.cfr_ok(col, row)
+                self._numerics = MacNumerics(p, self._bitserial)
+            return (bool(ab) or b < p.banks) and col in CFR_REGISTERS and self._numerics.cfr_ok(col, row)
         return True  # NOP
 
-    def _illegal(self, op: int, f: dict[str, int]) -> tuple[PimRule, int | None]:
+    def _illegal(self, op: int, f: dict[str, int]) -> tuple[Any, int | None]:
         # the legality rules are the per-cycle model's; its banks mirror the engine's open rows
         m = self._model
         for b, bk in enumerate(m.banks):
@@ -302,43 +374,32 @@ class ChannelEngine:
         """Issue one command (run-length form allowed) at its earliest legal cycle, or check it at cycle ``at``.
 
         ``data``: for WR/WRGB, ``count`` column words (ints) or an array of ``count`` x ``mac_lanes`` slots.
-        Raises :class:`PimIllegalError` for illegal commands and, with ``at``, :class:`PimTimingError` if a rule
-        is not met at ``at`` (naming the rule, the bank and the cycles missing).
+        Raises :class:`~accel.interfaces.pim.PimIllegalError` for illegal commands and, with ``at``,
+        :class:`~accel.interfaces.pim.PimTimingError` if a rule is not met at ``at`` (naming the rule, the bank and
+        the cycles missing).
         """
         op_i = int(op)
         count = count if count > 0 else 1
-        if op_i == 7 and all_banks:
+        if op_i == _RDMAC and all_banks:
             all_banks, bank, count = 0, 0, self.pim.banks
+        f = {"all_banks": int(all_banks), "channel": 0, "bank": int(bank), "row": int(row), "col": int(col),
+             "count": count}
         if not self._legal(op_i, all_banks, bank, row, col, count):
-            f = {"all_banks": int(all_banks), "channel": 0, "bank": int(bank), "row": int(row), "col": int(col),
-                 "count": count}
             now = self.next if at is None else at
             rule, rb = self._illegal(op_i, f)
-            if rule == PimRule.NONE:  # pragma: no cover - the fast and detailed legality rules disagree
+            if not rule:  # pragma: no cover - the fast and detailed legality rules disagree
                 raise AssertionError(f"engine legality disagrees with the model on {f}")
             name = describe(PimOp(op_i), f) if op_i in _OPS else f"op {op_i}"
             raise PimIllegalError(f"{name} at cycle {now}: {illegal_message(rule, rb, self.pim)}", rule, rb, now)
         if at is None:
-            t0 = self._earliest(op_i, all_banks, bank)
-            if t0 < self.next:
-                t0 = self.next
-            step = self._step(op_i, all_banks, bank)
-            last = t0 + (count - 1) * step
-            self._apply(op_i, all_banks, bank, row, col, t0, last, step, count, data)
-            self.next = last + 1
-            self.commands += 1
-            self.elements += count
-            return Issue(op_i, t0, last, count, step)
-        if True:
-            op = PimOp(op_i)
-            f = {"all_banks": int(all_banks), "channel": 0, "bank": int(bank), "row": int(row), "col": int(col),
-                 "count": count}
+            t0 = self._earliest(op_i, all_banks, bank, self.next)
+        else:
             if at < self.next:
-                raise AccelError(f"{describe(op, f)}: cycle {at} is before the channel can take a command "
+                raise AccelError(f"{describe(PimOp(op_i), f)}: cycle {at} is before the channel can take a command "
                                  f"(cycle {self.next}: one command element per cycle, after the previous one)")
-            for r, ready, b in self.constraints(op, all_banks, bank):
+            for rule, ready, b, r in self.constraints(op_i, all_banks, bank):
                 if ready > at:
-                    raise PimTimingError(timing_message(op, f, r, ready - at, b, at, self.pim.timing), r,
+                    raise PimTimingError(timing_message(PimOp(op_i), f, rule, r.rule, ready - at, b, at), rule,
                                          ready - at, b, at)
             t0 = at
         step = self._step(op_i, all_banks, bank)
@@ -350,41 +411,91 @@ class ChannelEngine:
         return Issue(op_i, t0, last, count, step)
 
     def _step(self, op: int, ab: int, bank: int) -> int:
-        """Cycles between a run's elements: the column rules, and for bit-serial MACs the banks' terms."""
-        step = self._steps[op][1 if ab else 0]
-        if op == 6 and self._lane_terms:
-            step = max(step, max(self.terms) if ab else self.terms[bank])
+        """Cycles between a run's elements: the run's own rules, and for bit-serial MACs the banks' terms."""
+        step, dynamic = self._steps[op][ab]
+        if dynamic is not None:
+            n = (self.terms_max if ab else self.terms[bank]) + dynamic
+            if n > step:
+                step = n
         return step
 
     # ---------------------------------------------------------------------------------------------------------------
+    def _stamp(self, entry: tuple, when: int) -> None:
+        """Record an issue at ``when`` in the rule sources of an update entry of the plan."""
+        T = self.T
+        slots, dyn, wins = entry
+        for i in slots:
+            T[i] = when
+        for base, latest, banks, monotone, offset in dyn:
+            terms = self.terms
+            at = when + offset
+            if monotone and len(banks) == len(terms):
+                T[base:base + len(terms)] = [at + n for n in terms]
+                v = at + self.terms_max
+            else:
+                v = _NEG
+                for b in banks:
+                    x = at + terms[b]
+                    if x > T[base + b] or monotone:
+                        T[base + b] = x
+                    if x > v:
+                        v = x
+            if v > T[latest]:
+                T[latest] = v
+        for w in wins:
+            self._win[w].append(when)
+
     def _apply(self, op: int, ab: int, bank: int, row: int, col: int, t0: int, last: int, step: int, count: int,
                data: Any) -> None:
-        t = self.t
         p = self.pim
         d = self._data
-        if op == 6:  # MAC
-            self.col_any = self.colg_any = self.rtp_any = last
-            if ab:
-                self.ab_rtp = self.ab_col_g = self.mac_ab = last
-                self.ab_mac_elements += count
-                if self._lane_terms:
-                    self.mac_ready = [last + n for n in self.terms]
+        # a run counts from its last element; other commands are single elements (their count is not a run)
+        when = last if count == 1 or _RUN[op] else t0
+        if op == _PRE:
+            if self.n_open == p.banks if ab else self.open[bank]:
+                closing = range(p.banks) if ab else (bank,)
+                e = self._update[op][ab][bank]
+                if e[1] or e[2]:
+                    self._stamp(e, when)
+                else:
+                    T = self.T
+                    for i in e[0]:
+                        T[i] = when
+            else:   # only the open banks it addresses
+                closing = tuple(b for b in (range(p.banks) if ab else (bank,)) if self.open[b])
+                self._stamp(self._plan._update(op, ab, closing), when)
+            for b in closing:
+                self.open[b] = False
+                self.active_cycles[b] += t0 - self.open_since[b]
+                if d is not None:
+                    d.banks[b].open = False
+            self.n_open -= len(closing)
+            return
+        slots, dyn, wins = self._update[op][ab][bank]
+        T = self.T
+        for i in slots:
+            T[i] = when
+        if dyn:
+            if ab and len(dyn) == 1 and dyn[0][3]:   # the bit-serial all-bank MAC
+                base, latest, _, _, offset = dyn[0]
+                at = when + offset
+                T[base:base + p.banks] = [at + n for n in self.terms]
+                if at + self.terms_max > T[latest]:
+                    T[latest] = at + self.terms_max
             else:
-                self.rtp[bank] = last
-                self.col_g[self.group_of[bank]] = last
+                self._stamp(((), dyn, ()), when)
+        if wins:
+            for w in wins:
+                self._win[w].append(when)
+        if op == _MAC:
+            if ab:
+                self.ab_mac_elements += count
+            else:
                 self.mac_elements[bank] += count
-                if self._lane_terms:
-                    self.mac_ready[bank] = last + self.terms[bank]
             if d is not None:
                 self._mac(d, range(p.banks) if ab else (bank,), col, count)
-        elif op == 1:  # ACT
-            self.act_any = t0
+        elif op == _ACT:
             targets = range(p.banks) if ab else (bank,)
-            if ab:
-                self.ab_act = t0
-            else:
-                self.act[bank] = t0
-                self.act_g[self.group_of[bank]] = t0
             for b in targets:
                 self.open[b] = True
                 self.row[b] = row
@@ -392,66 +503,38 @@ class ChannelEngine:
                 if d is not None:
                     d.banks[b].open, d.banks[b].row = True, row
             self.n_open += len(targets)
-            if not ab or t.faw_all_bank:
-                self.faw.append(t0)
-        elif op == 2:  # PRE
-            if ab and self.n_open == p.banks:
-                self.ab_pre = self.pre_any = t0
-                closing = range(p.banks)
-            else:
-                closing = [b for b in (range(p.banks) if ab else (bank,)) if self.open[b]]
-                for b in closing:
-                    self.pre[b] = self.pre_any = t0
-            for b in closing:
-                self.open[b] = False
-                self.active_cycles[b] += t0 - self.open_since[b]
-                if d is not None:
-                    d.banks[b].open = False
-            self.n_open -= len(closing)
-        elif op == 3:  # RD
-            self.col_any = self.colg_any = self.rtp_any = last
-            self.rtp[bank] = last
-            self.col_g[self.group_of[bank]] = last
-            self.bus_free = last + t.rd_latency + t.bl
-            self.last_data = max(self.last_data, last + t.rd_latency)
+        elif op == _RD:
+            lat = self._rd_latency
+            self.last_data = max(self.last_data, last + lat)
             if self.record_reads:
                 rows = d.banks[bank].row_data(self.row[bank])
                 for k in range(count):
-                    self.reads.append((t0 + k * step + t.rd_latency, pack_slots(rows[col + k], p.slot_bits)))
-        elif op == 4:  # WR
-            self.col_any = self.colg_any = self.wr_any = last
-            if ab:
-                self.ab_wr = self.ab_col_g = last
-            else:
-                self.wr[bank] = last
-                self.col_g[self.group_of[bank]] = last
+                    self.reads.append((t0 + k * step + lat, pack_slots(rows[col + k], p.slot_bits)))
+        elif op == _WR:
             if d is not None:
                 slots = self._slots(data, count)
                 for b in (range(p.banks) if ab else (bank,)):
                     d.banks[b].row_data(self.row[b])[col:col + count] = slots
-        elif op == 5:  # WRGB
-            self.col_any = last
+        elif op == _WRGB:
             if d is not None:
                 d.gb[col:col + count] = self._slots(data, count)
-        elif op == 7:  # RDMAC
-            self.col_any = last
-            self.bus_free = last + t.rdmac_latency + t.bl
-            self.last_data = max(self.last_data, last + t.rdmac_latency)
+        elif op == _RDMAC:
+            lat = self._rdmac_latency
+            self.last_data = max(self.last_data, last + lat)
             if self.record_reads:
                 for k in range(count):
-                    self.reads.append((t0 + k * step + t.rdmac_latency, pack_slots(d.banks[bank + k].acc, ACC_BITS)))
-        elif op == 8:  # CLRMAC
+                    self.reads.append((t0 + k * step + lat, pack_slots(d.banks[bank + k].acc, ACC_BITS)))
+        elif op == _CLRMAC:
             if d is not None:
                 for b in (range(p.banks) if ab else (bank,)):
                     d.banks[b].acc[:] = 0
-        elif op == 9:  # REF
-            self.ref = t0
-        elif op == 10:  # CFR: the datatype sets the bit-serial lanes' pace; datatype and scale set the numerics
+        elif op == _CFR:  # the datatype sets the bit-serial lanes' pace; datatype and scale set the numerics
             if col == CFR_DTYPE and self._lane_terms:
                 for b in (range(p.banks) if ab else (bank,)):
                     self.terms[b] = self._terms_of(row)
+                self.terms_max = max(self.terms)
             if d is not None:
-                d._issue({"op": 10, "all_banks": ab, "bank": bank, "row": row, "col": col}, 0)
+                d._issue({"op": _CFR, "all_banks": ab, "bank": bank, "row": row, "col": col}, 0)
 
     def _slots(self, data: Any, count: int) -> np.ndarray:
         p = self.pim
@@ -494,28 +577,15 @@ class ChannelEngine:
             bk.acc = acc[i]
 
     # ---------------------------------------------------------------------------------------------------------------
-    _STAMPS = ("act", "pre", "rtp", "wr", "act_g", "col_g", "open_since", "mac_ready")
-    _SCALARS = ("ab_act", "ab_pre", "ab_rtp", "ab_wr", "act_any", "pre_any", "rtp_any", "wr_any", "ab_col_g",
-                "colg_any", "col_any", "mac_ab", "ref", "bus_free", "last_data")
-
-    def _horizon(self) -> int:
-        t = self.t
-        return max(t.rcd_rd, t.rcd_wr, t.rcd_mac, t.rp, t.ras, t.rc, t.rrd_s, t.rrd_l, t.faw, t.ccd_s, t.ccd_l,
-                   t.ccd_ab, t.wr, t.rtp, t.rfc, t.rd_latency + t.bl, t.rdmac_latency + t.bl) + 1
-
     def _relative_state(self) -> tuple:
         """Everything that decides future timing, relative to ``next``; stamps older than any rule's reach are
         equivalent, so they are clamped."""
         now = self.next
-        h = self._h if hasattr(self, "_h") else self._horizon()
-        self._h = h
+        h = self.rules.horizon
         lo = now - h
-        stamps = (self.act + self.pre + self.rtp + self.wr + self.act_g + self.col_g + list(self.faw) + self.mac_ready
-                  + [self.ab_act, self.ab_pre, self.ab_rtp, self.ab_wr, self.act_any, self.pre_any, self.rtp_any,
-                     self.wr_any, self.ab_col_g, self.colg_any, self.col_any, self.mac_ab, self.ref, self.bus_free,
-                     self.last_data])
-        return ([v - now if v > lo else -h for v in stamps], len(self.faw), list(self.open), self.n_open,
-                list(self.terms),
+        stamps = self.T + [self.last_data] + [v for w in self._win for v in w]
+        return ([v - now if v > lo else -h for v in stamps], [len(w) for w in self._win], list(self.open),
+                self.n_open, list(self.terms),
                 # an open bank's opening time decides its active-cycle count: only shift-invariant if it moves too
                 [v - now for v, o in zip(self.open_since, self.open) if o])
 
@@ -526,11 +596,10 @@ class ChannelEngine:
     def _shift(self, delta: int, reps: int, c0: tuple, c1: tuple) -> None:
         """Advance the whole state by ``reps`` periods of ``delta`` cycles (counters grow by the period's change)."""
         d = delta * reps
-        for name in self._STAMPS:
-            setattr(self, name, [v + d for v in getattr(self, name)])
-        for name in self._SCALARS:
-            setattr(self, name, getattr(self, name) + d)
-        self.faw = deque((v + d for v in self.faw), maxlen=4)
+        self.T = [v + d for v in self.T]
+        self._win = [deque((v + d for v in w), maxlen=w.maxlen) for w in self._win]
+        self.open_since = [v + d for v in self.open_since]
+        self.last_data += d
         self.next += d
         self.active_cycles = [a + reps * (b - a0) for a, a0, b in zip(self.active_cycles, c0[0], c1[0])]
         self.mac_elements = [a + reps * (b - a0) for a, a0, b in zip(self.mac_elements, c0[1], c1[1])]
@@ -576,14 +645,16 @@ class ChannelEngine:
         """:meth:`issue` at the earliest cycle, without building its result (the engine's inner loop)."""
         if count < 1:
             count = 1
-        if op == 7 and ab:
+        if op == _RDMAC and ab:
             ab, bank, count = 0, 0, self.pim.banks
         if not self._legal(op, ab, bank, row, col, count):
             self.issue(op, ab, bank, row, col, count, data)  # raises with the reason
-        t0 = self._earliest(op, ab, bank)
-        if t0 < self.next:
-            t0 = self.next
-        step = self._step(op, ab, bank)
+        t0 = self._earliest(op, ab, bank, self.next)
+        step, dynamic = self._steps[op][ab]   # _step, inlined
+        if dynamic is not None:
+            n = (self.terms_max if ab else self.terms[bank]) + dynamic
+            if n > step:
+                step = n
         last = t0 + (count - 1) * step
         self._apply(op, ab, bank, row, col, t0, last, step, count, data)
         self.next = last + 1
@@ -604,7 +675,7 @@ class ChannelEngine:
                 self._shift(self.next - prev_next, reps - done, prev_counters, counters)
                 # rows differ between repetitions: the open rows after the jump are the last repetition's
                 for r in table[i + (reps - 1) * p:i + reps * p]:
-                    if r[0] == 1:
+                    if r[0] == _ACT:
                         for b in (range(self.pim.banks) if r[1] else (r[2],)):
                             self.row[b] = r[3]
                 return i + reps * p
@@ -628,7 +699,10 @@ class ChannelEngine:
     def completion(self) -> int:
         """First cycle by which the data of every read issued so far has left the pins and every bit-serial MAC's
         lanes are free (the system engine adds the cycle after the last issue)."""
-        return max(self.last_data + 1, max(self.mac_ready))
+        plan, T = self._plan, self.T
+        ready = max((T[plan.latest[s.index]] for s in plan.rules.sources if s.dynamic and s.index in plan.latest),
+                    default=_NEG)
+        return max(self.last_data + 1, ready)
 
     def stats(self) -> RunStats:
         end = self.cycles
@@ -715,11 +789,14 @@ class DeviceEngine:
         schedules, so each distinct stream is executed once (cycle counts are unchanged).
     periodic:
         Timing-only runs: jump over repeated blocks in closed form (:meth:`ChannelEngine.run_table`).
+    rules:
+        The timing-rule table (default: the channel's).
     """
 
     def __init__(self, device: DeviceConfig, functional: bool = True, dedup: bool = True,
-                 periodic: bool = True) -> None:
+                 periodic: bool = True, rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> None:
         self.device = device
+        self.rules = RuleTable.of(rules)
         self.functional = functional
         self.dedup = dedup and not functional
         self.periodic = periodic and not functional
@@ -727,11 +804,12 @@ class DeviceEngine:
         self._bs = device.bitserial if p.lane == "bitserial" else None
         # timing-only engines are built when a channel first runs (equal channels share one)
         self.channels: list[ChannelEngine | None] = (
-            [ChannelEngine(p, self._bs, True) for _ in range(p.channels)] if functional else [None] * p.channels)
+            [ChannelEngine(p, self._bs, True, rules=self.rules) for _ in range(p.channels)] if functional
+            else [None] * p.channels)
 
     def _channel(self, c: int) -> ChannelEngine:
         if self.channels[c] is None:
-            self.channels[c] = ChannelEngine(self.device.pim, self._bs, self.functional)
+            self.channels[c] = ChannelEngine(self.device.pim, self._bs, self.functional, rules=self.rules)
         return self.channels[c]
 
     def run(self, program: Any) -> RunStats:

@@ -8,7 +8,7 @@ sums. Streams depend on each other only through SYNC events, and no unit is shar
 does not need a global clock: it runs a stream until it reaches a WAIT whose event is not known yet, moves to
 another stream, and resumes the waiting one when the event's SIGNAL has been computed (dataflow order). All
 streams stuck with work left is a deadlock (:class:`accel.program.DeadlockError`). PIM streams equal word for word
-apart from their channel (and row) fields have equal schedules and run once.
+apart from the fields that cannot change their timing (:func:`timing_signature`) have equal schedules and run once.
 
 Semantics, equal to the per-cycle system model (:mod:`accel.emulator.system_model`; tests prove them equal):
 
@@ -35,16 +35,19 @@ from typing import Any
 import numpy as np
 
 from accel.config import AttentionConfig, DeviceConfig
+from accel.energy import EVENTS
 from accel.errors import AccelError
 from accel.interfaces.link import copies, transfer_beats
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
+from accel.numerics import DATATYPES
 from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, repeats, stream_items
+from accel.progress import progress_bar
 
 from .engine import ChannelEngine
-from .units.pim import CFR_SCALE
 from .gemm_timing import rtl_gemm_cycles
 from .units.attention import attention_cycles
+from .units.pim import CFR_DTYPE, CFR_SCALE
 
 __all__ = ["SystemEngine", "SystemResult", "StreamResult", "array_cycles", "static_events", "run_program",
            "UNIT_KINDS", "timing_signature"]
@@ -54,7 +57,6 @@ _DATAFLOW = ("os", "ws", "is")
 UNIT_KINDS = ("pim", "vector", "link", "array", "net")
 _PIM_FIELDS = TABLES[Family.PIM].offsets()
 #: The channel and row fields of a PIM word.
-_CHANNEL_ROW = np.uint64(sum(((1 << w) - 1) << o for o, w in (_PIM_FIELDS["channel"], _PIM_FIELDS["row"])))
 _CHANNEL = np.uint64(((1 << _PIM_FIELDS["channel"][1]) - 1) << _PIM_FIELDS["channel"][0])
 _ROW_FIELDS = [_PIM_FIELDS[n] for n in ("op", "all_banks", "bank", "row", "col", "count")]
 _COL = np.uint64(((1 << _PIM_FIELDS["col"][1]) - 1) << _PIM_FIELDS["col"][0])
@@ -87,6 +89,11 @@ def timing_signature(words: np.ndarray, device: DeviceConfig) -> np.ndarray:
     drop_row = np.uint64(((1 << _PIM_FIELDS["row"][1]) - 1) << _PIM_FIELDS["row"][0])
     sig = np.where(act | cfr, sig & ~drop_row, sig)
     return np.where(cols | gb, sig & ~_COL, sig)
+
+
+def _signature(s: Stream, device: DeviceConfig) -> np.ndarray:
+    """A stream's :func:`timing_signature`, derived once per stream and device."""
+    return s.derived(f"timing_signature {id(device)}", lambda t: timing_signature(t.words, device))
 
 
 def array_cycles(op: int, m: int, k: int, n: int, dataflow: int, count: int, cfg: AttentionConfig) -> int:
@@ -195,21 +202,19 @@ class SystemResult:
 
 
 def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
-    """Event counts that depend only on the program's commands, for the energy table: PIM bank activations,
-    precharges, column reads/writes, global-buffer writes, bank MAC columns and MAC lane operations, MAC-register
-    reads, refreshes; vector ops, beats, lane operations, buffer line reads/writes; link transfers, beats and bits;
-    interconnect (``net``) transfers, beats and bits; array ops and MACs; SIGNAL/WAIT/MARK commands."""
+    """Event counts that depend only on the program's commands, for the energy table (every name of
+    :data:`accel.energy.EVENTS`): PIM bank activations, precharges, column reads/writes, global-buffer writes and
+    reads, bank MAC columns, MAC lane operations and bit-serial lane terms (following the banks' CFR datatypes),
+    MAC-register reads, refreshes, commands; vector ops, beats, lane slots and lane operations by kind, reciprocals,
+    buffer line reads/writes; link and interconnect (``net``) transfers, beats and bits; array ops and MACs;
+    SIGNAL/WAIT/MARK commands. A REPEAT's body counts every time it runs."""
     p = device.pim
-    ev = dict.fromkeys(("pim_act_banks", "pim_pre", "pim_rd_columns", "pim_wr_columns", "pim_wrgb_columns",
-                        "pim_mac_columns", "pim_mac_lane_ops", "pim_rdmac_beats", "pim_ref", "vector_ops",
-                        "vector_beats", "vector_lane_ops", "vector_sram_reads", "vector_sram_writes",
-                        "link_transfers", "link_beats", "link_bits", "net_transfers", "net_beats", "net_bits",
-                        "array_ops", "array_macs", "sync_signals", "sync_waits", "sync_marks"), 0)
+    ev = dict.fromkeys(EVENTS, 0)
     seen: dict[bytes, dict[str, int]] = {}
     for s in program.streams:
         fam = s.families
         if s.kind == "pim":  # counts of equal channel streams are equal
-            key = np.where(fam == int(Family.PIM), s.words & ~_CHANNEL_ROW, s.words).tobytes()
+            key = _signature(s, device).tobytes()
             if key in seen:
                 for k, v in seen[key].items():
                     ev[k] += v
@@ -235,9 +240,13 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             ev["pim_wrgb_columns"] += int(cnt[op == PimOp.WRGB].sum())
             mac = int((cnt * banks)[op == PimOp.MAC].sum())
             ev["pim_mac_columns"] += mac
+            ev["pim_gb_read_columns"] += int(cnt[op == PimOp.MAC].sum())
             ev["pim_mac_lane_ops"] += mac * p.mac_lanes
+            if p.lane == "bitserial":
+                ev["pim_mac_terms"] += _bitserial_terms(s, device, times) * p.mac_lanes
             ev["pim_rdmac_beats"] += int(np.where(ab == 1, p.banks * n, cnt)[op == PimOp.RDMAC].sum())
             ev["pim_ref"] += int(n[op == PimOp.REF].sum())
+            ev["pim_commands"] += int(cnt.sum())
             seen[key] = {k: ev[k] - before[k] for k in ev}
         elif s.kind == "vector":
             for w, n in _unique_counts(s, Family.VECTOR, times):
@@ -246,18 +255,24 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 ev["vector_ops"] += n * e.ops
                 ev["vector_beats"] += n * e.beats
                 ev["vector_lane_ops"] += n * e.lane_ops
+                ev["vector_add_ops"] += n * e.add_ops
+                ev["vector_mul_ops"] += n * e.mul_ops
+                ev["vector_exp_ops"] += n * e.exp_ops
+                ev["vector_act_ops"] += n * e.act_ops
+                ev["vector_recips"] += n * e.recips
                 ev["vector_sram_reads"] += n * e.sram_reads
                 ev["vector_sram_writes"] += n * e.sram_writes
         elif s.kind in ("link", "net"):
             cfg = device.link if s.kind == "link" else device.interconnect.link
+            unit = "link" if s.kind == "link" else "interconnect"
             for w, n in _unique_counts(s, Family.LINK, times):
                 f = TABLES[Family.LINK].decode(w)
                 if f["op"] != LinkOp.XFER:
                     continue
                 c = copies(f["dst"], device)
-                ev[f"{s.kind}_transfers"] += n
-                ev[f"{s.kind}_beats"] += n * transfer_beats(f["bytes"], cfg, c)
-                ev[f"{s.kind}_bits"] += n * 8 * f["bytes"] * c
+                ev[f"{unit}_transfers"] += n
+                ev[f"{unit}_beats"] += n * transfer_beats(f["bytes"], cfg, c)
+                ev[f"{unit}_bits"] += n * 8 * f["bytes"] * c
         elif s.kind == "array":
             for w, n in _unique_counts(s, Family.ATTN, times):
                 f = TABLES[Family.ATTN].decode(w)
@@ -267,6 +282,30 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 per = f["m"] * f["n"] * f["k"] * (2 if f["op"] == AttnOp.ATTEND else 1)  # ATTEND: QK and SV
                 ev["array_macs"] += n * max(1, f["count"]) * per
     return ev
+
+
+def _bitserial_terms(s: Stream, device: DeviceConfig, times: np.ndarray) -> int:
+    """Terms of a PIM stream's MAC columns summed over its banks and runs (``times``: how often each word runs,
+    :func:`accel.program.repeats`): each bank takes the terms of the datatype its latest CFR DTYPE set (the first
+    built datatype before any), as the channel engine and the per-cycle model pace bit-serial MACs."""
+    p, bs = device.pim, device.bitserial
+    pim = s.families == int(Family.PIM)
+    op, ab, bank, row, col, cnt = (s.field(Family.PIM, n)[pim] for n in ("op", "all_banks", "bank", "row", "col",
+                                                                          "count"))
+    terms_of = {c: DATATYPES[n].terms for n, c in bs.dtype_codes.items()}
+    default = terms_of[bs.dtype_codes[bs.datatypes[0]]]
+    table = np.array([terms_of.get(c, 1) for c in range(max(terms_of) + 1)], dtype=np.int64)
+    cfr = (op == PimOp.CFR) & (col == CFR_DTYPE)
+    set_terms = np.where(row < len(table), table[np.minimum(row, len(table) - 1)], 1)
+    mac = np.maximum(cnt, 1) * (op == PimOp.MAC) * times[pim]
+    at = np.arange(len(op))
+    total = 0
+    for b in range(p.banks):
+        mine = (ab == 1) | (bank == b)
+        last = np.maximum.accumulate(np.where(cfr & mine, at, -1))
+        terms = np.where(last >= 0, set_terms[np.maximum(last, 0)], default)
+        total += int((mac * terms)[mine].sum())
+    return total
 
 
 def _unique_counts(s: Stream, fam: Family, times: np.ndarray) -> list[tuple[int, int]]:
@@ -392,7 +431,7 @@ class _PimRunner(_Runner):
         p = device.pim
         self.chan = ChannelEngine(p, device.bitserial if p.lane == "bitserial" else None, functional=False)
         # a command's timing signature for the channel engine's block repetition (and the epoch jump)
-        self.sig = stream.derived(f"timing_signature {id(device)}", lambda s: timing_signature(s.words, device))
+        self.sig = _signature(stream, device)
         self.periodic = periodic
         self.last_issue = -1
 
@@ -630,7 +669,8 @@ class SystemEngine:
     device:
         The device description.
     dedup:
-        Run PIM streams that are equal apart from their channel and row fields once (their schedules are equal).
+        Run PIM streams that are equal apart from their channel and row fields (a CFR's row, its value, counts) once
+        (their schedules are equal).
     periodic:
         Let the channel engine jump over repeated command blocks (:meth:`ChannelEngine.run_table`).
     jump:
@@ -640,13 +680,18 @@ class SystemEngine:
         for), every further identical epoch repeats the same shift (the engine is deterministic and
         shift-invariant), so they are applied in closed form: marks, busy intervals, commands, event times. A
         program whose dependencies cross epoch boundaries backwards runs without jumping.
+    progress:
+        Progress bar over the stream items run (:func:`accel.progress.progress_bar`: None shows it on a terminal
+        after a second; items a jump skips count as run).
     """
 
-    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True, jump: bool = True) -> None:
+    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True, jump: bool = True,
+                 progress: bool | None = None) -> None:
         self.device = device
         self.dedup = dedup
         self.periodic = periodic
         self.jump = jump
+        self.progress = progress
 
     def _runner(self, program: Program, i: int) -> _Runner:
         dev = self.device
@@ -726,7 +771,7 @@ class SystemEngine:
         first = {}
         for i in sorted(set(same.values())):
             s = program.streams[i]
-            sig = s.derived(f"timing_signature {id(self.device)}", lambda t: timing_signature(t.words, self.device))
+            sig = _signature(s, self.device)
             first[i] = seen.setdefault((s.device_index, sig.tobytes()), i)
         return [first.get(r, r) for r in rep]
 
@@ -752,52 +797,57 @@ class SystemEngine:
                 r.limit = ep.limit(i, seg)
         todo = deque(runners)
         S = clocks.sync
-        while True:
-            while todo:
-                i = todo.popleft()
-                r = runners[i]
-                items = r.items
-                while r.at < r.limit:
-                    kind, a, b, c = items[r.at]
-                    if kind == RUN:
-                        r.run(a, b, c)
-                    elif kind == WAIT:
-                        key = (rep[a], b, c)
-                        v = events.get(key)
-                        if v is None:
-                            waiting.setdefault(key, []).append(i)
-                            blocked[i] = (a, b, c)
-                            break
-                        met = -(-(v + S) // r.P)
-                        r.offer = max(r.offer, met)
-                        r.frontier = max(r.frontier, met)
-                        r.next_k[key[:2]] = c + 1
-                    elif kind == SIGNAL:
-                        key = (i, a, b)
-                        events[key] = r.frontier * r.P
-                        produced[(i, a)] = b + 1
-                        for j in waiting.pop(key, ()):
-                            del blocked[j]
-                            todo.append(j)
-                    else:  # MARK
-                        r.mark(a)
-                    r.at += 1
-                else:
-                    if r.at >= len(items):
-                        r.close_mark()
-            if not epochs or seg + 1 >= ep.count:
-                break
-            if blocked:   # a dependency reaches into a later epoch: run the rest without epochs
-                epochs = False
+        total = sum(len(r.items) for r in runners.values())
+        with progress_bar(total, "system engine", "item", self.progress) as bar:
+            while True:
+                while todo:
+                    i = todo.popleft()
+                    r = runners[i]
+                    items = r.items
+                    at = r.at
+                    while r.at < r.limit:
+                        kind, a, b, c = items[r.at]
+                        if kind == RUN:
+                            r.run(a, b, c)
+                        elif kind == WAIT:
+                            key = (rep[a], b, c)
+                            v = events.get(key)
+                            if v is None:
+                                waiting.setdefault(key, []).append(i)
+                                blocked[i] = (a, b, c)
+                                break
+                            met = -(-(v + S) // r.P)
+                            r.offer = max(r.offer, met)
+                            r.frontier = max(r.frontier, met)
+                            r.next_k[key[:2]] = c + 1
+                        elif kind == SIGNAL:
+                            key = (i, a, b)
+                            events[key] = r.frontier * r.P
+                            produced[(i, a)] = b + 1
+                            for j in waiting.pop(key, ()):
+                                del blocked[j]
+                                todo.append(j)
+                        else:  # MARK
+                            r.mark(a)
+                        r.at += 1
+                    else:
+                        if r.at >= len(items):
+                            r.close_mark()
+                    bar.update(r.at - at)
+                if not epochs or seg + 1 >= ep.count:
+                    break
+                if blocked:   # a dependency reaches into a later epoch: run the rest without epochs
+                    epochs = False
+                    for i, r in runners.items():
+                        r.limit, r.log = len(r.items), None
+                    todo.extend(i for i, r in runners.items() if i not in blocked and r.at < len(r.items))
+                    continue
+                seg, prev = self._boundary(ep, seg, prev, events, produced)
                 for i, r in runners.items():
-                    r.limit, r.log = len(r.items), None
-                todo.extend(i for i, r in runners.items() if i not in blocked and r.at < len(r.items))
-                continue
-            seg, prev = self._boundary(ep, seg, prev, events, produced)
-            for i, r in runners.items():
-                r.limit = ep.limit(i, seg)
-                r.begin_epoch()
-            todo.extend(i for i, r in runners.items() if r.at < len(r.items))
+                    r.limit = ep.limit(i, seg)
+                    r.begin_epoch()
+                bar.update(sum(r.at for r in runners.values()) - bar.n)   # a jump skips items
+                todo.extend(i for i, r in runners.items() if r.at < len(r.items))
         if blocked:
             raise deadlock_message(program.names, {j: blocked[rep[j]] for j in range(len(rep)) if rep[j] in blocked})
         results = {i: r.result() for i, r in runners.items()}
@@ -807,12 +857,13 @@ class SystemEngine:
                             {k: clocks.of(k) for k in UNIT_KINDS}, static_events(program, dev), self.jumped)
 
 
-def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine") -> SystemResult:
+def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine",
+                progress: bool | None = None) -> SystemResult:
     """Run a program on ``device`` (default: the program's own) in the system engine (``model="engine"``) or the
-    per-cycle system model (``"cycle"``)."""
+    per-cycle system model (``"cycle"``); ``progress`` as :func:`accel.progress.progress_bar`'s ``show``."""
     dev = device or program.resolve_device()
     if model == "cycle":
         from .system_model import SystemModel
 
-        return SystemModel(dev).run(program)
-    return SystemEngine(dev).run(program)
+        return SystemModel(dev, progress=progress).run(program)
+    return SystemEngine(dev, progress=progress).run(program)

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from accel.config import BITSERIAL_DATATYPES
 from accel.errors import AccelError
+from accel.interfaces.pim import PimRule
 
 from .protocol import (ID_MAGIC, Kind, LinkError, LinkTimeout, Response, Status, decode_response, encode_request,
                        error_for_status, id_words)
@@ -95,8 +96,6 @@ class Link:
         from .protocol import PIM_ERROR
 
         if status & 0xC0 == PIM_ERROR:
-            from accel.emulator.units.pim import PimRule
-
             name = f"PIM_ERROR|{PimRule(status & 0x3F).name}" if status & 0x3F in set(PimRule) else "PIM_ERROR|?"
         else:
             name = Status(status).name if status in set(Status) else "?"

@@ -23,6 +23,7 @@ import numpy as np
 
 from accel.config import DeviceConfig
 from accel.errors import AccelError
+from accel.interfaces.pim import pack_slots
 from accel.isa import PimOp, encode
 
 __all__ = ["Step", "steps_of", "read_program", "gemv_steps", "random_gemv", "beats_of", "expected_beats",
@@ -38,8 +39,6 @@ class Step:
 
 
 def _columns(data: Any, slot_bits: int) -> tuple[int, ...]:
-    from accel.emulator.units.pim import pack_slots
-
     if data is None:
         return ()
     if isinstance(data, np.ndarray) and data.ndim == 2:
@@ -106,8 +105,6 @@ def gemv_steps(device: DeviceConfig, w: np.ndarray, x: np.ndarray, dtypes: np.nd
     """``y = W x`` on the device's one channel: the plan (for :meth:`~accel.mapping.gemv.GemvPlan.results`)
     and the program, weights written through the command bus."""
     from accel.mapping.gemv import gemv_plan
-    from accel.emulator.units.pim import pack_slots
-
     p = device.pim
     if p.channels != 1:
         raise AccelError(f"device {device.name!r} has {p.channels} channels; a board runs one")

@@ -34,6 +34,7 @@ from typing import Sequence
 
 from accel.config import BITSERIAL_DATATYPES, DeviceConfig, PimConfig
 from accel.errors import AccelError, EncodingError
+from accel.interfaces.pim import PimIllegalError, PimRule, rdata_bits
 
 __all__ = [
     "REQ_SYNC", "RESP_SYNC", "MAX_WORDS", "Kind", "Status", "crc8", "encode_request", "encode_response",
@@ -48,14 +49,12 @@ MAX_WORDS = 255
 #: High 16 bits of the identification word.
 ID_MAGIC = 0xACCE
 #: A status ``PIM_ERROR | rule``: the PIM channel refused a command; ``rule`` is the emulator's
-#: :class:`accel.emulator.units.pim.PimRule` code.
+#: :data:`accel.interfaces.pim.PimRule` code.
 PIM_ERROR = 0x40
 
 
 def beat_words(pim: PimConfig) -> int:
     """64-bit words per read beat in a response: a column or one bank's MAC register (``mac_lanes`` x 32 bits)."""
-    from accel.emulator.units.pim import rdata_bits
-
     return -(-rdata_bits(pim) // 64)
 
 
@@ -128,8 +127,6 @@ def error_for_status(status: int, context: str) -> AccelError:
     except ValueError:
         what, fix, name = "the device reported an unknown status", "use a host driver of the same version", "?"
     if status & 0xC0 == PIM_ERROR:
-        from accel.emulator.units.pim import PimIllegalError, PimRule
-
         code = status & 0x3F
         try:
             rule = PimRule(code)

@@ -12,7 +12,7 @@ lowest; an ``RD`` beat the column).
 
 Before executing, the top checks the request: another command family is ``UNSUPPORTED``; data words that do not
 match the command's elements, or results that would not fit one response frame, are ``BAD_OPERANDS``. An illegal
-command (a rule of :class:`accel.emulator.units.pim.PimRule`: closed or open bank, address, CFR value, opcode)
+command (a rule of :data:`accel.interfaces.pim.PimRule`: closed or open bank, address, CFR value, opcode)
 answers ``PIM_ERROR | rule`` — the emulator's code in the low 6 bits — and resets the channel's state (rows closed,
 registers and MAC accumulators cleared; the bank arrays keep their contents). A command that makes no progress for
 :data:`WATCHDOG` cycles answers ``EXEC_TIMEOUT`` (it cannot happen with a correct channel; it keeps the link alive).
@@ -28,7 +28,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from accel.config import DeviceConfig
-from accel.emulator.units.pim import rdata_bits
+from accel.interfaces.pim import rdata_bits
 from accel.isa import TABLES, Family, PimOp
 from accel.rtl.pim import PimChannel
 
@@ -170,7 +170,7 @@ class DeviceTop(wiring.Component):
         r_cnt = Signal(range(self.max_beats + 1))
         ptr = Signal(range(MAX_WORDS + 1))
         have = Signal()                   # the frame buffer's read data is the word at ptr
-        t = self.channel.t
+        t = self.device.pim.timing
         drain_max = max(t.rd_latency, t.rdmac_latency) + 1
         drain = Signal(range(drain_max + 1))
         watchdog = Signal(range(WATCHDOG + 1))

@@ -35,7 +35,7 @@ from accel.config import DeviceConfig
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
 
-from accel.emulator.units.pim import ACC_BITS, CFR_DTYPE, CFR_SCALE, unpack_slots
+from accel.interfaces.pim import ACC_BITS, CFR_DTYPE, CFR_SCALE, unpack_slots
 
 __all__ = ["GemvPlan", "LAYOUTS", "gemv_plan", "gemv_program", "gemv_shape", "run_gemv", "golden_gemv",
            "random_operands"]

@@ -1,10 +1,16 @@
 """The PIM channel in Amaranth: banks of DRAM (memories), row buffers, timing counters, MAC lanes, global buffer.
 
-Cycle for cycle and bit for bit the same as the per-cycle model :class:`accel.emulator.units.pim.PimChannel` (its
+Cycle for cycle and bit for bit the same as the per-cycle model ``accel.emulator.units.pim.PimChannel`` (its
 docstring and ``docs/pim.md`` specify the behaviour): a command word enters the head register, issues from there at
 the earliest cycle its timing counters allow (wait mode) or raises ``error`` with the rule's code in its first cycle
 in the head (``strict``), run-length commands issue element by element; WR/WRGB take a ``wdata`` word per element;
-read data leaves on ``rdata`` ``nCL`` (RD) or ``nBL`` (RDMAC) cycles after the issue.
+read data leaves on ``rdata`` ``rd_latency`` (RD) or ``rdmac_latency`` (RDMAC) cycles after the issue.
+
+The timing counters are generated at elaboration from the rule table of ``accel/interfaces/pim.py``
+(:func:`~accel.interfaces.pim.compile_rules`): one countdown counter per source (rows with the same level and
+preceding commands) and bank, bank group or channel, as wide as the source's longest latency (a ring of ``window``
+counters for window rules); a row is broken while its counter exceeds the row's threshold; the lowest broken code
+wins.
 
 Each bank's array is an ``amaranth.lib.memory.Memory`` of ``rows x columns`` words with a synchronous,
 write-transparent read port fed with the next cycle's address (the MAC lanes consume the addressed column in the cycle
@@ -16,23 +22,22 @@ not instantiated here (see docs/pim.md).
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from accel.config import BITSERIAL_DATATYPES, BitSerialConfig, PimConfig
-from accel.emulator.units.pim import (
-    ACC_BITS, CFR_CHANNEL_REGS, CFR_DTYPE, CFR_SCALE, ERROR_CODE_BITS, PimRule, Timing, rdata_bits,
+from accel.config import BitSerialConfig, PimConfig
+from accel.interfaces.pim import (
+    ACC_BITS, BANK_TARGETS, CFR_DTYPE, CFR_REGISTERS, CFR_SCALE, PIM_TIMING_RULES, PimRule, TimingRule, acc_bits,
+    compile_rules, lane_terms, max_terms, rdata_bits, reset_dtype,
 )
 from accel.isa import TABLES, Family, PimOp
 from accel.numerics import DATATYPES
 
 __all__ = ["PimChannel", "PimBank"]
-
-
-def _ceil_bits(n: int) -> int:
-    return max(1, int(n).bit_length())
 
 
 class PimBank(wiring.Component):
@@ -91,6 +96,9 @@ class PimChannel(wiring.Component):
     bitserial:
         The device's :class:`~accel.config.BitSerialConfig` when ``pim.lane == "bitserial"``.
 
+    rules:
+        The timing-rule table (default: the channel's, :data:`~accel.interfaces.pim.PIM_TIMING_RULES`).
+
     Members
     -------
     cmd: In(stream.Signature(64))
@@ -103,18 +111,20 @@ class PimChannel(wiring.Component):
         Commands must be legal in their first cycle in the head (else ``error``); 0: they wait.
     issued: Out(1)
         A command element issues this cycle.
-    error, error_code: Out(1), Out(5)
-        An error this cycle (then sticky), and the :class:`~accel.emulator.units.pim.PimRule` code.
+    error, error_code: Out(1), Out(error_code_bits)
+        An error this cycle (then sticky), and the rule's code (:data:`~accel.interfaces.pim.PimRule`; 5 bits for the
+        default table).
     """
 
-    def __init__(self, pim: PimConfig, bitserial: BitSerialConfig | None = None) -> None:
+    def __init__(self, pim: PimConfig, bitserial: BitSerialConfig | None = None,
+                 rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> None:
         if not isinstance(pim, PimConfig):
             raise TypeError(f"pim must be a PimConfig, not {pim!r}")
         if pim.lane == "bitserial" and not isinstance(bitserial, BitSerialConfig):
             raise TypeError("lane = 'bitserial' needs the device's BitSerialConfig (bitserial=device.bitserial)")
         self.pim = pim
         self.bitserial = bitserial if pim.lane == "bitserial" else None
-        self.t = Timing.of(pim.timing)
+        self.rules = compile_rules(pim, max_terms(pim, bitserial), rules)
         super().__init__({
             "cmd": In(stream.Signature(64)),
             "wdata": In(stream.Signature(pim.column_bits)),
@@ -122,16 +132,17 @@ class PimChannel(wiring.Component):
             "strict": In(1),
             "issued": Out(1),
             "error": Out(1),
-            "error_code": Out(ERROR_CODE_BITS),
+            "error_code": Out(self.rules.error_code_bits),
         })
 
     # ---------------------------------------------------------------------------------------------------------------
     def elaborate(self, platform) -> Module:
-        p, t = self.pim, self.t
+        p, t, rules = self.pim, self.pim.timing, self.rules
         bs = self.bitserial
         m = Module()
         NB, NG, BPG, L, S = p.banks, p.bank_groups, p.banks_per_group, p.mac_lanes, p.slot_bits
-        acc_bits = bs.acc_bits if bs else ACC_BITS
+        abits = acc_bits(p, bs)
+        code_bits = rules.error_code_bits
         table = TABLES[Family.PIM]
         w = dict(table.all_fields)
 
@@ -152,36 +163,16 @@ class PimChannel(wiring.Component):
             m.submodules[f"bank{b}"] = bk
         b_open = [Signal(name=f"open{b}") for b in range(NB)]
         b_row = [Signal(p.row_address_bits, name=f"row{b}") for b in range(NB)]
-        acc = [[Signal(signed(acc_bits), name=f"acc{b}_{i}") for i in range(L)] for b in range(NB)]
-        dtype_bits = max(1, (len(BITSERIAL_DATATYPES) - 1).bit_length())
-        default_dtype = bs.dtype_codes[bs.datatypes[0]] if bs else 0
-        b_dtype = [Signal(dtype_bits, init=default_dtype, name=f"dtype{b}") for b in range(NB)]
+        acc = [[Signal(signed(abits), name=f"acc{b}_{i}") for i in range(L)] for b in range(NB)]
+        b_dtype = [Signal(bs.dtype_bits if bs else 1, init=reset_dtype(p, bs), name=f"dtype{b}") for b in range(NB)]
         sbits = bs.scale_bits if bs else 8
         b_scale = [Signal(sbits, init=1, name=f"scale{b}") for b in range(NB)]
-
-        def counter(name: str, top: int) -> Signal:
-            return Signal(range(top + 1), name=name)
-
-        bank_keys = {"rcd_rd": t.rcd_rd, "rcd_wr": t.rcd_wr, "rcd_mac": t.rcd_mac, "rp": t.rp, "ras": t.ras,
-                     "rc": t.rc, "rtp": t.rtp, "wr": t.wr}
-        bc = [{k: counter(f"{k}{b}", n) for k, n in bank_keys.items()} for b in range(NB)]
-        # bit-serial lanes: a MAC column keeps a bank's lanes busy for terms(datatype) cycles
-        max_terms = bs.max_terms if bs else 1
-        mac_busy = [counter(f"mac_busy{b}", max_terms) for b in range(NB)]
-        rrd_l = [counter(f"rrd_l{g}", t.rrd_l) for g in range(NG)]
-        ccd_l = [counter(f"ccd_l{g}", t.ccd_l) for g in range(NG)]
-        rrd_s, ccd_s = counter("rrd_s", t.rrd_s), counter("ccd_s", t.ccd_s)
-        ccd_ab, rfc = counter("ccd_ab", t.ccd_ab), counter("rfc", t.rfc)
-        bus_top = max(t.rd_latency, t.rdmac_latency) + t.bl
-        bus = counter("bus", bus_top)
-        faw = [counter(f"faw{i}", t.faw) for i in range(4)]
-        faw_ptr = Signal(2)
         gb = [Signal(p.column_bits, name=f"gb{i}") for i in range(p.gb_columns)]
         depth = max(t.rd_latency, t.rdmac_latency)
         pipe_v = [Signal(name=f"pipe_v{k}") for k in range(depth)]
         pipe_d = [Signal(rdata_bits(p), name=f"pipe_d{k}") for k in range(depth)]
         err_sticky = Signal()
-        err_code_r = Signal(ERROR_CODE_BITS)
+        err_code_r = Signal(code_bits)
 
         # ---- decode of the head
         op_is = {o: Signal(name=f"is_{o.name}") for o in PimOp}
@@ -190,9 +181,6 @@ class PimChannel(wiring.Component):
         target = [Signal(name=f"target{b}") for b in range(NB)]
         for b in range(NB):
             m.d.comb += target[b].eq(Mux(op_is[PimOp.RDMAC], h_bank == b, h_ab | (h_bank == b)))
-        gtarget = [Signal(name=f"gtarget{g}") for g in range(NG)]
-        for g in range(NG):
-            m.d.comb += gtarget[g].eq(Cat(*target[g * BPG:(g + 1) * BPG]).any())
         bank_ok = h_bank < NB
 
         # ---- illegal commands (checked in the first cycle in the head)
@@ -201,7 +189,7 @@ class PimChannel(wiring.Component):
         addr_bad = Signal()
         needs_bank = ~(op_is[PimOp.NOP] | op_is[PimOp.REF] | op_is[PimOp.WRGB])
         bank_cols = op_is[PimOp.RD] | op_is[PimOp.WR] | op_is[PimOp.MAC]
-        cfr_reg_ok = Cat(*[h_col == r for r in (*CFR_CHANNEL_REGS, CFR_DTYPE, CFR_SCALE)]).any()
+        cfr_reg_ok = Cat(*[h_col == r for r in CFR_REGISTERS]).any()
         m.d.comb += addr_bad.eq(
             (needs_bank & ~h_ab & ~bank_ok)
             | (op_is[PimOp.RD] & h_ab)
@@ -220,7 +208,7 @@ class PimChannel(wiring.Component):
         any_open = Cat(*b_open).any()
         closed_bad = bank_cols & any_closed
         open_bad = (op_is[PimOp.ACT] & any_open_t) | (op_is[PimOp.REF] & any_open)
-        ill_code = Signal(ERROR_CODE_BITS)
+        ill_code = Signal(code_bits)
         with m.If(opcode_bad):
             m.d.comb += ill_code.eq(PimRule.OPCODE)
         with m.Elif(addr_bad):
@@ -233,49 +221,79 @@ class PimChannel(wiring.Component):
             m.d.comb += ill_code.eq(PimRule.OPEN)
         illegal = h_first & (ill_code != 0)
 
-        # ---- timing rules broken now by the head's element, lowest code first
-        def bank_any(key: str, cond=None) -> Value:
-            return Cat(*[target[b] & (bc[b][key] != 0) & (cond[b] if cond is not None else 1)
-                         for b in range(NB)]).any()
+        # ---- timing rules, generated from the table: the banks and groups each op acts on, its forms
+        def acts_on(op: PimOp, b: int) -> Value:
+            kind = BANK_TARGETS[op]
+            if kind == "all":
+                return Const(1)
+            if kind == "bank":
+                return h_bank == b
+            on = h_ab | (h_bank == b)
+            return on & b_open[b] if kind == "open" else on
 
-        def group_any(cs: list[Signal]) -> Value:
-            return Cat(*[gtarget[g] & (cs[g] != 0) for g in range(NG)]).any()
+        acts = {o: [acts_on(o, b) for b in range(NB)] for o in PimOp if BANK_TARGETS[o] != "none"}
+        gacts = {o: [Cat(*a[g * BPG:(g + 1) * BPG]).any() for g in range(NG)] for o, a in acts.items()}
 
-        act_counted = ~h_ab if not t.faw_all_bank else Const(1)
-        faw_now = Array(faw)[faw_ptr]
-        viol = {
-            PimRule.RCD_RD: op_is[PimOp.RD] & bank_any("rcd_rd"),
-            PimRule.RCD_WR: op_is[PimOp.WR] & bank_any("rcd_wr"),
-            PimRule.RCD_MAC: op_is[PimOp.MAC] & bank_any("rcd_mac"),
-            PimRule.RP: (op_is[PimOp.ACT] & bank_any("rp"))
-                        | (op_is[PimOp.REF] & Cat(*[bc[b]["rp"] != 0 for b in range(NB)]).any()),
-            PimRule.RAS: op_is[PimOp.PRE] & bank_any("ras", b_open),
-            PimRule.RC: op_is[PimOp.ACT] & bank_any("rc"),
-            PimRule.RRD_S: op_is[PimOp.ACT] & (rrd_s != 0),
-            PimRule.RRD_L: op_is[PimOp.ACT] & group_any(rrd_l),
-            PimRule.FAW: op_is[PimOp.ACT] & act_counted & (faw_now != 0),
-            PimRule.CCD_S: (bank_cols | op_is[PimOp.WRGB] | op_is[PimOp.RDMAC]) & (ccd_s != 0),
-            PimRule.CCD_L: bank_cols & group_any(ccd_l),
-            PimRule.CCD_AB: op_is[PimOp.MAC] & h_ab & (ccd_ab != 0),
-            PimRule.WR: op_is[PimOp.PRE] & bank_any("wr", b_open),
-            PimRule.RTP: op_is[PimOp.PRE] & bank_any("rtp", b_open),
-            PimRule.RFC: (op_is[PimOp.ACT] | op_is[PimOp.REF]) & (rfc != 0),
-            PimRule.BUS: (op_is[PimOp.RD] & (bus > t.rd_latency)) | (op_is[PimOp.RDMAC] & (bus > t.rdmac_latency)),
-            PimRule.MAC_BUSY: op_is[PimOp.MAC] & Cat(*[target[b] & (mac_busy[b] != 0) for b in range(NB)]).any(),
-        }
-        tim_code = Signal(ERROR_CODE_BITS)
-        first = True
-        for rule in sorted(viol, key=int):
-            with (m.If if first else m.Elif)(viol[rule]):
-                m.d.comb += tim_code.eq(int(rule))
-            first = False
+        def forms_of(forms: frozenset[tuple[int, int]]) -> dict[PimOp, Value]:
+            """op -> whether the head's all-bank flag is one of the op's forms in ``forms``."""
+            out = {}
+            for o in PimOp:
+                flags = {ab for op, ab in forms if op == int(o)}
+                if flags:
+                    out[o] = Const(1) if flags == {0, 1} else (h_ab if flags == {1} else ~h_ab)
+            return out
+
+        # bit-serial lanes: a MAC column keeps a bank's lanes busy for terms(datatype) cycles (dynamic sources)
+        lane = lane_terms(p, bs)
+        terms = []
+        if any(s.dynamic for s in rules.sources):
+            for b in range(NB):
+                tb = Signal(range(max(lane.values(), default=1) + 1), name=f"terms{b}")
+                m.d.comb += tb.eq(1)
+                with m.Switch(b_dtype[b]):
+                    for code, n in lane.items():
+                        with m.Case(code):
+                            m.d.comb += tb.eq(n)
+                terms.append(tb)
+
+        # one counter per source and bank / group / channel (a ring of them for a window), and its ring pointer
+        cnt: dict[int, list[Signal]] = {}
+        ring: dict[int, Signal] = {}
+        for src in rules.sources:
+            n = {"bank": NB, "bg": NG, "ch": src.window}[src.level]
+            cnt[src.index] = [Signal(range(src.length + 1), name=f"t_{src.name}{i}") for i in range(n)]
+            if src.window > 1:
+                ring[src.index] = Signal(range(src.window), name=f"t_{src.name}_ptr")
+
+        def now(src) -> Value:
+            """A ch source's counter that the head checks: the oldest of its ring."""
+            cs = cnt[src.index]
+            return Array(cs)[ring[src.index]] if src.window > 1 else cs[0]
+
+        viol: dict[int, list[Value]] = {}
+        for r in rules.rows:
+            src, cs, thr = r.source, cnt[r.source.index], r.threshold
+            broken = []
+            for o, form in forms_of(r.following).items():
+                if src.level == "ch":
+                    hit = now(src) > thr
+                elif src.level == "bank":
+                    hit = Cat(*[acts[o][b] & (cs[b] > thr) for b in range(NB)]).any()
+                else:
+                    hit = Cat(*[gacts[o][g] & (cs[g] > thr) for g in range(NG)]).any()
+                broken.append(op_is[o] & form & hit)
+            viol.setdefault(r.code, []).append(Cat(*broken).any())
+        tim_code = Signal(code_bits)
+        for i, code in enumerate(sorted(viol)):
+            with (m.If if i == 0 else m.Elif)(Cat(*viol[code]).any()):
+                m.d.comb += tim_code.eq(code)
         violated = tim_code != 0
 
         needs_data = op_is[PimOp.WR] | op_is[PimOp.WRGB]
         issue = Signal()
         drop = Signal()
         err_now = Signal()
-        code_now = Signal(ERROR_CODE_BITS)
+        code_now = Signal(code_bits)
         with m.If(h_valid):
             with m.If(illegal):
                 m.d.comb += [drop.eq(1), err_now.eq(1), code_now.eq(ill_code)]
@@ -324,7 +342,7 @@ class PimChannel(wiring.Component):
             col_word = banks[b].rdata
             for i in range(L):
                 code = col_word[i * S:i * S + 8]
-                term = Signal(signed(acc_bits), name=f"term{b}_{i}")
+                term = Signal(signed(abits), name=f"term{b}_{i}")
                 if bs is None:
                     m.d.comb += term.eq(code.as_signed() * act_slots[i])
                 else:
@@ -349,12 +367,6 @@ class PimChannel(wiring.Component):
                     m.d.sync += acc[b][i].eq(0)
 
         # ---- state updates at the edge
-        def bump(sig: Signal, n: int, when) -> None:
-            with m.If(when):
-                m.d.sync += sig.eq(Mux(sig > n, sig, n) - 1)
-            with m.Elif(sig != 0):
-                m.d.sync += sig.eq(sig - 1)
-
         iss = {o: issue & op_is[o] for o in PimOp}
         for b in range(NB):
             tb = target[b]
@@ -366,50 +378,38 @@ class PimChannel(wiring.Component):
                 m.d.sync += b_dtype[b].eq(h_row)
             with m.If(iss[PimOp.CFR] & tb & (h_col == CFR_SCALE)):
                 m.d.sync += b_scale[b].eq(h_row)
-            act_b = iss[PimOp.ACT] & tb
-            for key in ("rcd_rd", "rcd_wr", "rcd_mac", "ras", "rc"):
-                bump(bc[b][key], bank_keys[key], act_b)
-            bump(bc[b]["rp"], t.rp, iss[PimOp.PRE] & tb & b_open[b])
-            bump(bc[b]["rtp"], t.rtp, (iss[PimOp.RD] | iss[PimOp.MAC]) & tb)
-            bump(bc[b]["wr"], t.wr, iss[PimOp.WR] & tb)
-            terms = Signal(range(max_terms + 1), name=f"terms{b}")
-            m.d.comb += terms.eq(1)
-            if bs is not None:
-                with m.Switch(b_dtype[b]):
-                    for name, dcode in bs.dtype_codes.items():
-                        with m.Case(dcode):
-                            m.d.comb += terms.eq(DATATYPES[name].terms)
-            with m.If(iss[PimOp.MAC] & tb):
-                m.d.sync += mac_busy[b].eq(Mux(mac_busy[b] > terms, mac_busy[b], terms) - 1)
-            with m.Elif(mac_busy[b] != 0):
-                m.d.sync += mac_busy[b].eq(mac_busy[b] - 1)
-        col_cmd = iss[PimOp.RD] | iss[PimOp.WR] | iss[PimOp.MAC]
-        for g in range(NG):
-            bump(rrd_l[g], t.rrd_l, iss[PimOp.ACT] & gtarget[g])
-            bump(ccd_l[g], t.ccd_l, col_cmd & gtarget[g])
-        bump(rrd_s, t.rrd_s, iss[PimOp.ACT])
-        bump(ccd_s, t.ccd_s, col_cmd | iss[PimOp.WRGB] | iss[PimOp.RDMAC])
-        bump(ccd_ab, t.ccd_ab, iss[PimOp.MAC] & h_ab)
-        bump(rfc, t.rfc, iss[PimOp.REF])
-        # bus: max(bus, latency + nBL) - 1 on a read
-        rd_set = t.rd_latency + t.bl
-        rdm_set = t.rdmac_latency + t.bl
-        with m.If(iss[PimOp.RD]):
-            m.d.sync += bus.eq(Mux(bus > rd_set, bus, rd_set) - 1)
-        with m.Elif(iss[PimOp.RDMAC]):
-            m.d.sync += bus.eq(Mux(bus > rdm_set, bus, rdm_set) - 1)
-        with m.Elif(bus != 0):
-            m.d.sync += bus.eq(bus - 1)
-        faw_set = iss[PimOp.ACT] & act_counted
-        for i in range(4):
-            bump(faw[i], t.faw, faw_set & (faw_ptr == i))
-        with m.If(faw_set):
-            m.d.sync += faw_ptr.eq(faw_ptr + 1)
+
+        # timing counters: an issue of a preceding command raises its sources' counters to their length (a
+        # dynamic source: to the bank's terms) for the banks / groups it acts on; every counter counts down
+        def bump(sig: Signal, n: Value | int, when: Value) -> None:
+            with m.If(when):
+                m.d.sync += sig.eq(Mux(sig > n, sig, n) - 1)
+            with m.Elif(sig != 0):
+                m.d.sync += sig.eq(sig - 1)
+
+        for src in rules.sources:
+            cs = cnt[src.index]
+            fires = forms_of(src.preceding)
+            if src.level == "ch":
+                fire = Cat(*[iss[o] & form for o, form in fires.items()]).any()
+                if src.window > 1:
+                    ptr = ring[src.index]
+                    for i, c in enumerate(cs):
+                        bump(c, src.length, fire & (ptr == i))
+                    with m.If(fire):
+                        m.d.sync += ptr.eq(Mux(ptr == src.window - 1, 0, ptr + 1))
+                else:
+                    bump(cs[0], src.length, fire)
+                continue
+            on = acts if src.level == "bank" else gacts
+            for i, c in enumerate(cs):
+                when = Cat(*[iss[o] & form & on[o][i] for o, form in fires.items()]).any()
+                bump(c, terms[i] + src.offset if src.dynamic else src.length, when)
+
+        # bus data: the read pipeline (shift, then insert at latency - 1)
         for i in range(gcols):
             with m.If(iss[PimOp.WRGB] & (h_col == i)):
                 m.d.sync += gb[i].eq(self.wdata.payload)
-
-        # read pipeline: shift, then insert at latency - 1
         rd_word = Signal(p.column_bits)
         m.d.comb += rd_word.eq(Array(bank_rdata)[h_bank] if NB > 1 else bank_rdata[0])
         # RDMAC beat: every lane's accumulator as a 32-bit two's complement word (sign-extended or truncated)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from accel.config import load_preset
-from accel.emulator.units.pim import PimIllegalError, PimRule
+from accel.interfaces.pim import PimIllegalError, PimRule
 from accel.errors import AccelError, ConfigError, EncodingError
 from accel.fpga.protocol import (PIM_ERROR, ChecksumError, Kind, LinkError, Status, beat_words, crc8,
                                  decode_response, encode_request, encode_response)

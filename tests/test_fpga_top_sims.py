@@ -11,7 +11,7 @@ from accel.fpga.program import beats_of, command_elements, expected_beats, rando
 from accel.fpga.protocol import PIM_ERROR, Kind, Status, beat_words, id_words
 from accel.fpga.sim import responses_of, session_stimulus, uart_bytes, uart_levels
 from accel.fpga.top import DeviceTop
-from accel.emulator.units.pim import PimRule
+from accel.interfaces.pim import PimRule
 from accel.isa import PimOp, encode
 from accel.equivalence.harness import compare_all, run_amaranth, run_cocotb, simulator_available
 

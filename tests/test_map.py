@@ -100,13 +100,13 @@ def test_mapped_programs_use_every_unit_they_claim():
         mr = map_workload(workload(dev, arch, phase, n, batch, dt), dev, devices=devices, parallel=parallel)
         seen |= {d.unit for d in mr.partition.decisions.values()}
         ev = mr.result.events
-        seen |= {k for k in ("pim_mac_columns", "vector_ops", "link_transfers", "net_transfers", "array_ops")
+        seen |= {k for k in ("pim_mac_columns", "vector_ops", "link_transfers", "interconnect_transfers", "array_ops")
                  if ev[k]}
         for s in mr.program.streams:
             if ((s.families == Family.SYNC) & (s.field(Family.SYNC, "op") == SyncOp.REPEAT)).any():
                 seen.add("repeat")
     assert seen >= {"pim", "vector", "array", "gpu", "host", "pim_mac_columns", "vector_ops", "link_transfers",
-                    "net_transfers", "array_ops", "repeat"}
+                    "interconnect_transfers", "array_ops", "repeat"}
 
 
 def _random_arch(rng: np.random.Generator) -> tuple[Architecture, str]:

@@ -1,6 +1,10 @@
 """The channel engine equals the per-cycle model in cycles (and data) on random legal programs and on GEMV programs;
-GEMV is bit-exact against the golden numerics in both layouts."""
+GEMV is bit-exact against the golden numerics in every layout. The random programs make every row of the timing-rule
+table the sole binding constraint of hundreds of issues, and every engine with a row dropped or one cycle short (or
+applied to the wrong all-bank forms) disagrees with the model on some of them."""
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,22 +15,49 @@ from accel.mapping.gemv import LAYOUTS, gemv_plan, gemv_program, golden_gemv, ra
 from accel.emulator.units.pim import PimChannel
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
-from accel.interfaces.stimulus import Stimulus, run_model
-from accel.equivalence.pim import check, make_stimulus
+from accel.interfaces.pim import PIM_TIMING_RULES
+from accel.interfaces.stimulus import Stimulus
+from accel.equivalence.pim import (
+    EQUIVALENT_MUTANTS, EngineModelSuite, coverage_configs, mutants, suite_bindings, suite_seeds,
+)
 from accel.equivalence.pim import test_configs as pim_test_configs
 
 CONFIGS = pim_test_configs()
+COVERAGE = coverage_configs()
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[c.name for c in CONFIGS])
-def test_engine_equals_model_random_programs(cfg):
-    """Hundreds of random legal programs (all ops, runs, single/all-bank) per configuration."""
-    model = PimChannel(cfg.pim, cfg.bitserial, raise_errors=False)
-    bad = []
-    for seed in range(120):
-        stim = make_stimulus(cfg, seed)
-        bad += check(cfg, stim, run_model(model, stim))
+@pytest.fixture(scope="module")
+def suite() -> EngineModelSuite:
+    """The model's traces of the suite's stimuli, computed once for the tests of this module."""
+    return EngineModelSuite(COVERAGE)
+
+
+@pytest.mark.parametrize("cfg", COVERAGE, ids=[c.name for c in COVERAGE])
+def test_engine_equals_model_random_programs(cfg, suite):
+    """Hundreds of random legal programs (all ops, runs, single/all-bank, the rule table's patterns) per
+    configuration: the engine's issue cycles and read beats equal the model's."""
+    bad = [m for seed in suite.seeds(cfg) for m in suite.mismatches(cfg, seed)]
     assert not bad, "\n".join(bad[:5])
+
+
+def test_every_rule_binds_hundreds_of_times():
+    """Over the suite's programs every row of the table is the sole binding constraint of at least 100 issues (so a
+    change to one row alone moves issue cycles that the suite compares)."""
+    counts = sum((suite_bindings(cfg, suite_seeds(cfg)) for cfg in COVERAGE), Counter())
+    low = {PIM_TIMING_RULES[i].text(): counts[i] for i in range(len(PIM_TIMING_RULES)) if counts[i] < 100}
+    assert not low, low
+
+
+MUTANTS = [m for m in mutants() if (PIM_TIMING_RULES[m[0]].rule, m[1]) not in EQUIVALENT_MUTANTS]
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[f"{PIM_TIMING_RULES[i].text()}: {kind}" for i, kind, _ in MUTANTS])
+def test_random_suite_catches_a_mutated_engine(mutant, suite):
+    """An engine whose table has one row dropped, one cycle short, or applied to other all-bank forms (the
+    issue's example: tRRD_L not applied to the all-bank ACT) disagrees with the model on the suite's programs — not
+    only in the boundary tests."""
+    i, kind, rules = mutant
+    assert suite.catch(rules) is not None
 
 
 def _random_gemv(dev, rng, m, k, layout="rows"):
@@ -42,7 +73,7 @@ def test_gemv_bit_exact(preset, layout):
     """Random shapes, operands, channel counts, first DRAM rows and activate-first order in every layout; the
     timing-only plan of the same shape (:func:`gemv_program`) has the same command words."""
     dev = load_preset(preset)
-    rng = np.random.default_rng(PRESETS.index(preset) * 10 + LAYOUTS.index(layout))
+    rng = np.random.default_rng([PRESETS.index(preset), LAYOUTS.index(layout)])
     gs = dev.bitserial.group_size
     for trial in range(3):
         m = int(rng.integers(1, 12 if preset == "fpga-tiny" else 40))
@@ -79,8 +110,6 @@ def test_gemv_lanes_layout_needs_shared_groups():
 def test_gemv_per_cycle_model_equals_engine(cfg, layout):
     """A one-channel GEMV program through the per-cycle model: same issue cycles, same RDMAC beats, same y."""
     from dataclasses import replace
-
-    from accel.config import DeviceConfig
 
     dev = load_preset("fpga-small")
     dev = replace(dev, pim=replace(cfg.pim, channels=1), bitserial=cfg.bitserial or dev.bitserial)
@@ -227,7 +256,7 @@ def test_dedup_still_checks_every_channel():
     dev = load_preset("aim-gddr6")
     words = [encode("pim", "ACT", channel=c, all_banks=1, row=5) for c in range(dev.pim.channels)]
     words[7] = encode("pim", "ACT", channel=7, all_banks=1, row=dev.pim.rows)
-    from accel.emulator.units.pim import PimIllegalError
+    from accel.interfaces.pim import PimIllegalError
 
     with pytest.raises(PimIllegalError, match=r"addresses outside the channel"):
         DeviceEngine(dev, functional=False).run(words)

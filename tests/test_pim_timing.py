@@ -1,140 +1,250 @@
-"""Every DRAM timing rule of the PIM channel at its boundary: one cycle early is refused (naming the rule, the bank and
-the cycles missing), on time is accepted — in the channel engine (``issue(at=...)``) and in the per-cycle model
-(strict mode), which must agree. Illegal commands (RD to a closed bank, ...) are errors in both."""
+"""Every row of the PIM channel's timing-rule table at its boundary, generated from the table: one cycle early is
+refused (naming the rule, the bank and the cycles missing), on time is accepted — in the channel engine
+(``issue(at=...)``), in the per-cycle model (strict mode: the exception, and the error flag and code) and in the RTL
+(Amaranth, the same stimuli as the model, cycle for cycle). A row added to a copy of the table is enforced by all three
+without further edits. Illegal commands (RD to a closed bank, ...) are errors in engine and model alike."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 
 import pytest
 
-from accel.config import load_preset
+from accel.config import PimTiming, load_preset
 from accel.emulator.engine import ChannelEngine
-from accel.emulator.units.pim import PimChannel, PimIllegalError, PimRule, PimTimingError
+from accel.emulator.units.pim import PimChannel
 from accel.errors import AccelError, TimingError
+from accel.interfaces.pim import (
+    ALL_BANK_OPS, BANK_TARGETS, PIM_TIMING_RULES, RULES, PimIllegalError, PimRule, PimTimingError, RuleTableError,
+    TimingRule, lane_terms, parse_rules, reset_dtype, rule_codes, rule_enum,
+)
 from accel.isa import PimOp, encode
+from accel.equivalence.harness import first_difference, run_amaranth
+from accel.interfaces.stimulus import Stimulus, run_model
 
-BASE = load_preset("fpga-small").pim  # 1 channel, 4 banks in 2 groups; timing replaced per scenario
-BS = load_preset("fpga-small").bitserial
-ONES = dict(nBL=1, nCL=1, nCWL=1, nRCD=1, nRCDWR=1, nRCD_MAC=1, nRP=1, nRAS=1, nRC=1, nWR=1, nRTP=1, nCCDS=1,
-            nCCDL=1, nCCD_AB=1, nRRDS=1, nRRDL=1, nFAW=1, nRFC=1, nREFI=1000, faw_all_bank=True)
-
-
-def pim_with(banks: int = 4, groups: int = 2, **timing):
-    t = replace(BASE.timing, **{**ONES, **timing})
-    return replace(BASE, banks=banks, bank_groups=groups, timing=t)
-
-
-def C(op: str, **f):
-    return (PimOp[op], f)
+DEV = load_preset("fpga-small")
+BS = DEV.bitserial
+# 4 banks in 2 groups, bit-serial lanes (the first datatype, int8, takes 4 cycles per column), small arrays so that the
+# RTL elaborates quickly; every timing parameter 1 unless a scenario raises it
+BASE = replace(DEV.pim, rows=8, row_bytes=8, column_bits=16, mac_lanes=2, global_buffer_bytes=8)
+ONES = {f.name: 1 for f in fields(PimTiming) if f.type in ("int", int)} | dict(nREFI=1000, faw_all_bank=True)
+RAISED = 9   # the value of the parameters a scenario's rule depends on
 
 
-# (name, timing overrides, setup commands, probe, source index (the setup command the rule counts from), distance,
-#  rule, bank named in the error, pim overrides)
-SCENARIOS = [
-    ("RCD_RD", dict(nRCD=9), [C("ACT", bank=1, row=3)], C("RD", bank=1, col=2), 0, 9, PimRule.RCD_RD, 1, {}),
-    ("RCD_WR", dict(nRCDWR=7), [C("ACT", bank=2)], C("WR", bank=2), 0, 7, PimRule.RCD_WR, 2, {}),
-    ("RCD_MAC", dict(nRCD=3, nRCD_MAC=11), [C("ACT", bank=0)], C("MAC", bank=0, count=4), 0, 11,
-     PimRule.RCD_MAC, 0, {}),
-    ("RCD_MAC all banks", dict(nRCD_MAC=8), [C("ACT", all_banks=1, row=2)], C("MAC", all_banks=1), 0, 8,
-     PimRule.RCD_MAC, 0, {}),
-    ("RP", dict(nRP=6), [C("ACT", bank=3), C("PRE", bank=3)], C("ACT", bank=3), 1, 6, PimRule.RP, 3, {}),
-    ("RP before REF", dict(nRP=6), [C("ACT", bank=3), C("PRE", bank=3)], C("REF"), 1, 6, PimRule.RP, 3, {}),
-    ("RAS", dict(nRAS=10, nRC=10), [C("ACT", bank=1)], C("PRE", bank=1), 0, 10, PimRule.RAS, 1, {}),
-    ("RAS all banks", dict(nRAS=10, nRC=10), [C("ACT", bank=1), C("ACT", bank=2)], C("PRE", all_banks=1), 1, 10,
-     PimRule.RAS, 2, {}),
-    ("RC", dict(nRC=13, nRAS=2, nRP=2), [C("ACT", bank=0), C("PRE", bank=0)], C("ACT", bank=0), 0, 13, PimRule.RC,
-     0, {}),
-    ("RRD_S", dict(nRRDS=5, nRRDL=5), [C("ACT", bank=0)], C("ACT", bank=2), 0, 5, PimRule.RRD_S, None, {}),
-    ("RRD_L", dict(nRRDS=2, nRRDL=7), [C("ACT", bank=0)], C("ACT", bank=1), 0, 7, PimRule.RRD_L, None, {}),
-    ("RRD_L all-bank ACT", dict(nRRDS=2, nRRDL=7), [C("ACT", bank=0), C("PRE", bank=0)], C("ACT", all_banks=1),
-     0, 7, PimRule.RRD_L, None, {}),
-    ("FAW", dict(nFAW=12), [C("ACT", bank=b) for b in range(4)], C("ACT", bank=4), 0, 12, PimRule.FAW, None,
-     dict(banks=8, groups=4)),
-    ("FAW counts all-bank ACT", dict(nFAW=12, faw_all_bank=True),
-     [C("ACT", bank=0), C("PRE", bank=0), C("ACT", bank=1), C("PRE", bank=1), C("ACT", bank=2), C("PRE", bank=2),
-      C("ACT", all_banks=1), C("PRE", all_banks=1)], C("ACT", bank=3), 0, 12, PimRule.FAW, None, {}),
-    ("CCD_S", dict(nCCDS=4, nCCDL=4), [C("ACT", bank=0), C("ACT", bank=2), C("RD", bank=0)], C("RD", bank=2), 2, 4,
-     PimRule.CCD_S, None, {}),
-    ("CCD_S after WRGB", dict(nCCDS=5, nCCDL=5), [C("WRGB")], C("WRGB", col=1), 0, 5, PimRule.CCD_S, None, {}),
-    ("CCD_L", dict(nCCDS=2, nCCDL=6), [C("ACT", bank=0), C("ACT", bank=1), C("MAC", bank=0)], C("RD", bank=1), 2, 6,
-     PimRule.CCD_L, None, {}),
-    ("CCD_AB", dict(nCCDL=2, nCCD_AB=9), [C("ACT", all_banks=1), C("MAC", all_banks=1)], C("MAC", all_banks=1), 1,
-     9, PimRule.CCD_AB, None, {}),
-    ("WR recovery", dict(nCWL=3, nBL=2, nWR=5), [C("ACT", bank=1), C("WR", bank=1)], C("PRE", bank=1), 1, 10,
-     PimRule.WR, 1, {}),
-    ("RTP after RD", dict(nRTP=6), [C("ACT", bank=2), C("RD", bank=2)], C("PRE", bank=2), 1, 6, PimRule.RTP, 2, {}),
-    ("RTP after all-bank MAC", dict(nRTP=6), [C("ACT", all_banks=1), C("MAC", all_banks=1, count=3)],
-     C("PRE", all_banks=1), 1, 6, PimRule.RTP, 0, {}),
-    ("RFC before ACT", dict(nRFC=20), [C("REF")], C("ACT", bank=0), 0, 20, PimRule.RFC, None, {}),
-    ("RFC before REF", dict(nRFC=20), [C("REF")], C("REF"), 0, 20, PimRule.RFC, None, {}),
-    ("BUS", dict(nCL=8, nBL=2), [C("ACT", bank=0), C("RD", bank=0)], C("RDMAC", bank=1), 1, 8, PimRule.BUS, None,
-     {}),
-    # bit-serial lanes (fpga-small's first datatype is int8: 4 signed terms per weight, 4 cycles per column)
-    ("MAC_BUSY int8", {}, [C("ACT", bank=2), C("MAC", bank=2, col=1)], C("MAC", bank=2, col=2), 1, 4,
-     PimRule.MAC_BUSY, 2, {}),
-    ("MAC_BUSY fp4 all banks", {}, [C("CFR", all_banks=1, col=8, row=3), C("ACT", all_banks=1),
-                                    C("MAC", all_banks=1, count=3)], C("MAC", all_banks=1), 2, 2, PimRule.MAC_BUSY, 0,
-     {}),
-]
+class _Values:
+    """Parameter values as PimTiming reads them (its derived properties computed from them), unchecked."""
 
-IDS = [s[0] for s in SCENARIOS]
+    def __init__(self, values: dict) -> None:
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str):
+        return getattr(PimTiming, name).fget(self)
 
 
-def _scenario(s):
-    name, timing, setup, probe, src, dist, rule, bank, pov = s
-    pim = pim_with(**pov, **timing)
-    return pim, setup, probe, src, dist, rule, bank
+def timing_for(row: TimingRule, **flags: bool) -> PimTiming:
+    """All parameters 1 but those the row's latency grows with (found by differences: the latency is linear),
+    which are RAISED; then the presets' invariants (nRC >= nRAS, nCCDL >= nCCDS, nRRDL >= nRRDS, nREFI > nRFC)."""
+    ones = dict(ONES, **flags)
+    v = dict(ones)
+    if not row.dynamic:
+        base = row.cycles(_Values(ones))
+        for name in ONES:
+            if not isinstance(ones[name], bool) and name != "nREFI" and row.cycles(_Values({**ones, name: 2})) > base:
+                v[name] = RAISED
+    v["nRC"] = max(v["nRC"], v["nRAS"])
+    v["nCCDL"] = max(v["nCCDL"], v["nCCDS"])
+    v["nRRDL"] = max(v["nRRDL"], v["nRRDS"])
+    v["nREFI"] = max(v["nREFI"], v["nRFC"] + 1)
+    return replace(BASE.timing, **v)
 
 
-def _data(op, f, pim):
-    if op in (PimOp.WR, PimOp.WRGB):
-        return [0x0102030405060708 & ((1 << pim.column_bits) - 1)] * max(1, f.get("count", 1))
-    return None
+def C(op: PimOp, **f: int) -> tuple[PimOp, dict[str, int]]:
+    return (op, f)
 
 
-def _engine_setup(pim, setup):
-    eng = ChannelEngine(pim, load_preset("fpga-small").bitserial)
-    last_issue = [eng.issue(op, data=_data(op, f, pim), **f) for op, f in setup]
-    return eng, last_issue
+@dataclass
+class Scenario:
+    """Setup commands, then ``probe``; ``source`` indexes the setup command the row counts from."""
+
+    name: str
+    rules: tuple[TimingRule, ...]
+    row: TimingRule
+    pim: object
+    setup: list
+    probe: tuple
+    source: int
+    rule: int        # the code the probe must be refused with one cycle early
+    bank: int | None  # the bank that error names
 
 
-def _ready(s):
-    pim, setup, probe, src, dist, rule, bank = _scenario(s)
-    _, issues = _engine_setup(pim, setup)
+def _targets(op: PimOp, ab: int, bank: int, nb: int) -> list[int]:
+    kind = BANK_TARGETS[op]
+    if kind == "none":
+        return []
+    if kind == "all" or (ab and kind in ("addressed", "open")):
+        return list(range(nb))
+    return [bank]
+
+
+def _command(op: PimOp, ab: int, bank: int) -> tuple[PimOp, dict[str, int]]:
+    f = {"all_banks": ab} if op in ALL_BANK_OPS and ab else {}
+    if op == PimOp.CFR:
+        f["col"] = 0   # an AiM channel register: no effect on numerics or timing
+    if BANK_TARGETS[op] in ("addressed", "open", "bank") and not ab:
+        f["bank"] = bank
+    return C(op, **f)
+
+
+class Planner:
+    """Builds a legal command sequence: before each command, the ACTs or PREs its banks need."""
+
+    def __init__(self, nb: int) -> None:
+        self.nb = nb
+        self.open = [False] * nb
+        self.seq: list[tuple[PimOp, dict[str, int]]] = []
+
+    def add(self, op: PimOp, ab: int, bank: int) -> int:
+        t = _targets(op, ab, bank, self.nb)
+        if op in (PimOp.RD, PimOp.WR, PimOp.MAC, PimOp.PRE):      # needs (PRE: to act on) open rows
+            closed = [b for b in t if not self.open[b]]
+            if closed and len(closed) == self.nb:
+                self._emit(PimOp.ACT, 1, 0)
+            for b in (closed if len(closed) < self.nb else []):
+                self._emit(PimOp.ACT, 0, b)
+        if op in (PimOp.ACT, PimOp.REF):                            # needs closed rows
+            opened = [b for b in t if self.open[b]]
+            if opened and len(opened) == self.nb:
+                self._emit(PimOp.PRE, 1, 0)
+            for b in (opened if len(opened) < self.nb else []):
+                self._emit(PimOp.PRE, 0, b)
+        return self._emit(op, ab, bank)
+
+    def _emit(self, op: PimOp, ab: int, bank: int) -> int:
+        for b in _targets(op, ab, bank, self.nb):
+            if op == PimOp.ACT:
+                self.open[b] = True
+            elif op == PimOp.PRE:
+                self.open[b] = False
+        self.seq.append(_command(op, ab, bank))
+        return len(self.seq) - 1
+
+
+def scenario(rules: tuple[TimingRule, ...], row: TimingRule, pre: tuple[int, int], fol: tuple[int, int],
+             flags: dict[str, bool]) -> Scenario:
+    """The row's preceding command (``window`` of them), then its following command at the same bank (``bank``), at
+    another bank of the same group (``bg``) or in another group (``ch``), each made legal by the planner."""
+    t = timing_for(row, **flags)
+    pim = replace(BASE, timing=t)
+    nb, bpg = pim.banks, pim.banks_per_group
+    f_bank = {"bank": 0, "bg": 1 % bpg, "ch": bpg % nb}[row.level]
+    plan = Planner(nb)
+    # open the following command's banks first when the preceding commands leave them alone, so that no later ACT
+    # moves the row's source
+    if PimOp(fol[0]) in (PimOp.RD, PimOp.WR, PimOp.MAC, PimOp.PRE):
+        keep_closed = set()
+        if PimOp(pre[0]) in (PimOp.ACT, PimOp.REF):
+            keep_closed = {b for k in range(row.window) for b in _targets(PimOp(pre[0]), pre[1], k % nb, nb)}
+        for b in _targets(PimOp(fol[0]), fol[1], f_bank, nb):
+            if b not in keep_closed and not plan.open[b]:
+                plan._emit(PimOp.ACT, 0, b)
+    first = None
+    for k in range(row.window):
+        i = plan.add(PimOp(pre[0]), pre[1], k % nb)
+        first = i if first is None else first
+    plan.add(PimOp(fol[0]), fol[1], f_bank)
+    *setup, probe = plan.seq
+    codes = rule_codes(rules)
+    name = (f"{row.rule} {PimOp(pre[0]).name}{'ab' if pre[1] else ''}->{PimOp(fol[0]).name}{'ab' if fol[1] else ''}"
+            + "".join(f" {k}={v}" for k, v in flags.items()))
+    return Scenario(name, rules, row, pim, setup, probe, first, codes[row.rule], 0 if row.level == "bank" else None)
+
+
+def _forms(row: TimingRule, timing: PimTiming, side: str) -> list[tuple[int, int]]:
+    # one of the two equal flags of an op without an all-bank form
+    return sorted({(o, ab if PimOp(o) in ALL_BANK_OPS else 0) for o, ab in row.forms(timing, side)})
+
+
+def scenarios(rules: tuple[TimingRule, ...] = PIM_TIMING_RULES, only: str | None = None,
+              negative: bool = False) -> list[Scenario]:
+    """Every (preceding form, following form) of every row (``only``: of that rule), under both values of a flag
+    the row names; ``negative``: instead the forms the row leaves out (which must not wait for it)."""
+    out = []
+    for row in rules:
+        if only is not None and row.rule != only:
+            continue
+        flag_sets = [{}] if row.all_bank in ("yes", "only") else [{row.all_bank: True}, {row.all_bank: False}]
+        for flags in flag_sets:
+            t = timing_for(row, **flags)
+            pres, fols = _forms(row, t, "preceding"), _forms(row, t, "following")
+            if negative:
+                every = replace(row, all_bank="yes")
+                pairs = [(p, f) for p in _forms(every, t, "preceding") for f in _forms(every, t, "following")
+                         if p not in pres or f not in fols]
+            else:
+                pairs = [(p, f) for p in pres for f in fols]
+            out += [scenario(rules, row, p, f, flags) for p, f in pairs]
+    return out
+
+
+def _latency(s: Scenario) -> int:
+    if s.row.dynamic:
+        return lane_terms(s.pim, BS)[reset_dtype(s.pim, BS)] + s.row.offset
+    return s.row.cycles(s.pim.timing)
+
+
+def _data(op: PimOp, pim) -> list[int] | None:
+    return [0x0708 & ((1 << pim.column_bits) - 1)] if op in (PimOp.WR, PimOp.WRGB) else None
+
+
+def _engine(s: Scenario) -> tuple[ChannelEngine, list]:
+    eng = ChannelEngine(s.pim, BS, rules=s.rules)
+    return eng, [eng.issue(op, data=_data(op, s.pim), **f) for op, f in s.setup]
+
+
+def _ready(s: Scenario) -> int:
+    _, issues = _engine(s)
+    ready = issues[s.source].last + _latency(s)
     # the scenario must be bound by its rule, not by the one-command-per-cycle slot
-    assert issues[src].last + dist >= issues[-1].last + 2
-    return issues[src].last + dist
+    assert ready >= issues[-1].last + 2, s.name
+    return ready
+
+
+SCENARIOS = scenarios()
+IDS = [s.name for s in SCENARIOS]
+
+
+def test_every_row_has_scenarios():
+    rows = {r.text() for r in PIM_TIMING_RULES}
+    assert {s.row.text() for s in SCENARIOS} == rows
+    assert len(SCENARIOS) > 2 * len(rows)
 
 
 @pytest.mark.parametrize("s", SCENARIOS, ids=IDS)
 def test_engine_boundary(s):
-    pim, setup, probe, src, dist, rule, bank = _scenario(s)
     ready = _ready(s)
-    op, f = probe
-    eng, _ = _engine_setup(pim, setup)
+    op, f = s.probe
+    eng, _ = _engine(s)
     with pytest.raises(PimTimingError) as e:
-        eng.issue(op, data=_data(op, f, pim), at=ready - 1, **f)
-    assert (e.value.rule, e.value.missing, e.value.bank, e.value.cycle) == (rule, 1, bank, ready - 1)
-    assert f"rule {rule.name} " in str(e.value) and "1 cycle short" in str(e.value)
+        eng.issue(op, data=_data(op, s.pim), at=ready - 1, **f)
+    assert (int(e.value.rule), e.value.missing, e.value.bank, e.value.cycle) == (s.rule, 1, s.bank, ready - 1)
+    assert f"rule {s.row.rule} ({s.row.latency}) is 1 cycle short" in str(e.value)
     assert isinstance(e.value, TimingError) and isinstance(e.value, AccelError)
-    eng, _ = _engine_setup(pim, setup)
-    assert eng.issue(op, data=_data(op, f, pim), at=ready, **f).first == ready
+    eng, _ = _engine(s)
+    assert eng.issue(op, data=_data(op, s.pim), at=ready, **f).first == ready
     # the earliest-cycle schedule finds the same boundary
-    eng, _ = _engine_setup(pim, setup)
-    assert eng.issue(op, data=_data(op, f, pim), **f).first == ready
+    eng, _ = _engine(s)
+    assert eng.issue(op, data=_data(op, s.pim), **f).first == ready
 
 
-def _model_run(pim, setup, probe, at):
+def _model_run(s: Scenario, at: int, rules=None) -> int | None:
     """Setup in wait mode, then the probe offered so that it sits in the head at cycle ``at``, strict there."""
-    m = PimChannel(pim, load_preset("fpga-small").bitserial, raise_errors=True)
-    words = [encode("pim", op, **f) for op, f in setup]
-    data = [w for op, f in setup for w in (_data(op, f, pim) or [])]
-    pop, pf = probe
-    pdata = _data(pop, pf, pim) or []
+    m = PimChannel(s.pim, BS, raise_errors=True, rules=s.rules if rules is None else rules)
+    words = [encode("pim", op, **f) for op, f in s.setup]
+    data = [w for op, f in s.setup for w in (_data(op, s.pim) or [])]
+    pop, pf = s.probe
+    pdata = _data(pop, s.pim) or []
     probe_word = encode("pim", pop, **pf)
-    c = 0
     issued_at = None
-    while c <= at + 2:
+    for c in range(at + 3):
         is_probe = not words and c == at - 1
         offer = words[0] if words else (probe_word if is_probe else None)
         wd = data[0] if data else (pdata[0] if pdata and c >= at else 0)
@@ -148,56 +258,106 @@ def _model_run(pim, setup, probe, at):
             data.pop(0)
         if c == at and outs["issued"]:
             issued_at = c
-        c += 1
     return issued_at
 
 
 @pytest.mark.parametrize("s", SCENARIOS, ids=IDS)
 def test_model_boundary(s):
-    pim, setup, probe, src, dist, rule, bank = _scenario(s)
     ready = _ready(s)
     with pytest.raises(PimTimingError) as e:
-        _model_run(pim, setup, probe, ready - 1)
-    assert (e.value.rule, e.value.missing, e.value.bank, e.value.cycle) == (rule, 1, bank, ready - 1)
-    assert _model_run(pim, setup, probe, ready) == ready
+        _model_run(s, ready - 1)
+    assert (int(e.value.rule), e.value.missing, e.value.bank, e.value.cycle) == (s.rule, 1, s.bank, ready - 1)
+    assert _model_run(s, ready) == ready
+
+
+def stimuli(s: Scenario) -> tuple[Stimulus, Stimulus]:
+    """The setup in wait mode, then the probe offered so that it is in the head at ``ready - 1`` with strict on
+    there (refused), and at ``ready`` with strict on there (accepted): the stimuli for the model and the RTL."""
+    ready = _ready(s)
+    _, issues = _engine(s)
+    last = issues[-1].last
+    words = [encode("pim", op, **f) for op, f in (*s.setup, s.probe)]
+    data = [w for op, f in (*s.setup, s.probe) for w in (_data(op, s.pim) or [])]
+    out = []
+    for at in (ready - 1, ready):
+        n = at + 4
+        # setup words while the setup runs, then nothing until the probe is offered the cycle before ``at``
+        valid = [int(c < last or c == at - 1) for c in range(n)]
+        out.append(Stimulus(sources={"cmd": words, "wdata": data}, source_valid={"cmd": valid, "wdata": [1] * n},
+                            sink_ready={}, plain={"strict": [int(c == at) for c in range(n)]}, cycles=n,
+                            label=f"{s.name} at {at}"))
+    return out[0], out[1]
+
+
+def _check_flags(s: Scenario, early: list, on_time: list) -> None:
+    ready = len(on_time) - 4
+    errs = [c for c, o in enumerate(early) if o["error"]]
+    assert errs and errs[0] == ready - 1 and early[ready - 1]["error_code"] == s.rule, s.name
+    assert all(o["error_code"] == s.rule for o in early[ready - 1:])   # sticky
+    assert on_time[ready]["issued"] and not any(o["error"] for o in on_time), s.name
 
 
 @pytest.mark.parametrize("s", SCENARIOS, ids=IDS)
 def test_model_error_flag(s):
     """Without exceptions the model raises ``error`` with the rule's code in the same cycle (as the RTL)."""
-    pim, setup, probe, src, dist, rule, bank = _scenario(s)
-    ready = _ready(s)
-    m = PimChannel(pim, load_preset("fpga-small").bitserial, raise_errors=False)
-    from accel.equivalence.pim import program_words
+    model = PimChannel(s.pim, BS, raise_errors=False, rules=s.rules)
+    early, on_time = stimuli(s)
+    _check_flags(s, run_model(model, early), run_model(model, on_time))
 
-    prog = [({"op": int(op), **{"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0, **f}},
-             _data(op, f, pim)) for op, f in [*setup, probe]]
-    words = program_words(prog)
-    data = [w for _, d in prog if d for w in d]
-    errs = []
-    for c in range(ready + 3):
-        offer = words[0] if len(words) > 1 or c == ready - 2 else None
-        outs = m.step({"cmd__valid": int(offer is not None), "cmd__payload": offer or 0, "strict": int(c == ready - 1),
-                       "wdata__valid": int(bool(data)), "wdata__payload": data[0] if data else 0})
-        if offer is not None and outs["cmd__ready"]:
-            words.pop(0)
-        if outs["wdata__ready"]:
-            data.pop(0)
-        errs.append((outs["error"], outs["error_code"]))
-    first = next(c for c, (e, _) in enumerate(errs) if e)
-    assert first == ready - 1 and errs[first][1] == int(rule)
-    assert all(e == 1 and code == int(rule) for e, code in errs[first:])  # sticky
+
+def _rtl_boundary(scens: list[Scenario]) -> None:
+    from accel.rtl.pim import PimChannel as Rtl
+
+    by_timing: dict = {}
+    for s in scens:
+        by_timing.setdefault((s.pim, s.rules), []).append(s)
+    for (pim, rules), group in by_timing.items():
+        stims = [st for s in group for st in stimuli(s)]
+        traces = run_amaranth(Rtl(pim, BS, rules=rules), stims)
+        model = PimChannel(pim, BS, raise_errors=False, rules=rules)
+        for k, s in enumerate(group):
+            early, on_time = traces[2 * k], traces[2 * k + 1]
+            for stim, tr in ((stims[2 * k], early), (stims[2 * k + 1], on_time)):
+                assert first_difference(run_model(model, stim), tr) is None, stim.label
+            _check_flags(s, early, on_time)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("rule", sorted({r.rule for r in PIM_TIMING_RULES}))
+def test_rtl_boundary(rule):
+    """The RTL refuses the probe one cycle early with the rule's code and takes it on time, equal to the model."""
+    _rtl_boundary(scenarios(only=rule))
+
+
+NEGATIVE = scenarios(negative=True)
+
+
+@pytest.mark.parametrize("s", NEGATIVE, ids=[s.name for s in NEGATIVE])
+def test_forms_left_out_do_not_wait(s):
+    """A row's all-bank option leaves forms out (GDDR6-AiM: the all-bank ACT neither waits for nor counts in tFAW;
+    nCCD_AB paces all-bank MACs only): those issue before the row's boundary, in the engine and the model alike."""
+    ready = _ready_unchecked(s)
+    op, f = s.probe
+    eng, _ = _engine(s)
+    first = eng.issue(op, data=_data(op, s.pim), **f).first
+    assert first < ready
+    assert _model_run(s, first) == first
+
+
+def _ready_unchecked(s: Scenario) -> int:
+    _, issues = _engine(s)
+    return issues[s.source].last + _latency(s)
 
 
 def test_faw_not_applied_to_all_bank_act():
     """GDDR6-AiM: the all-bank activate neither waits for nor counts in tFAW (faw_all_bank false)."""
-    pim = pim_with(nFAW=30, faw_all_bank=False)
+    pim = replace(BASE, timing=replace(BASE.timing, **{**ONES, "nFAW": 30, "faw_all_bank": False}))
     eng = ChannelEngine(pim, BS, functional=False)
     for b in range(4):
         eng.issue(PimOp.ACT, bank=b)
     eng.issue(PimOp.PRE, all_banks=1)
     assert eng.issue(PimOp.ACT, all_banks=1).first == eng.next - 1  # no FAW wait
-    pim = pim_with(nFAW=30, faw_all_bank=True)
+    pim = replace(BASE, timing=replace(BASE.timing, **{**ONES, "nFAW": 30}))
     eng = ChannelEngine(pim, BS, functional=False)
     first = eng.issue(PimOp.ACT, bank=0).first
     for b in range(1, 4):
@@ -206,50 +366,147 @@ def test_faw_not_applied_to_all_bank_act():
     assert eng.issue(PimOp.ACT, all_banks=1).first == first + 30
 
 
+# ---------------------------------------------------------------------------------------------------- a new rule
+WTR = TimingRule("WTR_L", "bg", (PimOp.WR,), (PimOp.RD,), "nCWL + nBL + nWR")   # tWTR-like, nWR for nWTR
+EXTENDED = (*PIM_TIMING_RULES, WTR)
+
+
+def test_added_rule_gets_the_next_code():
+    codes = rule_enum(EXTENDED)
+    assert codes.WTR_L == 23 and codes.MAC_BUSY == PimRule.MAC_BUSY and codes.CLOSED == PimRule.CLOSED
+
+
+@pytest.mark.parametrize("s", scenarios(EXTENDED, only="WTR_L"), ids=lambda s: s.name)
+def test_added_rule_enforced_by_engine_and_model(s):
+    """A row added to a copy of the table is enforced by the engine and the model with no other edit; the default
+    table's channel does not wait for it."""
+    ready = _ready(s)
+    op, f = s.probe
+    eng, _ = _engine(s)
+    with pytest.raises(PimTimingError, match=r"rule WTR_L \(nCWL \+ nBL \+ nWR\) is 1 cycle short") as e:
+        eng.issue(op, data=_data(op, s.pim), at=ready - 1, **f)
+    assert (int(e.value.rule), e.value.bank) == (23, None)
+    with pytest.raises(PimTimingError, match=r"rule WTR_L ") as e:
+        _model_run(s, ready - 1)
+    assert _model_run(s, ready) == ready
+    early, on_time = stimuli(s)
+    model = PimChannel(s.pim, BS, raise_errors=False, rules=s.rules)
+    _check_flags(s, run_model(model, early), run_model(model, on_time))
+    plain = ChannelEngine(s.pim, BS)
+    for op_, f_ in s.setup:
+        plain.issue(op_, data=_data(op_, s.pim), **f_)
+    assert plain.issue(op, data=_data(op, s.pim), **f).first < ready - 1
+    assert _model_run(s, ready - 1, rules=PIM_TIMING_RULES) == ready - 1
+
+
+@pytest.mark.rtl
+def test_added_rule_enforced_by_rtl():
+    _rtl_boundary(scenarios(EXTENDED, only="WTR_L"))
+
+
+# ---------------------------------------------------------------------------------------------------- the table
+def test_rule_codes_are_the_published_ones():
+    """Codes are an interface (the RTL's error_code, the FPGA host's status byte, docs/pim.md): derived from the
+    table's order, they must stay these."""
+    assert {r.name: int(r) for r in PimRule} == {
+        "NONE": 0, "RCD_RD": 1, "RCD_WR": 2, "RCD_MAC": 3, "RP": 4, "RAS": 5, "RC": 6, "RRD_S": 7, "RRD_L": 8,
+        "FAW": 9, "CCD_S": 10, "CCD_L": 11, "CCD_AB": 12, "WR": 13, "RTP": 14, "RFC": 15, "BUS": 16, "CLOSED": 17,
+        "OPEN": 18, "ADDRESS": 19, "CFR_VALUE": 20, "OPCODE": 21, "MAC_BUSY": 22}
+
+
+def test_rows_round_trip_as_text():
+    assert parse_rules("\n".join(r.text() for r in PIM_TIMING_RULES)) == PIM_TIMING_RULES == parse_rules(RULES)
+
+
+@pytest.mark.parametrize("line,msg", [
+    ("RCD_RD | bank | ACT | RD", r"^rule table line 1: 'RCD_RD \| bank \| ACT \| RD' has 4 columns; write 'rule \| "
+                                 r"level \| preceding \| following \| latency \[\| options\]'$"),
+    ("X | rank | ACT | RD | nRCD", r"^timing rule X: level 'rank' must be one of bank, bg, ch$"),
+    ("X | bank | ACT | RDX | nRCD", r"^rule table line 1: 'RDX' is not a PIM op \(NOP, ACT, "),
+    ("X | bank | ACT | RD | nRCD + nFOO", r"^timing rule X: latency 'nRCD \+ nFOO': 'nFOO' is not a PimTiming cycle "
+                                          r"count; use one of "),
+    ("X | bank | ACT | RD | nRCD +", r"^timing rule X: latency 'nRCD \+' must be terms joined by \+ or -$"),
+    ("X | bank | ACT | RD | terms + nRCD", r"^timing rule X: latency 'terms \+ nRCD': 'terms' takes only integers "
+                                           r"beside it"),
+    ("X | ch | ACT | RD | terms", r"^timing rule X: latency 'terms' is a bank's state; it needs level bank$"),
+    ("X | bank | WRGB | RD | nRCD", r"^timing rule X: WRGB cannot be at level bank \(it acts on no bank\); use "
+                                    r"level ch$"),
+    ("X | bg | RDMAC | RD | nRCD", r"^timing rule X: RDMAC cannot be at level bg \(its all-bank form is a run "),
+    ("X | ch | MAC | MAC | nRCD | window=2", r"^timing rule X: a window rule cannot name run commands \(MAC, MAC\)"),
+    ("X | ch | REF | REF | nRCD | all_bank=only", r"^timing rule X: all_bank=only names ops without an all-bank "
+                                                  r"form \(REF, REF\)$"),
+    ("X | ch | ACT | ACT | nRCD | all_bank=maybe", r"^timing rule X: all_bank='maybe' must be 'yes', 'only', "
+                                                   r"'never' or a PimTiming flag \(faw_all_bank\)$"),
+    ("X | ch | ACT | ACT | nRCD | depth=2", r"^rule table line 1: option 'depth=2' must be window=N or all_bank=\.\.\.$"),
+    ("CLOSED | ch | ACT | ACT | nRCD", r"^timing rule CLOSED: the name must be upper case"),
+])
+def test_bad_rows_are_refused(line, msg):
+    with pytest.raises(RuleTableError, match=msg):
+        parse_rules(line)
+
+
 def test_timing_message_exact():
-    pim = pim_with(nRCD_MAC=11)
+    pim = replace(BASE, timing=replace(BASE.timing, **{**ONES, "nRCD_MAC": 11}))
     eng = ChannelEngine(pim, BS, functional=False)
     eng.issue(PimOp.ACT, bank=0, row=5)
-    with pytest.raises(PimTimingError, match=r"^MAC col=3 count=4 at cycle 11: bank 0: rule RCD_MAC \(nRCD_MAC\) is "
+    with pytest.raises(PimTimingError, match=r"^MAC col=1 count=3 at cycle 11: bank 0: rule RCD_MAC \(nRCD_MAC\) is "
                                              r"1 cycle short; issue it at cycle 12 or later, or run the channel in "
                                              r"wait mode \(strict=0\)$"):
-        eng.issue(PimOp.MAC, bank=0, col=3, count=4, at=11)
+        eng.issue(PimOp.MAC, bank=0, col=1, count=3, at=11)
+
+
+# ---------------------------------------------------------------------------------------------------- illegal
+def _illegal_scenario(setup, probe) -> Scenario:
+    pim = replace(BASE, timing=replace(BASE.timing, **ONES))
+    return Scenario("illegal", PIM_TIMING_RULES, PIM_TIMING_RULES[0], pim, setup, probe, 0, 0, None)
 
 
 ILLEGAL = [
-    ("RD to a closed bank", [], C("RD", bank=1), PimRule.CLOSED, 1, r"bank 1 has no open row; ACT a row first"),
-    ("MAC all banks, one closed", [C("ACT", bank=0)], C("MAC", all_banks=1), PimRule.CLOSED, 1,
+    ("RD to a closed bank", [], C(PimOp.RD, bank=1), PimRule.CLOSED, 1, r"bank 1 has no open row; ACT a row first"),
+    ("MAC all banks, one closed", [C(PimOp.ACT, bank=0)], C(PimOp.MAC, all_banks=1), PimRule.CLOSED, 1,
      r"bank 1 has no open row"),
-    ("ACT to an open bank", [C("ACT", bank=2)], C("ACT", bank=2, row=1), PimRule.OPEN, 2,
+    ("ACT to an open bank", [C(PimOp.ACT, bank=2)], C(PimOp.ACT, bank=2, row=1), PimRule.OPEN, 2,
      r"bank 2 already has an open row; PRE it first"),
-    ("REF with an open row", [C("ACT", bank=3)], C("REF"), PimRule.OPEN, 3, r"already has an open row"),
-    ("bank out of range", [], C("ACT", bank=5), PimRule.ADDRESS, 5, r"addresses outside the channel"),
-    ("run past the row", [C("ACT", bank=0)], C("RD", bank=0, col=6, count=3), PimRule.ADDRESS, 0,
+    ("REF with an open row", [C(PimOp.ACT, bank=3)], C(PimOp.REF), PimRule.OPEN, 3, r"already has an open row"),
+    ("bank out of range", [], C(PimOp.ACT, bank=5), PimRule.ADDRESS, 5, r"addresses outside the channel"),
+    ("run past the row", [C(PimOp.ACT, bank=0)], C(PimOp.RD, bank=0, col=2, count=3), PimRule.ADDRESS, 0,
      r"addresses outside the channel"),
-    ("RD all banks", [C("ACT", all_banks=1)], C("RD", all_banks=1), PimRule.ADDRESS, None, r"RD has no all-bank"),
-    ("CFR datatype not built", [], C("CFR", col=8, row=15), PimRule.CFR_VALUE, None, r"CFR value is not allowed"),
-    ("CFR scale too wide", [], C("CFR", col=9, row=256), PimRule.CFR_VALUE, None, r"CFR value is not allowed"),
-    ("CFR unknown register", [], C("CFR", col=5, row=1), PimRule.ADDRESS, None, r"addresses outside"),
+    ("RD all banks", [C(PimOp.ACT, all_banks=1)], C(PimOp.RD, all_banks=1), PimRule.ADDRESS, None,
+     r"RD has no all-bank"),
+    ("CFR datatype not built", [], C(PimOp.CFR, col=8, row=15), PimRule.CFR_VALUE, None, r"CFR value is not allowed"),
+    ("CFR scale too wide", [], C(PimOp.CFR, col=9, row=256), PimRule.CFR_VALUE, None, r"CFR value is not allowed"),
+    ("CFR unknown register", [], C(PimOp.CFR, col=5, row=1), PimRule.ADDRESS, None, r"addresses outside"),
 ]
 
 
 @pytest.mark.parametrize("case", ILLEGAL, ids=[c[0] for c in ILLEGAL])
 def test_illegal(case):
     name, setup, (op, f), rule, bank, msg = case
-    pim = pim_with()
-    eng, _ = _engine_setup(pim, setup)
+    s = _illegal_scenario(setup, (op, f))
+    eng, _ = _engine(s)
     with pytest.raises(PimIllegalError, match=msg) as e:
         eng.issue(op, **f)
     assert (e.value.rule, e.value.bank) == (rule, bank) and isinstance(e.value, AccelError)
     with pytest.raises(PimIllegalError, match=msg) as e2:
-        _model_run(pim, setup, (op, f), 40)
+        _model_run(s, 40)
     assert (e2.value.rule, e2.value.bank) == (rule, bank)
 
 
 def test_illegal_opcode_word():
-    m = PimChannel(pim_with(), load_preset("fpga-small").bitserial)
+    m = PimChannel(BASE, BS)
     bad = encode("attn", "GEMM", m=1)
     m.step({"cmd__valid": 1, "cmd__payload": bad})
     with pytest.raises(PimIllegalError, match=r"not a PIM command word") as e:
         m.step({})
     assert e.value.rule == PimRule.OPCODE
+
+
+def test_docs_show_the_table():
+    """docs/pim.md's rule table is the table (regenerate: python benchmarks/pim_rules.py --write-docs docs/pim.md)."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "pim.md").read_text()
+    section = text.split("<!-- pim_rules: rules -->\n")[1].split("<!-- /pim_rules -->")[0]
+    codes = rule_codes()
+    lines = [f"| {codes[r.rule]} | " + " | ".join(r.columns()) + " |" for r in PIM_TIMING_RULES]
+    assert section.splitlines()[2:] == lines

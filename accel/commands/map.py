@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import AccelError
-    from ..files import write_atomic
+    from ..outputs import write_text_atomic
     from ..mapping.map import format_text, map_model
 
     if args.datatype is not None and args.weights is not None and args.datatype != args.weights:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         mr.program.save(args.program)
     if args.json:
         data = mr.to_json()
-        write_atomic(args.json, lambda f: json.dump(data, f, indent=1))
+        write_text_atomic(args.json, json.dumps(data, indent=1), "--json")
     print(format_text(mr))
     return 0
 

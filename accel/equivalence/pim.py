@@ -4,21 +4,33 @@ A program is a list of ``(fields, data)``: PIM command fields (``op``, ``all_ban
 ``count``) and, for WR/WRGB, one column word per element. The generator tracks which rows are open so that every
 command is legal (timing is left to the channel: the stimulus runs in wait mode). The stimulus's ``expected`` holds
 the engine's schedule (issue cycles of every element, read beats), which the check compares with the trace.
+
+So that every timing rule binds, part of each program comes from the rule table itself: a random row's preceding
+command (``window`` of them), then its following command at the row's level (:func:`row_pattern`, made legal by a
+:class:`CommandPlanner`). :func:`bindings` counts, per row, how often it is the sole binding constraint of an issue in
+the engine's schedule (``benchmarks/pim_rules.py`` reports it; docs/pim.md shows the counts).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from collections import Counter
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from ..config import BitSerialConfig, DeviceConfig, PimConfig, load_preset
+from ..interfaces.pim import (
+    ALL_BANK_OPS, BANK_TARGETS, CFR_CHANNEL_REGS, CFR_DTYPE, CFR_SCALE, PIM_TIMING_RULES, RUN_OPS, Row, RuleTable,
+    TimingRule, compile_rules, max_terms,
+)
 from ..isa import PimOp, encode
 from ..interfaces.stimulus import Stimulus, Trace, run_model
 from .registry import UnitSpec
 
 __all__ = ["PimUnitConfig", "random_program", "program_words", "make_stimulus", "check", "SPEC", "TEST_CONFIGS",
-           "schedule"]
+           "schedule", "stimulus_program", "bindings", "suite_bindings", "CommandPlanner", "row_pattern", "forms",
+           "PATTERN_SHARE", "coverage_configs", "suite_seeds", "mutants", "EngineModelSuite",
+           "EQUIVALENT_MUTANTS"]
 
 
 @dataclass(frozen=True)
@@ -38,16 +50,174 @@ def _word(pim: PimConfig, rng: np.random.Generator) -> int:
     return int.from_bytes(rng.bytes(pim.column_bits // 8), "little")
 
 
+#: Ops that need open rows in their banks (a PRE: to act on them), and ops that need them closed.
+_NEEDS_OPEN = frozenset({PimOp.RD, PimOp.WR, PimOp.MAC, PimOp.PRE})
+_NEEDS_CLOSED = frozenset({PimOp.ACT, PimOp.REF})
+
+
+class CommandPlanner:
+    """Builds a legal command sequence for one channel: before each command, the ACTs (RD, WR, MAC, PRE) or PREs
+    (ACT, REF) that its banks need (an all-bank one where every bank needs it, or to close banks when all are open).
+
+    Parameters
+    ----------
+    pim:
+        The channel.
+    opened:
+        Which banks have an open row (shared and updated).
+    row, word:
+        Row to open with an ACT, data word of a WR/WRGB element (callables).
+
+    Members
+    -------
+    program:
+        The commands so far, ``(fields, data)``.
+    """
+
+    def __init__(self, pim: PimConfig, opened: list[bool] | None = None, row: Callable[[], int] = lambda: 0,
+                 word: Callable[[], int] = lambda: 0) -> None:
+        self.pim = pim
+        self.open = opened if opened is not None else [False] * pim.banks
+        self.row, self.word = row, word
+        self.program: list[tuple[dict[str, int], Any]] = []
+
+    def banks(self, op: PimOp, ab: int, bank: int) -> list[int]:
+        """The banks ``op`` acts on (all if it has an all-bank form and ``ab``)."""
+        kind = BANK_TARGETS[op]
+        if kind == "none":
+            return []
+        if kind == "all" or (ab and op in ALL_BANK_OPS):
+            return list(range(self.pim.banks))
+        return [bank]
+
+    def prepare(self, op: PimOp, ab: int, bank: int) -> None:
+        """The ACTs or PREs that make ``op`` legal (and a PRE effective) on its banks."""
+        t = self.banks(op, ab, bank)
+        want_open = op in _NEEDS_OPEN
+        if op not in _NEEDS_OPEN | _NEEDS_CLOSED:
+            return
+        wrong = [b for b in t if self.open[b] != want_open]
+        fix = PimOp.ACT if want_open else PimOp.PRE
+        # all at once when every bank needs it, and a PRE of every bank when all are open
+        if wrong and (len(wrong) == self.pim.banks or (not want_open and all(self.open))):
+            self.emit(fix, 1, 0)
+        else:
+            for b in wrong:
+                self.emit(fix, 0, b)
+
+    def add(self, op: PimOp, ab: int = 0, bank: int = 0, count: int = 0, col: int = 0, value: int = 0) -> int:
+        """Prepare and emit ``op``; its index in :attr:`program`."""
+        self.prepare(op, ab, bank)
+        return self.emit(op, ab, bank, count, col, value)
+
+    def emit(self, op: PimOp, ab: int = 0, bank: int = 0, count: int = 0, col: int = 0, value: int = 0) -> int:
+        """Emit ``op`` as it is (``value``: a CFR's ``row``); its index in :attr:`program`."""
+        for b in self.banks(op, ab, bank):
+            if op == PimOp.ACT:
+                self.open[b] = True
+            elif op == PimOp.PRE:
+                self.open[b] = False
+        f = {"op": int(op), "all_banks": int(ab and op in ALL_BANK_OPS), "bank": bank, "row": 0, "col": col,
+             "count": count}
+        if op == PimOp.ACT:
+            f["row"] = self.row()
+        elif op == PimOp.CFR:
+            f["row"] = value
+        data = [self.word() for _ in range(max(1, count))] if op in (PimOp.WR, PimOp.WRGB) else None
+        self.program.append((f, data))
+        return len(self.program) - 1
+
+
+def row_pattern(plan: CommandPlanner, rule: TimingRule, pre: tuple[int, int] | list[tuple[int, int]],
+                fol: tuple[int, int], pre_bank: int, fol_bank: int, pre_count: int = 0, fol_count: int = 0) -> int:
+    """A table row's preceding command (``window`` of them, from ``pre_bank`` on through the bank groups first), then
+    its following command on ``fol_bank``, each made legal; ``pre``/``fol``: ``(op, all_banks)`` (``pre``: or one per
+    preceding command). The following command's banks are opened first when the preceding commands leave them alone,
+    so that no later ACT moves the row's source. Returns the index of the first preceding command (the one the row counts from); the following
+    command is the last of :attr:`CommandPlanner.program`."""
+    p = plan.pim
+    nb, bpg, ng = p.banks, p.banks_per_group, p.bank_groups
+    pres = pre if isinstance(pre, list) else [pre] * rule.window
+    fop = PimOp(fol[0])
+    pre_banks = [(pre_bank + k * bpg + k // ng) % nb for k in range(rule.window)]
+    if fop in _NEEDS_OPEN:
+        keep = {b for (o, ab), pb in zip(pres, pre_banks) if PimOp(o) in _NEEDS_CLOSED
+                for b in plan.banks(PimOp(o), ab, pb)}
+        for b in plan.banks(fop, fol[1], fol_bank):
+            if b not in keep and not plan.open[b]:
+                plan.emit(PimOp.ACT, 0, b)
+    first = [plan.add(PimOp(o), ab, pb, pre_count) for (o, ab), pb in zip(pres, pre_banks)][0]
+    plan.add(fop, fol[1], fol_bank, fol_count)
+    return first
+
+
+def forms(pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(op, all_banks)`` pairs with one flag for an op without an all-bank form (both act alike), sorted."""
+    return sorted({(o, ab if PimOp(o) in ALL_BANK_OPS else 0) for o, ab in pairs})
+
+
+def _random_pattern(plan: CommandPlanner, rows: tuple[Row, ...], rng: np.random.Generator) -> None:
+    """One to three instances of a table row's pattern (rows that leave forms out chosen twice as often), with random
+    forms (half the time of such a row, one it leaves out: those must not wait, nor count), banks at the row's level
+    and short runs."""
+    p = plan.pim
+    # a row that leaves forms out has two behaviours to show: twice the share
+    weights = np.array([1 + (r.rule.all_bank != "yes") for r in rows], dtype=float)
+    r = rows[int(rng.choice(len(rows), p=weights / weights.sum()))]
+
+    def pick(options: list[tuple[int, int]]) -> tuple[int, int]:
+        return options[int(rng.integers(len(options)))]
+
+    pres, fols = forms(r.source.preceding), forms(r.following)
+    pre = [pick(pres) for _ in range(r.rule.window)]
+    fol = pick(fols)
+    if r.rule.all_bank != "yes" and rng.random() < 0.5:
+        # a form the row leaves out, as the following command or as the row's source (the oldest preceding one)
+        every = replace(r.rule, all_bank="yes")
+        out_pre = [f for f in forms(every.forms(p.timing, "preceding")) if f not in pres]
+        out_fol = [f for f in forms(every.forms(p.timing, "following")) if f not in fols]
+        if out_pre and (not out_fol or rng.random() < 0.5):
+            pre[0] = pick(out_pre)
+        elif out_fol:
+            fol = pick(out_fol)
+    nb, bpg, ng = p.banks, p.banks_per_group, p.bank_groups
+    b = int(rng.integers(nb))
+    g = b // bpg
+    if r.source.level == "bank":
+        fb = b
+    elif r.source.level == "bg" or r.rule.window > 1:   # a window: where the oldest counted command's group waits
+        fb = g * bpg + int(rng.integers(bpg))
+    else:
+        fb = (int(rng.integers(1, ng)) + g) % ng * bpg + int(rng.integers(bpg)) if ng > 1 else int(rng.integers(nb))
+
+    def count(op: int, bank: int) -> int:
+        if rng.random() < 0.6:
+            return 0
+        most = {PimOp.RDMAC: nb - bank, PimOp.WRGB: p.gb_columns}.get(PimOp(op), p.columns)
+        return int(rng.integers(1, min(most, 4) + 1)) if PimOp(op) in RUN_OPS else 0
+
+    for _ in range(int(rng.integers(1, 4))):   # a chain: one instance's following command precedes the next
+        pc = count(pre[0][0], b) if r.rule.window == 1 else 0
+        row_pattern(plan, r.rule, pre, fol, b, fb, pc, count(fol[0], fb))
+
+
+#: Share of a random program's command choices that are a rule-table row's pattern.
+PATTERN_SHARE = 0.5
+
+
 def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
-                   rows: list[int] | None = None) -> list[tuple[dict[str, int], Any]]:
+                   rows: list[int] | None = None,
+                   rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> list[tuple[dict[str, int], Any]]:
     """``n`` random legal commands (all ops, single- and all-bank forms, runs) for one channel, opening only
-    ``rows`` (default: any row)."""
+    ``rows`` (default: any row); a :data:`PATTERN_SHARE` of the choices are patterns of the timing rules ``rules``
+    (:func:`row_pattern`)."""
     p = cfg.pim
     pick_row = (lambda: int(rng.integers(p.rows))) if rows is None else (lambda: int(rng.choice(rows)))
     opened = [False] * p.banks
     out: list[tuple[dict[str, int], Any]] = []
     dtypes = list(cfg.bitserial.dtype_codes.values()) if cfg.bitserial else [0]
     smax = (1 << cfg.bitserial.scale_bits) - 1 if cfg.bitserial else 255
+    table_rows = compile_rules(p, max_terms(p, cfg.bitserial), rules).rows
 
     def cmd(op: PimOp, data: Any = None, **f: int) -> None:
         base = {"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0}
@@ -55,6 +225,11 @@ def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
         out.append(({"op": int(op), **base}, data))
 
     while len(out) < n:
+        if table_rows and rng.random() < PATTERN_SHARE:
+            plan = CommandPlanner(p, opened, pick_row, lambda: _word(p, rng))
+            _random_pattern(plan, table_rows, rng)
+            out += plan.program
+            continue
         r = rng.random()
         closed = [b for b in range(p.banks) if not opened[b]]
         openb = [b for b in range(p.banks) if opened[b]]
@@ -95,8 +270,9 @@ def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
         elif r < 0.72:
             cmd(PimOp.CLRMAC, all_banks=int(rng.random() < 0.5), bank=int(rng.integers(p.banks)))
         elif r < 0.8:
-            reg = int(rng.choice([8, 9, 0]))
-            val = int(rng.choice(dtypes)) if reg == 8 else int(rng.integers(0, smax + 1)) if reg == 9 else 1
+            reg = int(rng.choice([CFR_DTYPE, CFR_SCALE, CFR_CHANNEL_REGS[0]]))
+            val = (int(rng.choice(dtypes)) if reg == CFR_DTYPE else int(rng.integers(0, smax + 1)) if reg == CFR_SCALE
+                   else 1)
             cmd(PimOp.CFR, all_banks=int(rng.random() < 0.5), bank=int(rng.integers(p.banks)), col=reg, row=val)
         elif r < 0.84 and not openb:
             cmd(PimOp.REF)
@@ -109,11 +285,13 @@ def program_words(prog: list[tuple[dict[str, int], Any]], channel: int = 0) -> l
     return [encode("pim", f["op"], channel=channel, **{k: v for k, v in f.items() if k != "op"}) for f, _ in prog]
 
 
-def schedule(cfg: PimUnitConfig, prog: list[tuple[dict[str, int], Any]]) -> dict[str, Any]:
-    """The engine's schedule: issue cycle of every element, read beats, cycles, final MAC registers."""
+def schedule(cfg: PimUnitConfig, prog: list[tuple[dict[str, int], Any]],
+             rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> dict[str, Any]:
+    """The engine's schedule: issue cycle of every element, read beats, cycles, final MAC registers (``rules``: the
+    engine's timing-rule table)."""
     from ..emulator.engine import ChannelEngine
 
-    eng = ChannelEngine(cfg.pim, cfg.bitserial, functional=True)
+    eng = ChannelEngine(cfg.pim, cfg.bitserial, functional=True, rules=rules)
     issues = []
     for f, data in prog:
         g = {k: v for k, v in f.items() if k != "op"}
@@ -138,6 +316,14 @@ def prologue(cfg: PimUnitConfig, rng: np.random.Generator, rows: list[int]) -> l
     return out
 
 
+def stimulus_program(cfg: PimUnitConfig, seed: int, n: int | None = None) -> list[tuple[dict[str, int], Any]]:
+    """The program of a wait-mode stimulus (``seed % 3 != 2``): the prologue, then a random legal program."""
+    rng = np.random.default_rng(seed)
+    rows = sorted(set(int(r) for r in rng.integers(0, cfg.pim.rows, 2)))
+    return prologue(cfg, rng, rows) + random_program(cfg, rng, n if n is not None else int(rng.integers(10, 40)),
+                                                     rows)
+
+
 def make_stimulus(cfg: PimUnitConfig, seed: int, n: int | None = None) -> Stimulus:
     """A random legal program after a prologue that writes the (two) rows it uses.
 
@@ -148,10 +334,7 @@ def make_stimulus(cfg: PimUnitConfig, seed: int, n: int | None = None) -> Stimul
     Runs until four cycles after the last activity."""
     if seed % 3 == 2:
         return _error_stimulus(cfg, seed)
-    rng = np.random.default_rng(seed)
-    rows = sorted(set(int(r) for r in rng.integers(0, cfg.pim.rows, 2)))
-    prog = prologue(cfg, rng, rows) + random_program(cfg, rng, n if n is not None else int(rng.integers(10, 40)),
-                                                     rows)
+    prog = stimulus_program(cfg, seed, n)
     words = program_words(prog)
     data = [w for _, d in prog if d for w in d]
     exp = schedule(cfg, prog)
@@ -255,6 +438,106 @@ def test_configs() -> list[PimUnitConfig]:
     return out
 
 
+def _every_rule(forms: bool = False) -> PimUnitConfig:
+    """8 banks in 4 groups (tFAW needs five banks to bind), bit-serial lanes (INT8 4 cycles per column, FP4 2), and a
+    timing in which every row of the rule table has a latency of its own of at least 2 — nRC > nRAS + nRP (RC binds),
+    nFAW > nRC + 3 nRRDS (a window holding an all-bank ACT binds), nBL > nCCDL (BUS paces reads), 2 nBL > nCL
+    (RDMAC -> RD), nCCD_AB above the most MAC terms — so that each row can be the sole binding constraint of an
+    issue. ``forms``: instead nRRDL > nRC, where tRRD_L of an all-bank ACT is not implied by tRC, and no tFAW on
+    all-bank ACTs (so that a rule applied to the wrong forms shows)."""
+    base = _scaled_aim()
+    t = replace(base.pim.timing, nBL=4, nCL=4, nCWL=2, nRCD=4, nRCDWR=6, nRCD_MAC=7, nRP=4, nRAS=8, nRC=14, nWR=3,
+                nRTP=5, nCCDS=2, nCCDL=3, nCCD_AB=5, nRRDS=2, nRRDL=3, nFAW=24, nRFC=13, nREFI=400, faw_all_bank=True)
+    if forms:
+        t = replace(t, nRRDL=16, nFAW=26, faw_all_bank=False)
+    return PimUnitConfig(replace(base.pim, banks=8, bank_groups=4, timing=t), base.bitserial,
+                         "every-form" if forms else "every-rule")
+
+
+def coverage_configs() -> list[PimUnitConfig]:
+    """The engine-vs-model suite's configurations: :func:`test_configs` and two in which every rule can bind (the
+    second also for the forms a rule leaves out)."""
+    return test_configs() + [_every_rule(), _every_rule(forms=True)]
+
+
+def suite_seeds(cfg: PimUnitConfig) -> range:
+    """The seeds the engine-vs-model suite runs on ``cfg``: 120, and three times as many on the configuration
+    where every rule can bind (the rows that bind nowhere else need them to bind hundreds of times)."""
+    return range(360 if cfg.name == "every-rule" else 120)
+
+
+def mutants(rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> list[tuple[int, str, RuleTable]]:
+    """Per row ``i`` of ``rules``: ``(i, "dropped", the table without it)``, ``(i, "shortened", the table with its
+    latency one cycle shorter)`` and, for a row whose commands all have an all-bank form, the row applied to other
+    forms (``"all_bank=never"``: single-bank commands only, ``"all_bank=only"``, ``"all_bank=yes"``)."""
+    rules = RuleTable.of(rules)
+    out = []
+
+    def swap(i: int, row: TimingRule) -> RuleTable:
+        return RuleTable(rules[:i] + (row,) + rules[i + 1:])
+
+    for i, r in enumerate(rules):
+        out.append((i, "dropped", RuleTable(rules[:i] + rules[i + 1:])))
+        out.append((i, "shortened", swap(i, replace(r, latency=f"{r.latency} - 1"))))
+        if all(o in ALL_BANK_OPS for o in (*r.preceding, *r.following)):
+            out += [(i, f"all_bank={v}", swap(i, replace(r, all_bank=v))) for v in ("never", "only", "yes")
+                    if v != r.all_bank]
+    return out
+
+
+#: Mutants that no valid configuration can tell from the table, with the reason.
+EQUIVALENT_MUTANTS: dict[tuple[str, str], str] = {
+    ("RRD_S", "all_bank=never"): "an all-bank ACT is in every bank group and PimTiming requires nRRDL >= nRRDS, so "
+                                 "tRRD_L always covers tRRD_S for it",
+}
+
+
+class EngineModelSuite:
+    """The randomised engine-vs-model suite: for each configuration and seed of :func:`suite_seeds`, the wait-mode
+    stimulus and the model's trace of it (computed once, on first use), checked against an engine's schedule.
+
+    The verdict for an engine with another rule table (:meth:`mismatches`) is the suite's: the model's trace does not
+    depend on the engine, and the check compares every issue cycle and read beat (a schedule that runs past the
+    trace differs in its issue list)."""
+
+    def __init__(self, configs: list[PimUnitConfig] | None = None) -> None:
+        self.configs = configs if configs is not None else coverage_configs()
+        self._traces: dict[tuple[str, int], tuple[Stimulus, Trace]] = {}
+
+    @property
+    def model_runs(self) -> int:
+        """Stimuli run through the model so far."""
+        return len(self._traces)
+
+    def seeds(self, cfg: PimUnitConfig) -> list[int]:
+        """The wait-mode seeds (the ones whose stimulus carries the engine's schedule)."""
+        return [s for s in suite_seeds(cfg) if s % 3 != 2]
+
+    def trace(self, cfg: PimUnitConfig, seed: int) -> tuple[Stimulus, Trace]:
+        key = (cfg.name, seed)
+        if key not in self._traces:
+            stim = make_stimulus(cfg, seed)
+            self._traces[key] = stim, run_model(_model(cfg), stim)
+        return self._traces[key]
+
+    def mismatches(self, cfg: PimUnitConfig, seed: int, rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> list[str]:
+        """The check's messages for an engine with ``rules`` against the model on one seed (empty: equal)."""
+        stim, trace = self.trace(cfg, seed)
+        if RuleTable.of(rules) != PIM_TIMING_RULES:
+            stim = replace(stim, expected=schedule(cfg, stimulus_program(cfg, seed), rules))
+        return check(cfg, stim, trace)
+
+    def catch(self, rules: Iterable[TimingRule]) -> tuple[str, int] | None:
+        """The first ``(configuration, seed)`` on which an engine with ``rules`` disagrees with the model, seeds
+        interleaved across configurations (None: the suite passes it)."""
+        lists = [(cfg, self.seeds(cfg)) for cfg in self.configs]
+        for k in range(max(len(s) for _, s in lists)):
+            for cfg, seeds in lists:
+                if k < len(seeds) and self.mismatches(cfg, seeds[k], rules):
+                    return cfg.name, seeds[k]
+        return None
+
+
 TEST_CONFIGS = test_configs
 
 
@@ -278,3 +561,42 @@ def run_and_check(cfg: PimUnitConfig, seed: int) -> list[str]:
     """Model-only convenience: stimulus, per-cycle run and check."""
     stim = make_stimulus(cfg, seed)
     return check(cfg, stim, run_model(_model(cfg), stim))
+
+
+def bindings(cfg: PimUnitConfig, prog: list[tuple[dict[str, int], Any]],
+             rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> Counter[int]:
+    """How often each row of ``rules`` (by index) is the sole binding constraint of an element of ``prog`` in the
+    engine's schedule: a first element issued at exactly that row's first legal cycle, later than the channel's next
+    free cycle and than every other row allows; a later element of a run whose step is that row's latency alone
+    (each of ``count - 1`` elements). Dropping such a row, or shortening it by a cycle, moves the issue."""
+    from ..emulator.engine import ChannelEngine
+
+    eng = ChannelEngine(cfg.pim, cfg.bitserial, functional=False, rules=rules)
+    out: Counter[int] = Counter()
+    for f, data in prog:
+        op, ab, bank, count = f["op"], f["all_banks"], f["bank"], max(1, f["count"])
+        if op == PimOp.RDMAC and ab:
+            ab, bank, count = 0, 0, cfg.pim.banks
+        readies = eng.row_readies(op, ab, bank)
+        slot = eng.next
+        terms = max(eng.terms) if ab else eng.terms[bank]
+        iss = eng.issue(op, ab, bank, f["row"], f["col"], count, data)
+        top = [r for r, t, _ in readies if t >= iss.first]
+        if iss.first > slot and len(top) == 1:
+            out[top[0].index] += 1
+        if count > 1 and iss.step > 1:
+            own = [r for r in eng.rules.rows_for[(op, ab)] if (op, ab) in r.source.preceding
+                   and (r.latency if r.latency is not None else terms + r.source.offset) == iss.step]
+            if len(own) == 1:
+                out[own[0].index] += count - 1
+    return out
+
+
+def suite_bindings(cfg: PimUnitConfig, seeds: Iterable[int],
+                   rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> Counter[int]:
+    """:func:`bindings` summed over the wait-mode stimuli of ``seeds`` (the ones whose schedule the engine gives)."""
+    out: Counter[int] = Counter()
+    for seed in seeds:
+        if seed % 3 != 2:
+            out += bindings(cfg, stimulus_program(cfg, seed), rules)
+    return out
