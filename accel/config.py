@@ -575,15 +575,11 @@ class InterconnectConfig:
     energy_pj_per_bit: float
 
     def __post_init__(self) -> None:
-        _int_range("width_bits", self.width_bits, 1, 1 << 16)
-        _require(self.clock_mhz > 0, "clock_mhz", self.clock_mhz, "must be positive (MHz)")
-        _int_range("latency", self.latency, 0, 1 << 20)
-        _require(self.energy_pj_per_bit >= 0, "energy_pj_per_bit", self.energy_pj_per_bit,
-                 "must not be negative (pJ)")
+        self.link   # the port's figures obey the link's rules (LinkConfig checks them)
 
     @property
     def bytes_per_s(self) -> float:
-        return self.width_bits / 8 * self.clock_mhz * 1e6
+        return self.link.bytes_per_s
 
     @property
     def link(self) -> LinkConfig:

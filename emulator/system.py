@@ -91,6 +91,13 @@ def timing_signature(words: np.ndarray, device: DeviceConfig) -> np.ndarray:
     return np.where(cols | gb, sig & ~_COL, sig)
 
 
+def _channel_free(s: Stream) -> bytes:
+    """A stream's words without the PIM channel field, as bytes: equal for channel streams that differ only in their
+    channel (equal schedules and event counts)."""
+    return s.derived("channel free", lambda t: np.where(t.families == int(Family.PIM), t.words & ~_CHANNEL,
+                                                        t.words).tobytes())
+
+
 def _signature(s: Stream, device: DeviceConfig) -> np.ndarray:
     """A stream's :func:`timing_signature`, derived once per stream and device."""
     return s.derived(f"timing_signature {id(device)}", lambda t: timing_signature(t.words, device))
@@ -214,7 +221,7 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
     for s in program.streams:
         fam = s.families
         if s.kind == "pim":  # counts of equal channel streams are equal
-            key = _signature(s, device).tobytes()
+            key = _channel_free(s)
             if key in seen:
                 for k, v in seen[key].items():
                     ev[k] += v
@@ -296,8 +303,12 @@ def _bitserial_terms(s: Stream, device: DeviceConfig, times: np.ndarray) -> int:
     default = terms_of[bs.dtype_codes[bs.datatypes[0]]]
     table = np.array([terms_of.get(c, 1) for c in range(max(terms_of) + 1)], dtype=np.int64)
     cfr = (op == PimOp.CFR) & (col == CFR_DTYPE)
-    set_terms = np.where(row < len(table), table[np.minimum(row, len(table) - 1)], 1)
     mac = np.maximum(cnt, 1) * (op == PimOp.MAC) * times[pim]
+    if not cfr.any():   # every bank at the reset datatype
+        return default * int((mac * np.where(ab == 1, p.banks, 1)).sum())
+    keep = cfr | (mac > 0)   # only datatype writes and MACs matter
+    op, ab, bank, row, cfr, mac = op[keep], ab[keep], bank[keep], row[keep], cfr[keep], mac[keep]
+    set_terms = np.where(row < len(table), table[np.minimum(row, len(table) - 1)], 1)
     at = np.arange(len(op))
     total = 0
     for b in range(p.banks):
@@ -765,8 +776,7 @@ class SystemEngine:
         same: dict[tuple[int, bytes], int] = {}
         for i, s in enumerate(program.streams):
             if s.kind == "pim":
-                key = np.where(s.families == int(Family.PIM), s.words & ~_CHANNEL, s.words).tobytes()
-                rep[i] = same.setdefault((s.device_index, key), i)
+                rep[i] = same.setdefault((s.device_index, _channel_free(s)), i)
         seen: dict[tuple[int, bytes], int] = {}
         first = {}
         for i in sorted(set(same.values())):

@@ -5,7 +5,7 @@
 (:class:`accel.emulator.system.SystemEngine`) — and returns a :class:`MapResult`: everything the report, the energy
 table, the plots and the trace need, as plain data.
 
-Per operator the report gives (:class:`OperatorRow`): its share of the latency (the time by which it moves the
+Per operator the report gives (:class:`accel.rows.OperatorRow`, the one row type the plots read too): its share of the latency (the time by which it moves the
 program's completion frontier: the shares sum to the total), its span, the unit, how far above the device's
 bank-bandwidth bound it sits, and the closed-form amounts of the work it puts on each resource: on the channels the
 bank-bandwidth time of its MAC columns and what its commands add beyond it (the MAC lanes' pace for bit-serial terms,
@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from accel.config import DeviceConfig, load_preset
 from accel.emulator.system import SystemEngine, SystemResult
+from accel.energy import EnergyBreakdown, energy
 from accel.program import Program
+from accel.progress import progress_bar
+from accel.report import energy_lines, si
+from accel.rows import OperatorRow
 
 from .codegen import OpSite, generate
 from .partition import MappingError, Partition, gpu_time, partition
@@ -35,49 +39,6 @@ __all__ = ["MapResult", "OperatorRow", "map_model", "map_workload", "format_text
 #: The bounds an operator can sit at (the report's names).
 BOUNDS = ("bank bandwidth", "MAC pace", "row activations", "global-buffer refills", "group registers (CFR)",
           "MAC readout", "column reads/writes", "link", "vector unit", "array", "interconnect", "GPU fallback")
-
-
-@dataclass
-class OperatorRow:
-    """One operator instance's figures (times in seconds).
-
-    Members
-    -------
-    id, name, kind, layer, device, unit:
-        As :class:`mapping.codegen.OpSite`.
-    share_s:
-        Its share of the latency: how far it moves the program's completion frontier past the operators before it.
-    start_s, end_s:
-        First start and last completion over every stream that works on it.
-    bank_bound_s:
-        Its PIM work at bank bandwidth: the busiest channel's MAC columns at one per ``nCCD_AB``.
-    components_s:
-        Closed-form lower bounds of its work per piece (:data:`BOUNDS`).
-    bound:
-        The bound it sits at (:func:`bound_of`).
-    gpu_s:
-        GPU fallback time (its roofline), 0 for operators on the device.
-    """
-
-    id: int
-    name: str
-    kind: str
-    layer: Union[int, None]
-    device: int
-    unit: str
-    share_s: float
-    start_s: float
-    end_s: float
-    bank_bound_s: float
-    components_s: dict[str, float]
-    bound: str
-    gpu_s: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "kind": self.kind, "layer": self.layer, "device": self.device,
-                "unit": self.unit, "share_s": self.share_s, "start_s": self.start_s, "end_s": self.end_s,
-                "bank_bound_s": self.bank_bound_s, "components_s": self.components_s, "bound": self.bound,
-                "gpu_s": self.gpu_s}
 
 
 @dataclass
@@ -98,7 +59,8 @@ class MapResult:
         The system engine's run (:class:`accel.emulator.system.SystemResult`: cycles, per-stream figures, event counts
         for the energy table, busy intervals for the trace).
     rows:
-        Per operator instance (:class:`OperatorRow`).
+        Per operator instance (:class:`accel.rows.OperatorRow`: every field, flops and bytes its device's part of
+        the operator).
     gpu:
         The GPU the fallback operators are timed on.
     timings:
@@ -122,6 +84,28 @@ class MapResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
     # ---- headline figures ------------------------------------------------------------------------------------------
+    @property
+    def energy(self) -> EnergyBreakdown:
+        """The step's energy on the device(s): :func:`accel.energy.energy` of the run's event counts over its
+        cycles (the GPU fallback's energy is not modelled)."""
+        if "_energy" not in self.__dict__:
+            self.__dict__["_energy"] = energy(self.result.events, self.device, self.result.cycles, self.devices)
+        return self.__dict__["_energy"]
+
+    @property
+    def macs(self) -> int:
+        """MACs of the step on the device(s) (every operator on the PIM channels or the array, once)."""
+        copies = self.devices if self.parallel == "tensor" else 1   # tensor parallel: every device has every op
+        return sum(s.op.macs for s in self.sites if s.unit in ("pim", "array")) // copies
+
+    def energy_per_token(self) -> dict[str, float]:
+        """Energy per new token (J; the step's over its ``batch x tokens`` new tokens), per MAC of the step (pJ) and
+        the device(s)' mean power over the step (W)."""
+        e, w = self.energy, self.workload
+        tokens = w.batch * w.tokens
+        return {"j_per_token": e.total_j / tokens, "pj_per_mac": e.total_j / self.macs * 1e12 if self.macs else 0.0,
+                "watts": e.total_j / self.device_s if self.device_s else 0.0}
+
     @property
     def device_s(self) -> float:
         """Time of the program on the emulated device(s) (s)."""
@@ -191,8 +175,7 @@ class MapResult:
         peak MAC rate and the bank bandwidth."""
         w, dev = self.workload, self.device
         t = self.latency_s
-        copies = self.devices if self.parallel == "tensor" else 1   # tensor parallel: every device has every op
-        macs = sum(s.op.macs for s in self.sites if s.unit in ("pim", "array")) / copies
+        macs = self.macs
         dt = max(w.precision.weights.datatypes, key=dev.mac_column_cycles) if dev.pim.lane == "bitserial" else "int8"
         peak = dev.pim_peak_macs_per_s(dt) * self.devices
         bank_bytes = self.bank_bound_s * dev.pim.internal_bandwidth_bytes_per_s
@@ -222,6 +205,7 @@ class MapResult:
             "placement": self.placement.to_json(self.device),
             "instances": [r.to_json() for r in self.rows],
             "events": self.result.events,
+            "energy": {**self.energy_per_token(), **self.energy.to_json()},
             "timings_s": self.timings,
             **({"extras": self.extras} if self.extras else {}),
         }
@@ -273,7 +257,8 @@ def _components(dev: DeviceConfig, site: OpSite, datatype: str) -> tuple[float, 
     return bank, {k: v for k, v in comp.items() if v > 0}
 
 
-def _rows(mr_sites: list[OpSite], res: SystemResult, dev: DeviceConfig, w: Workload, gpu: str) -> list[OperatorRow]:
+def _rows(mr_sites: list[OpSite], res: SystemResult, dev: DeviceConfig, w: Workload, gpu: str, devices: int,
+          parallel: str) -> list[OperatorRow]:
     spans = res.operators()
     tick = res.tick_ns * 1e-9
     dt = max(w.precision.weights.datatypes, key=dev.mac_column_cycles) if dev.pim.lane == "bitserial" else "int8"
@@ -287,16 +272,17 @@ def _rows(mr_sites: list[OpSite], res: SystemResult, dev: DeviceConfig, w: Workl
         g = gpu_time(s.op, gpu) if s.unit == "gpu" else 0.0
         if g:
             comp["GPU fallback"] = g
-        bound = bound_of(comp)
-        rows.append(OperatorRow(s.id, s.name, s.kind, s.layer, s.device, s.unit, share * tick, a * tick, b * tick,
-                                bank, comp, bound, g))
+        part = devices if parallel == "tensor" and s.unit in ("pim", "array") else 1   # its device's slice
+        rows.append(OperatorRow(s.name, s.kind, s.layer, s.unit, s.op.flops / part, s.op.bytes / part, a * tick,
+                                b * tick, bound_of(comp), s.id, s.device, share * tick, bank, comp, g))
     return rows
 
 
 def map_workload(workload: Workload, device: DeviceConfig, *, devices: int = 1, parallel: str = "pipeline",
-                 gpu: str = "h100-sxm", progress: Callable[[int, int], None] | None = None,
+                 gpu: str = "h100-sxm", progress: bool | None = None,
                  timings: dict[str, float] | None = None) -> MapResult:
-    """Map a workload (module docstring). ``progress(1, layers)`` is called per generated layer."""
+    """Map a workload (module docstring). ``progress`` as :func:`accel.progress.progress_bar`'s ``show``: bars over
+    the layers generated and the engine's run."""
     timings = {} if timings is None else timings
     _check_formats(workload, device)
     t0 = time.perf_counter()
@@ -304,14 +290,15 @@ def map_workload(workload: Workload, device: DeviceConfig, *, devices: int = 1, 
     t1 = time.perf_counter()
     pl = place(workload, device, devices, parallel)
     t2 = time.perf_counter()
-    prog, sites = generate(workload, device, part, pl, progress)
+    with progress_bar(len(workload.layers), "codegen", "layer", progress) as bar:
+        prog, sites = generate(workload, device, part, pl, lambda n, total: bar.update(n))
     t3 = time.perf_counter()
     # the channel engine's search for repeated blocks is off: a mapped program's runs are one block each (per-block
     # readout signals), where searching costs more than it finds; the epoch jump and REPEAT do the jumping
-    res = SystemEngine(device, periodic=False).run(prog)
+    res = SystemEngine(device, periodic=False, progress=progress).run(prog)
     t4 = time.perf_counter()
     timings.update(partition=t1 - t0, placement=t2 - t1, codegen=t3 - t2, engine=t4 - t3)
-    rows = _rows(sites, res, device, workload, gpu)
+    rows = _rows(sites, res, device, workload, gpu, devices, parallel)
     return MapResult(workload, device, devices, parallel, part, pl, prog, sites, res, rows, gpu, timings)
 
 
@@ -324,7 +311,7 @@ def _check_formats(w: Workload, dev: DeviceConfig) -> None:
 def map_model(model: str, device: Union[str, DeviceConfig], phase: str = "decode", *, context: int | None = None,
               prompt: int | None = None, batch: int = 1, datatype: str = "int8", experts: Union[str, int] = "worst",
               devices: int = 1, parallel: str = "pipeline", gpu: str = "h100-sxm",
-              progress: Callable[[int, int], None] | None = None) -> MapResult:
+              progress: bool | None = None) -> MapResult:
     """Map a model by name (a known name, a Hugging Face directory or a YAML operator list) onto a device preset:
     the workload of one step (:func:`mapping.workload.load_workload`; decode at the model's whole context and prefill
     of 512 tokens unless told), then :func:`map_workload`."""
@@ -375,6 +362,12 @@ def format_text(mr: MapResult) -> str:
     lines.append(f"roofline   {rf['macs_per_s'] / 1e12:.3g} TMAC/s of {rf['peak_macs_per_s'] / 1e12:.3g} peak "
                  f"({rf['mac_fraction']:.1%}); bank bytes at {rf['bank_fraction']:.1%} of bank bandwidth; "
                  f"{rf['intensity_flop_per_bank_byte']:.2f} FLOP per bank byte (ridge {rf['ridge_flop_per_byte']:.1f})")
+    ej = j["energy"]
+    e = mr.energy
+    lines.append(f"energy     {si(ej['j_per_token'], 'J')} per token, {ej['pj_per_mac']:.3g} pJ per MAC, "
+                 f"{si(ej['watts'], 'W')} (dynamic {si(e.dynamic_total_j, 'J')}, static {si(e.static_total_j, 'J')}"
+                 f" per step{'; GPU fallback not included' if mr.fallback_s else ''})")
+    lines += energy_lines(e)[1:]   # by unit, the largest event kinds
     lines.append("units      " + "; ".join(f"{k} {v['utilisation']:.1%} busy ({_t(v['busy_s'])}"
                                             f"{', ' + str(v['streams']) + ' streams' if v['streams'] > 1 else ''})"
                                             for k, v in j["units"].items()))
@@ -396,6 +389,13 @@ def format_text(mr: MapResult) -> str:
             f"{g['name']} x {g['count']} ({g['kind']}) {_t(g['gpu_s'])}" for g in gpu))
     for note in mr.placement.notes:
         lines.append(f"note       {note}")
+    x = mr.extras
+    if "program_file" in x:
+        lines.append(f"program    {x['program_file']} (accel emulate runs it)")
+    if "trace_file" in x:
+        lines.append(f"trace      {x['trace_file']} (open in ui.perfetto.dev)")
+    if "plots" in x:
+        lines.append(f"plots      {', '.join(x['plots'])}")
     tm = mr.timings
     lines.append("")
     lines.append("wall       " + ", ".join(f"{k} {v:.2f} s" for k, v in tm.items()))

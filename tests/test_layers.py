@@ -6,7 +6,8 @@ import (module level or inside a function, absolute or relative) of an ``accel``
 of both ends. Layers, lowest first:
 
 0. ground: ``accel/`` config, isa, program, numerics, errors, interfaces, traces (the trace parsers), presets,
-   energy (the energy formula), outputs (atomic output files), progress (the progress bar);
+   energy (the energy formula), outputs (atomic output files), progress (the progress bar), rows (the report's
+   per-operator row);
 1. ``rtl/`` and ``emulator/``, side by side, never each other;
 2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/gpu/`` (Triton kernels and the
    roofline the mapper's fallback reads), ``accel/report.py``, ``accel/plots.py``, ``accel/perfetto.py``,
@@ -20,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUND = {"config", "isa", "program", "numerics", "errors", "interfaces", "traces", "presets", "energy", "outputs",
-          "progress"}
+          "progress", "rows"}
 LAYER_NAMES = {0: "ground", 1: "rtl/ and emulator/", 2: "mapping/, fpga/, equivalence harness, report",
                3: "the CLI"}
 #: (importer, imported) edges allowed for now, each with the change that removes it.

@@ -308,14 +308,20 @@ def test_repeat_text_round_trip_and_rules():
 # The command line
 
 
-def test_cli_map_json_program_and_emulate(tmp_path, capsys):
-    js, prog = tmp_path / "r.json", tmp_path / "p.npz"
+def test_cli_map_json_program_plots_trace_and_emulate(tmp_path, capsys):
+    js, prog, tr, plots = tmp_path / "r.json", tmp_path / "p.npz", tmp_path / "t.json", tmp_path / "plots"
     assert main(["map", "gpt2", "--device", "aim-gddr6", "--context", "32", "--json", str(js), "--program",
-                 str(prog)]) == 0
-    out = capsys.readouterr().out
+                 str(prog), "--trace", str(tr), "--plots", str(plots), "--progress"]) == 0
+    cap = capsys.readouterr()
+    out = cap.out
     assert out.startswith("model      gpt2 (decode, context 32") and "latency" in out and "bank bound" in out
+    assert "\nenergy     " in out and " per token, " in out and f"trace      {tr}" in out and "plots      " in out
+    assert "codegen" in cap.err and "system engine" in cap.err   # --progress: the bars, on stderr only
     rep = json.loads(js.read_text())
     assert rep["cycles"] > 0 and rep["latency_s"] >= rep["bank_bound_s"] and rep["operators"]
+    assert rep["energy"]["j_per_token"] > 0 and rep["extras"]["trace_file"] == str(tr)
+    assert len(rep["extras"]["plots"]) == 6 and all(p.startswith(str(plots)) for p in rep["extras"]["plots"])
+    assert json.loads(tr.read_text())["traceEvents"]
     assert main(["emulate", str(prog), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["cycles"] == rep["cycles"]
 
@@ -338,4 +344,79 @@ def test_cli_bad_input(tmp_path, capsys, args, message):
     import re
 
     assert re.search(message, err), err
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Report extras: energy, plots, trace (the same library calls as accel emulate)
+
+
+def _ops(w):
+    return [*w.prologue, *(op for l in w.layers for op in w.blocks[l]), *w.epilogue]
+
+
+@pytest.mark.parametrize("devices,parallel", [(1, "tensor"), (2, "tensor"), (2, "pipeline")])
+def test_map_energy_per_token(devices, parallel):
+    """The report's energy is accel.energy's formula on the run's counts over its cycles and devices; per token it
+    is the step's over its new tokens, per MAC over the step's MACs, and the power over the device time."""
+    from accel.energy import energy
+    from accel.mapping.map import format_text
+    from accel.report import si
+
+    dev = scaled_device(2 if devices > 1 else 4)
+    w = workload(dev, tiny("gpt2"), "decode", 16, batch=2)
+    mr = map_workload(w, dev, devices=devices, parallel=parallel)
+    e = energy(mr.result.events, dev, mr.result.cycles, devices)
+    assert mr.energy.total_j == e.total_j > 0 and mr.energy.static_total_j == e.static_total_j > 0
+    assert e.dynamic_j["pim_mac_columns"] > 0 and e.dynamic_j["link_bits"] > 0
+    assert (e.dynamic_j["interconnect_bits"] > 0) == (devices > 1)
+    macs = sum(op.macs for op in _ops(w))   # tiny gpt2: every MAC on the channels, each once
+    assert mr.macs == macs
+    ept = mr.energy_per_token()
+    assert ept["j_per_token"] == pytest.approx(e.total_j / (2 * w.tokens))
+    assert ept["pj_per_mac"] == pytest.approx(e.total_j / macs * 1e12)
+    assert ept["watts"] == pytest.approx(e.total_j / (mr.result.time_ns * 1e-9))
+    j = json.loads(json.dumps(mr.to_json()))
+    assert j["energy"]["total_j"] == pytest.approx(e.total_j) and j["energy"]["j_per_token"] == ept["j_per_token"]
+    assert f"energy     {si(ept['j_per_token'], 'J')} per token, {ept['pj_per_mac']:.3g} pJ per MAC" in format_text(mr)
+
+
+def test_map_plots_and_trace_read_the_map_rows(tmp_path):
+    """One row type: the plots draw the map's rows (every operator with FLOPs and bytes a roofline point at its
+    intensity and achieved FLOP/s), and the rows any program's operator facts give have the map's spans; the trace has
+    one track per stream and an event per operator instance."""
+    from accel.perfetto import write_trace
+    from accel.plots import FIGURES, operator_rows, roofline_figure, write_plots
+
+    dev = scaled_device()
+    mr = map_workload(workload(dev, tiny("gpt2"), "decode", 16), dev)
+    generic = {r.id: r for r in operator_rows(mr.result, mr.program)}
+    for r in mr.rows:
+        if r.id in generic:
+            g = generic[r.id]
+            assert (g.name, g.start_s, g.end_s) == (r.name, r.start_s, r.end_s)
+    drawn = [r for r in mr.rows if r.flops > 0 and r.bytes > 0 and r.time_s > 0]
+    assert any(r.unit == "pim" and r.bound for r in drawn)
+    pts = [p for c in roofline_figure(dev, mr.rows).axes[0].collections for p in c.get_offsets().tolist()]
+    np.testing.assert_allclose(sorted(pts), sorted([r.intensity, r.flops_per_s] for r in drawn), rtol=1e-9)
+    paths = write_plots(tmp_path / "plots", mr.result, mr.program, dev, mr.rows, mr.energy)
+    assert sorted(p.name for p in paths) == sorted(f"{n}.{x}" for n in FIGURES for x in ("png", "svg"))
+    tr = json.loads(write_trace(tmp_path / "t.json", mr.result, mr.program).read_text())
+    tracks = {e["args"]["name"] for e in tr["traceEvents"] if e["name"] == "thread_name"}
+    assert tracks == set(mr.program.names)
+    names = {e["name"] for e in tr["traceEvents"] if e["ph"] == "X"}
+    assert {r.name for r in mr.rows if r.unit == "pim"} <= names
+
+
+@pytest.mark.parametrize("opt,make,message", [
+    ("--trace", lambda d: d, r"--trace .*: is a folder; give a file name"),
+    ("--plots", lambda d: d / "missing" / "plots", r"the folder .*missing does not exist"),
+    ("--json", lambda d: d / "missing" / "r.json", r"the folder .*missing does not exist"),
+])
+def test_cli_bad_output_paths_fail_before_the_run(tmp_path, capsys, opt, make, message):
+    import re
+
+    assert main(["map", "gpt2", opt, str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
     assert not list(tmp_path.iterdir())

@@ -1,7 +1,9 @@
 """``accel map MODEL --device PRESET ...``: map a model onto a device, run the program, print the report.
 
 The library does the work (:func:`accel.mapping.map.map_model`, :func:`accel.mapping.map.format_text`); this module
-parses, calls and prints. ``--json F`` and ``--program F`` are written whole or not at all.
+parses, calls and prints. ``--json``, ``--program``, ``--trace`` and ``--plots`` paths are checked before the run and
+every file is written whole or not at all (:mod:`accel.outputs`); the plots and the trace are those of
+``accel emulate`` (:func:`accel.plots.write_plots` with the map's operator rows, :func:`accel.perfetto.write_trace`).
 """
 from __future__ import annotations
 
@@ -36,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="F", help="also write the full report as JSON to F")
     p.add_argument("--program", metavar="F", help="write the program to F (.npz: binary form, else text); "
                                                   "accel emulate F runs it")
+    p.add_argument("--plots", metavar="DIR", default=None,
+                   help="write the roofline (every operator), timeline and breakdown figures (PNG and SVG) into DIR")
+    p.add_argument("--trace", metavar="F", default=None,
+                   help="write a Perfetto trace, one track per unit (Chrome trace-event JSON; open it in "
+                        "ui.perfetto.dev)")
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="show progress bars on stderr even when it is not a terminal")
     p.set_defaults(func=run)
 
 
@@ -47,44 +56,33 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import AccelError
-    from ..outputs import write_text_atomic
     from ..mapping.map import format_text, map_model
+    from ..outputs import check_output_dir, check_output_file, write_text_atomic
 
     if args.datatype is not None and args.weights is not None and args.datatype != args.weights:
         raise AccelError(f"--datatype {args.datatype} and --weights {args.weights} disagree; give one of them")
     datatype = args.datatype or args.weights or "int8"
-    bar = _progress()
-    try:
-        mr = map_model(args.model, args.device, args.phase, context=args.context, prompt=args.prompt, batch=args.batch,
-                       datatype=datatype, experts=_experts(args.experts), devices=args.devices,
-                       parallel=args.parallel, gpu=args.gpu, progress=bar)
-    finally:
-        bar.close()
+    for opt, path in (("--json", args.json), ("--program", args.program), ("--trace", args.trace)):
+        if path is not None:   # bad output paths fail before the run
+            check_output_file(path, opt)
+    if args.plots is not None:
+        check_output_dir(args.plots, "--plots", create=False)
+    mr = map_model(args.model, args.device, args.phase, context=args.context, prompt=args.prompt, batch=args.batch,
+                   datatype=datatype, experts=_experts(args.experts), devices=args.devices, parallel=args.parallel,
+                   gpu=args.gpu, progress=args.progress)
     if args.program:
         mr.program.save(args.program)
+        mr.extras["program_file"] = args.program
+    if args.trace is not None:
+        from ..perfetto import write_trace
+
+        mr.extras["trace_file"] = str(write_trace(args.trace, mr.result, mr.program))
+    if args.plots is not None:
+        from ..plots import write_plots
+
+        mr.extras["plots"] = [str(p) for p in write_plots(args.plots, mr.result, mr.program, mr.device, mr.rows,
+                                                          mr.energy, args.progress)]
     if args.json:
-        data = mr.to_json()
-        write_text_atomic(args.json, json.dumps(data, indent=1), "--json")
+        write_text_atomic(args.json, json.dumps(mr.to_json(), indent=1), "--json")
     print(format_text(mr))
     return 0
-
-
-class _progress:
-    """A tqdm bar over the layers being generated, shown once the work has taken a second (on a terminal)."""
-
-    def __init__(self) -> None:
-        self.bar = None
-        self.n = 0
-
-    def __call__(self, n: int, total: int | None = None) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None and total is not None:
-            self.bar = tqdm(total=total, desc="mapping", unit="layer", delay=1.0, disable=None, leave=False)
-        self.n += n
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
