@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from accel.config import DeviceConfig
-from accel.traces import HostRequest, TraceError
+from accel.traces import AimTrace, HostRequest, TraceError
 
 from .aim_rules import (AIM_COMMANDS, AIM_EXTRA_TIMING, AIM_ISRS, AIM_RULE_VARIANTS, AIM_RULES, AIM_RUNTIME_TIMING,
                         BG_SCOPE, CH_SCOPE, CMD, AimTiming, latency)
@@ -189,7 +189,7 @@ class _Ctl:
     """One AiM channel controller, standing for every channel of its class (``members``).
 
     The state is that of the per-cycle model after tick ``t`` (the controller's clock); ``nxt`` is the earliest tick
-    at which anything can change. Conventional requests are lists ``[final, node, row, arrive, is_read]``; pending
+    at which anything can change. Conventional requests are lists ``[final, node, row, arrive, is_read, host request]``; pending
     reads are ``(depart, blocking, special)``, delivered one per tick in order; ``mwd`` is the latest completion of a
     write (or other non-read command). ``lastpop = (first, t0, pitch, count)``: the queue pops of the latest issue
     (one column, or a closed-form run of them at ``t0 + j * pitch``).
@@ -197,7 +197,8 @@ class _Ctl:
 
     __slots__ = ("s", "members", "R", "rows", "n_open", "rowcnt", "open_since", "active", "macs", "mac16", "counts",
                  "regmode", "write_mode", "buf", "buflen", "reads", "writes", "opening", "pr", "n_prb", "last_deliv",
-                 "mwd", "t", "nxt", "busy", "popped", "lastpop", "sent_block", "delivered", "deliv_tick")
+                 "mwd", "t", "nxt", "busy", "popped", "lastpop", "sent_block", "delivered", "deliv_tick", "opener",
+                 "phase", "r0")
 
     def __init__(self, sysm: "AimSystem", members: list[int]) -> None:
         self.s = sysm
@@ -231,13 +232,16 @@ class _Ctl:
         self.sent_block = 0
         self.delivered = 0
         self.deliv_tick = 0
+        self.opener = [-1] * nb        # host request whose ACT opened each bank (-1: an AiM command or none)
+        self.phase = -1                # the conventional phase whose first request this controller took, with
+        self.r0: list = []             # its rows then
 
     def clone(self, members: list[int]) -> "_Ctl":
         c = _Ctl.__new__(_Ctl)
         for name in _Ctl.__slots__:
             setattr(c, name, getattr(self, name))
         c.members = members
-        for name in ("R", "rows", "open_since", "active", "macs", "counts", "reads", "writes", "opening"):
+        for name in ("R", "rows", "open_since", "active", "macs", "counts", "reads", "writes", "opening", "opener"):
             setattr(c, name, list(getattr(self, name)))
         c.rowcnt = dict(self.rowcnt)
         c.buf = deque(_Seg(*s.key()) for s in self.buf)
@@ -285,11 +289,13 @@ class _Ctl:
                 if rows[b] is None:
                     self.open_since[b] = k
                 rows[b] = row
+                self.opener[b] = -1
             self.n_open = self.s.nb
             self.rowcnt = {row: self.s.nb}
         elif cmd == _ACT:
             rows[node] = row
             self.open_since[node] = k
+            self.opener[node] = -1
             self.n_open += 1
             self.rowcnt[row] = self.rowcnt.get(row, 0) + 1
         elif cmd in _CLOSES_ONE:
@@ -431,6 +437,8 @@ class _Ctl:
             cmd = _TMOD
             self.regmode = False
         self._issue(cmd, node, e[2], k)
+        if cmd == _ACT:
+            self.opener[node] = e[5]
         if cmd == e[0]:
             depart = k + self.s.latencies[cmd]
             if e[4]:
@@ -574,6 +582,61 @@ class _Ctl:
                 max(self.last_deliv - t, 0), max(self.mwd - t, 0), max(self.busy - t, 0),
                 self.sent_block - self.delivered)
 
+    def stretch_key(self, t: int, i: int, label) -> tuple:
+        """As :meth:`key` for a controller in a stretch of MEM requests at request ``i``: rows as ``label(node,
+        row)`` (their class of equal rows, relative to request ``i``), queued requests by their index relative to
+        ``i``."""
+        self._deliver(t)
+        lo = t + 1
+        return (tuple([x - t if x > lo else 1 for x in self.R]),
+                tuple([label(b, r) for b, r in enumerate(self.rows)]), self.regmode, self.write_mode,
+                tuple(tuple((e[0], e[1], label(e[1], e[2]), e[3] - t, e[4], e[5] - i) for e in q)
+                      for q in (self.reads, self.writes, self.opening)),
+                tuple((d - t if d > lo else 1, blk, sp) for d, blk, sp in self.pr),
+                max(self.last_deliv - t, 0), max(self.mwd - t, 0), max(self.busy - t, 0))
+
+    def stats(self, t: int) -> tuple:
+        """Row-open cycles of each bank up to tick ``t`` (closed and still open), command and MAC counts."""
+        return ([self.active[b] + (t - self.open_since[b] if self.rows[b] is not None else 0)
+                 for b in range(self.s.nb)], list(self.counts), list(self.macs), self.mac16)
+
+    def repeat(self, t: int, periods: int, dt: int, dreq: int, before: tuple, now: tuple, rows: list[int]) -> None:
+        """Move the state after tick ``t`` forward by ``periods`` periods of ``dt`` cycles and ``dreq`` host
+        requests, in which it repeats what it did in the last one (``before`` / ``now``: :meth:`stats` a period
+        ago and now; ``rows``: every host request's row)."""
+        sh, ish, lo, t0 = periods * dt, periods * dreq, t + 1, t - dt
+        self.R = [x + sh if x > lo else x for x in self.R]
+        for b in range(self.s.nb):
+            if self.rows[b] is not None and self.open_since[b] > t0:   # opened in the last period: again in each
+                self.opener[b] += ish
+                self.rows[b] = rows[self.opener[b]]
+                self.open_since[b] += sh
+        self.rowcnt = {}
+        for r in self.rows:
+            if r is not None:
+                self.rowcnt[r] = self.rowcnt.get(r, 0) + 1
+        for q in (self.reads, self.writes, self.opening):
+            q[:] = [[e[0], e[1], rows[e[5] + ish], e[3] + sh, e[4], e[5] + ish] for e in q]
+        self.pr = deque((d + sh if d > lo else d, blk, sp) for d, blk, sp in self.pr)
+        if self.last_deliv > t:
+            self.last_deliv += sh
+        if self.mwd > t:
+            self.mwd += sh
+        if self.busy > t:
+            self.busy += sh
+        self.t += sh
+        if self.nxt < _INF:
+            self.nxt += sh
+        (v0, c0, m0, x0), (v1, c1, m1, x1) = before, now
+        end = t + sh
+        for b in range(self.s.nb):
+            v = v1[b] + periods * (v1[b] - v0[b])
+            self.active[b] = v - (end - self.open_since[b] if self.rows[b] is not None else 0)
+            self.macs[b] += periods * (m1[b] - m0[b])
+        for k in range(len(self.counts)):
+            self.counts[k] += periods * (c1[k] - c0[k])
+        self.mac16 += periods * (x1 - x0)
+
     def flush(self, t: int) -> None:
         """Hand the statistics gathered so far (rows open up to tick ``t``) to every member channel; start afresh."""
         s = self.s
@@ -592,6 +655,70 @@ class _Ctl:
         self.mac16 = 0
         self.counts = [0] * len(AIM_COMMANDS)
         self.open_since = [t] * nb
+
+
+class _NoRepeat(Exception):
+    """A state that a stretch's repetition does not explain (no jump)."""
+
+
+class _Stretch:
+    """A stretch of consecutive ``R/W MEM`` host requests ``[a, b)`` that repeats with period ``p``: request ``q + p``
+    has the kind, channel and bank of request ``q`` and the same distance back to the last request to its channel,
+    bank and row (none within the run of MEM requests: 0). ``prev[q]``: that last request (-1: none); ``chans``: the
+    channels the stretch addresses."""
+
+    __slots__ = ("a", "b", "p", "chans")
+
+    def __init__(self, a: int, b: int, p: int, chans: list[int]) -> None:
+        self.a, self.b, self.p, self.chans = a, b, p, chans
+
+
+def _stretches(trace: AimTrace, nb: int, min_periods: int = 4, max_period: int = 8192
+               ) -> tuple[list[_Stretch], np.ndarray]:
+    """The repeating stretches of a trace's runs of MEM requests (:class:`_Stretch`), in order, and for every
+    request the last earlier MEM request of the same run to its channel, bank and row (-1: none)."""
+    n = len(trace)
+    prev = np.full(n, -1, dtype=np.int64)
+    is_mem = trace.mem > 0
+    if not is_mem.any():
+        return [], prev
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], is_mem.view(np.int8), [0]))))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    # the previous request to the same (run, channel, bank, row): sort by that key, stably
+    run_id = np.cumsum(np.concatenate(([0], np.diff(is_mem.view(np.int8)) == 1)))
+    idx = np.flatnonzero(is_mem)
+    key = np.stack([trace.row[idx], trace.bank[idx], trace.channel[idx], run_id[idx]])
+    order = np.lexsort(key)
+    sk = key[:, order]
+    same = np.concatenate(([False], (sk[:, 1:] == sk[:, :-1]).all(axis=0)))
+    sidx = idx[order]
+    prev[sidx[same]] = sidx[np.flatnonzero(same) - 1]
+    out = []
+    for s, e in runs:
+        m = e - s
+        if m < 2 * min_periods:
+            continue
+        base = (trace.channel[s:e] * (nb + 1) + trace.bank[s:e]) * 3 + trace.mem[s:e]
+        back = np.where(prev[s:e] >= 0, np.arange(s, e) - prev[s:e], 0)
+        sig = base * (m + 1) + back
+        mid = m // 2
+        period = 0
+        for p in np.flatnonzero(base[mid + 1:mid + 1 + max_period] == base[mid]).tolist():
+            p += 1
+            if p > m // min_periods:
+                break
+            if np.count_nonzero(base[p:] == base[:-p]) * 2 >= m - p:
+                period = p
+                break
+        if not period:
+            continue
+        eq = np.concatenate(([False], sig[period:] == sig[:-period], [False]))
+        runs_eq = np.flatnonzero(eq[1:] != eq[:-1])
+        for u, v in zip(runs_eq[::2].tolist(), runs_eq[1::2].tolist()):   # sig[j] == sig[j + p], j in [u, v)
+            if v + period - u >= min_periods * period:
+                chans = sorted(set(trace.channel[s + u:s + u + period].tolist()))
+                out.append(_Stretch(s + u, s + v + period, period, chans))
+    return out, prev
 
 
 class AimSystem:
@@ -627,16 +754,17 @@ class AimSystem:
         self.queue = queue
         self.plan = _Plan(self.rule_timing, self.groups, self.bpg)
 
-    def run(self, requests: Sequence[HostRequest], reference: bool = False) -> AimResult:
-        """Execute the host requests; the count is the simulator's memory_system_cycles.
+    def run(self, trace: AimTrace | Sequence[HostRequest], reference: bool = False) -> AimResult:
+        """Execute a trace (:func:`accel.traces.read_aim_trace`, or a list of host requests); the count is the
+        simulator's memory_system_cycles.
 
         ``reference``: run the per-command, per-cycle model instead (:mod:`accel.emulator.aim_reference`; every
         channel, every DRAM command, every cycle a controller has work) -- the model this one is tested against."""
         if reference:
             from .aim_reference import run_reference
 
-            return run_reference(self, requests)
-        return self._run(requests)
+            return run_reference(self, trace.requests() if isinstance(trace, AimTrace) else trace)
+        return self._run(trace if isinstance(trace, AimTrace) else AimTrace.from_requests(list(trace)))
 
     # classes of channels -------------------------------------------------------------------------------------------
     def _split(self, ctl: _Ctl, chans: list[int]) -> _Ctl:
@@ -690,34 +818,183 @@ class AimSystem:
             out.append(keep)
         return out
 
-    def _run(self, requests: Sequence[HostRequest]) -> AimResult:
+    # stretches of MEM requests that repeat -------------------------------------------------------------------------
+    def _stretch_key(self, st: _Stretch, i: int, t: int) -> tuple | None:
+        """The state of the stretch's controllers and what the next period asks of them, relative to request ``i``
+        and cycle ``t``; None where a jump is not provably exact (a controller shared with other channels or holding
+        AiM work, a row not explained by the stretch)."""
+        p, run = st.p, self.runl[i]
+        for ch in st.chans:
+            c = self.owner[ch]
+            if len(c.members) != 1 or c.phase != run or c.buflen or c.sent_block != c.delivered:
+                return None
+        reqs: dict[int, list] = {ch: [] for ch in st.chans}
+        for q in range(i, i + p):
+            ch, node, row = self.chl[q], self.nodel[q], self.rowl[q]
+            pq = self.prevl[q]
+            if row == self.owner[ch].r0[node]:
+                lab = "R0"
+            elif pq < 0:
+                lab = "new"
+            elif pq < st.a:
+                return None
+            else:
+                lab = pq - i
+            reqs[ch].append((q - i, self.meml[q], node, lab))
+        out = []
+        for ch in st.chans:
+            c = self.owner[ch]
+            c.advance(t)
+            if c._future_pops(t):
+                return None
+
+            touched = {r[2] for r in reqs[ch]}
+
+            def label(node: int, row: int | None, c: _Ctl = c, ch: int = ch, touched: set = touched) -> object:
+                if row is None:
+                    return None
+                if node not in touched:
+                    return "other"      # a bank no request of the stretch compares its row with
+                if row == c.r0[node]:
+                    return "R0"
+                x = self.last_idx.get((ch, node, row), -1)
+                if x < st.a:
+                    raise _NoRepeat
+                return x - i
+
+            try:
+                if any(e[5] < st.a for q in (c.reads, c.writes, c.opening) for e in q):
+                    return None
+                out.append((ch, c.stretch_key(t, i, label), tuple(reqs[ch])))
+            except _NoRepeat:
+                return None
+        return tuple(out)
+
+    def _checkpoint(self, st: _Stretch, i: int, t: int) -> tuple[int, int] | None:
+        """At request ``i`` of a stretch (a period boundary): if the state equals the one a period ago and the stretch
+        goes on, jump the whole periods left (each would repeat the last one); the request and cycle to go on from."""
+        key = self._stretch_key(st, i, t)
+        ref, self.cp_ref = self.cp_ref, None
+        raised, self.fe_raised = self.fe_raised, False
+        if key is None:
+            return None
+        now = {ch: self.owner[ch].stats(t) for ch in st.chans}
+        if ref is not None and ref[0] is st and ref[1] == i - st.p and ref[3] == key:
+            dt = t - ref[2]
+            periods = (st.b - i) // st.p
+            # the front end (one request per cycle) must not have held the DMA back, unless it runs at its pace
+            opened = all(c.opener[b] >= st.a for c in (self.owner[ch] for ch in st.chans)
+                         for b in range(self.nb) if c.rows[b] is not None and c.open_since[b] > ref[2])
+            if periods and opened and (dt == st.p or not raised) and self._r0_repeats(st, i, periods):
+                for ch in st.chans:
+                    self.owner[ch].repeat(t, periods, dt, st.p, ref[4][ch], now[ch], self.rowl)
+                end = i + periods * st.p
+                for q in range(end - st.p, end):
+                    self.last_idx[(self.chl[q], self.nodel[q], self.rowl[q])] = q
+                self.jumped += periods * st.p
+                return end, t + periods * dt
+        self.cp_ref = (st, i, t, key, now)
+        return None
+
+    def _r0_repeats(self, st: _Stretch, i: int, periods: int) -> bool:
+        """Whether the requests of the periods to jump hit their channel's starting rows exactly where the last period
+        did (every other row equality is fixed by the stretch's repeating distances)."""
+        lo, hi = i - st.p, i + periods * st.p
+        closed = np.iinfo(np.int64).min
+        r0 = np.full((self.nch, self.nb + 1), closed, dtype=np.int64)
+        for ch in st.chans:
+            r0[ch, :self.nb] = [closed if r is None else r for r in self.owner[ch].r0]
+        ch = self.trace.channel[lo:hi]
+        hit = self.trace.row[lo:hi] == r0[ch, self.nodea[lo:hi]]
+        return bool((hit[st.p:] == hit[:-st.p]).all())
+
+    def _run(self, trace: AimTrace) -> AimResult:
         nch, groups, bpg, nb = self.nch, self.groups, self.bpg, self.nb
-        first = _Ctl(self, list(range(nch)))
-        self.ctls = [first]
-        self.owner = [first] * nch
+        root = _Ctl(self, list(range(nch)))
+        self.ctls = [root]
+        self.owner = [root] * nch
         self.version = 0
         self.tcache: dict[tuple, tuple] = {}
         self.base_active = [[0] * nb for _ in range(nch)]
         self.base_macs = [[0] * nb for _ in range(nch)]
         self.base_counts = [0] * len(AIM_COMMANDS)
+        self.trace = trace
+        n = len(trace)
+        self.meml, self.chl, self.rowl = trace.mem.tolist(), trace.channel.tolist(), trace.row.tolist()
+        bank = trace.bank
+        self.nodea = np.where((bank >= 0) & (bank < nb), (bank // bpg) * bpg + bank % bpg, nb)
+        self.nodel = self.nodea.tolist()
+        stretches, prev = _stretches(trace, nb)
+        self.prevl = prev.tolist()
+        is_mem = trace.mem > 0
+        starts = np.flatnonzero(is_mem & ~np.concatenate(([False], is_mem[:-1])))
+        self.runl = np.where(is_mem, starts[np.maximum(np.searchsorted(starts, np.arange(n), "right") - 1, 0)]
+                             if len(starts) else 0, -1).tolist()
+        self.last_idx: dict[tuple[int, int, int], int] = {}
+        self.cp_ref = None
+        self.fe_raised = False
+        self.jumped = 0
+        todo = [st for st in stretches if st.a + 3 * st.p <= st.b][::-1]
+        st = todo.pop() if todo else None
+        cp = st.a + st.p if st else -1
+        meml, chl, nodel, rowl, runl, other, last_idx = self.meml, self.chl, self.nodel, self.rowl, self.runl, \
+            trace.other, self.last_idx
+        lines = trace.line
         merge_wait, backoff = 1, 1
         t = 0              # the cycle at which the DMA can decode the next request
         end = None
-        for i, req in enumerate(requests):
-            if t < i:
+        i = 0
+        while i < n:
+            if i == cp:
+                ti = t if t >= i else i
+                res = self._checkpoint(st, i, ti)
+                if res is None:
+                    t = ti
+                    after = i + 1
+                else:
+                    i, t = res
+                    after = i          # a next stretch may begin its checks where this one was left
+                if res is None and i + 2 * st.p <= st.b:
+                    cp = i + st.p
+                else:
+                    while st is not None and st.a + st.p < after:
+                        st = todo.pop() if todo else None
+                    cp = st.a + st.p if st else -1
+                if res is not None:
+                    continue
+            elif t < i:
                 t = i       # the front end hands over one request per cycle
-            d = decode_request(req, nch, groups, bpg)
+                self.fe_raised = True
+            k = meml[i]
+            if k:           # R/W MEM: a conventional request to one channel
+                ch, node, row = chl[i], nodel[i], rowl[i]
+                if not 0 <= ch < nch:
+                    raise TraceError(f"line {lines[i]}: channel {ch} does not exist (the device has {nch})")
+                if node == nb:
+                    raise TraceError(f"line {lines[i]}: bank {trace.bank[i]} does not exist (banks 0..{nb - 1})")
+                c = self.owner[ch]
+                if len(c.members) > 1:
+                    c = self._targets((ch,))[0]
+                t = c.send_conv([_RD if k == 2 else _WR, node, row, 0, k == 2, i], t) + 1
+                if c.phase != runl[i]:
+                    c.phase = runl[i]
+                    c.r0 = list(c.rows)
+                last_idx[(ch, node, row)] = i
+                i += 1
+                continue
+            d = decode_request(other[i], nch, groups, bpg)
+            i += 1
             kind = d[0]
             if kind == NOSEND:
                 t += 1
                 continue
-            _, chans, final, bg, bank, row, n, blocking, regmode, op = d
+            _, chans, final, bg, bank, row, n_, blocking, regmode, op = d
             node = bg * bpg + bank if bg >= 0 else nb
             ctls = self._targets(chans)
             if kind == CONV:
                 X = t
                 for c in ctls:
-                    X = max(X, c.send_conv([final, node, row, 0, final == _RD], t))
+                    X = max(X, c.send_conv([final, node, row, 0, final == _RD, i - 1], t))
                 t = X + 1
                 continue
             if len(ctls) > 1:
@@ -729,7 +1006,7 @@ class AimSystem:
                     merge_wait = backoff
             X = t
             for c in ctls:
-                X = max(X, c.send_aim(_Seg(final, node, row, blocking, regmode, kind == SPECIAL, n), t))
+                X = max(X, c.send_aim(_Seg(final, node, row, blocking, regmode, kind == SPECIAL, n_), t))
             if not blocking:
                 t = X + 1
                 continue
@@ -745,4 +1022,4 @@ class AimSystem:
         counts = {name: n for name, n in zip(AIM_COMMANDS, self.base_counts) if n}
         active = np.array(self.base_active, dtype=np.int64)
         macs = np.array(self.base_macs, dtype=np.int64)
-        return AimResult(end, counts, active, macs, int(macs.sum()) * self.device.pim.mac_lanes, len(requests))
+        return AimResult(end, counts, active, macs, int(macs.sum()) * self.device.pim.mac_lanes, n)
