@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .errors import AccelError
-from .isa import TABLES, Family, PimOp
 
-__all__ = ["TraceError", "parse_text_program", "parse_aim_trace", "read_aim_trace", "is_aim_trace", "HostRequest",
-           "AimTrace", "AIM_ISR_FIELDS"]
+__all__ = ["TraceError", "parse_text_program", "parse_aim_trace", "read_aim_trace", "is_aim_trace",
+           "is_aim_trace_file", "HostRequest", "AimTrace", "AIM_ISR_FIELDS"]
 
 
 class TraceError(AccelError, ValueError):
@@ -45,6 +45,7 @@ class TraceError(AccelError, ValueError):
 def parse_text_program(text: str, source: str = "trace") -> list[tuple[int, Any]]:
     """Parse our text form into ``(word, data)`` pairs: one PIM command per line in the syntax of
     :func:`accel.program.parse_command` (a multi-stream program's PIM lines); WR/WRGB without data get zeros."""
+    from .isa import TABLES, Family, PimOp
     from .program import ProgramError, parse_command
 
     out: list[tuple[int, Any]] = []
@@ -109,6 +110,16 @@ def is_aim_trace(text: str) -> bool:
             continue
         return toks[0] in ("AiM", "W", "R")
     return False
+
+
+def is_aim_trace_file(path: str | Path) -> bool:
+    """True if a file's first command line starts with AiM, W or R (read from its head only)."""
+    try:
+        with open(path, errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return is_aim_trace(head)
 
 
 def parse_aim_trace(text: str, source: str = "trace") -> list[HostRequest]:

@@ -143,7 +143,7 @@ class _Plan:
             for c in issuable:
                 if c not in CH_SCOPE and c not in BG_SCOPE:
                     slot[("bank", n, c)] = len(slot)
-        self.nslots = len(slot)
+        self.nslots = len(slot)        # and one more, always -1, that pads every read to three slots
         nc = len(AIM_COMMANDS)
         self.read: list[list[tuple[int, ...]]] = [[()] * (nb + 1) for _ in range(nc)]
         self.plan: list[list[tuple[tuple[int, int], ...]]] = [[()] * (nb + 1) for _ in range(nc)]
@@ -156,7 +156,8 @@ class _Plan:
                     keys.append(("bg", g, c))
                     if c not in BG_SCOPE:
                         keys.append(("bank", node, c))
-                self.read[c][node] = tuple(slot[k] for k in keys if k in slot)
+                got = [slot[k] for k in keys if k in slot]
+                self.read[c][node] = tuple(got + [self.nslots] * (3 - len(got)))   # padded: never raised
                 raise_: dict[int, int] = {}
                 levels = [(0, "ch", ())]
                 if c not in CH_SCOPE and g >= 0:
@@ -169,7 +170,7 @@ class _Plan:
                         if s is not None and raise_.get(s, -1) < lat:
                             raise_[s] = lat
                 self.plan[c][node] = tuple(sorted(raise_.items()))
-                self.pitch[c][node] = max([1] + [raise_[s] for s in self.read[c][node] if s in raise_])
+                self.pitch[c][node] = max([1] + [raise_[s] for s in got if s in raise_])
 
 
 class _Seg:
@@ -204,7 +205,7 @@ class _Ctl:
         self.s = sysm
         self.members = members
         nb = sysm.nb
-        self.R = [-1] * sysm.plan.nslots
+        self.R = [-1] * (sysm.plan.nslots + 1)
         self.rows: list[int | None] = [None] * nb
         self.n_open = 0
         self.rowcnt: dict[int, int] = {}
@@ -249,26 +250,23 @@ class _Ctl:
         return c
 
     # -- device state -------------------------------------------------------------------------------------------------
-    def _preq(self, f: int, node: int, row: int) -> int:
+    def _when(self, f: int, node: int, row: int) -> tuple[int, int]:
+        """The command a request for final command ``f`` needs next (the prerequisite ACT16 / PREA for all-bank
+        requests, ACT / PRE for single-bank ones, else ``f``) and the earliest cycle it is legal."""
         if f in ALL_BANK_PREQ:
             n = self.n_open
             if n and n > self.rowcnt.get(row, 0):
-                return _PREA
-            return _ACT16 if n < self.s.nb else f
-        if f in BANK_PREQ:
+                cmd = _PREA
+            else:
+                cmd = _ACT16 if n < self.s.nb else f
+        elif f in BANK_PREQ:
             cur = self.rows[node]
-            if cur is None:
-                return _ACT
-            return f if cur == row else _PRE
-        return f
-
-    def _ready(self, cmd: int, node: int) -> int:
+            cmd = _ACT if cur is None else f if cur == row else _PRE
+        else:
+            cmd = f
         R = self.R
-        t = -1
-        for s in self.s.plan.read[cmd][node]:
-            if R[s] > t:
-                t = R[s]
-        return t
+        a, b, c = self.s.plan.read[cmd][node]
+        return cmd, max(R[a], R[b], R[c])
 
     def _issue(self, cmd: int, node: int, row: int, k: int) -> None:
         R = self.R
@@ -337,9 +335,10 @@ class _Ctl:
     def _best(self, q: list[list], k: int) -> tuple[list, int, bool]:
         """FR-FCFS: the oldest ready request, else the oldest (prerequisite command computed for each)."""
         best, bcmd, bready = None, -1, False
+        when = self._when
         for e in q:
-            cmd = self._preq(e[0], e[1], e[2])
-            ready = k >= self._ready(cmd, e[1])
+            cmd, at = when(e[0], e[1], e[2])
+            ready = k >= at
             if best is None or (ready and not bready) or (ready == bready and e[3] < best[3]):
                 best, bcmd, bready = e, cmd, ready
         return best, bcmd, bready
@@ -364,8 +363,8 @@ class _Ctl:
                 self.n_prb += 1
                 return True
             f, node, row = seg.final, seg.node, seg.row
-            cmd = self._preq(f, node, row)
-            if k < self._ready(cmd, node):
+            cmd, at = self._when(f, node, row)
+            if k < at:
                 return False
             if cmd in _CLOSES_ONE and any(a[1] == node for a in opening):
                 return False
@@ -467,18 +466,22 @@ class _Ctl:
                     m = x
                     break
                 last = x
-        cands = []
-        for e in self.opening:
-            cands.append(self._ready(self._preq(e[0], e[1], e[2]), e[1]))
+        when = self._when
+        seen = set()       # requests of equal command, bank and row wait for the same cycle
+        for q in (self.opening,) if self.buflen else (self.opening, self.reads, self.writes):
+            for e in q:
+                sig = (e[0], e[1], e[2])
+                if sig in seen:
+                    continue
+                seen.add(sig)
+                x = when(e[0], e[1], e[2])[1]
+                if x < m and (did or x > k):
+                    m = x
         if self.buflen:
             seg = self.buf[0]
-            x = k + 1 if seg.special else self._ready(self._preq(seg.final, seg.node, seg.row), seg.node)
-            cands.append(x if x > self.busy else self.busy + 1)
-        else:
-            for q in (self.reads, self.writes):
-                for e in q:
-                    cands.append(self._ready(self._preq(e[0], e[1], e[2]), e[1]))
-        for x in cands:
+            x = k + 1 if seg.special else when(seg.final, seg.node, seg.row)[1]
+            if x <= self.busy:
+                x = self.busy + 1
             if x < m and (did or x > k):
                 m = x
         self.nxt = m if m > k else k + 1
@@ -941,6 +944,7 @@ class AimSystem:
             trace.other, self.last_idx
         lines = trace.line
         merge_wait, backoff = 1, 1
+        dcache: dict[tuple, tuple] = {}
         t = 0              # the cycle at which the DMA can decode the next request
         end = None
         i = 0
@@ -982,7 +986,11 @@ class AimSystem:
                 last_idx[(ch, node, row)] = i
                 i += 1
                 continue
-            d = decode_request(other[i], nch, groups, bpg)
+            req = other[i]
+            dkey = (req.kind, req.op, *req.f.values())
+            d = dcache.get(dkey)
+            if d is None:
+                d = dcache[dkey] = decode_request(req, nch, groups, bpg)
             i += 1
             kind = d[0]
             if kind == NOSEND:
