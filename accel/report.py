@@ -12,11 +12,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import DeviceConfig, GemmConfig, load_preset
+from .energy import EnergyBreakdown
 from .errors import AccelError
 from .traces import TraceError, is_aim_trace, parse_text_program, read_aim_trace
 
 __all__ = ["trace_report", "trace_paths", "trace_batch", "batch_row", "batch_table", "bank_summary", "gemm_report",
-           "attention_report", "EMULATE_LIMIT"]
+           "attention_report", "EMULATE_LIMIT", "si_scale", "si", "energy_lines"]
 
 #: Largest ``cycles * rows * cols`` that :func:`gemm_report` runs through the per-cycle model (about 20 s).
 EMULATE_LIMIT = 20_000_000
@@ -122,16 +123,19 @@ def batch_row(report: dict[str, Any], wall_s: float) -> dict[str, Any]:
 
 
 def trace_batch(paths: Sequence[Path], device: DeviceConfig, *, timing: str = "0f28a07", reference: bool = False,
-                progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run each trace (:func:`trace_report`) and gather the :func:`batch_row` lines; ``progress`` is called with
-    each line as it is done."""
+                progress: bool | None = None) -> dict[str, Any]:
+    """Run each trace (:func:`trace_report`) and gather the :func:`batch_row` lines, with a progress bar over the
+    traces (``progress`` as in :mod:`accel.progress`)."""
+    from .progress import progress_bar
+
     rows = []
-    for path in paths:
-        t = time.perf_counter()
-        rep = trace_report(path, device, timing=timing, reference=reference)
-        rows.append(batch_row(rep, time.perf_counter() - t))
-        if progress is not None:
-            progress(rows[-1])
+    with progress_bar(len(paths), "traces", unit="trace", show=progress) as bar:
+        for path in paths:
+            bar.set_postfix_str(Path(path).name, refresh=False)
+            t = time.perf_counter()
+            rep = trace_report(path, device, timing=timing, reference=reference)
+            rows.append(batch_row(rep, time.perf_counter() - t))
+            bar.update(1)
     return {"device": device.name, "aim_timing": timing, "model": "reference" if reference else "fast",
             "traces": rows, "wall_s": round(sum(r["wall_s"] for r in rows), 3)}
 
@@ -245,3 +249,28 @@ def attention_report(preset: str, queries: int, keys: int, head_dim: int) -> dic
             "head_dim": head_dim, "tiles": -(-queries // cfg.cols), "chunks_per_tile": chunks, "cycles": cycles,
             "seconds": cycles / (cfg.clock_mhz * 1e6), "utilisation_2d": utilisation(head_dim, chunks),
             "keys_for_utilisation_0_9": need, "buffer_bits": sum(bits.values()), "buffers": bits}
+
+
+def si_scale(value: float) -> tuple[float, str]:
+    """A factor and its SI prefix that put ``abs(value)`` between 1 and 1000 (down to pico; 1 and no prefix for 0)."""
+    for f, p in ((1e-9, "G"), (1e-6, "M"), (1e-3, "k"), (1.0, ""), (1e3, "m"), (1e6, "u"), (1e9, "n")):
+        if abs(value) * f >= 1:
+            return f, p
+    return (1e12, "p") if value else (1.0, "")
+
+
+def si(value: float, unit: str) -> str:
+    """``value`` with an SI prefix and four significant digits: ``si(0.0333, "J") == "33.3 mJ"``."""
+    f, p = si_scale(value)
+    return f"{value * f:.4g} {p}{unit}"
+
+
+def energy_lines(e: EnergyBreakdown, top: int = 5) -> list[str]:
+    """What a report prints of an :class:`~accel.energy.EnergyBreakdown`: the total and its dynamic and static
+    parts, the energy per unit, and the ``top`` largest event kinds."""
+    units = ", ".join(f"{u} {si(j, 'J')}" for u, j in e.by_unit().items() if j > 0)
+    largest = sorted(((k, j) for k, j in e.dynamic_j.items() if j > 0), key=lambda kv: -kv[1])[:top]
+    return [f"energy     {si(e.total_j, 'J')}: dynamic {si(e.dynamic_total_j, 'J')}, static {si(e.static_total_j, 'J')}"
+            f" ({si(e.static_total_j / e.seconds if e.seconds else 0.0, 'W')} over {si(e.seconds, 's')})",
+            f"  by unit  {units or 'none'}",
+            "  largest  " + (", ".join(f"{k} {si(j, 'J')}" for k, j in largest) or "none")]

@@ -1,11 +1,14 @@
-"""``accel emulate FILE [--device PRESET] [--model engine|cycle] [--json]``: run a program or a PIM command trace.
+"""``accel emulate FILE [--device PRESET] [--model engine|cycle] [--json] [--plots DIR] [--trace F] [--progress]``:
+run a program or a PIM command trace.
 
 FILE is a multi-stream program (:mod:`accel.program`: text with ``stream`` headers, or ``.npz``), run in the system
-engine (or, ``--model cycle``, the per-cycle system model: small programs only); or a PIM command trace: a host-level
-AiM trace (SK hynix's AiM simulator format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or our own command words in text
-form (``MAC all_banks=1 col=0 count=64``), see :mod:`accel.traces` and
-:func:`accel.report.trace_report`. AiM traces: ``--aim-timing 2eb1ee0`` applies the GDDR6 timing of the simulator
-commit CENT pins (default: its HEAD, 0f28a07), ``--exact-reference`` the per-command reference model.
+engine (or, ``--model cycle``, the per-cycle system model: small programs only), reported with its energy
+(:func:`accel.energy.energy`), optionally as figures (:func:`accel.plots.write_plots`) and a Perfetto trace
+(:func:`accel.perfetto.write_trace`); or a PIM command trace: a host-level AiM trace (SK hynix's AiM simulator
+format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or our own command words in text form (``MAC all_banks=1 col=0
+count=64``), see :mod:`accel.traces` and :func:`accel.report.trace_report`. AiM traces: ``--aim-timing 2eb1ee0``
+applies the GDDR6 timing of the simulator commit CENT pins (default: its HEAD, 0f28a07), ``--exact-reference`` the
+per-command reference model.
 
 ``accel emulate FOLDER`` (every AiM trace in it) or ``--batch LIST`` (a file naming one trace a line): a table of
 cycles, time and utilisation per trace (:func:`accel.report.trace_batch`), with a progress bar.
@@ -13,7 +16,6 @@ cycles, time and utilisation per trace (:func:`accel.report.trace_batch`), with 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..config import load_preset
@@ -34,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exact-reference", action="store_true",
                    help="AiM traces: run the per-command reference model (same counts, far slower)")
     p.add_argument("--batch", metavar="LIST", help="run every trace a file lists (one path a line) and print a table")
+    p.add_argument("--plots", metavar="DIR", default=None,
+                   help="programs: write the roofline, timeline and breakdown figures (PNG and SVG) into DIR")
+    p.add_argument("--trace", dest="trace_out", metavar="F", default=None,
+                   help="programs: write a Perfetto trace (Chrome trace-event JSON; open it in ui.perfetto.dev)")
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="show progress bars on stderr even when it is not a terminal")
     p.set_defaults(func=run)
 
 
@@ -49,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
         if is_program_file(args.trace):
             return _run_program(args)
+    if args.plots is not None or args.trace_out is not None:
+        raise AccelError(f"{args.trace}: --plots and --trace need a multi-stream program (a file with 'stream' "
+                         f"headers, or .npz); a PIM command trace has no operators or units to draw")
     from ..report import bank_summary, trace_report
 
     dev = load_preset(args.device or "aim-gddr6")
@@ -73,18 +84,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..report import batch_table, trace_batch, trace_paths
 
+    if args.plots is not None or args.trace_out is not None:
+        raise AccelError("--plots and --trace need one multi-stream program, not a folder or --batch list of traces")
     paths = trace_paths(args.batch or args.trace, batch=bool(args.batch))
     dev = load_preset(args.device or "aim-gddr6")
-    with tqdm(total=len(paths), unit="trace", file=sys.stderr, disable=None) as bar:
-        def done(row: dict) -> None:
-            bar.set_postfix_str(Path(row["trace"]).name)
-            bar.update()
-
-        res = trace_batch(paths, dev, timing=args.aim_timing, reference=args.exact_reference, progress=done)
+    res = trace_batch(paths, dev, timing=args.aim_timing, reference=args.exact_reference, progress=args.progress)
     if args.json:
         from ..cli import print_json
 
@@ -96,14 +102,30 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 def _run_program(args: argparse.Namespace) -> int:
     from ..emulator.system import run_program
+    from ..energy import energy
+    from ..outputs import check_output_dir, check_output_file
     from ..program import Program
+    from ..report import energy_lines
 
+    if args.trace_out is not None:  # bad output paths fail before the run
+        check_output_file(args.trace_out, "--trace")
+    if args.plots is not None:
+        check_output_dir(args.plots, "--plots", create=False)
     prog = Program.load(args.trace)
     dev = prog.resolve_device(args.device)
-    res = run_program(prog, dev, args.model)
-    rep = {"program": args.trace, "model": args.model, **res.to_json()}
+    res = run_program(prog, dev, args.model, progress=args.progress)
+    e = energy(res.events, dev, res.cycles, prog.devices)
+    rep = {"program": args.trace, "model": args.model, **res.to_json(), "energy": e.to_json()}
     for k, v in rep["operators"].items():
         v.update(prog.operators.get(int(k), {}))
+    if args.trace_out is not None:
+        from ..perfetto import write_trace
+
+        rep["trace_file"] = str(write_trace(args.trace_out, res, prog))
+    if args.plots is not None:
+        from ..plots import write_plots
+
+        rep["plots"] = [str(p) for p in write_plots(args.plots, res, prog, dev, energy=e, progress=args.progress)]
     if args.json:
         from ..cli import print_json
 
@@ -121,4 +143,10 @@ def _run_program(args: argparse.Namespace) -> int:
         for k, v in rep["operators"].items():
             print(f"  {k:>5} {str(v.get('name', '')):16s} {v['start_ns']:11.1f} {v['end_ns']:11.1f}")
     print("events     " + ", ".join(f"{k} {v}" for k, v in rep["events"].items() if v))
+    for line in energy_lines(e):
+        print(line)
+    if "trace_file" in rep:
+        print(f"trace      {rep['trace_file']} (open in ui.perfetto.dev)")
+    if "plots" in rep:
+        print(f"plots      {', '.join(rep['plots'])}")
     return 0
