@@ -14,6 +14,7 @@ import json
 import random
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -341,3 +342,40 @@ def test_cli_emulate(tmp_path, capsys):
     bad.write_text("MAC bank=0\n")
     assert main(["emulate", str(bad)]) == 2
     assert "bank 0 has no open row; ACT a row first" in capsys.readouterr().err
+
+
+def test_cli_emulate_batch(tmp_path, capsys):
+    """A folder or a --batch list of AiM traces: one row per trace with the simulator's count at the chosen timing
+    (golden counts above), the same as one trace at a time and as the reference model; bad input exits 2."""
+    gold = {g[0]: g for g in GOLDEN if g[0] in ("weight_load", "mix1", "cent_like0")}
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    for name, text, _, _ in gold.values():
+        (folder / f"{name}.txt").write_text(text)
+    (folder / "notes.md").write_text("not a trace\n")
+    for timing, col in (("0f28a07", 2), ("2eb1ee0", 3)):
+        assert main(["emulate", str(folder), "--aim-timing", timing, "--json"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert res["aim_timing"] == timing and res["model"] == "fast"
+        assert {Path(r["trace"]).stem: r["cycles"] for r in res["traces"]} == {k: g[col] for k, g in gold.items()}
+        for r in res["traces"]:
+            assert len(r["bank_row_open"]) == 16 and 0 < r["row_open"] <= 1 and 0 <= r["mac_busy"] <= 1
+    lst = tmp_path / "list.txt"
+    lst.write_text("# the weight load and a mix\ntraces/weight_load.txt\n\ntraces/mix1.txt  # second\n")
+    assert main(["emulate", "--batch", str(lst), "--aim-timing", "2eb1ee0", "--exact-reference"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^weight_load\.txt\s+4012\s", out, re.M) and re.search(r"^mix1\.txt\s+3824\s", out, re.M)
+    assert "2 traces on aim-gddr6 (AiM timing 2eb1ee0, reference model)" in out
+    assert main(["emulate", str(folder / "mix1.txt"), "--aim-timing", "2eb1ee0", "--exact-reference", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cycles"] == 3824
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    lst.write_text("traces/missing.txt\n")
+    for argv, msg in [([str(empty)], "no traces in it"),
+                      (["--batch", str(lst)], "list.txt:1: 'traces/missing.txt' is not a file"),
+                      ([str(folder), "--aim-timing", "abc"], "unknown AiM timing 'abc'; timings are 0f28a07, 2eb1ee0"),
+                      ([str(folder), "--plots", str(tmp_path)], "--plots and --trace need one multi-stream program"),
+                      ([], "accel emulate needs a FILE")]:
+        assert main(["emulate", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, (argv, err)
