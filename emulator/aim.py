@@ -729,15 +729,11 @@ class AimSystem:
 
     Parameters
     ----------
-    device:
-        A device whose PIM timing gives the GDDR6 parameters (``aim-gddr6``); AiM-only ones come from
-        :data:`AIM_EXTRA_TIMING`.
+    device, runtime_overrides:
+        As :class:`accel.emulator.aim_rules.AimTiming` takes them (the GDDR6 parameters; the simulator's run-time
+        nRRDS / nRRDL / nFAW, which only single-bank activates feel).
     queue:
         Entries of a controller's AiM request queue (the simulator's buffer takes up to 33).
-    runtime_overrides:
-        Apply what the simulator does to its timing at run time: its GDDR6 model replaces nRRDS, nRRDL and nFAW by
-        its JEDEC table for x16 devices at 2000 MT/s (5, 6, 28 cycles; :data:`AIM_RUNTIME_TIMING`), whatever the
-        preset says. Only single-bank activates feel it.
     timing:
         Which commit of the simulator's GDDR6 timing table to apply (:data:`AIM_RULE_VARIANTS`): ``"0f28a07"``
         (its HEAD) or ``"2eb1ee0"`` (the commit CENT pins; its published latencies are that commit's counts).
