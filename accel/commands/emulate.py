@@ -6,23 +6,36 @@ engine (or, ``--model cycle``, the per-cycle system model: small programs only),
 (:func:`accel.energy.energy`), optionally as figures (:func:`accel.plots.write_plots`) and a Perfetto trace
 (:func:`accel.perfetto.write_trace`); or a PIM command trace: a host-level AiM trace (SK hynix's AiM simulator
 format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or our own command words in text form (``MAC all_banks=1 col=0
-count=64``), see :mod:`accel.traces` and :func:`accel.report.trace_report`.
+count=64``), see :mod:`accel.traces` and :func:`accel.report.trace_report`. AiM traces: ``--aim-timing 2eb1ee0``
+applies the GDDR6 timing of the simulator commit CENT pins (default: its HEAD, 0f28a07), ``--exact-reference`` the
+per-command reference model.
+
+``accel emulate FOLDER`` (every AiM trace in it) or ``--batch LIST`` (a file naming one trace a line): a table of
+cycles, time and utilisation per trace (:func:`accel.report.trace_batch`), with a progress bar.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..config import load_preset
+from ..errors import AccelError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("emulate", help="run a program (multi-stream, text or .npz) or a PIM command trace")
-    p.add_argument("trace", metavar="FILE", help="program or trace file")
+    p.add_argument("trace", metavar="FILE", nargs="?", help="program or trace file, or a folder of AiM traces")
     p.add_argument("--device", default=None, metavar="PRESET",
                    help="device preset or YAML file (default: the program's own; aim-gddr6 for traces)")
     p.add_argument("--model", choices=("engine", "cycle"), default="engine",
                    help="programs: the system engine (default) or the per-cycle system model")
     p.add_argument("--json", action="store_true", help="print JSON (with every bank's or stream's figures)")
+    p.add_argument("--aim-timing", default="0f28a07", metavar="COMMIT",
+                   help="AiM traces: the GDDR6 timing table of SK hynix's simulator at this commit: 0f28a07 (its HEAD, "
+                        "default) or 2eb1ee0 (the commit CENT pins; its published latencies)")
+    p.add_argument("--exact-reference", action="store_true",
+                   help="AiM traces: run the per-command reference model (same counts, far slower)")
+    p.add_argument("--batch", metavar="LIST", help="run every trace a file lists (one path a line) and print a table")
     p.add_argument("--plots", metavar="DIR", default=None,
                    help="programs: write the roofline, timeline and breakdown figures (PNG and SVG) into DIR")
     p.add_argument("--trace", dest="trace_out", metavar="F", default=None,
@@ -33,26 +46,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..program import is_program_file
+    if args.batch or (args.trace and Path(args.trace).is_dir()):
+        return _run_batch(args)
+    if args.trace is None:
+        raise AccelError("accel emulate needs a FILE (program or trace), a folder of traces, or --batch LIST")
+    from ..traces import is_aim_trace_file
 
-    if is_program_file(args.trace):
-        return _run_program(args)
+    if not is_aim_trace_file(args.trace):   # programs need the system engine; AiM traces start up without it
+        from ..program import is_program_file
+
+        if is_program_file(args.trace):
+            return _run_program(args)
     if args.plots is not None or args.trace_out is not None:
-        from ..errors import AccelError
-
         raise AccelError(f"{args.trace}: --plots and --trace need a multi-stream program (a file with 'stream' "
                          f"headers, or .npz); a PIM command trace has no operators or units to draw")
     from ..report import bank_summary, trace_report
 
     dev = load_preset(args.device or "aim-gddr6")
-    rep = trace_report(args.trace, dev)
+    rep = trace_report(args.trace, dev, timing=args.aim_timing, reference=args.exact_reference)
     if args.json:
         from ..cli import print_json
 
         print_json(rep)
         return 0
     print(f"trace      {rep['trace']} ({rep['format']} format)")
-    print(f"device     {rep['device']} (tCK {rep['tck_ns']:g} ns)")
+    print(f"device     {rep['device']} (tCK {rep['tck_ns']:g} ns)"
+          + (f", AiM timing {rep['aim_timing']}" if "aim_timing" in rep else ""))
     print(f"cycles     {rep['cycles']}")
     print(f"time       {rep['time_ns'] / 1e3:.4g} us")
     print(f"MAC ops    {rep['mac_lane_ops']} lane MACs, {rep['peak_mac_fraction']:.2%} of peak MAC throughput")
@@ -61,6 +80,23 @@ def run(args: argparse.Namespace) -> int:
     for row in bank_summary(rep):
         (a, a_lo, a_hi), (m, m_lo, m_hi) = row["active"], row["mac"]
         print(f"  {row['bank']:4d}  {a:6.1%} [{a_lo:6.1%}, {a_hi:6.1%}]  {m:6.1%} [{m_lo:6.1%}, {m_hi:6.1%}]")
+    return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from ..report import batch_table, trace_batch, trace_paths
+
+    if args.plots is not None or args.trace_out is not None:
+        raise AccelError("--plots and --trace need one multi-stream program, not a folder or --batch list of traces")
+    paths = trace_paths(args.batch or args.trace, batch=bool(args.batch))
+    dev = load_preset(args.device or "aim-gddr6")
+    res = trace_batch(paths, dev, timing=args.aim_timing, reference=args.exact_reference, progress=args.progress)
+    if args.json:
+        from ..cli import print_json
+
+        print_json(res)
+    else:
+        print(batch_table(res))
     return 0
 
 
