@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from .config import DeviceConfig, GemmConfig, load_preset
-from .errors import AccelError
-from .traces import TraceError, is_aim_trace, parse_aim_trace, parse_text_program
+from .errors import AccelError, at
+from .files import read_text
+from .traces import TraceError, is_aim_trace, parse_aim_trace, parse_text_trace
 
 __all__ = ["trace_report", "bank_summary", "gemm_report", "attention_report", "EMULATE_LIMIT"]
 
@@ -20,27 +21,40 @@ __all__ = ["trace_report", "bank_summary", "gemm_report", "attention_report", "E
 EMULATE_LIMIT = 20_000_000
 
 
-def trace_report(path: str | Path, device: DeviceConfig) -> dict[str, Any]:
+def trace_report(path: str | Path, device: DeviceConfig, strict: bool = False) -> dict[str, Any]:
     """Run a trace file (AiM host format or our text form, :mod:`accel.traces`) on a device: cycles, time, each
-    bank's row-open and MAC-busy fractions (channels x banks), lane MACs and their fraction of the peak."""
+    bank's row-open and MAC-busy fractions (channels x banks), lane MACs and their fraction of the peak.
+
+    ``strict`` (our text form): every command must be legal in the cycle after its predecessor on its channel (a
+    command issued too early is an error) instead of waiting for its earliest legal cycle. Every error names the
+    file and the line of the command that caused it."""
     from .emulator.aim import AimSystem
     from .emulator.engine import DeviceEngine
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise TraceError(f"{path}: cannot read the trace ({e.strerror})") from None
+    text = read_text(path, "trace", TraceError)
     p = device.pim
     if is_aim_trace(text):
+        if strict:
+            raise TraceError(f"{path}: --strict applies to command traces (accel text form); an AiM host trace is "
+                             f"scheduled by the AiM controllers, which issue each command when it is legal")
         res = AimSystem(device).run(parse_aim_trace(text, str(path)))
         cycles, active, macs, lane_ops = res.cycles, res.bank_active_cycles, res.bank_mac_commands, res.mac_lane_ops
         fmt, extra = "aim", {"dram_commands": res.commands, "host_requests": res.host_requests}
     else:
-        stats = DeviceEngine(device, functional=False).run(parse_text_program(text, str(path)))
+        prog, lines = parse_text_trace(text, str(path))
+        if not prog:
+            raise TraceError(f"{path}: no commands (only blank lines and comments); a trace holds one command per "
+                             f"line (MAC all_banks=1 col=0 count=64, or AiM MAC_ABK 64 0xffffffff 0)")
+        try:
+            stats = DeviceEngine(device, functional=False).run(prog, strict=strict)
+        except AccelError as e:
+            if e.command is not None:
+                at(e, f"{path}:{lines[e.command[1]]}")
+            raise
         cycles, active, macs, lane_ops = stats.cycles, stats.bank_active_cycles, stats.bank_mac_elements, \
             stats.mac_lane_ops
-        fmt, extra = "accel", {"commands": stats.commands, "elements": stats.elements}
+        fmt, extra = "accel", {"commands": stats.commands, "elements": stats.elements, "strict": strict}
     cyc = max(cycles, 1)
     return {
         "trace": str(path),
@@ -81,7 +95,7 @@ def _array_of(preset: str | None, rows: int | None, cols: int | None) -> tuple[i
         data_bits = dev.gemm.data_bits
     if rows is None or cols is None:
         missing = "--rows" if rows is None else "--cols"
-        raise AccelError(f"{missing} is missing: give the array size with --rows and --cols, or --preset")
+        raise AccelError(f"{missing} is missing: give the array size with --rows and --cols, or --device")
     return rows, cols, data_bits
 
 
@@ -97,6 +111,13 @@ def gemm_report(M: int, K: int, N: int, *, rows: int | None = None, cols: int | 
     rows, cols, data_bits = _array_of(preset, rows, cols)
     t = gemm_timing(M, K, N, rows, cols, dataflow, timing)
     out = t.to_json()
+    # utilisation: busy PE-cycles over all PE-cycles of the cycles counted (SCALE-Sim's Total Cycles is the index of
+    # the last cycle, one less than the count); SCALE-Sim's own figure divides by its Total Cycles
+    counted = t.cycles + 1 if t.timing == "scalesim" else t.cycles
+    out["counted_cycles"] = counted
+    out["utilisation"] = t.macs / (rows * cols * counted)
+    if t.timing == "scalesim":
+        out["scalesim_utilisation"] = t.utilisation
     if t.timing == "native":
         out["rtl_cycles"] = rtl_gemm_cycles(M, K, N, rows, cols, dataflow)
     if emulate:
@@ -126,8 +147,14 @@ def _emulate(M: int, K: int, N: int, rows: int, cols: int, data_bits: int, dataf
 
 
 def attention_report(preset: str, queries: int, keys: int, head_dim: int) -> dict[str, Any]:
-    """Cycles, 2D utilisation and on-chip buffers of one attention head (``queries`` x ``keys`` tokens, head
-    dimension ``head_dim``) on a preset's attention array (closed forms)."""
+    """Cycles, utilisation and on-chip buffers of one attention head (``queries`` x ``keys`` tokens, head dimension
+    ``head_dim``) on a preset's attention array (closed forms).
+
+    ``utilisation``: busy PE-cycles of the 2D array (``2 * queries * keys * head_dim`` MACs: QK and V) over all its
+    PE-cycles (``rows * cols * cycles``); ``busy_fraction_2d``: the fraction of cycles in which the 2D array
+    multiplies at all (:func:`~accel.emulator.units.attention.utilisation`), equal to the utilisation when the
+    queries fill the array's columns and the keys its rows; ``keys_for_utilisation_0_9``: keys per head from which
+    the utilisation of full tiles reaches 0.9 (None where it never does)."""
     from .emulator.units.attention import AttentionArray, attention_cycles, min_chunks_for_utilisation, utilisation
     from .numerics import ATTN_MAX_KEYS_LOG2
 
@@ -149,5 +176,7 @@ def attention_report(preset: str, queries: int, keys: int, head_dim: int) -> dic
     bits = AttentionArray(cfg).state_bits()
     return {"preset": dev.name, "rows": cfg.rows, "cols": cfg.cols, "queries": queries, "keys": keys,
             "head_dim": head_dim, "tiles": -(-queries // cfg.cols), "chunks_per_tile": chunks, "cycles": cycles,
-            "seconds": cycles / (cfg.clock_mhz * 1e6), "utilisation_2d": utilisation(head_dim, chunks),
+            "seconds": cycles / (cfg.clock_mhz * 1e6),
+            "utilisation": 2 * queries * keys * head_dim / (cfg.rows * cfg.cols * cycles),
+            "busy_fraction_2d": utilisation(head_dim, chunks),
             "keys_for_utilisation_0_9": need, "buffer_bits": sum(bits.values()), "buffers": bits}

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import AccelError
+from .fmt import value as show
 from .isa import TABLES, Family, PimOp
 
-__all__ = ["TraceError", "parse_text_program", "parse_aim_trace", "is_aim_trace", "HostRequest", "AIM_ISR_FIELDS"]
+__all__ = ["TraceError", "parse_text_program", "parse_text_trace", "parse_aim_trace", "is_aim_trace", "HostRequest",
+           "AIM_ISR_FIELDS", "AIM_GPR_ADDRESSES", "AIM_CFR_VALUES"]
 
 
 class TraceError(AccelError, ValueError):
@@ -41,9 +43,15 @@ class TraceError(AccelError, ValueError):
 def parse_text_program(text: str, source: str = "trace") -> list[tuple[int, Any]]:
     """Parse our text form into ``(word, data)`` pairs: one PIM command per line in the syntax of
     :func:`accel.program.parse_command` (a multi-stream program's PIM lines); WR/WRGB without data get zeros."""
+    return parse_text_trace(text, source)[0]
+
+
+def parse_text_trace(text: str, source: str = "trace") -> tuple[list[tuple[int, Any]], list[int]]:
+    """:func:`parse_text_program`, and the line of each command (to name ``source:line`` in errors found later)."""
     from .program import ProgramError, parse_command
 
     out: list[tuple[int, Any]] = []
+    lines: list[int] = []
     op_off, op_width = TABLES[Family.PIM].offsets()["op"]
     count_off, count_width = TABLES[Family.PIM].offsets()["count"]
     for lineno, raw in enumerate(text.splitlines(), 1):
@@ -59,7 +67,8 @@ def parse_text_program(text: str, source: str = "trace") -> list[tuple[int, Any]
         if symbolic and data is None and (word >> op_off) & ((1 << op_width) - 1) in (PimOp.WR, PimOp.WRGB):
             data = [0] * max(1, (word >> count_off) & ((1 << count_width) - 1))
         out.append((word, data))
-    return out
+        lines.append(lineno)
+    return out, lines
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -87,14 +96,30 @@ AIM_ISR_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: GPR addresses of the AiM simulator's trace front end (its GPR region: ``GPR_SIZE = 1 << 19``).
+AIM_GPR_ADDRESSES = 1 << 19
+#: CFR -> (number of values, what it selects), after the AiM simulator's request fields (broadcast, ewmul_bg, afm).
+AIM_CFR_VALUES: dict[int, tuple[int, str]] = {
+    0: (2, "MAC vector from the global buffer (0) or the next bank (1)"),
+    1: (2, "EWMUL in one bank group (0) or all (1)"),
+    2: (8, "activation function 0 .. 7"),
+}
+
+
 @dataclass
 class HostRequest:
-    """One request of a host-level AiM trace (``line``: its line in the trace)."""
+    """One request of a host-level AiM trace (``line``: its line in the trace, ``source``: the trace's name)."""
 
     kind: str                      # "AiM", "R" or "W"
     op: str                        # ISR name, or GPR / CFR / MEM
     f: dict[str, int]
     line: int
+    source: str = "trace"
+
+    @property
+    def where(self) -> str:
+        """``source:line``, for error messages."""
+        return f"{self.source}:{self.line}"
 
 
 def is_aim_trace(text: str) -> bool:
@@ -108,13 +133,20 @@ def is_aim_trace(text: str) -> bool:
 
 
 def parse_aim_trace(text: str, source: str = "trace") -> list[HostRequest]:
-    """Parse a host-level AiM trace (see the module docstring); it must end with ``AiM EOC``."""
+    """Parse a host-level AiM trace (see the module docstring); it must end with ``AiM EOC``. Fields are checked
+    against the trace format (non-negative addresses, GPR addresses within the simulator's GPR space, CFR values);
+    what depends on the device (rows, banks, channels, an opsize beyond a row or the global buffer) is checked by
+    :class:`accel.emulator.aim.AimSystem`."""
     out: list[HostRequest] = []
+    eoc = 0
     for lineno, raw in enumerate(text.splitlines(), 1):
         toks = raw.split()
-        if not toks or toks[0] == "#" or toks[0].startswith("#"):
+        if not toks or toks[0].startswith("#"):
             continue
         where = f"{source}:{lineno}"
+        if eoc:
+            raise TraceError(f"{where}: {' '.join(toks)!r} follows 'AiM EOC' (line {eoc}), which ends the trace; "
+                             f"remove it or move the EOC after it")
 
         def num(t: str) -> int:
             try:
@@ -128,7 +160,7 @@ def parse_aim_trace(text: str, source: str = "trace") -> list[HostRequest]:
                 raise TraceError(f"{where}: 'AiM' needs an ISR name ({', '.join(AIM_ISR_FIELDS)})")
             name = toks[1][4:] if toks[1].startswith("ISR_") else toks[1]
             if name not in AIM_ISR_FIELDS:
-                raise TraceError(f"{where}: unknown AiM ISR {toks[1]!r}; ISRs are {', '.join(AIM_ISR_FIELDS)}")
+                raise TraceError(f"{where}: unknown AiM ISR {show(toks[1])}; ISRs are {', '.join(AIM_ISR_FIELDS)}")
             fields_ = AIM_ISR_FIELDS[name]
             if name == "WR_AFLUT":
                 raise TraceError(f"{where}: AiM WR_AFLUT is not supported (nor by the AiM simulator)")
@@ -136,13 +168,10 @@ def parse_aim_trace(text: str, source: str = "trace") -> list[HostRequest]:
                 raise TraceError(f"{where}: AiM {name} takes {len(fields_)} field(s) ({' '.join(fields_) or 'none'}), "
                                  f"got {len(toks) - 2}")
             f = {k: num(v) for k, v in zip(fields_, toks[2:])}
-            if "opsize" in f and not 1 <= f["opsize"] <= 1 << 20:
-                raise TraceError(f"{where}: opsize {f['opsize']} must be at least 1")
-            if "mask" in f and not 0 < f["mask"] < (1 << 32):
-                raise TraceError(f"{where}: channel mask {f['mask']:#x} must select at least one of 32 channels")
-            out.append(HostRequest("AiM", name, f, lineno))
+            _check_fields(f, name, where)
+            out.append(HostRequest("AiM", name, f, lineno, source))
             if name == "EOC":
-                return out
+                eoc = lineno
         elif kind in ("W", "R"):
             if len(toks) < 2 or toks[1] not in ("CFR", "GPR", "MEM"):
                 raise TraceError(f"{where}: {kind} must be followed by CFR, GPR or MEM")
@@ -151,11 +180,39 @@ def parse_aim_trace(text: str, source: str = "trace") -> list[HostRequest]:
             if len(toks) - 2 != n:
                 raise TraceError(f"{where}: {kind} {region} takes {n} field(s), got {len(toks) - 2}")
             vals = [num(v) for v in toks[2:]]
-            f = dict(zip({"CFR": ("addr", "data"), "GPR": ("addr",), "MEM": ("channel", "bank", "row")}[region], vals))
-            if region == "CFR" and kind == "W" and f["addr"] not in (0, 1, 2):
-                raise TraceError(f"{where}: unknown CFR {f['addr']}; CFRs are 0 (broadcast), 1 (EWMUL bank groups), "
-                                 f"2 (activation function)")
-            out.append(HostRequest(kind, region, f, lineno))
+            f = dict(zip({"CFR": ("addr", "data"), "GPR": ("gpr0",), "MEM": ("channel", "bank", "row")}[region],
+                         vals))
+            if region == "CFR":
+                if f["addr"] not in AIM_CFR_VALUES:
+                    raise TraceError(f"{where}: unknown CFR {f['addr']}; CFRs are 0 (broadcast), 1 (EWMUL bank "
+                                     f"groups), 2 (activation function)")
+                count, what = AIM_CFR_VALUES[f["addr"]]
+                if kind == "W" and not 0 <= f["data"] < count:
+                    raise TraceError(f"{where}: W CFR {f['addr']} {f['data']}: must be between 0 and {count - 1} "
+                                     f"({what})")
+            else:
+                _check_fields(f, f"{kind} {region}", where)
+            out.append(HostRequest(kind, region, f, lineno, source))
         else:
-            raise TraceError(f"{where}: a line must start with AiM, W, R or #, not {kind!r}")
-    raise TraceError(f"{source}: the trace ends without 'AiM EOC'; add it as the last request")
+            raise TraceError(f"{where}: a line must start with AiM, W, R or #, not {show(kind)}")
+    if not eoc:
+        raise TraceError(f"{source}: the trace ends without 'AiM EOC'; add it as the last request")
+    return out
+
+
+def _check_fields(f: dict[str, int], name: str, where: str) -> None:
+    """The device-independent ranges of a request's fields."""
+    if "opsize" in f and f["opsize"] < 1:
+        raise TraceError(f"{where}: AiM {name} opsize {f['opsize']}: must be at least 1 (columns or GPR words to "
+                         f"move)")
+    if "mask" in f and not 0 < f["mask"] < (1 << 32):
+        raise TraceError(f"{where}: channel mask {f['mask']:#x} must select at least one of 32 channels (bits 0 .. "
+                         f"31, bit i is channel 31 - i)")
+    for key in ("gpr0", "gpr1"):
+        if key in f and not 0 <= f[key] < AIM_GPR_ADDRESSES:
+            what = "address" if name.endswith("GPR") else "GPR address"
+            raise TraceError(f"{where}: {name} {what} {f[key]}: must be between 0 and {AIM_GPR_ADDRESSES - 1} (the "
+                             f"AiM simulator's GPR space)")
+    for key in ("row", "bank", "channel"):
+        if key in f and f[key] < 0:
+            raise TraceError(f"{where}: {name} {key} {f[key]}: must not be negative")

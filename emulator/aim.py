@@ -222,6 +222,10 @@ def latency(expr: str, timing: Mapping[str, int]) -> int:
     return total
 
 
+#: ISR -> what bounds its opsize (in columns): a row, the global buffer, or both (copies between them).
+_OPSIZE_LIMIT = {"MAC_SBK": "row", "MAC_ABK": "row", "EWMUL": "row", "WR_GB": "gb", "COPY_BKGB": "both",
+                 "COPY_GBBK": "both"}
+
 _ALL_BANK_PREQ = {"WRA16", "MAC16", "AF16", "EWMUL16"}
 _BANK_PREQ = {"RD", "WR", "RDA", "WRA", "RDCP", "WRCP", "MAC"}
 
@@ -531,7 +535,7 @@ class AimSystem:
             if mask >> i & 1:
                 ch = 31 - i
                 if ch >= self.nch:
-                    raise TraceError(f"line {req.line}: channel mask {mask:#x} selects channel {ch}; the device has "
+                    raise TraceError(f"{req.where}: channel mask {mask:#x} selects channel {ch}; the device has "
                                      f"{self.nch} channels (bit i is channel 31 - i)")
                 out.append(ch)
         return out
@@ -543,7 +547,8 @@ class AimSystem:
                 return []
             ch = f["channel"]
             if not 0 <= ch < self.nch:
-                raise TraceError(f"line {req.line}: channel {ch} does not exist (the device has {self.nch})")
+                raise TraceError(f"{req.where}: channel {ch} does not exist (the device has {self.nch})")
+            self._check_request(req)
             bg, bank = self._bank(f["bank"], req)
             final = _C["RD"] if req.kind == "R" else _C["WR"]
             return [(ch, _Req(hid, final, bg, bank, f["row"], 0, False, False, False))]
@@ -554,7 +559,8 @@ class AimSystem:
             return []
         chans = self._channels_of(f["mask"], req)
         if req.op == "WR_ABK" and len(chans) != 1:
-            raise TraceError(f"line {req.line}: WR_ABK must select exactly one channel (mask {f['mask']:#x})")
+            raise TraceError(f"{req.where}: WR_ABK must select exactly one channel (mask {f['mask']:#x})")
+        self._check_request(req)
         bg, bank = self._bank(f["bank"], req) if "bank" in f else (-1, -1)
         row = f.get("row", -1)
         aim = req.op not in ("RD_SBK", "WR_SBK")
@@ -566,8 +572,23 @@ class AimSystem:
 
     def _bank(self, index: int, req: HostRequest) -> tuple[int, int]:
         if not 0 <= index < self.groups * self.bpg:
-            raise TraceError(f"line {req.line}: bank {index} does not exist (banks 0..{self.groups * self.bpg - 1})")
+            raise TraceError(f"{req.where}: bank {index} does not exist (banks 0..{self.groups * self.bpg - 1})")
         return index // self.bpg, index % self.bpg
+
+    def _check_request(self, req: HostRequest) -> None:
+        """The device's ranges: a row of the banks, an opsize within a row's columns or the global buffer."""
+        p, f = self.device.pim, req.f
+        if "row" in f and not 0 <= f["row"] < p.rows:
+            raise TraceError(f"{req.where}: {req.op} row {f['row']}: the banks have rows 0 .. {p.rows - 1}")
+        limit = _OPSIZE_LIMIT.get(req.op)
+        if limit is not None:
+            cols = {"row": p.columns, "gb": p.gb_columns, "both": min(p.columns, p.gb_columns)}[limit]
+            if f["opsize"] > cols:
+                what = {"row": f"the columns of a row ({p.row_bytes} bytes)",
+                        "gb": f"the columns of the global buffer ({p.global_buffer_bytes} bytes)",
+                        "both": "the columns of both a row and the global buffer"}[limit]
+                raise TraceError(f"{req.where}: {req.op} opsize {f['opsize']}: must be between 1 and {cols}, "
+                                 f"{what}; split the request")
 
     def _send(self, ch: int, r: _Req) -> bool:
         return self.channels[ch].send(r)
@@ -584,7 +605,7 @@ class AimSystem:
             or (r.kind == "W" and r.op != "MEM") or (r.kind == "R" and r.op != "MEM") for r in requests)
         if symmetric:
             nch, self.nch = self.nch, 1
-            one = [HostRequest(r.kind, r.op, {**r.f, "mask": 1 << 31} if "mask" in r.f else r.f, r.line)
+            one = [HostRequest(r.kind, r.op, {**r.f, "mask": 1 << 31} if "mask" in r.f else r.f, r.line, r.source)
                    for r in requests]
             try:
                 res = self._run(one)

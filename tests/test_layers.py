@@ -18,7 +18,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUND = {"config", "isa", "program", "numerics", "errors", "interfaces", "traces", "presets"}
+GROUND = {"config", "isa", "program", "numerics", "errors", "files", "fmt", "progress", "interfaces", "traces", "presets"}
 LAYER_NAMES = {0: "ground", 1: "rtl/, emulator/ and gpu/", 2: "mapping/, fpga/, equivalence harness, report",
                3: "the CLI"}
 #: (importer, imported) edges allowed for now, each with the change that removes it.

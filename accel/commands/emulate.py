@@ -1,48 +1,58 @@
-"""``accel emulate FILE [--device PRESET] [--model engine|cycle] [--json]``: run a program or a PIM command trace.
+"""``accel emulate FILE [--device DEVICE] [--model engine|cycle] [--strict] [--json]``: run a program or a PIM
+command trace.
 
 FILE is a multi-stream program (:mod:`accel.program`: text with ``stream`` headers, or ``.npz``), run in the system
 engine (or, ``--model cycle``, the per-cycle system model: small programs only); or a PIM command trace: a host-level
 AiM trace (SK hynix's AiM simulator format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or our own command words in text
 form (``MAC all_banks=1 col=0 count=64``), see :mod:`accel.traces` and
-:func:`accel.report.trace_report`.
+:func:`accel.report.trace_report`. Every error names the file and the line that caused it.
 """
 from __future__ import annotations
 
 import argparse
 
-from ..config import load_preset
+from ..errors import AccelError
+from ..fmt import num, pct, si
+from .options import DEFAULT_DEVICE, add_device, add_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("emulate", help="run a program (multi-stream, text or .npz) or a PIM command trace")
     p.add_argument("trace", metavar="FILE", help="program or trace file")
-    p.add_argument("--device", default=None, metavar="PRESET",
-                   help="device preset or YAML file (default: the program's own; aim-gddr6 for traces)")
+    add_device(p, default=None, help=f"default: the program's own; {DEFAULT_DEVICE} for traces")
     p.add_argument("--model", choices=("engine", "cycle"), default="engine",
-                   help="programs: the system engine (default) or the per-cycle system model")
-    p.add_argument("--json", action="store_true", help="print JSON (with every bank's or stream's figures)")
+                   help="programs: the system engine or the per-cycle system model")
+    p.add_argument("--strict", action="store_true",
+                   help="command traces: every command must be legal in the cycle after its predecessor on its "
+                        "channel (one issued too early is an error naming its line), as the RTL's strict mode; "
+                        "default: each command waits for its earliest legal cycle")
+    add_json(p, "print JSON (with every bank's or stream's figures)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import load_preset
     from ..program import is_program_file
 
     if is_program_file(args.trace):
+        if args.strict:
+            raise AccelError(f"{args.trace}: --strict applies to command traces; a program's streams run in the "
+                             f"system engine, every command at its earliest legal cycle")
         return _run_program(args)
     from ..report import bank_summary, trace_report
 
-    dev = load_preset(args.device or "aim-gddr6")
-    rep = trace_report(args.trace, dev)
+    dev = load_preset(args.device or DEFAULT_DEVICE)
+    rep = trace_report(args.trace, dev, strict=args.strict)
     if args.json:
         from ..cli import print_json
 
         print_json(rep)
         return 0
-    print(f"trace      {rep['trace']} ({rep['format']} format)")
-    print(f"device     {rep['device']} (tCK {rep['tck_ns']:g} ns)")
+    print(f"trace      {rep['trace']} ({rep['format']} format{', strict' if rep.get('strict') else ''})")
+    print(f"device     {rep['device']} (tCK {num(rep['tck_ns'])} ns)")
     print(f"cycles     {rep['cycles']}")
-    print(f"time       {rep['time_ns'] / 1e3:.4g} us")
-    print(f"MAC ops    {rep['mac_lane_ops']} lane MACs, {rep['peak_mac_fraction']:.2%} of peak MAC throughput")
+    print(f"time       {si(rep['time_ns'] * 1e-9, 's')}")
+    print(f"MAC ops    {rep['mac_lane_ops']} lane MACs, {pct(rep['peak_mac_fraction'], 2)} of peak MAC throughput")
     print("per bank (over channels: mean [min, max])")
     print("  bank  row open                  MAC busy")
     for row in bank_summary(rep):
@@ -67,9 +77,9 @@ def _run_program(args: argparse.Namespace) -> int:
         print_json(rep)
         return 0
     print(f"program    {args.trace} ({len(prog.streams)} streams, {args.model})")
-    print(f"device     {res.device} (tCK {dev.pim.timing.tck_ns:g} ns)")
+    print(f"device     {res.device} (tCK {num(dev.pim.timing.tck_ns)} ns)")
     print(f"cycles     {res.cycles}")
-    print(f"time       {res.time_ns / 1e3:.4g} us")
+    print(f"time       {si(res.time_ns * 1e-9, 's')}")
     print("  stream          end     busy  util  commands")
     for name, s in rep["streams"].items():
         print(f"  {name:10s} {s['end']:8d} {s['busy']:8d} {s['utilisation']:5.1%} {s['commands']:9d}")

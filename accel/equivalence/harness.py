@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..interfaces.stimulus import Driver, Stimulus, Trace
+from ..progress import step
 
 __all__ = [
     "port_widths", "run_amaranth", "run_cocotb", "first_difference", "compare_all", "verilator_path",
@@ -182,7 +183,8 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
         stamp = build_dir / ".built"
         key = f"{digest} {build_args} {waves}"
         fresh = not stamp.exists() or stamp.read_text() != key
-        with contextlib.redirect_stdout(chatter):
+        with contextlib.redirect_stdout(chatter), \
+                (step(f"building the {sim} model of {top} in {build_dir}") if fresh else contextlib.nullcontext()):
             runner.build(always=fresh, **build_kw)  # Verilator takes 10-20 s: build once per Verilog text
         stamp.write_text(key)
         with contextlib.redirect_stdout(chatter):
