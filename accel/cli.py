@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import AccelError, one_line
+from .fmt import value as show
 
 #: Modules that add subcommands, each with ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -173,6 +174,11 @@ def _where(e: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    nul = next((a for a in argv if "\0" in a), None)
+    if nul is not None:  # a process's arguments cannot hold one; a caller in Python can pass one
+        print(f"accel: error: argument {show(nul)} holds a NUL byte, which no path or value can hold", file=sys.stderr)
+        return EXIT_USER
     args = build_parser().parse_args(argv)
     debug = args.debug or bool(os.environ.get("ACCEL_DEBUG"))
     _show_progress()

@@ -17,9 +17,10 @@ from typing import Any
 import yaml
 
 from .errors import AccelError, one_line
+from .fmt import value as show
 
-__all__ = ["read_bytes", "decode", "read_text", "StrictLoader", "parse_yaml", "read_yaml", "parse_json", "read_json", "output_file",
-           "write_text", "MAX_DEPTH"]
+__all__ = ["read_bytes", "decode", "read_text", "StrictLoader", "parse_yaml", "read_yaml", "parse_json", "read_json",
+           "output_file", "write_text", "MAX_DEPTH"]
 
 #: Deepest nesting of lists and mappings read from YAML or JSON (accel's own files nest a few levels).
 MAX_DEPTH = 100
@@ -44,6 +45,8 @@ def read_bytes(path: str | Path, what: str, error: type[AccelError] = AccelError
         raise error(f"{p}: is a folder, not a {what}; give the path of a {what} file") from None
     except OSError as e:
         raise error(f"{p}: cannot read the {what} ({e.strerror or e}); check the path") from None
+    except ValueError:  # a NUL byte in the path
+        raise error(f"{show(str(path))}: not a path (it holds a NUL byte); give the path of a {what} file") from None
 
 
 def decode(raw: bytes, source: str, what: str, error: type[AccelError] = AccelError) -> str:
@@ -233,7 +236,11 @@ def read_json(path: str | Path, what: str, error: type[AccelError] = AccelError)
 def output_file(path: str | Path, what: str, error: type[AccelError] = AccelError) -> Path:
     """``path`` made ready to be written: its folder created; a path that is a folder raises ``error``."""
     p = Path(path)
-    if p.is_dir():
+    try:
+        is_dir = p.is_dir()
+    except ValueError:  # a NUL byte in the path
+        raise error(f"{show(str(path))}: not a path (it holds a NUL byte); choose another path") from None
+    if is_dir:
         raise error(f"{p}: is a folder; give a file name for the {what} (a path inside the folder)")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -252,4 +259,3 @@ def write_text(path: str | Path, text: str, what: str, error: type[AccelError] =
     except OSError as e:
         raise error(f"{p}: cannot write the {what} ({e.strerror or e}); choose another path") from None
     return p
-

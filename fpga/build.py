@@ -404,15 +404,15 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
             raise fit_error(b, preset, over, logs=logs)
         log_text = log_path.read_text(errors="replace")
         if not (build_dir / "top.json").is_file() or not tim.is_file():
-            step = "Yosys (synthesis)"
+            stage = "Yosys (synthesis)"
             err = _last_error(rpt.read_text(errors="replace") if rpt.is_file() else "") or _last_error(log_text)
         elif not (build_dir / "report.json").is_file():
-            step = f"nextpnr-{b.family} (place and route)"
+            stage = f"nextpnr-{b.family} (place and route)"
             err = _last_error(tim_text) or _last_error(log_text)
         else:
-            step = "icepack" if b.family == "ice40" else "ecppack"
+            stage = "icepack" if b.family == "ice40" else "ecppack"
             err = _last_error(log_text)
-        raise FpgaBuildError(f"building {preset} for {b.name} failed in {step} (exit status {proc.returncode})"
+        raise FpgaBuildError(f"building {preset} for {b.name} failed in {stage} (exit status {proc.returncode})"
                              f"{': ' + err if err else ''}. Logs: {logs}")
 
     bit_src = build_dir / b.bitstream

@@ -76,8 +76,8 @@ def test_missing_key(tmp_path):
 
 def test_duplicate_key(tmp_path):
     text = (PRESET_DIR / "fpga-tiny.yaml").read_text().replace("  lanes: 4\n", "  lanes: 4\n  lanes: 8\n", 1)
-    with pytest.raises(ConfigError, match=r"dev\.yaml:\d+:3: duplicate key 'lanes' \(first given on line \d+\); give each "
-                                          r"key once$"):
+    with pytest.raises(ConfigError, match=r"dev\.yaml:\d+:3: duplicate key 'lanes' \(first given on line \d+\); "
+                                          r"give each key once$"):
         load_device(_write(tmp_path, None, text))
 
 

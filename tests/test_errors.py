@@ -46,7 +46,8 @@ FILES = {
     "tck.yaml": TINY.replace("tck_ns: 83.333", "tck_ns: 4e1").encode(),
     "merge.yaml": TINY.replace("pim:\n  channels: 1", "pim:\n  <<: {channels: 2}\n  channels: 1").encode(),
     "rows.yaml": TINY.replace("  rows: 16\n", "  rows: 524288\n").encode(),
-    "p.txt": b"device fpga-tiny\nstream pim0\nACT all_banks=1 row=1\nRD bank=0 col=0\nPRE all_banks=1\nRD bank=0 col=0\n",
+    "p.txt": b"device fpga-tiny\nstream pim0\nACT all_banks=1 row=1\nRD bank=0 col=0\nPRE all_banks=1\n"
+             b"RD bank=0 col=0\n",
     "rep/report.json": b'{"version": 1, \xff}',
     "half/report.json": b'{"version": 1}',
 }
@@ -330,7 +331,8 @@ def test_long_work_says_what_it_does(tmp_path, capsys):
     out, err = capsys.readouterr()
     lines = err.splitlines()
     assert lines[0] == "accel: exporting bitserial for fpga-tiny (4 lanes x 4 datatypes, about 2.8 s) ..."
-    assert lines[1].startswith("accel: exporting bitserial for fpga-tiny (4 lanes x 4 datatypes, about 2.8 s): done in ")
+    assert lines[1].startswith("accel: exporting bitserial for fpga-tiny (4 lanes x 4 datatypes, about 2.8 s): done "
+                               "in ")
     assert out.startswith("wrote ") and "accel:" not in out
 
 

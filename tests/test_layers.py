@@ -5,7 +5,8 @@ Every module of the ``accel`` namespace (the folders of ``setup.py``'s ``FOLDERS
 import (module level or inside a function, absolute or relative) of an ``accel`` module is checked against the layer
 of both ends. Layers, lowest first:
 
-0. ground: ``accel/`` config, isa, program, numerics, errors, interfaces, traces (the trace parsers), presets;
+0. ground: ``accel/`` config, isa, program, numerics, errors, files (reading users' files), fmt (number formats),
+   progress, interfaces, traces (the trace parsers), presets;
 1. ``rtl/``, ``emulator/`` and ``accel/gpu/`` (the Triton kernels: the GPU's view of the same operators), side by
    side; ``rtl/`` and ``emulator/`` never import each other;
 2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/report.py``,
@@ -18,7 +19,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUND = {"config", "isa", "program", "numerics", "errors", "files", "fmt", "progress", "interfaces", "traces", "presets"}
+GROUND = {"config", "isa", "program", "numerics", "errors", "files", "fmt", "progress", "interfaces", "traces",
+          "presets"}
 LAYER_NAMES = {0: "ground", 1: "rtl/, emulator/ and gpu/", 2: "mapping/, fpga/, equivalence harness, report",
                3: "the CLI"}
 #: (importer, imported) edges allowed for now, each with the change that removes it.

@@ -349,8 +349,8 @@ def test_checkpoint_gives_the_exact_mix(tmp_path):
 @pytest.mark.parametrize("write,message", [
     (None, r"no config.json; a Hugging Face model directory holds config.json"),
     (b"{not json", r"config.json:1:2: not valid JSON \(Expecting property name enclosed in double quotes\)"),
-    (b'{"model_type": "gpt2", "n_embd": "\xff"}', r"config.json:1:35: byte 0xff is not UTF-8 text; save the JSON file "
-                                                r"as UTF-8"),
+    (b'{"model_type": "gpt2", "n_embd": "\xff"}',
+     r"config.json:1:35: byte 0xff is not UTF-8 text; save the JSON file as UTF-8"),
     (b'{"model_type": "bert"}', r"config.json: model_type 'bert' is not supported; supported are gpt2, opt, llama"),
     (b'{"n_layer": 2}', r"config.json: has no model_type; supported are gpt2"),
     (b"[1, 2]", r"config.json: must be a JSON object of config keys"),

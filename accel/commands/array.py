@@ -56,7 +56,8 @@ def attention(args: argparse.Namespace) -> int:
              f"full tiles never reach 90% at head dim {out['head_dim']}")
     print(f"attention head {out['queries']} queries x {out['keys']} keys, d = {out['head_dim']}, on "
           f"{out['preset']} ({out['rows']}x{out['cols']} + {out['cols']} 1D PEs)")
-    print(f"  cycles          {out['cycles']} ({plural(out['tiles'], 'tile')} x {plural(out['chunks_per_tile'], 'chunk')}, "
+    print(f"  cycles          {out['cycles']} ({plural(out['tiles'], 'tile')} x "
+          f"{plural(out['chunks_per_tile'], 'chunk')}, "
           f"{si(out['seconds'], 's')})")
     print(f"  utilisation     {pct(out['utilisation'])} (busy PE-cycles of the 2D array over all its PE-cycles; "
           f"{reach})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..fmt import num, size, table
-from .options import add_device, add_json, positive
+from .options import add_device, add_json, device_of, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,10 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _one(args: argparse.Namespace) -> int:
     from ..cli import print_json
-    from ..config import load_preset
     from ..mapping.workload import load_workload
 
-    device = load_preset(args.device)
+    device = device_of(args)
     length = args.prompt if args.phase == "prefill" else args.context
     if length is None and not args.name.endswith((".yaml", ".yml")):
         from ..mapping.workload import resolve_model

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("-o", "--output", default="build/rtl", help="output folder")
     e.add_argument("--bank-arrays", choices=BANK_ARRAYS, default="auto",
                    help="pim: bank arrays inline (an Amaranth Memory: block RAM on an FPGA) or as external memory "
-                        f"modules (black boxes with a behavioural model); auto: inline up to {INLINE_ARRAY_WORDS} words")
+                        "modules (black boxes with a behavioural model); auto: inline up to "
+                        f"{INLINE_ARRAY_WORDS} words")
     e.set_defaults(func=export)
 
     t = rsub.add_parser("test", help="randomised cycle-by-cycle equivalence of RTL and emulator")

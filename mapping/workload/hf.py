@@ -269,7 +269,7 @@ def load_directory(path: Union[str, Path]) -> tuple[Architecture, Union[Checkpoi
 
     try:
         cfg = AutoConfig.from_pretrained(str(directory), local_files_only=True)
-    except (ValueError, TypeError, KeyError, OSError) as e:  # what transformers raises on a bad config
+    except Exception as e:  # transformers (and huggingface_hub's strict dataclasses) refuse a bad config in many ways
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WorkloadError(f"{config}: transformers refuses it ({first})") from None
     arch = architecture_from_config(cfg, directory.name)
