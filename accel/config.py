@@ -24,7 +24,7 @@ from .fmt import value as show
 
 __all__ = [
     "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "GemmConfig",
-    "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "Clocks",
+    "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "EnergyConfig", "Clocks",
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
@@ -530,6 +530,81 @@ class LinkConfig:
         return self.width_bits / 8 * self.clock_mhz * 1e6
 
 
+@dataclass(frozen=True)
+class EnergyConfig:
+    """Energy per event and static power of a device: the numbers of the energy table (:mod:`accel.energy` turns
+    event counts into joules with them; every preset states the source of each number beside it).
+
+    Units: ``*_pj`` pJ per event, ``*_pj_per_bit`` pJ per bit moved or stored, ``*_mw`` mW. The energy of moving a
+    bit over the link is the link's own (:attr:`LinkConfig.energy_pj_per_bit`).
+
+    Parameters
+    ----------
+    activate_pj_per_row_bit:
+        A bank's activate and its precharge, per bit of the row (pJ/bit; x ``row_bytes * 8`` per activate).
+    column_read_pj_per_bit, column_write_pj_per_bit:
+        The cell array's part of a column read (RD, and the bank's read of a MAC column) and of a column write (WR),
+        per bit of the column.
+    column_io_pj_per_bit:
+        Moving a column between a bank and the channel's pins inside the die (RD, WR, RDMAC), per bit.
+    refresh_pj:
+        One all-bank refresh (REF) of a channel.
+    command_pj:
+        One PIM command on the channel's command path (controller and command bus), run-length commands expanded.
+    gb_read_pj_per_bit, gb_write_pj_per_bit:
+        The channel's global buffer: a read (one per MAC column, broadcast to the banks) and a write (WRGB).
+    mac_int8_pj:
+        One int8 MAC of a bit-parallel lane (``pim.lane: int8``).
+    mac_term_pj:
+        One signed term of a bit-serial lane (``pim.lane: bitserial``; a MAC takes the datatype's terms).
+    vector_add_pj, vector_mul_pj, vector_exp_pj, vector_activation_pj:
+        One lane of the vector unit doing an add/compare, a multiply, an exponential, a GELU/SiLU.
+    vector_recip_pj:
+        One scalar reciprocal or reciprocal square root of a row's statistic (norms, softmax).
+    vector_sram_read_pj_per_bit, vector_sram_write_pj_per_bit:
+        The vector unit's buffer, per bit of a line read or written.
+    array_mac_pj:
+        One MAC of an attention-array PE (unused without an array).
+    interconnect_pj_per_bit:
+        A bit between devices over the interconnect (``--devices N``).
+    pim_background_mw:
+        Background (standby) power of one PIM channel: DRAM periphery, global buffer leakage.
+    vector_static_mw, array_static_mw:
+        Static power of the vector unit and of the attention array (mW).
+    device_static_mw:
+        Static power of the rest of a device: controllers, sequencers, instruction buffers (mW).
+    """
+
+    activate_pj_per_row_bit: float
+    column_read_pj_per_bit: float
+    column_write_pj_per_bit: float
+    column_io_pj_per_bit: float
+    refresh_pj: float
+    command_pj: float
+    gb_read_pj_per_bit: float
+    gb_write_pj_per_bit: float
+    mac_int8_pj: float
+    mac_term_pj: float
+    vector_add_pj: float
+    vector_mul_pj: float
+    vector_exp_pj: float
+    vector_activation_pj: float
+    vector_recip_pj: float
+    vector_sram_read_pj_per_bit: float
+    vector_sram_write_pj_per_bit: float
+    array_mac_pj: float
+    interconnect_pj_per_bit: float
+    pim_background_mw: float
+    vector_static_mw: float
+    array_static_mw: float
+    device_static_mw: float
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            unit = "mW" if f.name.endswith("_mw") else "pJ/bit" if f.name.endswith("_per_bit") else "pJ"
+            _require(getattr(self, f.name) >= 0, f.name, getattr(self, f.name), f"must not be negative ({unit})")
+
+
 def _exact(value: float) -> Fraction:
     """A config number as the exact decimal it was written as (``83.333`` is 83333/1000, not the nearest double)."""
     return Fraction(repr(float(value)))
@@ -564,8 +639,8 @@ class Clocks:
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """A whole device: PIM channels, the bit-serial unit they use, an attention array, a vector unit and the link
-    between them.
+    """A whole device: PIM channels, the bit-serial unit they use, an attention array, a vector unit, the link
+    between them, and the energy table (:class:`EnergyConfig`).
 
     ``sync_latency``: cycles of the device (PIM) clock from an event becoming visible (a SIGNAL) to the first cycle
     a waiting stream may offer its next command (a WAIT).
@@ -579,6 +654,7 @@ class DeviceConfig:
     vector: VectorConfig
     link: LinkConfig
     sync_latency: int
+    energy: EnergyConfig
 
     def __post_init__(self) -> None:
         _require(bool(self.name) and self.name.replace("-", "").replace("_", "").isalnum(), "name", self.name,

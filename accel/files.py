@@ -1,11 +1,12 @@
-"""Reading and writing the files a user hands to accel, with one kind of error for every way a file can be wrong.
+"""Reading the files a user hands to accel, with one kind of error for every way a file can be wrong.
 
 Every file accel reads (traces, programs, device and operator YAML, build reports, model directories' JSON) goes
 through :func:`read_text` (or :func:`read_yaml`, :func:`read_json`): it names the file, decodes it strictly as UTF-8
 and reports a bad byte by line and column; YAML and JSON syntax errors carry the line and column too; duplicate keys,
-keys that are lists or mappings and nesting too deep to read are refused by name. Every file accel writes goes
-through :func:`output_file`. The error type is the caller's (``error=ConfigError`` for a device, ``ProgramError``
-for a program, ...), so callers keep raising their own :class:`~accel.errors.AccelError` subclass.
+keys that are lists or mappings and nesting too deep to read are refused by name. The error type is the caller's
+(``error=ConfigError`` for a device, ``ProgramError`` for a program, ...), so callers keep raising their own
+:class:`~accel.errors.AccelError` subclass. Every file accel writes goes through :mod:`accel.outputs`, the other
+side: paths checked before a run, files written atomically.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .errors import AccelError, one_line
 from .fmt import value as show
 
 __all__ = ["read_bytes", "decode", "read_text", "StrictLoader", "parse_yaml", "read_yaml", "parse_json", "read_json",
-           "output_file", "write_text", "MAX_DEPTH"]
+           "MAX_DEPTH"]
 
 #: Deepest nesting of lists and mappings read from YAML or JSON (accel's own files nest a few levels).
 MAX_DEPTH = 100
@@ -227,35 +228,3 @@ def parse_json(text: str, source: str, error: type[AccelError] = AccelError) -> 
 def read_json(path: str | Path, what: str, error: type[AccelError] = AccelError) -> Any:
     """The data of a JSON file (:func:`read_text`, :func:`parse_json`)."""
     return parse_json(read_text(path, what, error), str(path), error)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Output
-
-
-def output_file(path: str | Path, what: str, error: type[AccelError] = AccelError) -> Path:
-    """``path`` made ready to be written: its folder created; a path that is a folder raises ``error``."""
-    p = Path(path)
-    try:
-        is_dir = p.is_dir()
-    except ValueError:  # a NUL byte in the path
-        raise error(f"{show(str(path))}: not a path (it holds a NUL byte); choose another path") from None
-    if is_dir:
-        raise error(f"{p}: is a folder; give a file name for the {what} (a path inside the folder)")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise error(f"{p}: cannot create its folder {p.parent} ({e.strerror or e}); choose another path") from None
-    if not p.parent.is_dir():
-        raise error(f"{p}: {p.parent} is not a folder; choose another path")
-    return p
-
-
-def write_text(path: str | Path, text: str, what: str, error: type[AccelError] = AccelError) -> Path:
-    """Write ``text`` to ``path`` (:func:`output_file`); a failed write raises ``error``."""
-    p = output_file(path, what, error)
-    try:
-        p.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise error(f"{p}: cannot write the {what} ({e.strerror or e}); choose another path") from None
-    return p

@@ -10,7 +10,7 @@ import math
 import reprlib
 from typing import Any, Sequence
 
-__all__ = ["num", "si", "size", "pct", "plural", "value", "table"]
+__all__ = ["num", "si_scale", "si", "size", "pct", "plural", "value", "table"]
 
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"),
        (1e-12, "p"))
@@ -38,14 +38,21 @@ def num(x: float | int, digits: int = 4) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def si(x: float, unit: str, digits: int = 4) -> str:
-    """``x`` (in ``unit``) with an SI prefix: ``si(2e9, "Hz")`` is ``2 GHz``, ``si(5e-7, "s")`` is ``500 ns``."""
+def si_scale(x: float, digits: int = 4) -> tuple[float, str]:
+    """The factor and SI prefix that put ``abs(x)`` between 1 and 1000 once rounded to ``digits`` significant digits
+    (tera down to pico; ``(1.0, "")`` for 0 or a value that is not finite): an axis scaled by one factor."""
     if not math.isfinite(x) or x == 0:
-        return f"{num(x, digits)} {unit}"
+        return 1.0, ""
     for scale, prefix in _SI:
         if abs(x) >= scale * (1 - 0.5 * 10 ** (1 - digits)):
-            return f"{num(x / scale, digits)} {prefix}{unit}"
-    return f"{num(x / 1e-12, digits)} p{unit}"
+            return 1 / scale, prefix
+    return 1e12, "p"
+
+
+def si(x: float, unit: str, digits: int = 4) -> str:
+    """``x`` (in ``unit``) with an SI prefix: ``si(2e9, "Hz")`` is ``2 GHz``, ``si(5e-7, "s")`` is ``500 ns``."""
+    factor, prefix = si_scale(x, digits)
+    return f"{num(x * factor, digits)} {prefix}{unit}"
 
 
 def size(nbytes: float, digits: int = 4) -> str:

@@ -27,9 +27,7 @@ Two forms, exact round trip between them (docs/mapping.md, "Program format"):
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -43,6 +41,7 @@ from .fmt import value as show
 from .interfaces import vector as vec_iface
 from .interfaces.link import endpoint_code, endpoint_name
 from .isa import OPS, TABLES, AttnOp, Endpoint, Family, LinkOp, PimOp, SyncOp, VectorOp, check_device_fits, encode
+from .outputs import write_atomic, write_text_atomic
 
 __all__ = ["ProgramError", "DeadlockError", "Stream", "Program", "ProgramBuilder", "StreamBuilder", "UNIT_FAMILY",
            "is_program_file", "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items",
@@ -697,20 +696,12 @@ class Program:
     # ---- files -----------------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the program: ``.npz`` in the binary form, anything else as text. The file appears whole or not at
-        all."""
+        all (:func:`accel.outputs.write_atomic`; a bad path is an :class:`~accel.outputs.OutputError`)."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            if path.suffix == ".npz":
-                with open(tmp, "wb") as f:
-                    np.savez_compressed(f, **self._arrays())
-            else:
-                Path(tmp).write_text(self.to_text())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if path.suffix == ".npz":
+            write_atomic(path, lambda f: np.savez_compressed(f, **self._arrays()), "program")
+        else:
+            write_text_atomic(path, self.to_text(), "program")
 
     def _arrays(self) -> dict[str, np.ndarray]:
         head = {"format": FORMAT, "version": VERSION, "streams": self.names, "device": self.device,

@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 
 from .config import DeviceConfig, GemmConfig, load_preset
+from .energy import EnergyBreakdown
 from .errors import AccelError, at
 from .files import read_text
+from .fmt import si
 from .traces import TraceError, is_aim_trace, parse_aim_trace, parse_text_trace
 
-__all__ = ["trace_report", "bank_summary", "gemm_report", "attention_report", "EMULATE_LIMIT"]
+__all__ = ["trace_report", "bank_summary", "gemm_report", "attention_report", "EMULATE_LIMIT", "energy_lines"]
 
 #: Largest ``cycles * rows * cols`` that :func:`gemm_report` runs through the per-cycle model (about 20 s).
 EMULATE_LIMIT = 20_000_000
@@ -180,3 +182,14 @@ def attention_report(preset: str, queries: int, keys: int, head_dim: int) -> dic
             "utilisation": 2 * queries * keys * head_dim / (cfg.rows * cfg.cols * cycles),
             "busy_fraction_2d": utilisation(head_dim, chunks),
             "keys_for_utilisation_0_9": need, "buffer_bits": sum(bits.values()), "buffers": bits}
+
+
+def energy_lines(e: EnergyBreakdown, top: int = 5) -> list[str]:
+    """What a report prints of an :class:`~accel.energy.EnergyBreakdown`: the total and its dynamic and static
+    parts, the energy per unit, and the ``top`` largest event kinds."""
+    units = ", ".join(f"{u} {si(j, 'J')}" for u, j in e.by_unit().items() if j > 0)
+    largest = sorted(((k, j) for k, j in e.dynamic_j.items() if j > 0), key=lambda kv: -kv[1])[:top]
+    return [f"energy     {si(e.total_j, 'J')}: dynamic {si(e.dynamic_total_j, 'J')}, static {si(e.static_total_j, 'J')}"
+            f" ({si(e.static_total_j / e.seconds if e.seconds else 0.0, 'W')} over {si(e.seconds, 's')})",
+            f"  by unit  {units or 'none'}",
+            "  largest  " + (", ".join(f"{k} {si(j, 'J')}" for k, j in largest) or "none")]

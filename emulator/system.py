@@ -8,7 +8,7 @@ sums. Streams depend on each other only through SYNC events, and no unit is shar
 does not need a global clock: it runs a stream until it reaches a WAIT whose event is not known yet, moves to
 another stream, and resumes the waiting one when the event's SIGNAL has been computed (dataflow order). All
 streams stuck with work left is a deadlock (:class:`accel.program.DeadlockError`). PIM streams equal word for word
-apart from their channel (and row) fields have equal schedules and run once.
+apart from their channel (and row, except a CFR's value) fields have equal schedules and run once.
 
 Semantics, equal to the per-cycle system model (:mod:`accel.emulator.system_model`; tests prove them equal):
 
@@ -35,22 +35,35 @@ from typing import Any
 import numpy as np
 
 from accel.config import AttentionConfig, DeviceConfig
+from accel.energy import EVENTS
 from accel.errors import AccelError, caused_by
 from accel.interfaces.link import copies, transfer_beats
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
+from accel.numerics import DATATYPES
 from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, stream_items
+from accel.progress import progress_bar
 
 from .engine import ChannelEngine
 from .gemm_timing import rtl_gemm_cycles
 from .units.attention import attention_cycles
+from .units.pim import CFR_DTYPE
 
 __all__ = ["SystemEngine", "SystemResult", "StreamResult", "array_cycles", "static_events", "run_program"]
 
 _DATAFLOW = ("os", "ws", "is")
 _PIM_FIELDS = TABLES[Family.PIM].offsets()
-#: The channel and row fields of a PIM word: equal words apart from these have equal schedules.
-_CHANNEL_ROW = np.uint64(sum(((1 << w) - 1) << o for o, w in (_PIM_FIELDS["channel"], _PIM_FIELDS["row"])))
+_CHANNEL = np.uint64(((1 << _PIM_FIELDS["channel"][1]) - 1) << _PIM_FIELDS["channel"][0])
+_CHANNEL_ROW = _CHANNEL | np.uint64(((1 << _PIM_FIELDS["row"][1]) - 1) << _PIM_FIELDS["row"][0])
+
+
+def _timing_key(s: Stream) -> np.ndarray:
+    """The stream's words without the fields that cannot change a schedule: a PIM word's channel, and its row except
+    in a CFR (whose row is the register's value: a bank's datatype sets the pace of bit-serial MACs). Streams with
+    equal keys have equal schedules and event counts; commands with equal keys take equal time."""
+    fam = s.families == int(Family.PIM)
+    cfr = fam & (s.field(Family.PIM, "op") == PimOp.CFR)
+    return np.where(fam, s.words & ~np.where(cfr, _CHANNEL, _CHANNEL_ROW), s.words)
 
 
 def array_cycles(op: int, m: int, k: int, n: int, dataflow: int, count: int, cfg: AttentionConfig) -> int:
@@ -156,21 +169,19 @@ class SystemResult:
 
 
 def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
-    """Event counts that depend only on the program's commands, for the energy table: PIM bank activations,
-    precharges, column reads/writes, global-buffer writes, bank MAC columns and MAC lane operations, MAC-register
-    reads, refreshes; vector ops, beats, lane operations, buffer line reads/writes; link transfers, beats and bits;
-    array ops and MACs; SIGNAL/WAIT/MARK commands."""
+    """Event counts that depend only on the program's commands, for the energy table (every name of
+    :data:`accel.energy.EVENTS`): PIM bank activations, precharges, column reads/writes, global-buffer writes and
+    reads, bank MAC columns, MAC lane operations and bit-serial lane terms (following the banks' CFR datatypes),
+    MAC-register reads, refreshes, commands; vector ops, beats, lane slots and lane operations by kind, reciprocals,
+    buffer line reads/writes; link transfers, beats and bits; array ops and MACs; interconnect bits (none until
+    the interconnect is modelled); SIGNAL/WAIT/MARK commands."""
     p = device.pim
-    ev = dict.fromkeys(("pim_act_banks", "pim_pre", "pim_rd_columns", "pim_wr_columns", "pim_wrgb_columns",
-                        "pim_mac_columns", "pim_mac_lane_ops", "pim_rdmac_beats", "pim_ref", "vector_ops",
-                        "vector_beats", "vector_lane_ops", "vector_sram_reads", "vector_sram_writes",
-                        "link_transfers", "link_beats", "link_bits", "array_ops", "array_macs", "sync_signals",
-                        "sync_waits", "sync_marks"), 0)
+    ev = dict.fromkeys(EVENTS, 0)
     seen: dict[bytes, dict[str, int]] = {}
     for s in program.streams:
         fam = s.families
         if s.kind == "pim":  # counts of equal channel streams are equal
-            key = np.where(fam == int(Family.PIM), s.words & ~_CHANNEL_ROW, s.words).tobytes()
+            key = _timing_key(s).tobytes()
             if key in seen:
                 for k, v in seen[key].items():
                     ev[k] += v
@@ -194,9 +205,13 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             ev["pim_wrgb_columns"] += int(cnt[op == PimOp.WRGB].sum())
             mac = int((cnt * banks)[op == PimOp.MAC].sum())
             ev["pim_mac_columns"] += mac
+            ev["pim_gb_read_columns"] += int(cnt[op == PimOp.MAC].sum())
             ev["pim_mac_lane_ops"] += mac * p.mac_lanes
+            if p.lane == "bitserial":
+                ev["pim_mac_terms"] += _bitserial_terms(s, device) * p.mac_lanes
             ev["pim_rdmac_beats"] += int(np.where(ab == 1, p.banks, cnt)[op == PimOp.RDMAC].sum())
             ev["pim_ref"] += int((op == PimOp.REF).sum())
+            ev["pim_commands"] += int(cnt.sum())
             seen[key] = {k: ev[k] - before[k] for k in ev}
         elif s.kind == "vector":
             for w, n in _unique_counts(s, Family.VECTOR):
@@ -205,6 +220,11 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 ev["vector_ops"] += n * e.ops
                 ev["vector_beats"] += n * e.beats
                 ev["vector_lane_ops"] += n * e.lane_ops
+                ev["vector_add_ops"] += n * e.add_ops
+                ev["vector_mul_ops"] += n * e.mul_ops
+                ev["vector_exp_ops"] += n * e.exp_ops
+                ev["vector_act_ops"] += n * e.act_ops
+                ev["vector_recips"] += n * e.recips
                 ev["vector_sram_reads"] += n * e.sram_reads
                 ev["vector_sram_writes"] += n * e.sram_writes
         elif s.kind == "link":
@@ -225,6 +245,30 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 per = f["m"] * f["n"] * f["k"] * (2 if f["op"] == AttnOp.ATTEND else 1)  # ATTEND: QK and SV
                 ev["array_macs"] += n * max(1, f["count"]) * per
     return ev
+
+
+def _bitserial_terms(s: Stream, device: DeviceConfig) -> int:
+    """Terms of a PIM stream's MAC columns summed over its banks: each bank takes the terms of the datatype its
+    latest CFR DTYPE set (the first built datatype before any), as the channel engine and the per-cycle model pace
+    bit-serial MACs."""
+    p, bs = device.pim, device.bitserial
+    pim = s.families == int(Family.PIM)
+    op, ab, bank, row, col, cnt = (s.field(Family.PIM, n)[pim] for n in ("op", "all_banks", "bank", "row", "col",
+                                                                          "count"))
+    terms_of = {c: DATATYPES[n].terms for n, c in bs.dtype_codes.items()}
+    default = terms_of[bs.dtype_codes[bs.datatypes[0]]]
+    table = np.array([terms_of.get(c, 1) for c in range(max(terms_of) + 1)], dtype=np.int64)
+    cfr = (op == PimOp.CFR) & (col == CFR_DTYPE)
+    set_terms = np.where(row < len(table), table[np.minimum(row, len(table) - 1)], 1)
+    mac = np.maximum(cnt, 1) * (op == PimOp.MAC)
+    at = np.arange(len(op))
+    total = 0
+    for b in range(p.banks):
+        mine = (ab == 1) | (bank == b)
+        last = np.maximum.accumulate(np.where(cfr & mine, at, -1))
+        terms = np.where(last >= 0, set_terms[np.maximum(last, 0)], default)
+        total += int((mac * terms)[mine].sum())
+    return total
 
 
 def _unique_counts(s: Stream, fam: Family) -> list[tuple[int, int]]:
@@ -299,8 +343,8 @@ class _PimRunner(_Runner):
         self.chan = ChannelEngine(p, device.bitserial if p.lane == "bitserial" else None, functional=False)
         cols = [stream.field(Family.PIM, n) for n in ("op", "all_banks", "bank", "row", "col", "count")]
         self.table = np.stack(cols, axis=1).tolist()
-        # a command's timing signature for the channel engine's block repetition: the word without channel and row
-        self.sig = (stream.words & ~_CHANNEL_ROW).tolist() if periodic else None
+        # a command's timing signature for the channel engine's block repetition
+        self.sig = _timing_key(stream).tolist() if periodic else None
         self.periodic = periodic
         self.last_issue = -1
 
@@ -373,15 +417,21 @@ class SystemEngine:
     device:
         The device description.
     dedup:
-        Run PIM streams that are equal apart from their channel and row fields once (their schedules are equal).
+        Run PIM streams that are equal apart from their channel and row fields (a CFR's row, its value, counts) once
+        (their schedules are equal).
     periodic:
         Let the channel engine jump over repeated command blocks (:meth:`ChannelEngine.run_table`).
+    progress:
+        Progress bar over the commands run (:func:`accel.progress.progress_bar`: None shows it on a terminal after a
+        second).
     """
 
-    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True) -> None:
+    def __init__(self, device: DeviceConfig, dedup: bool = True, periodic: bool = True,
+                 progress: bool | None = None) -> None:
         self.device = device
         self.dedup = dedup
         self.periodic = periodic
+        self.progress = progress
 
     def _runner(self, program: Program, i: int) -> _Runner:
         dev = self.device
@@ -407,13 +457,11 @@ class SystemEngine:
         rep = list(range(len(program.streams)))
         if not self.dedup:
             return rep
-        drop = _CHANNEL_ROW
         seen: dict[tuple[int, bytes], int] = {}
         for i, s in enumerate(program.streams):
             if s.kind != "pim":
                 continue
-            key = np.where(s.families == int(Family.PIM), s.words & ~drop, s.words)
-            rep[i] = seen.setdefault((s.device_index, key.tobytes()), i)
+            rep[i] = seen.setdefault((s.device_index, _timing_key(s).tobytes()), i)
         return rep
 
     def run(self, program: Program) -> SystemResult:
@@ -430,35 +478,37 @@ class SystemEngine:
         blocked: dict[int, tuple[int, int, int]] = {}
         todo = deque(runners)
         S = clocks.sync
-        while todo:
-            i = todo.popleft()
-            r = runners[i]
-            items = r.items
-            while r.at < len(items):
-                kind, a, b, c = items[r.at]
-                if kind == RUN:
-                    r.run(a, b)
-                elif kind == WAIT:
-                    key = (rep[a], b, c)
-                    v = events.get(key)
-                    if v is None:
-                        waiting.setdefault(key, []).append(i)
-                        blocked[i] = (a, b, c)
-                        break
-                    met = -(-(v + S) // r.P)
-                    r.offer = max(r.offer, met)
-                    r.frontier = max(r.frontier, met)
-                elif kind == SIGNAL:
-                    key = (i, a, b)
-                    events[key] = r.frontier * r.P
-                    for j in waiting.pop(key, ()):
-                        del blocked[j]
-                        todo.append(j)
-                else:  # MARK
-                    r.mark(a)
-                r.at += 1
-            else:
-                r.close_mark()
+        with progress_bar(sum(len(r.s.words) for r in runners.values()), "system engine", "cmd", self.progress) as bar:
+            while todo:
+                i = todo.popleft()
+                r = runners[i]
+                items = r.items
+                while r.at < len(items):
+                    kind, a, b, c = items[r.at]
+                    if kind == RUN:
+                        r.run(a, b)
+                        bar.update(b - a)
+                    elif kind == WAIT:
+                        key = (rep[a], b, c)
+                        v = events.get(key)
+                        if v is None:
+                            waiting.setdefault(key, []).append(i)
+                            blocked[i] = (a, b, c)
+                            break
+                        met = -(-(v + S) // r.P)
+                        r.offer = max(r.offer, met)
+                        r.frontier = max(r.frontier, met)
+                    elif kind == SIGNAL:
+                        key = (i, a, b)
+                        events[key] = r.frontier * r.P
+                        for j in waiting.pop(key, ()):
+                            del blocked[j]
+                            todo.append(j)
+                    else:  # MARK
+                        r.mark(a)
+                    r.at += 1
+                else:
+                    r.close_mark()
         if blocked:
             raise deadlock_message(program.names, {j: blocked[rep[j]] for j in range(len(rep)) if rep[j] in blocked})
         results = {i: r.result() for i, r in runners.items()}
@@ -469,15 +519,16 @@ class SystemEngine:
                             static_events(program, dev))
 
 
-def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine") -> SystemResult:
+def run_program(program: Program, device: DeviceConfig | None = None, model: str = "engine",
+                progress: bool | None = None) -> SystemResult:
     """Run a program on ``device`` (default: the program's own) in the system engine (``model="engine"``) or the
-    per-cycle system model (``"cycle"``)."""
+    per-cycle system model (``"cycle"``); ``progress`` as :func:`accel.progress.progress_bar`'s ``show``."""
     dev = device or program.resolve_device()
     try:
         if model == "cycle":
             from .system_model import SystemModel
 
-            return SystemModel(dev).run(program)
-        return SystemEngine(dev).run(program)
+            return SystemModel(dev, progress=progress).run(program)
+        return SystemEngine(dev, progress=progress).run(program)
     except AccelError as e:  # name the program's file and line (Program.locate)
         raise program.locate(e) from None

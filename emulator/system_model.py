@@ -31,6 +31,7 @@ from accel.errors import AccelError
 from accel.interfaces.pim import CFR_DTYPE
 from accel.isa import TABLES, AttnOp, Family, PimOp, SyncOp
 from accel.program import Program, deadlock_message
+from accel.progress import progress_bar
 
 from .system import StreamResult, SystemResult, array_cycles, static_events
 from .units.link import Link
@@ -277,11 +278,14 @@ class SystemModel:
     max_cycles:
         Give up (an :class:`~accel.errors.AccelError`) after this many device cycles: the model is for small
         programs.
+    progress:
+        Progress bar over the commands handed to the units (:func:`accel.progress.progress_bar`).
     """
 
-    def __init__(self, device: DeviceConfig, max_cycles: int = 2_000_000) -> None:
+    def __init__(self, device: DeviceConfig, max_cycles: int = 2_000_000, progress: bool | None = None) -> None:
         self.device = device
         self.max_cycles = max_cycles
+        self.progress = progress
 
     def run(self, program: Program) -> SystemResult:
         dev = self.device
@@ -294,32 +298,37 @@ class SystemModel:
         by_period = {P: [q for q in seqs if q.P == P] for P in periods}
         edge = {P: 0 for P in periods}
         limit = self.max_cycles * clocks.pim
-        while True:
-            T = min(edge.values())
-            active = [q for P in periods if edge[P] == T for q in by_period[P]]
-            moved = True
-            while moved:
-                moved = False
+        with progress_bar(sum(len(q.words) for q in seqs), "per-cycle model", "cmd", self.progress) as bar:
+            steps = 0
+            while True:
+                steps += 1
+                if not steps & 0xFFF:  # every 4096 edges: the bar's cost stays out of the per-cycle loop
+                    bar.update(sum(q.pos for q in seqs) - bar.n)
+                T = min(edge.values())
+                active = [q for P in periods if edge[P] == T for q in by_period[P]]
+                moved = True
+                while moved:
+                    moved = False
+                    for q in active:
+                        moved |= q.sync(self, T)
                 for q in active:
-                    moved |= q.sync(self, T)
-            for q in active:
-                try:
-                    q.step()
-                except AccelError as e:
-                    e.args = (f"stream {q.name} (per-cycle model): {e}",)
-                    raise
-            for P in periods:
-                if edge[P] == T:
-                    edge[P] += P
-            if all(q.finished for q in seqs):
-                break
-            idle = all(q.finished or (q.blocked is not None and q.blocked not in self.events
-                                      and not q.pending and q.known_upto == len(q.cmds)) for q in seqs)
-            if idle:
-                raise deadlock_message(program.names, {q.idx: q.blocked for q in seqs if not q.finished})
-            if T > limit:
-                raise AccelError(f"the per-cycle system model gave up after {self.max_cycles} device cycles; it is "
-                                 f"meant for small programs (use the system engine)")
+                    try:
+                        q.step()
+                    except AccelError as e:
+                        e.args = (f"stream {q.name} (per-cycle model): {e}",)
+                        raise
+                for P in periods:
+                    if edge[P] == T:
+                        edge[P] += P
+                if all(q.finished for q in seqs):
+                    break
+                idle = all(q.finished or (q.blocked is not None and q.blocked not in self.events
+                                          and not q.pending and q.known_upto == len(q.cmds)) for q in seqs)
+                if idle:
+                    raise deadlock_message(program.names, {q.idx: q.blocked for q in seqs if not q.finished})
+                if T > limit:
+                    raise AccelError(f"the per-cycle system model gave up after {self.max_cycles} device cycles; it is "
+                                     f"meant for small programs (use the system engine)")
         streams = {q.name: q.result() for q in seqs}
         ticks = max([s.end * clocks.of(s.kind) for s in streams.values()], default=0)
         return SystemResult(dev.name, -(-ticks // clocks.pim), ticks, float(clocks.tick_ns), streams,

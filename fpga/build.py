@@ -40,6 +40,7 @@ from typing import Any
 from accel.errors import AccelError, ConfigError
 from accel.files import read_json
 from accel.fmt import size
+from accel.outputs import check_output_dir, write_text_atomic
 from accel.progress import step
 
 __all__ = ["BOARDS", "Board", "FpgaBuildError", "FpgaFitError", "ToolMissingError", "build", "format_report",
@@ -368,13 +369,8 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
     platform = b.platform_class()()
     from .top import BoardTop
 
-    out = Path(out_dir)
-    build_dir = out / "build"
-    try:
-        build_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise AccelError(f"cannot create output directory {build_dir}: {e.strerror}; choose another with -o") \
-            from None
+    out = check_output_dir(out_dir, "-o", parents=True)
+    build_dir = check_output_dir(out / "build", "-o")
     _clean(build_dir)
     for name in ("report.json", "report.txt", b.bitstream):
         (out / name).unlink(missing_ok=True)
@@ -448,8 +444,8 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
                           "pack": round(max(0.0, t_end - pnr_done), 1)},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.txt").write_text(format_report(report, out) + "\n")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n", "-o")
+    write_text_atomic(out / "report.txt", format_report(report, out) + "\n", "-o")
     return report
 
 

@@ -248,6 +248,8 @@ CLI_COMMANDS = [
     ["models", "gpt2", "--phase", "prefill", "--prompt", "8", "--datatype", "int4", "--batch", "2"],
     ["emulate", "t.trace", "--device", "fpga-tiny"], ["emulate", "a.trace"], ["emulate", "p.txt", "--json"],
     ["emulate", "t.trace", "--strict", "--device", "dev.yaml"], ["emulate", "empty.trace"],
+    ["emulate", "p.txt", "--trace", "out.json"], ["emulate", "p.txt", "--progress", "--trace", "nope/t.json"],
+    ["emulate", "t.trace", "--plots", "figs"],
     ["array", "gemm", "--M", "4", "--K", "4", "--N", "4", "--rows", "2", "--cols", "2"],
     ["array", "gemm", "--M", "8", "--K", "8", "--N", "8", "--device", "fpga-small", "--timing", "scalesim"],
     ["array", "gemm", "--M", "4", "--K", "8", "--N", "4", "--device", "fpga-small", "--emulate"],
@@ -260,7 +262,8 @@ CLI_VALUES = ["-1", "0", "1", "3", "16", "64", "99999999999999999999", "abc", ""
               "t.trace", "p.txt", "ops.yaml", ".", "--strict", "--help", "-h", "--M", "--K", "--rows", "--cols",
               "--timing", "scalesim", "--dataflow", "ws", "is", "--emulate", "--phase", "prefill", "--context",
               "--prompt", "--batch", "--datatype", "mixed:int8=0.5,int4=0.5", "int9", "--experts", "worst", "2",
-              "--group-size", "--queries", "--keys", "--head-dim", "--model", "cycle", "\x00", "é", "-", "--"]
+              "--group-size", "--queries", "--keys", "--head-dim", "--model", "cycle", "--trace", "--progress",
+              "nope/t.json", "\x00", "é", "-", "--"]
 
 
 @st.composite

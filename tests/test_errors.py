@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ import pytest
 
 from accel.cli import main, version_text
 from accel.errors import AccelError, ConfigError, at, caused_by, one_line
-from accel.files import output_file, parse_json, parse_yaml, read_text
+from accel.files import parse_json, parse_yaml, read_text
+from accel.outputs import OutputError, check_output_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = (ROOT / "accel" / "presets" / "fpga-tiny.yaml").read_text()
@@ -45,6 +47,7 @@ FILES = {
     "ok.trace": b"ACT all_banks=1 row=1\nMAC all_banks=1 col=0 count=4\nMAC all_banks=1 col=0 count=4\n",
     "tck.yaml": TINY.replace("tck_ns: 83.333", "tck_ns: 4e1").encode(),
     "merge.yaml": TINY.replace("pim:\n  channels: 1", "pim:\n  <<: {channels: 2}\n  channels: 1").encode(),
+    "energy.yaml": re.sub(r"\n  refresh_pj: [^\n]*", "\n  refresh_pj: -1.0", TINY).encode(),
     "rows.yaml": TINY.replace("  rows: 16\n", "  rows: 524288\n").encode(),
     "p.txt": b"device fpga-tiny\nstream pim0\nACT all_banks=1 row=1\nRD bank=0 col=0\nPRE all_banks=1\n"
              b"RD bank=0 col=0\n",
@@ -56,7 +59,7 @@ FILES = {
 CORPUS = [
     # non-UTF-8 files: the file, the line and column, the fix
     ("emulate bad.trace", "bad.trace:2:1: byte 0xff is not UTF-8 text; save the trace as UTF-8"),
-    ("devices bad.yaml", "bad.yaml:68:1: byte 0xff is not UTF-8 text; save the device description as UTF-8"),
+    ("devices bad.yaml", f"bad.yaml:{TINY.count(chr(10)) + 1}:1: byte 0xff is not UTF-8 text; save the device description as UTF-8"),
     ("fpga report rep", "rep/report.json:1:16: byte 0xff is not UTF-8 text; save the build report as UTF-8; rebuild "
                         "with accel fpga build"),
     # YAML the strict loader refused with a traceback
@@ -66,6 +69,7 @@ CORPUS = [
      "deep.yaml:1:101: lists and mappings nested deeper than 100 levels; flatten the file"),
     ("devices tck.yaml", "tck.yaml: pim.timing.tck_ns = '4e1': YAML reads this as text, not a number: write it with "
                          "a '.' and a signed exponent (4.0e+1) or in plain decimals"),
+    ("devices energy.yaml", "energy.yaml: energy.refresh_pj = -1.0: must not be negative (pJ)"),
     # a command word wider than 64 bits
     ("emulate wide.trace --device fpga-tiny",
      "wide.trace:1: command word '0x1ffffffffffffffffff' is wider than 64 bits; a command word is 64 bits (16 hex "
@@ -81,9 +85,18 @@ CORPUS = [
     ("fpga report half", "half/report.json: an incomplete or altered report (KeyError: 'preset'); rebuild with accel "
                          "fpga build"),
     # output paths
-    ("rtl wave bitserial -o .", ".: is a folder; give a file name for the waveform (VCD) (a path inside the folder)"),
+    ("rtl wave bitserial -o .", "-o .: is a folder; give a file name (e.g. out)"),
     ("rtl wave bitserial -o tiny.yaml/w.vcd",
-     "tiny.yaml/w.vcd: cannot create its folder tiny.yaml (File exists); choose another path"),
+     "-o tiny.yaml/w.vcd: the folder tiny.yaml is a file, not a folder; give another path"),
+    ("rtl export bitserial --device fpga-tiny -o tiny.yaml",
+     "-o tiny.yaml: is a file; give a folder (it is created if missing)"),
+    ("emulate p.txt --trace .", "--trace .: is a folder; give a file name (e.g. out)"),
+    ("emulate p.txt --trace nope/t.json",
+     "--trace nope/t.json: the folder nope does not exist; create it or give another path"),
+    ("emulate p.txt --plots tiny.yaml", "--plots tiny.yaml: is a file; give a folder (it is created if missing)"),
+    ("emulate ok.trace --plots figs", "ok.trace: --plots and --trace need a multi-stream program (a file with "
+                                      "'stream' headers, or .npz); a PIM command trace has no operators or units to "
+                                      "draw"),
     # traces that ran silently
     ("emulate empty.trace", "empty.trace: no commands (only blank lines and comments); a trace holds one command per "
                             "line (MAC all_banks=1 col=0 count=64, or AiM MAC_ABK 64 0xffffffff 0)"),
@@ -378,10 +391,12 @@ def test_at_and_caused_by():
     assert one_line("a\n  b\n\nc") == "a; b; c"
 
 
-def test_output_file(tmp_path):
-    assert output_file(tmp_path / "a" / "b.vcd", "wave") == tmp_path / "a" / "b.vcd" and (tmp_path / "a").is_dir()
-    with pytest.raises(AccelError, match="is a folder"):
-        output_file(tmp_path, "wave")
+def test_output_file_parents(tmp_path):
+    """A command's default path (build/wave/x.vcd) has its folders made; a path with a NUL byte is refused."""
+    f = tmp_path / "a" / "b" / "w.vcd"
+    assert check_output_file(f, "-o", parents=True) == f and f.parent.is_dir()
+    with pytest.raises(OutputError, match=r"^-o '.*\\x00': not a path \(it holds a NUL byte\)"):
+        check_output_file(f"{tmp_path}/x\0", "-o")
 
 
 def test_program_errors_name_file_and_line(tmp_path):

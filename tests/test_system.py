@@ -13,6 +13,7 @@ from accel.config import load_preset
 from accel.emulator.engine import ChannelEngine
 from accel.emulator.system import SystemEngine, SystemResult, run_program
 from accel.emulator.system_model import SystemModel
+from accel.emulator.units.pim import CFR_DTYPE
 from accel.errors import AccelError
 from accel.isa import Family, SyncOp, encode
 from accel.program import DeadlockError, Program, ProgramBuilder, ProgramError, Stream
@@ -118,6 +119,25 @@ def test_signal_waits_for_read_data_and_sync_latency():
     assert r.streams["vector"].marks == [(9, met, met + vector_cycles(VectorOp.GELU, 4, 0, 0, dev.vector))]
     assert r.streams["vector"].busy == vector_cycles(VectorOp.GELU, 4, 0, 0, dev.vector)
     assert r.ticks == r.streams["vector"].end * c.vector and r.cycles == -(-r.ticks // c.pim)
+
+
+def test_cfr_datatypes_are_part_of_the_schedule():
+    """A CFR's row is the bank's datatype, which paces bit-serial MACs: channel streams that differ only there are
+    not deduplicated, and blocks that differ only there are not jumped as repetitions (both models agree, with and
+    without dedup and block jumps)."""
+    dev = scaled_aim(2)
+    codes = dev.bitserial.dtype_codes
+    b = ProgramBuilder(dev.name)
+    for c, dts in enumerate([["int8"] * 12, ["int4"] * 6 + ["int8"] * 6]):
+        s = b.stream(f"pim{c}")
+        for dt in dts:
+            s.cmd("CFR", all_banks=1, col=CFR_DTYPE, row=codes[dt]).cmd("ACT", all_banks=1, row=1)
+            s.cmd("MAC", all_banks=1, col=0, count=4).cmd("PRE", all_banks=1)
+    prog = b.build()
+    ref = _summary(SystemModel(dev).run(prog))
+    assert ref[2]["pim0"][0] != ref[2]["pim1"][0]
+    for engine in (SystemEngine(dev), SystemEngine(dev, dedup=False), SystemEngine(dev, periodic=False)):
+        assert _summary(engine.run(prog)) == ref
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""``accel emulate FILE [--device DEVICE] [--model engine|cycle] [--strict] [--json]``: run a program or a PIM
-command trace.
+"""``accel emulate FILE [--device DEVICE] [--model engine|cycle] [--strict] [--json] [--plots DIR] [--trace F]
+[--progress]``: run a program or a PIM command trace.
 
 FILE is a multi-stream program (:mod:`accel.program`: text with ``stream`` headers, or ``.npz``), run in the system
-engine (or, ``--model cycle``, the per-cycle system model: small programs only); or a PIM command trace: a host-level
-AiM trace (SK hynix's AiM simulator format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or our own command words in text
-form (``MAC all_banks=1 col=0 count=64``), see :mod:`accel.traces` and
-:func:`accel.report.trace_report`. Every error names the file and the line that caused it.
+engine (or, ``--model cycle``, the per-cycle system model: small programs only), reported with its energy
+(:func:`accel.energy.energy`), optionally as figures (:func:`accel.plots.write_plots`) and a Perfetto trace
+(:func:`accel.perfetto.write_trace`); or a PIM command trace: a host-level AiM trace (SK hynix's AiM simulator
+format: ``AiM MAC_ABK 64 0xffffffff 0``, ...) or our own command words in text form (``MAC all_banks=1 col=0
+count=64``), see :mod:`accel.traces` and :func:`accel.report.trace_report`. Every error names the file and the line
+that caused it; bad output paths are refused before the run.
 """
 from __future__ import annotations
 
@@ -27,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "channel (one issued too early is an error naming its line), as the RTL's strict mode; "
                         "default: each command waits for its earliest legal cycle")
     add_json(p, "print JSON (with every bank's or stream's figures)")
+    p.add_argument("--plots", metavar="DIR", default=None,
+                   help="programs: write the roofline, timeline and breakdown figures (PNG and SVG) into DIR "
+                        "(created if its parent exists)")
+    p.add_argument("--trace", dest="trace_out", metavar="F", default=None,
+                   help="programs: write a Perfetto trace (Chrome trace-event JSON; open it in ui.perfetto.dev)")
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="show progress bars on stderr even when it is not a terminal (default: only on a terminal)")
     p.set_defaults(func=run)
 
 
@@ -39,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
             raise AccelError(f"{args.trace}: --strict applies to command traces; a program's streams run in the "
                              f"system engine, every command at its earliest legal cycle")
         return _run_program(args)
+    if args.plots is not None or args.trace_out is not None:
+        raise AccelError(f"{args.trace}: --plots and --trace need a multi-stream program (a file with 'stream' "
+                         f"headers, or .npz); a PIM command trace has no operators or units to draw")
     from ..report import bank_summary, trace_report
 
     dev = load_preset(args.device or DEFAULT_DEVICE)
@@ -63,14 +75,30 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_program(args: argparse.Namespace) -> int:
     from ..emulator.system import run_program
+    from ..energy import energy
+    from ..outputs import check_output_dir, check_output_file
     from ..program import Program
+    from ..report import energy_lines
 
+    if args.trace_out is not None:  # bad output paths fail before the run
+        check_output_file(args.trace_out, "--trace")
+    if args.plots is not None:
+        check_output_dir(args.plots, "--plots", create=False)
     prog = Program.load(args.trace)
     dev = prog.resolve_device(args.device)
-    res = run_program(prog, dev, args.model)
-    rep = {"program": args.trace, "model": args.model, **res.to_json()}
+    res = run_program(prog, dev, args.model, progress=args.progress)
+    e = energy(res.events, dev, res.cycles, prog.devices)
+    rep = {"program": args.trace, "model": args.model, **res.to_json(), "energy": e.to_json()}
     for k, v in rep["operators"].items():
         v.update(prog.operators.get(int(k), {}))
+    if args.trace_out is not None:
+        from ..perfetto import write_trace
+
+        rep["trace_file"] = str(write_trace(args.trace_out, res, prog))
+    if args.plots is not None:
+        from ..plots import write_plots
+
+        rep["plots"] = [str(p) for p in write_plots(args.plots, res, prog, dev, energy=e, progress=args.progress)]
     if args.json:
         from ..cli import print_json
 
@@ -88,4 +116,10 @@ def _run_program(args: argparse.Namespace) -> int:
         for k, v in rep["operators"].items():
             print(f"  {k:>5} {str(v.get('name', '')):16s} {v['start_ns']:11.1f} {v['end_ns']:11.1f}")
     print("events     " + ", ".join(f"{k} {v}" for k, v in rep["events"].items() if v))
+    for line in energy_lines(e):
+        print(line)
+    if "trace_file" in rep:
+        print(f"trace      {rep['trace_file']} (open in ui.perfetto.dev)")
+    if "plots" in rep:
+        print(f"plots      {', '.join(rep['plots'])}")
     return 0

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..config import load_preset
 from ..errors import AccelError
-from ..files import write_text
 from ..fmt import num, size
+from ..outputs import check_output_dir, write_text_atomic
 from ..progress import step
 from .registry import UnitSpec, get_unit
 
@@ -118,15 +118,13 @@ def export_verilog(unit: str, device: str, output: str | Path = "build/rtl",
     their behavioural model to ``output/accel_pim_bank_array.v``; returns ``(path, lines)`` of each file written (the
     top first; lines after the header)."""
     plan = plan_export(unit, device, bank_arrays)
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise AccelError(f"-o {out}: is a file; give a folder for the Verilog files")
+    out = check_output_dir(output, "-o", parents=True)
     text = _text(plan, device, str(output))
     header = 5 if plan.external_arrays else 4
-    written = [(write_text(out / f"{plan.spec.top}.v", text, "Verilog file"), len(text.splitlines()) - header)]
+    written = [(write_text_atomic(out / f"{plan.spec.top}.v", text, "-o"), len(text.splitlines()) - header)]
     if plan.external_arrays:
         from ..rtl.bank_array import BEHAVIOURAL_MODEL, MODULE
 
-        written.append((write_text(out / f"{MODULE}.v", BEHAVIOURAL_MODEL, "Verilog file"),
+        written.append((write_text_atomic(out / f"{MODULE}.v", BEHAVIOURAL_MODEL, "-o"),
                         len(BEHAVIOURAL_MODEL.splitlines())))
     return written

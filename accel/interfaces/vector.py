@@ -41,12 +41,17 @@ __all__ = ["Pass", "passes", "vector_cycles", "vector_events", "regions", "beats
 
 class Pass(NamedTuple):
     """One pass of an op: beats issued (one per cycle), pipeline depth (cycles), scalar stage after it (cycles, 0:
-    none), buffer lines read per beat."""
+    none), buffer lines read per beat; and the work each lane of a beat does, for the energy table: adds (and
+    compares), multiplies, exponentials, activations (GELU/SiLU)."""
 
     beats: int
     depth: int
     scalar: int
     reads: int
+    adds: int = 0
+    muls: int = 0
+    exps: int = 0
+    acts: int = 0
 
 
 def beats_per_row(length: int, cfg: VectorConfig) -> int:
@@ -65,25 +70,26 @@ def passes(op: int, length: int, count: int, src2: int, cfg: VectorConfig) -> tu
     if op == VectorOp.COPY:
         return (Pass(n, s, 0, 1),)
     if op == VectorOp.ADD:
-        return (Pass(n, s + a, 0, 2),)
+        return (Pass(n, s + a, 0, 2, adds=1),)
     if op == VectorOp.MUL:
-        return (Pass(n, s + m, 0, 2),)
+        return (Pass(n, s + m, 0, 2, muls=1),)
     if op == VectorOp.QUANT:
-        return (Pass(n, s + m + a, 0, 1),)
+        return (Pass(n, s + m + a, 0, 1, adds=1, muls=1),)
     if op in (VectorOp.GELU, VectorOp.SILU):
-        return (Pass(n, s + g, 0, 1),)
+        return (Pass(n, s + g, 0, 1, acts=1),)
     if op == VectorOp.ROPE:
-        return (Pass(n, s + m + a, 0, 2),)
+        return (Pass(n, s + m + a, 0, 2, adds=1, muls=2),)
     if op == VectorOp.REDUCE:
-        return (Pass(n, s + a, 0, 1),)
+        return (Pass(n, s + a, 0, 1, adds=1),)
     if op == VectorOp.RMSNORM:
-        return (Pass(n, s + m + r, q, 1), Pass(n, s + 2 * m, 0, 2))
+        return (Pass(n, s + m + r, q, 1, adds=1, muls=1), Pass(n, s + 2 * m, 0, 2, muls=2))
     if op == VectorOp.LAYERNORM:
-        return (Pass(n, s + m + r, q, 1), Pass(n, s + 2 * a + 2 * m, 0, 3))
+        return (Pass(n, s + m + r, q, 1, adds=2, muls=1), Pass(n, s + 2 * a + 2 * m, 0, 3, adds=2, muls=2))
     if op == VectorOp.SOFTMAX:
-        return (Pass(n, s + r, 0, 1), Pass(n, s + a + e + r, q, 1), Pass(n, s + m, 0, 1))
+        return (Pass(n, s + r, 0, 1, adds=1), Pass(n, s + a + e + r, q, 1, adds=2, exps=1),
+                Pass(n, s + m, 0, 1, muls=1))
     if op == VectorOp.TOPK:
-        return tuple(Pass(n, s + r, 0, 1) for _ in range(max(1, src2)))
+        return tuple(Pass(n, s + r, 0, 1, adds=1) for _ in range(max(1, src2)))
     raise AssertionError(f"vector op {op!r} has no pass table")  # pragma: no cover - every VectorOp is listed
 
 
@@ -119,19 +125,33 @@ def regions(op: int, length: int, count: int, src: int, src2: int, dst: int,
 
 @dataclass(frozen=True)
 class VectorEvents:
-    """Event counts of vector ops for the energy table: ops, beats, lane operations, buffer line reads/writes."""
+    """Event counts of vector ops for the energy table (:data:`accel.energy.EVENTS`): ops, beats, lane slots, lane
+    adds/compares, multiplies, exponentials and activations, scalar reciprocals, buffer line reads/writes."""
 
     ops: int = 0
     beats: int = 0
     lane_ops: int = 0
+    add_ops: int = 0
+    mul_ops: int = 0
+    exp_ops: int = 0
+    act_ops: int = 0
+    recips: int = 0
     sram_reads: int = 0
     sram_writes: int = 0
 
 
 def vector_events(op: int, length: int, count: int, src2: int, cfg: VectorConfig) -> VectorEvents:
-    """Events of one op: every beat of every pass works on ``lanes`` lanes and reads its operands' lines; the op
-    writes its destination region once."""
+    """Events of one op: every beat of every pass works on ``lanes`` lanes (each doing the pass's work) and reads
+    its operands' lines; a pass with a scalar stage takes one reciprocal per row; the op writes its destination
+    region once."""
     ps = passes(op, length, count, src2, cfg)
     beats = sum(p.beats for p in ps)
     writes = sum(n for name, _, n in regions(op, length, count, 0, src2, 0, cfg) if name == "dst")
-    return VectorEvents(1, beats, beats * cfg.lanes, sum(p.beats * p.reads for p in ps), writes)
+    lanes = cfg.lanes
+
+    def work(name: str) -> int:
+        return sum(p.beats * getattr(p, name) for p in ps) * lanes
+
+    recips = sum(1 for p in ps if p.scalar) * max(1, count)
+    return VectorEvents(1, beats, beats * lanes, work("adds"), work("muls"), work("exps"), work("acts"), recips,
+                        sum(p.beats * p.reads for p in ps), writes)
