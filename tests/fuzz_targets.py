@@ -191,6 +191,7 @@ def program(inp: tuple[bytes, str], tmp: Path) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 # Operator lists (YAML) and model directories (config.json)
 
+#: A small operator list of every kind of operator (tests/test_workload.py checks what it reads as).
 OPERATOR_LIST = """\
 model: tiny
 phase: decode
@@ -207,6 +208,8 @@ block:
   - {op: kv_write, name: kv, batch: 2, tokens: 1, kv_heads: 4, head_dim: 16}
   - {op: attention, name: s, kind: attn_score, batch: 2, heads: 4, kv_heads: 4, head_dim: 16, queries: 1, kv_len: 16}
   - {op: vector, name: p, kind: softmax, rows: 8, width: 16}
+  - {op: attention, name: c, kind: attn_context, batch: 2, heads: 4, kv_heads: 4, head_dim: 16, queries: 1,
+     kv_len: 16}
   - {op: gemm, name: o, m: 2, k: 64, n: 64, weight: "h.{layer}.o", weights: int8}
 epilogue:
   - {op: gemm, name: head, m: 2, k: 64, n: 100, weight: wte}

@@ -22,6 +22,8 @@ from accel.mapping.workload import (KNOWN_MODELS, AttentionMatmul, Gemm, KvWrite
                                     precision_for, trace_module, weight_format, workload_from_dict)
 from accel.numerics import DATATYPES
 
+from fuzz_targets import OPERATOR_LIST  # the operator list of every kind that the fuzz tests mutate
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -471,33 +473,9 @@ def test_json_round_trip():
         assert again == w
 
 
-YAML = """\
-model: tiny
-phase: decode
-batch: 2
-tokens: 1
-context: 16
-precision: {device: aim-gddr6, datatype: int4}
-prologue:
-  - {op: lookup, name: embed, rows: 2, width: 64, table: wte, table_rows: 100}
-layers: 3
-block:
-  - {op: vector, name: ln, kind: layer_norm, rows: 2, width: 64, params: ["h.{layer}.ln.w", "h.{layer}.ln.b"]}
-  - {op: gemm, name: qkv, m: 2, k: 64, n: 192, weight: "h.{layer}.qkv", bias: "h.{layer}.qkv_b"}
-  - {op: kv_write, name: kv, batch: 2, tokens: 1, kv_heads: 4, head_dim: 16}
-  - {op: attention, name: s, kind: attn_score, batch: 2, heads: 4, kv_heads: 4, head_dim: 16, queries: 1, kv_len: 16}
-  - {op: vector, name: p, kind: softmax, rows: 8, width: 16}
-  - {op: attention, name: c, kind: attn_context, batch: 2, heads: 4, kv_heads: 4, head_dim: 16, queries: 1,
-     kv_len: 16}
-  - {op: gemm, name: o, m: 2, k: 64, n: 64, weight: "h.{layer}.o", weights: int8}
-epilogue:
-  - {op: gemm, name: head, m: 2, k: 64, n: 100, weight: wte}
-"""
-
-
 def test_yaml_operator_list(tmp_path):
     path = tmp_path / "ops.yaml"
-    path.write_text(YAML)
+    path.write_text(OPERATOR_LIST)
     w = load_operator_list(path)
     assert w.layers == (0, 0, 0) and len(w.blocks[0]) == 7 and w.source == f"yaml:{path}"
     qkv, o = w.blocks[0][1], w.blocks[0][6]
@@ -525,8 +503,8 @@ def test_yaml_operator_list(tmp_path):
 def test_yaml_errors_name_file_key_and_rule(tmp_path, edit, message):
     path = tmp_path / "bad.yaml"
     old, new = edit
-    assert old in YAML
-    path.write_text(YAML.replace(old, new, 1))
+    assert old in OPERATOR_LIST
+    path.write_text(OPERATOR_LIST.replace(old, new, 1))
     with pytest.raises(WorkloadError, match=rf"^{re.escape(str(path))}:.*{message}"):
         load_operator_list(path)
 
