@@ -38,6 +38,24 @@ FILES = {
     "gpr.trace": b"W GPR 99999999\nAiM EOC\n",
     "cfr.trace": b"W CFR 2 8\nAiM EOC\n",
     "eoc.trace": b"AiM MAC_ABK 64 0xffffffff 0\nAiM EOC\nAiM MAC_ABK 64 0xffffffff 0\n",
+    # the bulk (columns) reading of W/R MEM lines checks what the line-by-line reading does
+    "memrow.trace": b"W MEM 0 0 0\nW MEM 0 1 16384\nAiM EOC\n",
+    "memneg.trace": b"W MEM 0 0 0\nR MEM 0 0 -1\nAiM EOC\n",
+    "memch.trace": b"W MEM 0 0 0\nR MEM 32 0 0\nAiM EOC\n",
+    "membank.trace": b"W MEM 0 0 0\nR MEM 0 16 0\nAiM EOC\n",
+    "memfirst.trace": b"W MEM 0 0 0\nAiM MAC_ABK 65 0xffffffff 0\nW MEM 0 0 99999\nAiM EOC\n",
+    "memeoc.trace": b"W MEM 0 0 0\nAiM EOC\n# a comment may follow\nW MEM 0 0 1\n",
+    # a bad row deep in a repeating stretch (which the fast model jumps over rather than visits)
+    "memlong.trace": ("\n".join([f"W MEM {i % 4} {i % 16} {i // 64}" for i in range(2500)] + ["W MEM 1 2 16384"]
+                                 + [f"R MEM {i % 4} {i % 16} {i // 64}" for i in range(500)] + ["AiM EOC"])
+                      + "\n").encode(),
+    # folders and --batch lists of traces
+    "tr/a.trace": b"AiM MAC_ABK 1 0xffffffff 0\nAiM EOC\n",
+    "tr/b.trace": b"W MEM 0 0 0\nAiM MAC_ABK 1 0xffffffff 99999999\nAiM EOC\n",
+    "tr/notes.md": b"not a trace\n",
+    "emptydir/.hidden": b"",
+    "list.txt": b"# traces\ntr/a.trace\nmissing.trace\n",
+    "badlist.txt": b"tr/a.trace\n\xff\n",
     "rep.trace": b"ACT all_banks=1 row=1 row=2\n",
     "chch.trace": b"ACT all_banks=1 row=1 ch=0 channel=0\n",
     "dataact.trace": b"ACT all_banks=1 row=1 data=0x1\n",
@@ -113,6 +131,35 @@ CORPUS = [
     ("emulate cfr.trace", "cfr.trace:1: W CFR 2 8: must be between 0 and 7 (activation function 0 .. 7)"),
     ("emulate eoc.trace", "eoc.trace:3: 'AiM MAC_ABK 64 0xffffffff 0' follows 'AiM EOC' (line 2), which ends the "
                           "trace; remove it or move the EOC after it"),
+    ("emulate memrow.trace", "memrow.trace:2: W MEM row 16384: the banks have rows 0 .. 16383"),
+    ("emulate memneg.trace", "memneg.trace:2: R MEM row -1: must not be negative"),
+    ("emulate memch.trace", "memch.trace:2: channel 32 does not exist (the device has 32)"),
+    ("emulate membank.trace", "membank.trace:2: bank 16 does not exist (banks 0..15)"),
+    ("emulate memfirst.trace", "memfirst.trace:2: MAC_ABK opsize 65: must be between 1 and 64, the columns of a row "
+                               "(2048 bytes); split the request"),
+    ("emulate memeoc.trace", "memeoc.trace:4: 'W MEM 0 0 1' follows 'AiM EOC' (line 2), which ends the trace; remove "
+                             "it or move the EOC after it"),
+    ("emulate memlong.trace", "memlong.trace:2501: W MEM row 16384: the banks have rows 0 .. 16383"),
+    ("emulate memlong.trace --exact-reference", "memlong.trace:2501: W MEM row 16384: the banks have rows 0 .. 16383"),
+    ("emulate tr/a.trace --aim-timing x",
+     "unknown AiM timing 'x'; timings are 0f28a07, 2eb1ee0 (0f28a07: the simulator's HEAD; 2eb1ee0: the commit CENT "
+     "pins)"),
+    # folders and --batch lists: one line, and a bad trace names itself and its line
+    ("emulate nofolder", "nofolder: cannot read the trace (No such file or directory); check the path"),
+    ("emulate emptydir", "emptydir: no AiM host traces in it (files whose first request line starts with AiM, W or "
+                         "R); give a folder holding traces, or one trace file"),
+    ("emulate tr", "tr/b.trace:2: MAC_ABK row 99999999: the banks have rows 0 .. 16383"),
+    ("emulate tr --strict", "tr/a.trace: --strict applies to command traces (accel text form); an AiM host trace is "
+                            "scheduled by the AiM controllers, which issue each command when it is legal"),
+    ("emulate --batch missing.txt",
+     "missing.txt: cannot read the list of traces (No such file or directory); check the path"),
+    ("emulate --batch badlist.txt", "badlist.txt:2:1: byte 0xff is not UTF-8 text; save the list of traces as UTF-8"),
+    ("emulate --batch list.txt", "list.txt:3: 'missing.trace' is not a file (paths are relative to the list); list "
+                                 "one trace file a line"),
+    ("emulate --batch tr", "--batch tr: is a folder; run a folder's traces with accel emulate tr (no --batch), or "
+                           "give --batch a file that lists traces one a line"),
+    ("emulate tr --plots figs", "--plots and --trace need one multi-stream program, not a folder or --batch list of "
+                                "traces"),
     # the text form
     ("emulate rep.trace --device fpga-tiny", "rep.trace:1: field 'row' is given twice"),
     ("emulate chch.trace --device fpga-tiny", "chch.trace:1: field 'channel' is given twice"),
