@@ -117,6 +117,9 @@ AIM_BASE = [
     "# weights\nAiM WR_SBK 0 0x80000000 0 0\nAiM WR_SBK 0 0x80000000 4 0\nR MEM 0 1 2\nW MEM 0 1 3\n"
     "AiM COPY_BKGB 4 0x80000000 1 2\nAiM COPY_GBBK 4 0x80000000 1 2\nAiM EWMUL 4 0x80000000 2\nAiM AF 0x80000000\n"
     "AiM RD_AF 0 0x80000000\nW GPR 3\nAiM EWADD 4 0 1\nAiM EOC",
+    # plain W/R MEM lines: the bulk (columns) reading and the fast model's checks of them
+    "W MEM 0 0 0\nW MEM 0 1 0\nW MEM 0 0 1\nW MEM 0 1 1\nR MEM 0 0 0\nR MEM 0 1 0\nR MEM 0 0 1\nR MEM 0 1 1\n"
+    "AiM MAC_ABK 4 0x80000000 2\nW MEM 0 2 5\nR MEM 0 2 5\nAiM EOC",
 ]
 TEXT_BASE = [
     "ACT all_banks=1 row=3\nWRGB col=0 count=2 data=0x1,0x2\nMAC all_banks=1 col=0 count=8\nPRE all_banks=1\n"
