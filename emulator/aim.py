@@ -37,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-from accel.config import DeviceConfig
+from accel.config import DeviceConfig, PimConfig
 from accel.traces import AimTrace, HostRequest, TraceError
 
 from .aim_rules import (AIM_COMMANDS, AIM_EXTRA_TIMING, AIM_ISRS, AIM_RULE_VARIANTS, AIM_RULES, AIM_RUNTIME_TIMING,
@@ -62,25 +62,33 @@ _STATS = _ROW_CHANGE | {_MAC, _MAC16}
 NOSEND, CONV, AIM, SPECIAL = 0, 1, 2, 3
 
 
-def decode_request(req: HostRequest, nch: int, groups: int, bpg: int) -> tuple:
-    """What the AiM DMA makes of one host request: ``(kind, channels, final, bg, bank, row, columns, blocking,
-    regmode, op)`` with kind :data:`NOSEND` (no column request: CFR/GPR writes, EWADD), :data:`CONV` (a
-    conventional request: ``R/W MEM``, RD_SBK, WR_SBK), :data:`AIM` or :data:`SPECIAL` (SYNC / EOC, to every
-    channel). ``bg`` / ``bank`` are -1 for channel-wide requests.
+#: ISR -> what bounds its opsize (in columns): a row, the global buffer, or both (copies between them). EWMUL is
+#: not bounded: the simulator issues its opsize column commands on the open rows whatever the count, and CENT's traces
+#: rely on it (EWMUL opsize up to 512 on aim-gddr6's 64-column rows).
+_OPSIZE_LIMIT = {"MAC_SBK": "row", "MAC_ABK": "row", "WR_GB": "gb", "COPY_BKGB": "both", "COPY_GBBK": "both"}
+
+
+def decode_request(req: HostRequest, pim: PimConfig) -> tuple:
+    """What the AiM DMA makes of one host request on a device's PIM channels: ``(kind, channels, final, bg, bank,
+    row, columns, blocking, regmode, op)`` with kind :data:`NOSEND` (no column request: CFR/GPR writes, EWADD),
+    :data:`CONV` (a conventional request: ``R/W MEM``, RD_SBK, WR_SBK), :data:`AIM` or :data:`SPECIAL` (SYNC / EOC,
+    to every channel). ``bg`` / ``bank`` are -1 for channel-wide requests.
 
     Raises
     ------
     TraceError
-        A channel, bank or mask the device does not have.
+        A channel, bank, row or mask the device does not have, an opsize beyond a row or the global buffer; the
+        message names the request's ``source:line``.
     """
-    f = req.f
+    f, nch, groups, bpg = req.f, pim.channels, pim.bank_groups, pim.banks_per_group
     if req.kind != "AiM":
         if req.op != "MEM":
             return (NOSEND,)
         ch = f["channel"]
         if not 0 <= ch < nch:
-            raise TraceError(f"line {req.line}: channel {ch} does not exist (the device has {nch})")
+            raise TraceError(f"{req.where}: channel {ch} does not exist (the device has {nch})")
         bg, bank = _bank(f["bank"], req, groups, bpg)
+        check_ranges(req, pim)
         return (CONV, (ch,), _RD if req.kind == "R" else _WR, bg, bank, f["row"], 1, False, False, "MEM")
     final, blocking, regmode = AIM_ISRS[req.op]
     if req.op in ("SYNC", "EOC"):
@@ -93,12 +101,13 @@ def decode_request(req: HostRequest, nch: int, groups: int, bpg: int) -> tuple:
         if mask >> i & 1:
             ch = 31 - i
             if ch >= nch:
-                raise TraceError(f"line {req.line}: channel mask {mask:#x} selects channel {ch}; the device has "
+                raise TraceError(f"{req.where}: channel mask {mask:#x} selects channel {ch}; the device has "
                                  f"{nch} channels (bit i is channel 31 - i)")
             chans.append(ch)
     chans.sort()
     if req.op == "WR_ABK" and len(chans) != 1:
-        raise TraceError(f"line {req.line}: WR_ABK must select exactly one channel (mask {mask:#x})")
+        raise TraceError(f"{req.where}: WR_ABK must select exactly one channel (mask {mask:#x})")
+    check_ranges(req, pim)
     bg, bank = _bank(f["bank"], req, groups, bpg) if "bank" in f else (-1, -1)
     kind = CONV if req.op in ("RD_SBK", "WR_SBK") else AIM
     return (kind, tuple(chans), CMD[final], bg, bank, f.get("row", -1), f.get("opsize", 1), blocking, regmode, req.op)
@@ -106,8 +115,40 @@ def decode_request(req: HostRequest, nch: int, groups: int, bpg: int) -> tuple:
 
 def _bank(index: int, req: HostRequest, groups: int, bpg: int) -> tuple[int, int]:
     if not 0 <= index < groups * bpg:
-        raise TraceError(f"line {req.line}: bank {index} does not exist (banks 0..{groups * bpg - 1})")
+        raise TraceError(f"{req.where}: bank {index} does not exist (banks 0..{groups * bpg - 1})")
     return index // bpg, index % bpg
+
+
+def check_ranges(req: HostRequest, pim: PimConfig) -> None:
+    """The device's ranges of a request: a row of the banks, an opsize within a row's columns or the global buffer
+    (what :func:`accel.traces.read_aim_trace` cannot check without the device)."""
+    f = req.f
+    if "row" in f and not 0 <= f["row"] < pim.rows:
+        name = req.op if req.kind == "AiM" else f"{req.kind} {req.op}"
+        raise TraceError(f"{req.where}: {name} row {f['row']}: the banks have rows 0 .. {pim.rows - 1}")
+    limit = _OPSIZE_LIMIT.get(req.op)
+    if limit is not None:
+        cols = {"row": pim.columns, "gb": pim.gb_columns, "both": min(pim.columns, pim.gb_columns)}[limit]
+        if f["opsize"] > cols:
+            what = {"row": f"the columns of a row ({pim.row_bytes} bytes)",
+                    "gb": f"the columns of the global buffer ({pim.global_buffer_bytes} bytes)",
+                    "both": "the columns of both a row and the global buffer"}[limit]
+            raise TraceError(f"{req.where}: {req.op} opsize {f['opsize']}: must be between 1 and {cols}, {what}; "
+                             f"split the request")
+
+
+def _check_mem(trace: AimTrace, pim: PimConfig) -> None:
+    """Every ``R/W MEM`` column of a trace within the device (channel, bank, row), checked at once before a run
+    (stretches that repeat are jumped over, not visited); a bad one raises the error of the earliest bad request."""
+    is_mem = trace.mem > 0
+    bad = is_mem & ((trace.channel < 0) | (trace.channel >= pim.channels) | (trace.bank < 0)
+                    | (trace.bank >= pim.banks) | (trace.row < 0) | (trace.row >= pim.rows))
+    if not bad.any():
+        return
+    first = int(np.argmax(bad))
+    for i in sorted(i for i in trace.other if i < first):
+        decode_request(trace.other[i], pim)        # an earlier bad request is the one to name
+    decode_request(trace.request(first), pim)
 
 
 @dataclass
@@ -908,7 +949,9 @@ class AimSystem:
         return bool((hit[st.p:] == hit[:-st.p]).all())
 
     def _run(self, trace: AimTrace) -> AimResult:
-        nch, groups, bpg, nb = self.nch, self.groups, self.bpg, self.nb
+        pim = self.device.pim
+        _check_mem(trace, pim)
+        nch, bpg, nb = self.nch, self.bpg, self.nb
         root = _Ctl(self, list(range(nch)))
         self.ctls = [root]
         self.owner = [root] * nch
@@ -938,7 +981,6 @@ class AimSystem:
         cp = st.a + st.p if st else -1
         meml, chl, nodel, rowl, runl, other, last_idx = self.meml, self.chl, self.nodel, self.rowl, self.runl, \
             trace.other, self.last_idx
-        lines = trace.line
         merge_wait, backoff = 1, 1
         dcache: dict[tuple, tuple] = {}
         t = 0              # the cycle at which the DMA can decode the next request
@@ -968,10 +1010,6 @@ class AimSystem:
             k = meml[i]
             if k:           # R/W MEM: a conventional request to one channel
                 ch, node, row = chl[i], nodel[i], rowl[i]
-                if not 0 <= ch < nch:
-                    raise TraceError(f"line {lines[i]}: channel {ch} does not exist (the device has {nch})")
-                if node == nb:
-                    raise TraceError(f"line {lines[i]}: bank {trace.bank[i]} does not exist (banks 0..{nb - 1})")
                 c = self.owner[ch]
                 if len(c.members) > 1:
                     c = self._targets((ch,))[0]
@@ -986,7 +1024,7 @@ class AimSystem:
             dkey = (req.kind, req.op, *req.f.values())
             d = dcache.get(dkey)
             if d is None:
-                d = dcache[dkey] = decode_request(req, nch, groups, bpg)
+                d = dcache[dkey] = decode_request(req, pim)
             i += 1
             kind = d[0]
             if kind == NOSEND:
@@ -1019,7 +1057,7 @@ class AimSystem:
                 end = t
                 break
         if end is None:
-            raise TraceError("the trace ends without 'AiM EOC'")
+            raise TraceError(f"{trace.source}: the trace ends without 'AiM EOC'; add it as the last request")
         for c in self.ctls:
             c.advance(end)
             c.flush(end)

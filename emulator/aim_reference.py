@@ -282,7 +282,7 @@ class _RefSystem:
             self.finished = True
 
     def _unroll(self, req: HostRequest, hid: int) -> list[tuple[int, _Req]]:
-        d = decode_request(req, self.nch, self.groups, self.bpg)
+        d = decode_request(req, self.device.pim)
         if d[0] == NOSEND:
             return []
         kind, chans, final, bg, bank, row, n, blocking, regmode, op = d

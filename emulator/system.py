@@ -36,7 +36,7 @@ import numpy as np
 
 from accel.config import AttentionConfig, DeviceConfig
 from accel.energy import EVENTS
-from accel.errors import AccelError
+from accel.errors import AccelError, caused_by
 from accel.interfaces.link import copies, transfer_beats
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
@@ -363,8 +363,9 @@ class _PimRunner(_Runner):
                 ch.run_table(self.table[lo:hi], periodic=self.periodic,
                              sig=self.sig[lo:hi] if self.periodic else None)
         except AccelError as e:
-            e.args = (f"stream {self.s.name} command {first + ch.commands - before}: {e}",)
-            raise
+            index = first + ch.commands - before
+            e.args = (f"stream {self.s.name} command {index}: {e}",)
+            raise caused_by(e, self.s.name, index)
         self.commands += ch.commands - before
         self.last_issue = ch.next - 1
         done = max(ch.next, ch.completion())
@@ -523,8 +524,11 @@ def run_program(program: Program, device: DeviceConfig | None = None, model: str
     """Run a program on ``device`` (default: the program's own) in the system engine (``model="engine"``) or the
     per-cycle system model (``"cycle"``); ``progress`` as :func:`accel.progress.progress_bar`'s ``show``."""
     dev = device or program.resolve_device()
-    if model == "cycle":
-        from .system_model import SystemModel
+    try:
+        if model == "cycle":
+            from .system_model import SystemModel
 
-        return SystemModel(dev, progress=progress).run(program)
-    return SystemEngine(dev, progress=progress).run(program)
+            return SystemModel(dev, progress=progress).run(program)
+        return SystemEngine(dev, progress=progress).run(program)
+    except AccelError as e:  # name the program's file and line (Program.locate)
+        raise program.locate(e) from None

@@ -231,9 +231,13 @@ def test_rule_variants_are_rows_of_the_table():
 
 def test_trace_columns_round_trip():
     """The bulk reading of W/R MEM lines gives what the line-by-line reading gives, and falls back to it (and its
-    error messages) on lines that are not plain."""
-    text = cent_like_trace(3) + "R MEM 9 9 9\n"
+    error messages) on lines that are not plain, and on requests after the EOC (an error, as in the line-by-line
+    reading)."""
+    text = cent_like_trace(3)
     assert read_aim_trace(text).requests() == parse_aim_trace(text)
+    with pytest.raises(TraceError, match=r"^t:\d+: 'R MEM 9 9 9' follows 'AiM EOC' \(line \d+\), which ends the trace"):
+        read_aim_trace(text + "# after\nR MEM 9 9 9\n", "t")
+    assert read_aim_trace(text + "# a comment after the EOC\n\n").requests() == parse_aim_trace(text)
     odd = "W MEM 0 0x1 2\n# c\nW  MEM 1 2 3\nAiM EOC\n"
     assert [(r.kind, r.f) for r in parse_aim_trace(odd)] == [("W", {"channel": 0, "bank": 1, "row": 2}),
                                                              ("W", {"channel": 1, "bank": 2, "row": 3}), ("AiM", {})]
@@ -371,7 +375,7 @@ def test_cli_emulate_batch(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     lst.write_text("traces/missing.txt\n")
-    for argv, msg in [([str(empty)], "no traces in it"),
+    for argv, msg in [([str(empty)], "no AiM host traces in it"),
                       (["--batch", str(lst)], "list.txt:1: 'traces/missing.txt' is not a file"),
                       ([str(folder), "--aim-timing", "abc"], "unknown AiM timing 'abc'; timings are 0f28a07, 2eb1ee0"),
                       ([str(folder), "--plots", str(tmp_path)], "--plots and --trace need one multi-stream program"),
