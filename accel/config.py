@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -17,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
-
-from .errors import ConfigError
+from .errors import ConfigError, at
+from .files import read_yaml
+from .fmt import value as show
 
 __all__ = [
     "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "GemmConfig",
@@ -37,7 +38,7 @@ BITSERIAL_DATATYPES: tuple[str, ...] = (
 
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
-        raise ConfigError(f"{key} = {value!r}: {rule}")
+        raise ConfigError(f"{key} = {show(value)}: {rule}")
 
 
 def _pow2(n: int) -> bool:
@@ -784,24 +785,16 @@ class DeviceConfig:
 # Strict loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A YAML loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+#: A number PyYAML (YAML 1.1) reads as text: an exponent without a '.' or without a sign (``4e1``, ``4.0e1``).
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise ConfigError(f"line {line}: duplicate key {key!r} (first given on line {seen[key]}); "
-                              f"give each key once")
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _yaml_float(text: str) -> str:
+    """``text`` as YAML 1.1 reads a float: ``4e1`` -> ``4.0e+1``."""
+    mant, _, exp = text.strip().lower().partition("e")
+    if "." not in mant:
+        mant += ".0"
+    return f"{mant}e{exp if exp[0] in '+-' else '+' + exp}"
 
 
 def _type_name(tp: Any) -> str:
@@ -820,24 +813,28 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         return _build(tp, value, key)
     if origin is tuple:
         if not isinstance(value, list):
-            raise ConfigError(f"{key} = {value!r}: must be a list")
+            raise ConfigError(f"{key} = {show(value)}: must be a list")
         (inner, _) = typing.get_args(tp)
         return tuple(_convert(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} = {value!r}: must be an integer")
+            raise ConfigError(f"{key} = {show(value)}: must be an integer")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{key} = {value!r}: must be a finite number")
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            raise ConfigError(f"{key} = {show(value)}: YAML reads this as text, not a number: write it with a '.' "
+                              f"and a signed exponent ({_yaml_float(value)}) or in plain decimals")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or abs(value) > 1e300:
+            raise ConfigError(f"{key} = {show(value)}: must be a finite number")
         return float(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} = {value!r}: must be true or false")
+            raise ConfigError(f"{key} = {show(value)}: must be true or false")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} = {value!r}: must be a string")
+            raise ConfigError(f"{key} = {show(value)}: must be a string")
         return value
     raise TypeError(f"unsupported config field type {_type_name(tp)}")  # a bug in this module, not user input
 
@@ -845,12 +842,12 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
 def _build(cls: type, data: Any, path: str) -> Any:
     where = path or "top level"
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: must be a mapping of keys to values, not {data!r}")
+        raise ConfigError(f"{where}: must be a mapping of keys to values, not {show(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys are {', '.join(names)}")
+        raise ConfigError(f"{where}: unknown key {show(unknown[0])}; allowed keys are {', '.join(names)}")
     missing = [n for n in names if n not in data]
     if missing:
         raise ConfigError(f"{where}: missing key {missing[0]!r}; every key of {cls.__name__} must be given "
@@ -869,19 +866,12 @@ def device_from_dict(data: Any) -> DeviceConfig:
 
 
 def load_device(path: str | Path) -> DeviceConfig:
-    """Load a device description from a YAML file, strictly."""
-    path = Path(path)
+    """Load a device description from a YAML file, strictly (:func:`accel.files.read_yaml`; errors name the file)."""
+    data = read_yaml(path, "device description", ConfigError)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read device description ({e.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
         return device_from_dict(data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise at(e, str(path)) from None
 
 
 def _preset_dir() -> Any:
@@ -892,9 +882,16 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
 
 
+def _is_file(name: str) -> bool:
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):  # a name no file can have (a NUL byte, too long)
+        return False
+
+
 def load_preset(name: str) -> DeviceConfig:
     """Load a preset by name (``accel devices`` lists them); a path to a YAML file also works."""
-    if name.endswith((".yaml", ".yml")) or "/" in name:
+    if name.endswith((".yaml", ".yml")) or "/" in name or _is_file(name):
         return load_device(name)
     names = preset_names()
     if name not in names:
@@ -902,7 +899,7 @@ def load_preset(name: str) -> DeviceConfig:
 
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown preset {name!r}{hint}; presets are {', '.join(names)}; "
+        raise ConfigError(f"unknown preset {show(name)}{hint}; presets are {', '.join(names)}; "
                           f"or give a path to a YAML file")
     with resources.as_file(_preset_dir() / f"{name}.yaml") as p:
         dev = load_device(p)

@@ -18,11 +18,11 @@ from matplotlib.figure import Figure
 from .config import DeviceConfig
 from .emulator.system import SystemResult
 from .energy import EnergyBreakdown
+from .fmt import si, si_scale
 from .outputs import check_output_dir, write_atomic
 from .program import Program, parse_stream_name
 from .progress import progress_bar
 from .rows import OperatorRow
-from .report import si, si_scale
 from .timeline import busy_spans, stream_spans
 
 __all__ = ["operator_rows", "compute_roofs", "bandwidth_roofs", "roof", "roofline_figure",

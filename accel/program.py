@@ -36,7 +36,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from .config import DeviceConfig, device_from_dict, load_preset
-from .errors import AccelError, EncodingError
+from .errors import AccelError, EncodingError, at
+from .files import read_text
+from .fmt import value as show
 from .interfaces import vector as vec_iface
 from .interfaces.link import endpoint_code, endpoint_name
 from .isa import OPS, TABLES, AttnOp, Endpoint, Family, LinkOp, PimOp, SyncOp, VectorOp, check_device_fits, encode
@@ -54,6 +56,8 @@ VERSION = 1
 UNIT_FAMILY: dict[str, Family] = {"pim": Family.PIM, "vector": Family.VECTOR, "array": Family.ATTN,
                                   "link": Family.LINK, "net": Family.LINK}
 
+#: How the engines and :meth:`Program.validate` name a command in their messages.
+_COMMAND_IN_MESSAGE = re.compile(r"stream (?P<stream>\S+) command (?P<index>\d+)\b")
 _NAME = re.compile(r"(?:d(?P<dev>\d+)\.)?(?P<kind>pim|vector|array|link|net)(?P<ch>\d+)?")
 _HEADERS = ("device", "devices", "meta", "operator", "placement")
 
@@ -79,9 +83,9 @@ def is_program_file(path: str | Path) -> bool:
     if path.suffix == ".npz":
         return True
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return False
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # the trace reader names the problem
     for raw in text.splitlines():
         toks = raw.split("#", 1)[0].split()
         if toks:
@@ -93,7 +97,7 @@ def parse_stream_name(name: str) -> tuple[int, str, int]:
     """``(device, kind, channel)`` of a stream name (``channel`` is -1 for units that are not PIM channels)."""
     m = _NAME.fullmatch(name)
     if m is None or (m["kind"] == "pim") != (m["ch"] is not None):
-        raise ProgramError(f"stream name {name!r} is not a unit: names are pim0 .. pimN-1, vector, array, link, "
+        raise ProgramError(f"stream name {show(name)} is not a unit: names are pim0 .. pimN-1, vector, array, link, "
                            f"net (the interconnect port), with a dK. prefix for device K of several (d1.pim3)")
     return int(m["dev"] or 0), m["kind"], int(m["ch"]) if m["ch"] is not None else -1
 
@@ -101,11 +105,13 @@ def parse_stream_name(name: str) -> tuple[int, str, int]:
 @dataclass
 class Stream:
     """One unit's command stream: its ``name`` (:func:`parse_stream_name`), command ``words`` (uint64) and, by
-    command index, the data words (column words, ints) of PIM WR/WRGB commands (missing data are zeros)."""
+    command index, the data words (column words, ints) of PIM WR/WRGB commands (missing data are zeros).
+    ``lines``: the text form's line of each command, when the stream was read from text (not compared)."""
 
     name: str
     words: np.ndarray
     data: dict[int, list[int]] = field(default_factory=dict)
+    lines: list[int] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.words = np.asarray(self.words, dtype=np.uint64).reshape(-1)
@@ -146,21 +152,21 @@ def _fields(toks: list[str], names: set[str], where: str, aliases: dict[str, str
     data = None
     for t in toks:
         if "=" not in t:
-            raise ProgramError(f"{where}: {t!r} must be key=value (keys: {', '.join(sorted(names))})")
+            raise ProgramError(f"{where}: {show(t)} must be key=value (keys: {', '.join(sorted(names))})")
         k, v = t.split("=", 1)
         k = aliases.get(k, k)
         if k not in names and k != "data":
-            raise ProgramError(f"{where}: unknown field {k!r}; fields are {', '.join(sorted(names))}")
+            raise ProgramError(f"{where}: unknown field {show(k)}; fields are {', '.join(sorted(names))}")
         if k in out or (k == "data" and data is not None):
-            raise ProgramError(f"{where}: field {k!r} is given twice")
+            raise ProgramError(f"{where}: field {show(k)} is given twice")
         if k == "data":
             try:
                 data = [int(x, 0) for x in v.split(",") if x]
             except ValueError:
-                raise ProgramError(f"{where}: {t!r}: data must be integers (0x... words) separated by commas") \
+                raise ProgramError(f"{where}: {show(t)}: data must be integers (0x... words) separated by commas") \
                     from None
             if any(x < 0 for x in data):
-                raise ProgramError(f"{where}: {t!r}: data words must not be negative")
+                raise ProgramError(f"{where}: {show(t)}: data words must not be negative")
             continue
         out[k] = v
     return out, data
@@ -170,7 +176,8 @@ def _int(where: str, key: str, value: str) -> int:
     try:
         return int(value, 0)
     except ValueError:
-        raise ProgramError(f"{where}: '{key}={value}': the value must be an integer") from None
+        raise ProgramError(f"{where}: {show(key + '=' + value)}: the value must be an integer (decimal or 0x...)") \
+            from None
 
 
 def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int] | None = None,
@@ -180,7 +187,11 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
     ``kind`` is a unit kind (``pim``, ``vector``, ``array``, ``link``); SYNC commands are accepted when ``streams``
     (stream name -> index, for WAIT) is given. ``channel`` is the default channel field of PIM commands."""
     if re.fullmatch(r"0[xX][0-9a-fA-F]+", toks[0]) and len(toks) == 1:
-        return int(toks[0], 16), None
+        word = int(toks[0], 16)
+        if word >> 64:
+            raise ProgramError(f"{where}: command word {show(toks[0])} is wider than 64 bits; a command word is "
+                               f"64 bits (16 hex digits)")
+        return word, None
     name = toks[0].upper()
     family = UNIT_FAMILY[kind]
     if streams is not None and name in SyncOp.__members__ and name != "NOP":
@@ -190,7 +201,7 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
         sync = " (SIGNAL, WAIT, MARK and REPEAT need a program with stream headers)" \
             if streams is None and name in SyncOp.__members__ else ""
         allowed = ", ".join(o.name for o in ops) + ("; SIGNAL, WAIT, MARK, REPEAT" if streams is not None else "")
-        raise ProgramError(f"{where}: {toks[0]!r} is not a {family.name} command{sync}; a {kind} stream takes "
+        raise ProgramError(f"{where}: {show(toks[0])} is not a {family.name} command{sync}; a {kind} stream takes "
                            f"{allowed} (or a 0x... command word)")
     names = {n for n, _ in TABLES[family].fields}
     repeat = family == Family.SYNC and name == "REPEAT"
@@ -209,7 +220,7 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
     for k, v in raw.items():
         if family == Family.SYNC and k == "stream":
             if v not in (streams or {}):
-                raise ProgramError(f"{where}: WAIT stream={v!r}: no such stream in this program; streams are "
+                raise ProgramError(f"{where}: WAIT stream={show(v)}: no such stream in this program; streams are "
                                    f"{', '.join(streams or {}) or 'none'}")
             values[k] = streams[v]
         elif family == Family.LINK and k in ("src", "dst") and not v[:1].isdigit():
@@ -219,6 +230,9 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
                 raise ProgramError(f"{where}: {e}") from None
         else:
             values[k] = _int(where, k, v)
+    if values.get("count", 1) == 0:
+        raise ProgramError(f"{where}: count=0: a run has at least one element; write count=1 or leave count out "
+                           f"(a single command)")
     if family == Family.PIM:
         values.setdefault("channel", channel)
     try:
@@ -381,6 +395,8 @@ class Program:
     placement: dict[str, list[list[int]]] = field(default_factory=dict)
     operators: dict[int, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: The file the program was read from (errors found while running it name it), None for one built in memory.
+    source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         seen: dict[str, int] = {}
@@ -406,11 +422,32 @@ class Program:
 
     def resolve_device(self, override: str | None = None) -> DeviceConfig:
         """The device to run on: ``override`` (a preset name or YAML path) if given, else the program's own."""
-        dev = override if override is not None else self.device
-        if dev is None:
-            raise ProgramError("the program names no device; give one (--device PRESET) or add a 'device PRESET' "
-                               "line to it")
-        return device_from_dict(dev) if isinstance(dev, dict) else load_preset(dev)
+        if override is not None:
+            return load_preset(override)
+        try:
+            if self.device is None:
+                raise ProgramError("the program names no device; give one (--device PRESET) or add a 'device "
+                                   "PRESET' line to it")
+            return device_from_dict(self.device) if isinstance(self.device, dict) else load_preset(self.device)
+        except AccelError as e:
+            raise self.locate(e) from None
+
+    def locate(self, error: AccelError) -> AccelError:
+        """``error`` with the place in :attr:`source` that caused it in front: ``file:line`` of the command it
+        records (:func:`accel.errors.caused_by`) or names (``stream pim0 command 5: ...``) when the program was read
+        from text, else the file; returns it unchanged for a program built in memory."""
+        if self.source is None:
+            return error
+        command = error.command
+        if command is None:
+            m = _COMMAND_IN_MESSAGE.match(str(error.args[0]) if error.args else "")
+            if m is not None:
+                command = (m["stream"], int(m["index"]))
+        if command is not None and command[0] in self._index:
+            lines = self.streams[self._index[command[0]]].lines
+            if lines is not None and 0 <= command[1] < len(lines):
+                return at(error, f"{self.source}:{lines[command[1]]}")
+        return at(error, self.source)
 
     # ---- validation -------------------------------------------------------------------------------------------------
     def validate(self, device: DeviceConfig) -> None:
@@ -418,6 +455,9 @@ class Program:
         stream is a unit of ``device`` and every word is one its unit can run, WAITs name events that happen, and
         every operand fits its unit."""
         check_device_fits(device)
+        if not self.streams:
+            raise ProgramError("the program has no streams; a program holds one 'stream NAME' section per unit "
+                               "(stream pim0, then its commands)")
         p = device.pim
         signals: dict[tuple[int, int], int] = {}
         waits = []          # per stream: (positions, producers, tokens, k) of its WAITs
@@ -664,6 +704,7 @@ class Program:
         prog = {"device": None, "devices": 1, "meta": {}, "operators": {}, "placement": {}}
         words: list[list[int]] = [[] for _ in order]
         data: list[dict[int, list[int]]] = [{} for _ in order]
+        where_of: list[list[int]] = [[] for _ in order]
         cur = -1
         for n, ln in lines:
             where = f"{source}:{n}"
@@ -673,7 +714,7 @@ class Program:
                 continue
             if toks[0] in _HEADERS:
                 if cur >= 0:
-                    raise ProgramError(f"{where}: {toks[0]!r} belongs before the first 'stream' line")
+                    raise ProgramError(f"{where}: {show(toks[0])} belongs before the first 'stream' line")
                 cls._header(prog, toks[0], ln[len(toks[0]):].strip(), where)
                 continue
             if cur < 0:
@@ -684,8 +725,10 @@ class Program:
             if d is not None:
                 data[cur][len(words[cur])] = d
             words[cur].append(word)
-        streams = [Stream(name, np.array(words[i], dtype=np.uint64), data[i]) for i, name in enumerate(order)]
-        return cls(streams, **prog)
+            where_of[cur].append(n)
+        streams = [Stream(name, np.array(words[i], dtype=np.uint64), data[i], where_of[i])
+                   for i, name in enumerate(order)]
+        return cls(streams, **prog, source=source)
 
     @staticmethod
     def _header(prog: dict[str, Any], key: str, rest: str, where: str) -> None:
@@ -693,7 +736,9 @@ class Program:
             try:
                 return json.loads(text)
             except json.JSONDecodeError as e:
-                raise ProgramError(f"{where}: {what} must be JSON ({e.msg})") from None
+                raise ProgramError(f"{where}: {what} must be JSON ({e.msg} at character {e.pos + 1})") from None
+            except RecursionError:
+                raise ProgramError(f"{where}: {what} is nested too deep to read; flatten it") from None
 
         if key == "device":
             if not rest:
@@ -702,7 +747,7 @@ class Program:
             prog["device"] = dev
         elif key == "devices":
             if not rest.isdigit() or int(rest) < 1:
-                raise ProgramError(f"{where}: devices {rest!r}: must be a whole number of at least 1")
+                raise ProgramError(f"{where}: devices {show(rest)}: must be a whole number of at least 1")
             prog["devices"] = int(rest)
         elif key == "meta":
             m = js(rest, "meta")
@@ -755,13 +800,8 @@ class Program:
     def load(cls, path: str | Path) -> "Program":
         """Read a program file (``.npz`` binary form, else text); raises :class:`ProgramError`."""
         path = Path(path)
-        try:
-            if path.suffix != ".npz":
-                text = path.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ProgramError(f"{path}: cannot read the program ({getattr(e, 'strerror', None) or e})") from None
         if path.suffix != ".npz":
-            return cls.from_text(text, str(path))
+            return cls.from_text(read_text(path, "program", ProgramError), str(path))
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
@@ -769,7 +809,9 @@ class Program:
             raise ProgramError(f"{path}: cannot read the program ({e.strerror or e})") from None
         except (ValueError, EOFError) as e:
             raise ProgramError(f"{path}: not a program file in .npz form ({e})") from None
-        return cls._from_arrays(arrays, str(path))
+        prog = cls._from_arrays(arrays, str(path))
+        prog.source = str(path)
+        return prog
 
     @classmethod
     def _from_arrays(cls, arrays: dict[str, np.ndarray], where: str) -> "Program":
@@ -784,7 +826,7 @@ class Program:
             raise ProgramError(f"{where}: the 'program' entry must hold exactly {', '.join(sorted(keys))} with "
                                f"format {FORMAT!r}")
         if head["version"] != VERSION:
-            raise ProgramError(f"{where}: program version {head['version']!r}; this accel reads version {VERSION}")
+            raise ProgramError(f"{where}: program version {show(head['version'])}; this accel reads version {VERSION}")
         streams = []
         expect = {"program"}
         for i, name in enumerate(head["streams"]):

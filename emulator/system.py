@@ -36,7 +36,7 @@ import numpy as np
 
 from accel.config import AttentionConfig, DeviceConfig
 from accel.energy import EVENTS
-from accel.errors import AccelError
+from accel.errors import AccelError, caused_by
 from accel.interfaces.link import copies, transfer_beats
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
@@ -466,8 +466,9 @@ class _PimRunner(_Runner):
             if reps > 1:
                 self._repeat(body, sig, reps - 1)
         except AccelError as e:
-            e.args = (f"stream {self.s.name} command {first + (ch.commands - before) % max(1, hi - lo)}: {e}",)
-            raise
+            index = first + (ch.commands - before) % max(1, hi - lo)   # inside a REPEAT's body: its word
+            e.args = (f"stream {self.s.name} command {index}: {e}",)
+            raise caused_by(e, self.s.name, index)
         self.commands += ch.commands - before
         self.last_issue = ch.next - 1
         done = max(ch.next, ch.completion())
@@ -872,8 +873,11 @@ def run_program(program: Program, device: DeviceConfig | None = None, model: str
     """Run a program on ``device`` (default: the program's own) in the system engine (``model="engine"``) or the
     per-cycle system model (``"cycle"``); ``progress`` as :func:`accel.progress.progress_bar`'s ``show``."""
     dev = device or program.resolve_device()
-    if model == "cycle":
-        from .system_model import SystemModel
+    try:
+        if model == "cycle":
+            from .system_model import SystemModel
 
-        return SystemModel(dev, progress=progress).run(program)
-    return SystemEngine(dev, progress=progress).run(program)
+            return SystemModel(dev, progress=progress).run(program)
+        return SystemEngine(dev, progress=progress).run(program)
+    except AccelError as e:  # name the program's file and line (Program.locate)
+        raise program.locate(e) from None

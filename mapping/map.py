@@ -23,9 +23,10 @@ from typing import Any, Union
 from accel.config import DeviceConfig, load_preset
 from accel.emulator.system import SystemEngine, SystemResult
 from accel.energy import EnergyBreakdown, energy
+from accel.fmt import si
 from accel.program import Program
 from accel.progress import progress_bar
-from accel.report import energy_lines, si
+from accel.report import energy_lines
 from accel.rows import OperatorRow
 
 from .codegen import OpSite, generate

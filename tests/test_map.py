@@ -361,7 +361,7 @@ def test_map_energy_per_token(devices, parallel):
     is the step's over its new tokens, per MAC over the step's MACs, and the power over the device time."""
     from accel.energy import energy
     from accel.mapping.map import format_text
-    from accel.report import si
+    from accel.fmt import si
 
     dev = scaled_device(2 if devices > 1 else 4)
     w = workload(dev, tiny("gpt2"), "decode", 16, batch=2)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..fmt import table
+from .options import add_json
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gpu", help="time the Triton kernels against torch on a GPU; list GPU peaks")
@@ -14,15 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--models", nargs="+", default=None, metavar="MODEL",
                    help="models to run (default: all of gpt2-xl, llama2-7b, llama3-8b)")
     b.add_argument("--phases", nargs="+", default=["decode", "prefill"], choices=["decode", "prefill"],
-                   help="phases (default: both)")
+                   help="phases")
     b.add_argument("--estimate", default=None, metavar="GPU",
                    help="print roofline estimates for a GPU of the peak table instead of measuring (no GPU needed; "
                         "never a measurement)")
-    b.add_argument("--json", action="store_true", help="print JSON")
+    add_json(b)
     b.set_defaults(func=bench)
 
     k = gsub.add_parser("peaks", help="the peak table: bandwidth, tensor-core rates, sources")
-    k.add_argument("--json", action="store_true", help="print JSON")
+    add_json(k)
     k.set_defaults(func=peaks)
 
 
@@ -50,12 +53,8 @@ def peaks(args: argparse.Namespace) -> int:
 
         print_json(rows)
         return 0
-    cols = [("key", "gpu", "{}"), ("memory_gb", "GB", "{:g}"), ("bandwidth_gbs", "GB/s", "{:g}"),
-            ("fp16_tflops", "fp16 TFLOP/s", "{:g}"), ("int8_tops", "int8 TOP/s", "{:g}"),
-            ("fp32_tflops", "fp32 TFLOP/s", "{:g}"), ("tdp_w", "W", "{:g}"), ("source", "source", "{}")]
-    table = [[head for _, head, _ in cols]] + [[fmt.format(r[key]) for key, _, fmt in cols] for r in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    cols = [("key", "gpu"), ("memory_gb", "GB"), ("bandwidth_gbs", "GB/s"), ("fp16_tflops", "fp16 TFLOP/s"),
+            ("int8_tops", "int8 TOP/s"), ("fp32_tflops", "fp32 TFLOP/s"), ("tdp_w", "W"), ("source", "source")]
+    print(table([[head for _, head in cols]] + [[r[key] for key, _ in cols] for r in rows]))
     print("tensor-core rates are dense (NVIDIA's datasheets print them with sparsity: twice these)")
     return 0
