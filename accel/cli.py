@@ -33,6 +33,7 @@ from .fmt import value as show
 COMMAND_MODULES = (
     "accel.commands.devices",
     "accel.commands.models",
+    "accel.commands.map",
     "accel.commands.emulate",
     "accel.commands.doctor",
     "accel.commands.rtl",

@@ -24,7 +24,7 @@ from .fmt import value as show
 
 __all__ = [
     "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "GemmConfig",
-    "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "EnergyConfig", "Clocks",
+    "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "InterconnectConfig", "EnergyConfig", "Clocks",
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
@@ -282,6 +282,26 @@ class PimConfig:
         return self.column_bits // self.mac_lanes
 
     @property
+    def column_bytes(self) -> int:
+        """Bytes moved by one column access."""
+        return self.column_bits // 8
+
+    def weights_per_column(self, code_bits: float) -> int:
+        """Weights of ``code_bits`` bits that one DRAM column holds: the one place the mapper, the capacity check and
+        the report read it from.
+
+        Today every MAC lane owns one slot of a column (``slot_bits``) and a weight code sits in its low bits, so a
+        column holds ``mac_lanes`` weights whatever their width; packing weights at their width (a w-bit weight in w
+        bits) redefines this method and everything that reads it follows.
+        """
+        return self.mac_lanes
+
+    def bytes_per_weight(self, code_bits: float) -> float:
+        """DRAM bytes one weight of ``code_bits`` bits occupies (a column's bytes over :meth:`weights_per_column`;
+        group metadata not included)."""
+        return self.column_bytes / self.weights_per_column(code_bits)
+
+    @property
     def gb_columns(self) -> int:
         """Column-sized words in the global buffer."""
         return self.global_buffer_bytes * 8 // self.column_bits
@@ -531,12 +551,51 @@ class LinkConfig:
 
 
 @dataclass(frozen=True)
+class InterconnectConfig:
+    """The interconnect joining identical devices of a system (``accel map --devices N``): each device has one port
+    (the ``dK.net`` stream of a program) that sends transfers to the other devices in program order.
+
+    A transfer of ``b`` bits occupies the sending port for ``ceil(b / width_bits)`` cycles and arrives ``latency``
+    cycles after its last beat left (the same closed form as the link's, :mod:`accel.interfaces.link`).
+
+    Parameters
+    ----------
+    width_bits:
+        Bits a port sends per cycle (one direction).
+    clock_mhz:
+        Clock of the port (MHz).
+    latency:
+        Cycles (of the port's clock) from a beat leaving to its arrival at the other device (ports, wire, switch).
+    energy_pj_per_bit:
+        Energy of moving one bit between devices (pJ).
+    """
+
+    width_bits: int
+    clock_mhz: float
+    latency: int
+    energy_pj_per_bit: float
+
+    def __post_init__(self) -> None:
+        self.link   # the port's figures obey the link's rules (LinkConfig checks them)
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.link.bytes_per_s
+
+    @property
+    def link(self) -> LinkConfig:
+        """The port as a point-to-point :class:`LinkConfig` (no broadcast), for the link's closed form and model."""
+        return LinkConfig(self.width_bits, self.clock_mhz, self.latency, self.energy_pj_per_bit, False)
+
+
+@dataclass(frozen=True)
 class EnergyConfig:
     """Energy per event and static power of a device: the numbers of the energy table (:mod:`accel.energy` turns
     event counts into joules with them; every preset states the source of each number beside it).
 
     Units: ``*_pj`` pJ per event, ``*_pj_per_bit`` pJ per bit moved or stored, ``*_mw`` mW. The energy of moving a
-    bit over the link is the link's own (:attr:`LinkConfig.energy_pj_per_bit`).
+    bit over the link is the link's own (:attr:`LinkConfig.energy_pj_per_bit`), over the interconnect the
+    interconnect's (:attr:`InterconnectConfig.energy_pj_per_bit`).
 
     Parameters
     ----------
@@ -565,8 +624,6 @@ class EnergyConfig:
         The vector unit's buffer, per bit of a line read or written.
     array_mac_pj:
         One MAC of an attention-array PE (unused without an array).
-    interconnect_pj_per_bit:
-        A bit between devices over the interconnect (``--devices N``).
     pim_background_mw:
         Background (standby) power of one PIM channel: DRAM periphery, global buffer leakage.
     vector_static_mw, array_static_mw:
@@ -593,7 +650,6 @@ class EnergyConfig:
     vector_sram_read_pj_per_bit: float
     vector_sram_write_pj_per_bit: float
     array_mac_pj: float
-    interconnect_pj_per_bit: float
     pim_background_mw: float
     vector_static_mw: float
     array_static_mw: float
@@ -619,8 +675,9 @@ class Clocks:
     -------
     tick_ns:
         Length of a tick (ns, exact).
-    pim, vector, link, array:
-        Ticks per cycle of each unit (``array`` is 0 when the device has no attention array).
+    pim, vector, link, array, net:
+        Ticks per cycle of each unit (``array`` is 0 when the device has no attention array; ``net`` is the
+        interconnect port's).
     sync:
         The device's sync latency in ticks.
     """
@@ -631,16 +688,17 @@ class Clocks:
     link: int
     array: int
     sync: int
+    net: int
 
     def of(self, kind: str) -> int:
-        """Ticks per cycle of a unit kind (``pim``, ``vector``, ``link``, ``array``)."""
+        """Ticks per cycle of a unit kind (``pim``, ``vector``, ``link``, ``array``, ``net``)."""
         return getattr(self, kind)
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
     """A whole device: PIM channels, the bit-serial unit they use, an attention array, a vector unit, the link
-    between them, and the energy table (:class:`EnergyConfig`).
+    between them, the interconnect that joins several such devices, and the energy table (:class:`EnergyConfig`).
 
     ``sync_latency``: cycles of the device (PIM) clock from an event becoming visible (a SIGNAL) to the first cycle
     a waiting stream may offer its next command (a WAIT).
@@ -653,6 +711,7 @@ class DeviceConfig:
     attention: Union[AttentionConfig, None]
     vector: VectorConfig
     link: LinkConfig
+    interconnect: InterconnectConfig
     sync_latency: int
     energy: EnergyConfig
 
@@ -665,13 +724,36 @@ class DeviceConfig:
     def clocks(self) -> Clocks:
         """The units' clocks in ticks of a common base (see :class:`Clocks`)."""
         periods = {"pim": _exact(self.pim.timing.tck_ns), "vector": 1000 / _exact(self.vector.clock_mhz),
-                   "link": 1000 / _exact(self.link.clock_mhz)}
+                   "link": 1000 / _exact(self.link.clock_mhz), "net": 1000 / _exact(self.interconnect.clock_mhz)}
         if self.attention is not None:
             periods["array"] = 1000 / _exact(self.attention.clock_mhz)
         den = math.lcm(*(p.denominator for p in periods.values()))
         tick = Fraction(math.gcd(*(p.numerator * (den // p.denominator) for p in periods.values())), den)
         n = {k: int(p / tick) for k, p in periods.items()}
-        return Clocks(tick, n["pim"], n["vector"], n["link"], n.get("array", 0), self.sync_latency * n["pim"])
+        return Clocks(tick, n["pim"], n["vector"], n["link"], n.get("array", 0), self.sync_latency * n["pim"],
+                      n["net"])
+
+    def mac_column_cycles(self, datatype: str) -> int:
+        """Cycles between all-bank MAC columns for weights of ``datatype`` when nothing else intervenes: the all-bank
+        MAC pacing ``nCCD_AB``, or on bit-serial lanes the datatype's signed terms if more (the MAC_BUSY rule: one
+        term per weight per cycle). The pace behind :meth:`pim_peak_macs_per_s`."""
+        if self.pim.lane != "bitserial":
+            return self.pim.timing.nCCD_AB
+        from .numerics import DATATYPES
+
+        return max(self.pim.timing.nCCD_AB, DATATYPES[datatype].terms)
+
+    def pim_peak_macs_per_s(self, datatype: str) -> float:
+        """MACs per second of all banks of all channels for weights of ``datatype``: every bank's lanes on one
+        column per :meth:`mac_column_cycles` (the PIM roofline's compute ceiling)."""
+        p = self.pim
+        return p.channels * p.banks * p.mac_lanes / self.mac_column_cycles(datatype) * p.timing.clock_mhz * 1e6
+
+    @property
+    def mac_register_bytes(self) -> int:
+        """Bytes of one bank's MAC register as RDMAC returns it: every lane's accumulator (``bitserial.acc_bits``
+        each, the width the channel's lanes accumulate in)."""
+        return self.pim.mac_lanes * self.bitserial.acc_bits // 8
 
     @property
     def gemm(self) -> Union[GemmConfig, None]:

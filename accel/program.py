@@ -7,8 +7,9 @@ mover); with several devices every name has a ``dK.`` prefix (``d1.pim3``). A st
 (WR, WRGB: one column word per element). SYNC commands order streams: ``SIGNAL token=t`` announces event (stream,
 t) once every earlier command of the stream has completed; the k-th ``WAIT stream=s token=t`` of a stream waits
 for the k-th ``SIGNAL token=t`` of stream ``s`` (``s`` is an index into the program's stream list; the text form
-names it); ``MARK id=n`` says "operator n starts here". Run-length commands (``count`` > 1) mean their expanded
-per-command stream.
+names it); ``MARK id=n`` says "operator n starts here"; ``REPEAT times=N words=W`` runs the next ``W`` words (unit
+commands) ``N`` times in a row. Run-length commands (``count`` > 1) and repeats mean their expanded per-command
+stream.
 
 Besides the streams a program carries the ``device`` it was made for (a preset name or an inline device
 description), ``devices`` (count), ``placement`` (tensor -> ``[channel, bank, row_lo, row_hi, col_lo, col_hi]``
@@ -45,6 +46,7 @@ from .outputs import write_atomic, write_text_atomic
 
 __all__ = ["ProgramError", "DeadlockError", "Stream", "Program", "ProgramBuilder", "StreamBuilder", "UNIT_FAMILY",
            "is_program_file", "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items",
+           "repeats",
            "deadlock_message"]
 
 FORMAT = "accel-program"
@@ -52,11 +54,11 @@ VERSION = 1
 
 #: The command family each unit kind executes (every stream may also hold SYNC commands).
 UNIT_FAMILY: dict[str, Family] = {"pim": Family.PIM, "vector": Family.VECTOR, "array": Family.ATTN,
-                                  "link": Family.LINK}
+                                  "link": Family.LINK, "net": Family.LINK}
 
 #: How the engines and :meth:`Program.validate` name a command in their messages.
 _COMMAND_IN_MESSAGE = re.compile(r"stream (?P<stream>\S+) command (?P<index>\d+)\b")
-_NAME = re.compile(r"(?:d(?P<dev>\d+)\.)?(?P<kind>pim|vector|array|link)(?P<ch>\d+)?")
+_NAME = re.compile(r"(?:d(?P<dev>\d+)\.)?(?P<kind>pim|vector|array|link|net)(?P<ch>\d+)?")
 _HEADERS = ("device", "devices", "meta", "operator", "placement")
 
 
@@ -96,7 +98,7 @@ def parse_stream_name(name: str) -> tuple[int, str, int]:
     m = _NAME.fullmatch(name)
     if m is None or (m["kind"] == "pim") != (m["ch"] is not None):
         raise ProgramError(f"stream name {show(name)} is not a unit: names are pim0 .. pimN-1, vector, array, link, "
-                           f"with a dK. prefix for device K of several (d1.pim3)")
+                           f"net (the interconnect port), with a dK. prefix for device K of several (d1.pim3)")
     return int(m["dev"] or 0), m["kind"], int(m["ch"]) if m["ch"] is not None else -1
 
 
@@ -114,6 +116,8 @@ class Stream:
     def __post_init__(self) -> None:
         self.words = np.asarray(self.words, dtype=np.uint64).reshape(-1)
         self.device_index, self.kind, self.channel = parse_stream_name(self.name)
+        self._derived: dict[str, Any] = {}
+        self._derived_of: Any = None
 
     def field(self, family: Family, name: str) -> np.ndarray:
         """Field ``name`` of the ``family`` table in every word (int64; meaningful where the word is of that
@@ -121,9 +125,18 @@ class Stream:
         off, width = TABLES[family].offsets()[name]
         return ((self.words >> np.uint64(off)) & np.uint64((1 << width) - 1)).astype(np.int64)
 
+    def derived(self, key: str, make: Any) -> Any:
+        """``make(self)``, computed once while ``words`` is the same array (the engines and the validation share
+        what they derive from a stream's words)."""
+        if self._derived_of is not self.words:
+            self._derived, self._derived_of = {}, self.words
+        if key not in self._derived:
+            self._derived[key] = make(self)
+        return self._derived[key]
+
     @property
     def families(self) -> np.ndarray:
-        return self.field(Family.PIM, "family")
+        return self.derived("families", lambda s: s.field(Family.PIM, "family"))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Stream) and self.name == other.name and np.array_equal(self.words, other.words)
@@ -185,13 +198,22 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
         family = Family.SYNC
     ops = OPS[family]
     if name not in ops.__members__:
-        sync = " (SIGNAL, WAIT and MARK need a program with stream headers)" \
+        sync = " (SIGNAL, WAIT, MARK and REPEAT need a program with stream headers)" \
             if streams is None and name in SyncOp.__members__ else ""
-        allowed = ", ".join(o.name for o in ops) + ("; SIGNAL, WAIT, MARK" if streams is not None else "")
+        allowed = ", ".join(o.name for o in ops) + ("; SIGNAL, WAIT, MARK, REPEAT" if streams is not None else "")
         raise ProgramError(f"{where}: {show(toks[0])} is not a {family.name} command{sync}; a {kind} stream takes "
                            f"{allowed} (or a 0x... command word)")
     names = {n for n, _ in TABLES[family].fields}
+    repeat = family == Family.SYNC and name == "REPEAT"
+    if repeat:
+        names = {"times", "words"}
     raw, data = _fields(toks[1:], names, where, {"ch": "channel"} if family == Family.PIM else {})
+    if repeat:
+        missing = [k for k in ("times", "words") if k not in raw]
+        if missing:
+            raise ProgramError(f"{where}: REPEAT needs times=N (repetitions) and words=W (the words repeated); "
+                               f"{missing[0]} is missing")
+        raw = {"token": raw["times"], "id": raw["words"]}
     if data is not None and not (family == Family.PIM and ops[name] in (PimOp.WR, PimOp.WRGB)):
         raise ProgramError(f"{where}: only WR and WRGB carry data words")
     values: dict[str, int] = {}
@@ -231,6 +253,7 @@ _CHANNEL = np.uint64(((1 << TABLES[Family.PIM].width("channel")) - 1)
 _ALWAYS: dict[tuple[Family, int], tuple[str, ...]] = {
     (Family.SYNC, SyncOp.SIGNAL): ("token",), (Family.SYNC, SyncOp.WAIT): ("stream", "token"),
     (Family.SYNC, SyncOp.MARK): ("id",), (Family.LINK, LinkOp.XFER): ("src", "dst", "bytes"),
+    (Family.SYNC, SyncOp.REPEAT): ("token", "id"),
     **{(Family.VECTOR, int(o)): ("length", "src", "dst") for o in VectorOp if o != VectorOp.NOP},
 }
 
@@ -243,6 +266,8 @@ def _format(word: int, channel: int, names: list[str], data: list[int] | None) -
     op = OPS[fam](values.pop("op"))
     values.pop("family")
     parts = [op.name]
+    if fam == Family.SYNC and op == SyncOp.REPEAT:
+        return f"REPEAT times={values['token']} words={values['id']}"
     always = _ALWAYS.get((fam, int(op)), ())
     for k, v in values.items():
         if fam == Family.PIM and k == "channel" and v == channel:
@@ -283,6 +308,10 @@ _TOKEN_BITS = TABLES[Family.SYNC].width("token")
 def _sync_table(s: Stream) -> tuple[np.ndarray, ...]:
     """Positions, ops, tokens, producers, ids of a stream's SYNC words, and each one's occurrence index k (the k-th
     SIGNAL of its token, the k-th WAIT on its producer's token; from 0)."""
+    return s.derived("sync_table", _make_sync_table)
+
+
+def _make_sync_table(s: Stream) -> tuple[np.ndarray, ...]:
     pos = np.nonzero(s.families == int(Family.SYNC))[0]
     w = s.words[pos]
     f = TABLES[Family.SYNC].offsets()
@@ -298,9 +327,9 @@ def _sync_table(s: Stream) -> tuple[np.ndarray, ...]:
 
 
 def stream_items(program: "Program", i: int) -> list[tuple[int, int, int, int]]:
-    """The stream as items in order: ``(RUN, lo, hi, 0)`` for unit commands ``lo .. hi - 1``, ``(SIGNAL, token, k,
-    0)``, ``(WAIT, producer, token, k)`` (the k-th WAIT of this stream on that event, from 0), ``(MARK, id, 0, 0)``;
-    SYNC NOPs are dropped."""
+    """The stream as items in order: ``(RUN, lo, hi, reps)`` for unit commands ``lo .. hi - 1`` (run ``reps`` times
+    in a row by a REPEAT; 0 for a plain run: once), ``(SIGNAL, token, k, 0)``, ``(WAIT, producer, token, k)`` (the
+    k-th WAIT of this stream on that event, from 0), ``(MARK, id, 0, 0)``; SYNC NOPs are dropped."""
     s = program.streams[i]
     pos, op, tok, prod, ident, k = _sync_table(s)
     n = len(s.words)
@@ -317,8 +346,24 @@ def stream_items(program: "Program", i: int) -> list[tuple[int, int, int, int]]:
             out.append((WAIT, pr, t, kk))
         elif o == SyncOp.MARK:
             out.append((MARK, d, 0, 0))
+        elif o == SyncOp.REPEAT:   # its body holds no SYNC word (validated): the next d words, t times
+            out.append((RUN, p + 1, p + 1 + d, t))
+            lo = p + 1 + d
     if lo < n:
         out.append((RUN, lo, n, 0))
+    return out
+
+
+def repeats(s: Stream) -> np.ndarray:
+    """How many times each word of a stream runs (a REPEAT's body words its ``times``, every other word once)."""
+    out = np.ones(len(s.words), dtype=np.int64)
+    pos = np.nonzero(s.families == int(Family.SYNC))[0]
+    op = s.field(Family.SYNC, "op")[pos]
+    for p in pos[op == SyncOp.REPEAT].tolist():
+        w = int(s.words[p])
+        times = (w >> TABLES[Family.SYNC].offsets()["token"][0]) & ((1 << _TOKEN_BITS) - 1)
+        words = (w >> TABLES[Family.SYNC].offsets()["id"][0]) & ((1 << TABLES[Family.SYNC].width("id")) - 1)
+        out[p + 1:p + 1 + words] = times
     return out
 
 
@@ -439,7 +484,8 @@ class Program:
                     self._check_words(i, s, device)
             else:
                 self._check_words(i, s, device)
-            pos, op, tok, prod, _, k = _sync_table(s)
+            pos, op, tok, prod, ident, k = _sync_table(s)
+            self._check_repeats(s, pos, op, tok, ident)
             sel = op == SyncOp.SIGNAL
             for t, n in zip(*np.unique(tok[sel], return_counts=True)):
                 signals[(i, int(t))] = int(n)
@@ -459,6 +505,21 @@ class Program:
                     raise ProgramError(f"stream {names[i]} command {c}: WAIT stream={names[pr]} token={t} waits "
                                        f"for its {_ordinal(kk + 1)} SIGNAL token={t}, but {names[pr]} signals "
                                        f"token {t} {have} time{'s' if have != 1 else ''}")
+
+    @staticmethod
+    def _check_repeats(s: Stream, pos: np.ndarray, op: np.ndarray, times: np.ndarray, words: np.ndarray) -> None:
+        """A REPEAT's body: at least one word, inside the stream, no SYNC word in it."""
+        sel = np.nonzero(op == SyncOp.REPEAT)[0]
+        for j in sel.tolist():
+            p, t, w = int(pos[j]), int(times[j]), int(words[j])
+            where = f"stream {s.name} command {p}: REPEAT times={t} words={w}"
+            if t < 1 or w < 1:
+                raise ProgramError(f"{where}: repeats at least one word at least once (times and words >= 1)")
+            if p + w > len(s.words) - 1:
+                raise ProgramError(f"{where}: the stream has {len(s.words) - p - 1} words after it")
+            if j + 1 < len(pos) and pos[j + 1] <= p + w:
+                raise ProgramError(f"{where}: command {int(pos[j + 1])} inside its body is a SYNC command; a "
+                                   f"repeated body holds unit commands only")
 
     @staticmethod
     def _check_channel(s: Stream) -> None:
@@ -550,9 +611,12 @@ class Program:
 
     def _check_link(self, where: str, s: Stream, device: DeviceConfig) -> None:
         nch = device.pim.channels
-        valid = {int(e) for e in Endpoint}
+        valid = {int(e) for e in Endpoint if e != Endpoint.DEVICE}
         for c, (op, src, dst, nbytes) in self._unique_rows(s, Family.LINK, ("src", "dst", "bytes")):
             if op == LinkOp.NOP:
+                continue
+            if s.kind == "net":
+                self._check_net(f"{where} command {c}", s, src, dst, nbytes)
                 continue
             for k, e in (("src", src), ("dst", dst)):
                 if e not in valid and not e < nch:
@@ -568,6 +632,19 @@ class Program:
                                    f"between two endpoints")
             if nbytes < 1:
                 raise ProgramError(f"{where} command {c}: XFER bytes=0: a transfer moves at least one byte")
+
+    def _check_net(self, where: str, s: Stream, src: int, dst: int, nbytes: int) -> None:
+        """A transfer of a device's interconnect port: from its vector unit to another device of the program."""
+        if src != Endpoint.VECTOR:
+            raise ProgramError(f"{where}: XFER src={endpoint_name(src)}: the interconnect port sends from its "
+                               f"device's vector unit (src=vector)")
+        k = dst - Endpoint.DEVICE
+        if dst < Endpoint.DEVICE or not 0 <= k < self.devices or k == s.device_index:
+            raise ProgramError(f"{where}: XFER dst={endpoint_name(dst)}: the interconnect port of device "
+                               f"{s.device_index} sends to another device of the program (d0 .. d{self.devices - 1}"
+                               f", not d{s.device_index})")
+        if nbytes < 1:
+            raise ProgramError(f"{where}: XFER bytes=0: a transfer moves at least one byte")
 
     def _check_array(self, where: str, s: Stream, device: DeviceConfig) -> None:
         a = device.attention

@@ -7,10 +7,11 @@ of both ends. Layers, lowest first:
 
 0. ground: ``accel/`` config, isa, program, numerics, errors, files (reading users' files), outputs (writing them:
    checked paths, atomic files), fmt (number formats), progress (progress bars and long steps), energy (the energy
-   formula), interfaces, traces (the trace parsers), presets;
+   formula), rows (the report's per-operator row), interfaces, traces (the trace parsers), presets;
 1. ``rtl/`` and ``emulator/``, side by side, never each other;
-2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/gpu/`` (Triton kernels),
-   ``accel/report.py``, ``accel/plots.py``, ``accel/perfetto.py``, ``accel/timeline.py``, ``accel/toolchain.py``;
+2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/gpu/`` (Triton kernels and the
+   roofline the mapper's fallback reads), ``accel/report.py``, ``accel/plots.py``, ``accel/perfetto.py``,
+   ``accel/timeline.py``, ``accel/toolchain.py``;
 3. the CLI: ``accel/cli.py``, ``accel/commands/``.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUND = {"config", "isa", "program", "numerics", "errors", "files", "outputs", "fmt", "progress", "energy",
-          "interfaces", "traces", "presets"}
+          "rows", "interfaces", "traces", "presets"}
 LAYER_NAMES = {0: "ground", 1: "rtl/ and emulator/", 2: "mapping/, fpga/, equivalence harness, report",
                3: "the CLI"}
 #: (importer, imported) edges allowed for now, each with the change that removes it.

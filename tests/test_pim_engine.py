@@ -1,5 +1,5 @@
 """The channel engine equals the per-cycle model in cycles (and data) on random legal programs and on GEMV programs;
-GEMV is bit-exact against the golden numerics in both layouts. The random programs make every row of the timing-rule
+GEMV is bit-exact against the golden numerics in every layout. The random programs make every row of the timing-rule
 table the sole binding constraint of hundreds of issues, and every engine with a row dropped or one cycle short (or
 applied to the wrong all-bank forms) disagrees with the model on some of them."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from accel.config import load_preset
 from accel.emulator.engine import ChannelEngine, DeviceEngine
-from accel.mapping.gemv import gemv_plan, golden_gemv, random_operands, run_gemv
+from accel.mapping.gemv import LAYOUTS, gemv_plan, gemv_program, golden_gemv, random_operands, run_gemv
 from accel.emulator.units.pim import PimChannel
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
@@ -60,32 +60,53 @@ def test_random_suite_catches_a_mutated_engine(mutant, suite):
     assert suite.catch(rules) is not None
 
 
-def _random_gemv(dev, rng, m, k):
-    return random_operands(dev, rng, m, k, extremes=0.3)
+def _random_gemv(dev, rng, m, k, layout="rows"):
+    return random_operands(dev, rng, m, k, extremes=0.3, shared=dev.pim.mac_lanes if layout == "lanes" else 1)
 
 
-LAYOUTS = ["rows", "ksplit"]
 PRESETS = ["fpga-tiny", "fpga-small", "aim-gddr6", "hbm2-pim", "hbm3-pim"]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_gemv_bit_exact(preset, layout):
+    """Random shapes, operands, channel counts, first DRAM rows and activate-first order in every layout; the
+    timing-only plan of the same shape (:func:`gemv_program`) has the same command words."""
     dev = load_preset(preset)
     rng = np.random.default_rng([PRESETS.index(preset), LAYOUTS.index(layout)])
     gs = dev.bitserial.group_size
     for trial in range(3):
         m = int(rng.integers(1, 12 if preset == "fpga-tiny" else 40))
-        k = gs * int(rng.integers(1, 3 if preset == "fpga-tiny" else 7))
-        w, x, dt, sc = _random_gemv(dev, rng, m, k)
-        plan = gemv_plan(dev, w, x, layout, dt, sc, channels=min(dev.pim.channels, int(rng.integers(1, 5))))
+        # K in whole columns, the last group often short (GPT-2's K = 1600 is 12.5 groups of 128)
+        k = gs * int(rng.integers(1, 3 if preset == "fpga-tiny" else 7)) - dev.pim.mac_lanes * int(
+            rng.integers(0, gs // dev.pim.mac_lanes))
+        w, x, dt, sc = _random_gemv(dev, rng, m, k, layout)
+        opts = dict(channels=min(dev.pim.channels, int(rng.integers(1, 5))), act_first=bool(rng.integers(2)),
+                    row0=int(rng.integers(0, 3)))
+        inputs = int(rng.integers(1, 4))   # several input vectors: each row activation serves all of them
+        if inputs > 1:
+            x = np.stack([x] + [rng.integers(-128, 128, k) for _ in range(inputs - 1)])
+        plan = gemv_plan(dev, w, x, layout, dt, sc, **opts)
         y, stats = run_gemv(dev, plan)
         np.testing.assert_array_equal(y, golden_gemv(dev, w, x, dt, sc))
         assert stats.mac_lane_ops > 0 and stats.cycles > 0
+        shape = gemv_program(dev, m, k, layout, dt, sc, inputs=inputs, **opts)
+        assert [wd for wd, _ in shape.program] == [wd for wd, _ in plan.program]
+        assert all(d is None for _, d in shape.program) and not shape.preload
+        assert shape.rows_used == max(r for _, _, r, _ in plan.preload) + 1 - opts["row0"]
+
+
+def test_gemv_lanes_layout_needs_shared_groups():
+    """Layout 'lanes' refuses rows of one bank whose groups differ in scale (the bank has one scale register)."""
+    dev = load_preset("fpga-small")
+    w, x, dt, sc = random_operands(dev, np.random.default_rng(1), 16, dev.bitserial.group_size, shared=8)
+    sc[1, 0] = sc[0, 0] + 1
+    with pytest.raises(AccelError, match=r"layout 'lanes': output rows 0 \.\. 7 share a bank's scale register"):
+        gemv_plan(dev, w, x, "lanes", dt, sc)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:3], ids=[c.name for c in CONFIGS[:3]])
-@pytest.mark.parametrize("layout", ["rows", "ksplit"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_gemv_per_cycle_model_equals_engine(cfg, layout):
     """A one-channel GEMV program through the per-cycle model: same issue cycles, same RDMAC beats, same y."""
     from dataclasses import replace
@@ -94,7 +115,7 @@ def test_gemv_per_cycle_model_equals_engine(cfg, layout):
     dev = replace(dev, pim=replace(cfg.pim, channels=1), bitserial=cfg.bitserial or dev.bitserial)
     rng = np.random.default_rng(7)
     k = dev.bitserial.group_size * 2 if dev.pim.lane == "bitserial" else dev.pim.mac_lanes * 6
-    w, x, dt, sc = _random_gemv(dev, rng, 2 * dev.pim.banks + 1, k)
+    w, x, dt, sc = _random_gemv(dev, rng, 2 * dev.pim.banks + 1, k, layout)
     plan = gemv_plan(dev, w, x, layout, dt, sc, channels=1)
     y, _ = run_gemv(dev, plan)
     np.testing.assert_array_equal(y, golden_gemv(dev, w, x, dt, sc))

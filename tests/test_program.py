@@ -69,7 +69,7 @@ def test_builder_and_items():
 @pytest.mark.parametrize("text,msg", [
     ("ACT row=1\n", r"^p:1: a command before the first 'stream NAME' line; header lines are device, devices, meta, "
                     r"operator, placement$"),
-    ("stream pim0\nFOO\n", r"^p:2: 'FOO' is not a PIM command; a pim stream takes NOP, ACT, .*SIGNAL, WAIT, MARK "
+    ("stream pim0\nFOO\n", r"^p:2: 'FOO' is not a PIM command; a pim stream takes NOP, ACT, .*SIGNAL, WAIT, MARK, REPEAT "
                            r"\(or a 0x\.\.\. command word\)$"),
     ("stream pim0\nstream pim0\n", r"^p:2: stream pim0 is given twice; give each unit one stream$"),
     ("stream gpu\n", r"^p:1: stream name 'gpu' is not a unit: names are pim0 \.\. pimN-1, vector, array, link"),
@@ -81,7 +81,8 @@ def test_builder_and_items():
     ("stream vector\nADD length=4 length=5\n", r"^p:2: field 'length' is given twice$"),
     ("stream vector\nADD length=99999\n", r"^p:2: VECTOR\.ADD field length = 99999: must be between 0 and 16383"),
     ("stream link\nXFER src=pim0 dst=gpu bytes=4\n", r"^p:2: link endpoint 'gpu' does not exist; endpoints are pim0 "
-                                                     r"\.\. pim255, vector, array, host, all$"),
+                                                     r"\.\. pim255, vector, array, host, all, d0 \.\. d251 "
+                                                     r"\(devices, for the interconnect\)$"),
     ("stream pim0\nWRGB count=2 data=0x1\n", r"^p:2: WRGB of 2 column\(s\) needs 2 data words, got 1$"),
     ("stream pim0\nACT row=1 data=0x1\n", r"^p:2: only WR and WRGB carry data words$"),
     ("stream pim0\ndevice fpga-tiny\n", r"^p:2: 'device' belongs before the first 'stream' line$"),
@@ -160,8 +161,8 @@ def test_is_program_file(tmp_path):
 def test_sync_words_in_a_pim_trace_say_what_they_need():
     from accel.traces import TraceError, parse_text_program
 
-    with pytest.raises(TraceError, match=r"^t:1: 'SIGNAL' is not a PIM command \(SIGNAL, WAIT and MARK need a "
-                                         r"program with stream headers\)"):
+    with pytest.raises(TraceError, match=r"^t:1: 'SIGNAL' is not a PIM command \(SIGNAL, WAIT, MARK and REPEAT "
+                                         r"need a program with stream headers\)"):
         parse_text_program("SIGNAL token=1\n", "t")
     assert parse_text_program(f"{encode('pim', 'ACT', row=2):#x}\n") == [(encode("pim", "ACT", row=2), None)]
 
