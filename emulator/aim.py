@@ -240,7 +240,7 @@ class _Ctl:
     __slots__ = ("s", "members", "R", "rows", "n_open", "rowcnt", "open_since", "active", "macs", "mac16", "counts",
                  "regmode", "write_mode", "buf", "buflen", "reads", "writes", "opening", "pr", "n_prb", "last_deliv",
                  "mwd", "t", "nxt", "busy", "popped", "lastpop", "sent_block", "delivered", "deliv_tick", "opener",
-                 "phase", "r0")
+                 "phase", "r0", "rd", "pl")
 
     def __init__(self, sysm: "AimSystem", members: list[int]) -> None:
         self.s = sysm
@@ -277,6 +277,8 @@ class _Ctl:
         self.opener = [-1] * nb        # host request whose ACT opened each bank (-1: an AiM command or none)
         self.phase = -1                # the conventional phase whose first request this controller took, with
         self.r0: list = []             # its rows then
+        self.rd = sysm.plan.read       # the timing plan's tables, read on every command
+        self.pl = sysm.plan.plan
 
     def clone(self, members: list[int]) -> "_Ctl":
         c = _Ctl.__new__(_Ctl)
@@ -306,12 +308,15 @@ class _Ctl:
         else:
             cmd = f
         R = self.R
-        a, b, c = self.s.plan.read[cmd][node]
-        return cmd, max(R[a], R[b], R[c])
+        a, b, c = self.rd[cmd][node]
+        x, y, z = R[a], R[b], R[c]
+        if y > x:
+            x = y
+        return cmd, z if z > x else x
 
     def _issue(self, cmd: int, node: int, row: int, k: int) -> None:
         R = self.R
-        for s, lat in self.s.plan.plan[cmd][node]:
+        for s, lat in self.pl[cmd][node]:
             v = k + lat
             if v > R[s]:
                 R[s] = v
@@ -373,13 +378,24 @@ class _Ctl:
                 self.deliv_tick = x
         self.last_deliv = last
 
-    def _best(self, q: list[list], k: int) -> tuple[list, int, bool]:
-        """FR-FCFS: the oldest ready request, else the oldest (prerequisite command computed for each)."""
+    def _best(self, q: list[list], k: int, ordered: bool) -> tuple[list, int, bool]:
+        """FR-FCFS: the oldest ready request, else the oldest (prerequisite command computed for each: conventional
+        requests are RD / WR, whose prerequisite is ACT or PRE of their bank). ``ordered``: ``q`` is in arrival
+        order (the read and write queues: the DMA hands a controller at most one request a cycle), so the first
+        ready request is the oldest."""
         best, bcmd, bready = None, -1, False
-        when = self._when
+        rows, R, rd = self.rows, self.R, self.rd
         for e in q:
-            cmd, at = when(e[0], e[1], e[2])
-            ready = k >= at
+            node = e[1]
+            cur = rows[node]
+            cmd = _ACT if cur is None else e[0] if cur == e[2] else _PRE
+            a, b, c = rd[cmd][node]
+            x, y, z = R[a], R[b], R[c]
+            if y > x:
+                x = y
+            ready = k >= x and k >= z
+            if ready and ordered:
+                return e, cmd, True
             if best is None or (ready and not bready) or (ready == bready and e[3] < best[3]):
                 best, bcmd, bready = e, cmd, ready
         return best, bcmd, bready
@@ -391,7 +407,7 @@ class _Ctl:
             self._deliver(k)
         opening = self.opening
         if opening:
-            e, cmd, ready = self._best(opening, k)
+            e, cmd, ready = self._best(opening, k, False)
             if ready:
                 return self._issue_conv(e, cmd, opening, k)
         if self.buflen:
@@ -454,7 +470,7 @@ class _Ctl:
             pool = self.writes if self.write_mode else self.reads
             if not pool:
                 return False
-            e, cmd, ready = self._best(pool, k)
+            e, cmd, ready = self._best(pool, k, True)
             if not ready:
                 return False
             return self._issue_conv(e, cmd, pool, k)
@@ -470,7 +486,7 @@ class _Ctl:
 
     def _issue_conv(self, e: list, cmd: int, q: list, k: int) -> bool:
         node = e[1]
-        if cmd in _CLOSES_ONE and any(a[1] == node for a in self.opening):
+        if cmd in _CLOSES_ONE and self.opening and any(a[1] == node for a in self.opening):
             return False  # would close a row another request has just opened
         wanted = cmd
         if self.regmode:
@@ -507,20 +523,22 @@ class _Ctl:
                     m = x
                     break
                 last = x
-        when = self._when
-        seen = set()       # requests of equal command, bank and row wait for the same cycle
+        rows, R, rd = self.rows, self.R, self.rd
         for q in (self.opening,) if self.buflen else (self.opening, self.reads, self.writes):
-            for e in q:
-                sig = (e[0], e[1], e[2])
-                if sig in seen:
-                    continue
-                seen.add(sig)
-                x = when(e[0], e[1], e[2])[1]
+            for e in q:     # as _best: RD / WR, prerequisite ACT or PRE
+                node = e[1]
+                cur = rows[node]
+                a, b, c = rd[_ACT if cur is None else e[0] if cur == e[2] else _PRE][node]
+                x, y, z = R[a], R[b], R[c]
+                if y > x:
+                    x = y
+                if z > x:
+                    x = z
                 if x < m and (did or x > k):
                     m = x
         if self.buflen:
             seg = self.buf[0]
-            x = k + 1 if seg.special else when(seg.final, seg.node, seg.row)[1]
+            x = k + 1 if seg.special else self._when(seg.final, seg.node, seg.row)[1]
             if x <= self.busy:
                 x = self.busy + 1
             if x < m and (did or x > k):

@@ -332,15 +332,8 @@ def map_model(model: str, device: Union[str, DeviceConfig], phase: str = "decode
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _t(s: float) -> str:
-    """A time with a unit that keeps 3-4 significant digits."""
-    if s >= 1:
-        return f"{s:.3f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3f} ms"
-    if s >= 1e-6:
-        return f"{s * 1e6:.2f} us"
-    return f"{s * 1e9:.0f} ns"
+def _s(seconds: float) -> str:
+    return si(seconds, "s")
 
 
 def format_text(mr: MapResult) -> str:
@@ -354,11 +347,11 @@ def format_text(mr: MapResult) -> str:
     lines.append(f"device     {dev.name}" + (f" x {mr.devices} ({mr.parallel} parallel, {dev.interconnect.width_bits}"
                                              f"-bit interconnect)" if mr.devices > 1 else ""))
     head = "latency    " if w.phase == "decode" else "TTFT       "
-    lines.append(f"{head}{_t(mr.latency_s)} per {'token' if w.phase == 'decode' else 'prompt'}"
-                 f"  ({mr.result.cycles} cycles{'; GPU fallback ' + _t(mr.fallback_s) if mr.fallback_s else ''})")
+    lines.append(f"{head}{_s(mr.latency_s)} per {'token' if w.phase == 'decode' else 'prompt'}"
+                 f"  ({mr.result.cycles} cycles{'; GPU fallback ' + _s(mr.fallback_s) if mr.fallback_s else ''})")
     lines.append(f"tokens/s   {mr.tokens_per_s:,.1f}")
     ab = j["above_bank_bound"]
-    lines.append(f"bank bound {_t(mr.bank_bound_s)} (every MAC column at the banks' bandwidth)"
+    lines.append(f"bank bound {_s(mr.bank_bound_s)} (every MAC column at the banks' bandwidth)"
                  + (f"; the step takes {ab:.2f}x of it" if ab else ""))
     rf = j["roofline"]
     lines.append(f"roofline   {rf['macs_per_s'] / 1e12:.3g} TMAC/s of {rf['peak_macs_per_s'] / 1e12:.3g} peak "
@@ -370,7 +363,7 @@ def format_text(mr: MapResult) -> str:
                  f"{si(ej['watts'], 'W')} (dynamic {si(e.dynamic_total_j, 'J')}, static {si(e.static_total_j, 'J')}"
                  f" per step{'; GPU fallback not included' if mr.fallback_s else ''})")
     lines += energy_lines(e)[1:]   # by unit, the largest event kinds
-    lines.append("units      " + "; ".join(f"{k} {v['utilisation']:.1%} busy ({_t(v['busy_s'])}"
+    lines.append("units      " + "; ".join(f"{k} {v['utilisation']:.1%} busy ({_s(v['busy_s'])}"
                                             f"{', ' + str(v['streams']) + ' streams' if v['streams'] > 1 else ''})"
                                             for k, v in j["units"].items()))
     lines.append("")
@@ -381,14 +374,14 @@ def format_text(mr: MapResult) -> str:
         share = g["share_s"] + g["gpu_s"]
         ratio = f"{share / g['bank_bound_s']:.2f}x" if g["bank_bound_s"] else "-"
         comp = g["components_s"]
-        pieces = ", ".join(f"{k} {_t(v)}" for k, v in sorted(comp.items(), key=lambda kv: -kv[1])[:4])
-        lines.append(f"  {g['name'][:28]:28s} {g['count']:3d} {g['unit']:6s} {_t(share):>10s} {share / total:6.1%} "
+        pieces = ", ".join(f"{k} {_s(v)}" for k, v in sorted(comp.items(), key=lambda kv: -kv[1])[:4])
+        lines.append(f"  {g['name'][:28]:28s} {g['count']:3d} {g['unit']:6s} {_s(share):>10s} {share / total:6.1%} "
                      f"{ratio:>7s}  {g['bound']}: {pieces}")
     gpu = [g for g in j["operators"] if g["unit"] == "gpu"]
     if gpu:
         lines.append("")
         lines.append(f"GPU fallback ({mr.gpu} roofline; no unit of {dev.name} runs these): " + ", ".join(
-            f"{g['name']} x {g['count']} ({g['kind']}) {_t(g['gpu_s'])}" for g in gpu))
+            f"{g['name']} x {g['count']} ({g['kind']}) {_s(g['gpu_s'])}" for g in gpu))
     for note in mr.placement.notes:
         lines.append(f"note       {note}")
     x = mr.extras

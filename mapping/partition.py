@@ -206,6 +206,9 @@ def gpu_time(op: Operator, gpu: str) -> float:
 def partition(workload: Workload, device: DeviceConfig, gpu: str = "h100-sxm") -> Partition:
     """Decide the unit of every operator (module docstring). ``gpu`` names the fallback GPU (a key of
     :data:`accel.gpu.GPU_PEAKS`)."""
+    from accel.gpu import find_peak
+
+    find_peak(gpu)   # an unknown GPU is refused whether or not an operator falls back to it
     part = Partition(gpu=gpu)
     p = device.pim
     pim_ridge = 2 * device.pim_peak_macs_per_s(device.bitserial.datatypes[0] if p.lane == "bitserial" else "int8") \

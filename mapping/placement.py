@@ -30,6 +30,7 @@ from typing import Any, Union
 import numpy as np
 
 from accel.config import DeviceConfig
+from accel.fmt import size
 
 from .gemv import gemv_shape
 from .partition import MappingError, kv_datatype
@@ -336,6 +337,7 @@ def place(workload: Workload, device: DeviceConfig, devices: int = 1, parallel: 
         raise MappingError(f"--parallel {parallel!r}: must be one of {', '.join(PARALLEL)}")
     if devices < 1:
         raise MappingError(f"--devices {devices}: must be at least 1")
+    _check_kv_bound(workload, device, devices)
     dps = _plan(workload, device, devices, parallel)
     if not _fits(dps):
         p = device.pim
@@ -350,17 +352,40 @@ def place(workload: Workload, device: DeviceConfig, devices: int = 1, parallel: 
             top = _max_context(workload, device, worst, p.rows - (worst.rows_used - kv))
             fix = (f"the KV cache fits up to context {top} (--context {top})" if top else
                    "no KV cache fits beside the weights") + f", or {fix}"
-        ctx = (f", {_size(kv * p.row_bytes * p.banks * p.channels)} of it the KV cache at context "
+        ctx = (f", {size(kv * p.row_bytes * p.banks * p.channels)} of it the KV cache at context "
                f"{workload.context}" if kv else "")
         raise MappingError(f"{workload.model} does not fit {devices} {device.name} device{'s' if devices > 1 else ''}"
                            f": device {worst.index} needs {worst.rows_used} DRAM rows per bank "
-                           f"({_size(need)} of bank space{ctx}) and has {p.rows} ({_size(have)}), "
-                           f"{_size(need - have)} short; {fix}")
+                           f"({size(need)} of bank space{ctx}) and has {p.rows} ({size(have)}), "
+                           f"{size(need - have)} short; {fix}")
     pl = Placement(dps, parallel)
     if any(isinstance(op, Gemm) and op.expert is not None for ops in workload.blocks for op in ops):
         pl.notes.append("every expert is spread over all channels: any choice of experts loads every channel "
                         "equally (no imbalance)")
     return pl
+
+
+def _kv_cache_bytes(workload: Workload) -> float:
+    """Bytes of the KV cache of every layer (keys and values) at the workload's context: a lower bound of what it
+    takes in the banks, known before any placement is built."""
+    att = _attention(workload)
+    if att is None:
+        return 0.0
+    return 2 * att.batch * att.kv_heads * att.kv_len * att.head_dim * att.kv_bits / 8 * len(workload.layers)
+
+
+def _check_kv_bound(workload: Workload, device: DeviceConfig, devices: int) -> None:
+    """Refuse at once a KV cache that no device count up to ``_MAX_DEVICES`` holds (a batch or context far too
+    large), before a placement of millions of slots is built to find that out."""
+    p = device.pim
+    have = p.rows * p.row_bytes * p.banks * p.channels
+    kv = _kv_cache_bytes(workload)
+    if kv > have * max(devices, _MAX_DEVICES):
+        att = _attention(workload)
+        raise MappingError(f"{workload.model} does not fit {devices} {device.name} device{'s' if devices > 1 else ''}"
+                           f": its KV cache alone is {size(kv)} (batch {att.batch}, context {att.kv_len}) and a "
+                           f"device has {size(have)} of bank space, so no count up to {_MAX_DEVICES} devices holds it; "
+                           f"use a smaller --batch or --context")
 
 
 def _max_context(workload: Workload, device: DeviceConfig, dp: DevicePlacement, rows: int) -> int:
@@ -381,14 +406,6 @@ def _max_context(workload: Workload, device: DeviceConfig, dp: DevicePlacement, 
         else:
             hi = mid - 1
     return lo
-
-
-def _size(n: float) -> str:
-    """Bytes in the largest binary unit that keeps a whole part."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n:.0f} bytes"
 
 
 def _smallest(workload: Workload, device: DeviceConfig, parallel: str, start: int) -> int:

@@ -117,3 +117,35 @@ def cent_like_trace(seed: int, nch: int = 32) -> str:
         if rng.random() < 0.3:
             lines.append("AiM SYNC")
     return "\n".join(lines + ["AiM EOC"]) + "\n"
+
+
+def mem_heavy_trace(seed: int, nch: int = 8) -> str:
+    """Mostly ``R/W MEM`` (the FR-FCFS path): long bursts to a few channels and banks with row hits, row misses and
+    rows shared between banks of one bank group or spread over groups, reads among writes (write-to-read
+    forwarding, the read/write watermarks), bursts of more than 32 requests to one channel (its queue fills and the
+    DMA stalls), RD_SBK / WR_SBK, and now and then an all-bank request or a SYNC that meets the rows left open."""
+    rng = random.Random(5000 + seed)
+    full = (1 << 32) - (1 << (32 - nch))
+    lines: list[str] = []
+    for _ in range(rng.randint(4, 9)):
+        chans = rng.sample(range(nch), rng.choice([1, 1, 2, 3, nch]))
+        banks = rng.sample(range(16), rng.choice([1, 2, 3, 4, 8]))
+        rows = [rng.randint(0, 5) for _ in banks]
+        p_miss = rng.choice([0.0, 0.05, 0.3])
+        p_read = rng.choice([0.0, 0.0, 0.1, 0.5, 1.0])
+        for j in range(rng.randint(20, 160)):
+            k = rng.randrange(len(banks))
+            if rng.random() < p_miss:
+                rows[k] = rng.randint(0, 5)
+            ch = chans[j % len(chans)] if rng.random() < 0.8 else rng.choice(chans)
+            if rng.random() < 0.03:
+                lines.append(f"AiM {rng.choice(['RD_SBK', 'WR_SBK'])} 0 {1 << (31 - ch):#x} {banks[k]} {rows[k]}")
+            else:
+                lines.append(f"{'R' if rng.random() < p_read else 'W'} MEM {ch} {banks[k]} {rows[k]}")
+        r = rng.random()
+        if r < 0.25:
+            lines.append(f"AiM MAC_ABK {rng.randint(1, 64)} {full:#x} {rng.randint(0, 5)}")
+            lines.append(f"AiM RD_MAC 0 {full:#x}")
+        elif r < 0.45:
+            lines.append("AiM SYNC")
+    return "\n".join(lines + ["AiM EOC"]) + "\n"

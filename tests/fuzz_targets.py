@@ -225,6 +225,31 @@ def operator_list(data: bytes, tmp: Path) -> str:
     return outcome(lambda: load_operator_list(_write(tmp, "ops.yaml", data)))
 
 
+def mapped(inp: tuple[bytes, str, int, str], tmp: Path) -> str:
+    """A mutated operator list mapped end to end (partition, placement, program, system engine) onto a device: every
+    input maps or raises an AccelError (small workloads only: the fuzz is for rules, not for long runs)."""
+    from accel.config import load_preset
+    from accel.mapping.map import format_text, map_workload
+    from accel.mapping.workload import load_operator_list
+
+    data, device, devices, parallel = inp
+    path = _write(tmp, "ops.yaml", data)
+
+    def go() -> None:
+        w = load_operator_list(path)
+        if len(w.layers) > 8 or w.totals()["bytes"] > 2**26:
+            return   # a big but legal list: mapping it takes long and proves nothing more
+        format_text(map_workload(w, load_preset(device), devices=devices, parallel=parallel))
+
+    return outcome(go)
+
+
+@st.composite
+def map_inputs(draw: st.DrawFn) -> tuple[bytes, str, int, str]:
+    return (draw(mutated([OPERATOR_LIST])), draw(st.sampled_from(["aim-gddr6", "pim-gpt", "hbm2-pim", "fpga-small"])),
+            draw(st.integers(1, 3)), draw(st.sampled_from(["tensor", "pipeline"])))
+
+
 CONFIG_JSON = json.dumps({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 128,
                           "vocab_size": 100, "n_inner": None, "activation_function": "gelu_new"}, indent=1)
 JSON_VALUES = ["0", "-1", "1e400", "null", "true", "\"x\"", "[]", "{}", "[" * 5000 + "]" * 5000, "\"llama\"",
@@ -262,6 +287,8 @@ CLI_COMMANDS = [
     ["array", "attention", "--device", "fpga-small", "--queries", "4", "--keys", "8", "--head-dim", "4"],
     ["gpu", "peaks"], ["gpu", "peaks", "--json"], ["fpga", "report", "."],
     ["rtl", "export", "nope", "--device", "fpga-tiny"],
+    ["map", "ops.yaml"], ["map", "ops.yaml", "--devices", "2", "--parallel", "pipeline", "--device", "pim-gpt"],
+    ["map", "ops.yaml", "--json", "o.json", "--program", "p.npz", "--trace", "t.json"], ["map", "gpt9", "--batch", "0"],
 ]
 CLI_VALUES = ["-1", "0", "1", "3", "16", "64", "99999999999999999999", "abc", "", "--json", "--device", "--preset",
               "fpga-tiny", "fpga-small", "aim-gddr6", "hbm3-pim", "nope", "dev.yaml", "bad.yaml", "missing.yaml",
@@ -269,7 +296,8 @@ CLI_VALUES = ["-1", "0", "1", "3", "16", "64", "99999999999999999999", "abc", ""
               "--timing", "scalesim", "--dataflow", "ws", "is", "--emulate", "--phase", "prefill", "--context",
               "--prompt", "--batch", "--datatype", "mixed:int8=0.5,int4=0.5", "int9", "--experts", "worst", "2",
               "--group-size", "--queries", "--keys", "--head-dim", "--model", "cycle", "--trace", "--progress",
-              "nope/t.json", "\x00", "é", "-", "--"]
+              "nope/t.json", "\x00", "é", "-", "--", "--devices", "--parallel", "pipeline", "tensor", "--program",
+              "--weights", "--gpu", "h100-sxm", "hbm2-pim", "pim-gpt"]
 
 
 @st.composite
@@ -323,5 +351,6 @@ TARGETS: dict[str, tuple[st.SearchStrategy, Callable[[Any, Path], str]]] = {
     "program": (program_inputs(), program),
     "operator_list": (mutated([OPERATOR_LIST]), operator_list),
     "model_dir": (mutated([CONFIG_JSON], JSON_VALUES), model_dir),
+    "map": (map_inputs(), mapped),
     "cli": (cli_inputs(), cli),
 }

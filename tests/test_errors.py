@@ -71,7 +71,20 @@ FILES = {
              b"RD bank=0 col=0\n",
     "rep/report.json": b'{"version": 1, \xff}',
     "half/report.json": b'{"version": 1}',
+    # accel map: model directories, operator lists, a program whose dependencies deadlock
+    "nohf/README": b"",
+    "badcfg/config.json": b'{"model_type": "gpt2", \xff}',
+    "notype/config.json": b'{"n_layer": 2}',
+    "ops.yaml": b"model: x\nphase: decode\n",
+    "opsbad.yaml": b"model: x\nlayers: [\n",
+    "dl.txt": b"device fpga-tiny\nstream pim0\nWAIT stream=vector token=1\nSIGNAL token=2\nstream vector\n"
+              b"WAIT stream=pim0 token=2\nSIGNAL token=1\n",
 }
+
+#: What an unknown model's message lists.
+KNOWN_MODELS = ("known models are gpt2, gpt2-medium, gpt2-large, gpt2-xl, opt-125m, opt-350m, opt-1.3b, opt"
+                "-2.7b, opt-6.7b, llama2-7b, llama2-13b, llama2-70b, llama3-8b, mixtral-8x7b; or give the path of a H"
+                "ugging Face model directory (config.json)")
 
 #: (argv, the exact line on stderr)
 CORPUS = [
@@ -193,6 +206,57 @@ CORPUS = [
      "and pass the file with --device"),
     ("rtl export bitserial --device fpga-tiny --bank-arrays external",
      "--bank-arrays external: only the pim unit has bank arrays; leave the option out for bitserial"),
+    # accel map (issue 11's bad inputs): unknown names, model directories and operator lists, shapes, fitting,
+    # datatypes, output paths
+    ("map gpt9", f"unknown model 'gpt9' (did you mean 'gpt2'?); {KNOWN_MODELS}"),
+    ("models gpt9", f"unknown model 'gpt9' (did you mean 'gpt2'?); {KNOWN_MODELS}"),
+    ("map gpt2 --device aim-gddr7", "unknown preset 'aim-gddr7' (did you mean 'aim-gddr6'?); presets are aim-gddr6, "
+                                    "fpga-small, fpga-tiny, hbm2-pim, hbm3-pim, pim-gpt; or give a path to a YAML file"),
+    ("map nohf", "nohf: no config.json; a Hugging Face model directory holds config.json and optionally "
+                 "model.safetensors"),
+    ("map badcfg", "badcfg/config.json:1:24: byte 0xff is not UTF-8 text; save the JSON file as UTF-8"),
+    ("map notype", 'notype/config.json: has no model_type; supported are gpt2, opt, llama, mixtral (set "model_type" '
+                   'to one of them)'),
+    ("map ops.yaml", "ops.yaml: top level: missing key 'batch'; an operator list gives model, phase, batch, tokens, "
+                     "context, precision and layers (docs/mapping.md, 'Sources')"),
+    ("map opsbad.yaml", "opsbad.yaml:3:1: not valid YAML: expected the node content, but found '<stream end>' (while "
+                        "parsing a flow node); check the indentation, colons and quotes there"),
+    ("map missing.yaml", "missing.yaml: cannot read the operator list (No such file or directory); check the path"),
+    ("map gpt2 --context 1025", "context 1025 > 1024 positions of gpt2: a decode step attends to at most 1024 tokens "
+                                "(1023 cached + the new one); use a context of 1024 or less"),
+    ("map gpt2 --phase prefill --prompt 2048", "prompt 2048 > 1024 positions of gpt2: a prompt holds at most 1024 "
+                                               "tokens; use a prompt of 1024 or less"),
+    ("map llama2-70b", "llama2-70b does not fit 1 aim-gddr6 device: device 0 needs 132425 DRAM rows per bank (129.3 "
+                       "GiB of bank space, 1.25 GiB of it the KV cache at context 4096) and has 16384 (16 GiB), 113.3 "
+                       "GiB short; the smallest --devices that fits is 12"),
+    ("map llama2-7b --batch 4", "llama2-7b does not fit 1 aim-gddr6 device: device 0 needs 21021 DRAM rows per bank "
+                                "(20.53 GiB of bank space, 8 GiB of it the KV cache at context 4096) and has 16384 (16 "
+                                "GiB), 4.528 GiB short; the KV cache fits up to context 1280 (--context 1280), or the "
+                                "smallest --devices that fits is 2"),
+    ("map gpt2 --batch 100000", "gpt2 does not fit 1 aim-gddr6 device: its KV cache alone is 1.717 TiB (batch "
+                                "100000, context 1024) and a device has 16 GiB of bank space, so no count up to 64 "
+                                "devices holds it; use a smaller --batch or --context"),
+    ("map gpt2 --devices 13 --parallel pipeline", "--devices 13: pipeline parallel gives each device at least one of "
+                                                  "the 12 layers; use at most 12 devices or --parallel tensor"),
+    ("map gpt2 --datatype int9", "datatype 'int9' (did you mean 'int8'?): must be one of int8, int4, int3, "
+                                 "fp4_er_pos, fp4_er_neg, fp4_ea_pos, fp4_ea_neg, fp3_er_pos, fp3_er_neg, fp3_ea_pos, "
+                                 "fp3_ea_neg, mixed, mixed3, or mixed:DT,DT,..."),
+    ("map gpt2 --datatype int4 --weights int8", "--datatype int4 and --weights int8 disagree; give one of them"),
+    ("map gpt2 --experts foo", "experts 'foo': must be one of worst, expected, best or a count"),
+    ("models gpt2 --experts foo", "experts 'foo': must be one of worst, expected, best or a count"),
+    ("map gpt2 --gpu nope", "GPU 'nope' is not in the peak table; use one of h200-nvl, h200-sxm, h100-nvl, h100-pcie, "
+                            "h100-sxm, a100-80gb-pcie, a100-40gb-pcie, a100-80gb-sxm, a100-40gb-sxm, l40s, a10, l4, "
+                            "mi300x (accel gpu peaks lists them), or add its datasheet figures to accel/gpu/peaks.py"),
+    ("map gpt2 --json .", "--json .: is a folder; give a file name (e.g. out)"),
+    ("map gpt2 --program nope/p.txt", "--program nope/p.txt: the folder nope does not exist; create it or give another "
+                                      "path"),
+    ("map gpt2 --trace tiny.yaml/t.json", "--trace tiny.yaml/t.json: the folder tiny.yaml is a file, not a folder; "
+                                          "give another path"),
+    ("map gpt2 --plots tiny.yaml", "--plots tiny.yaml: is a file; give a folder (it is created if missing)"),
+    # a program whose dependencies deadlock: the streams and the tokens
+    ("emulate dl.txt", "dl.txt: the program deadlocks: pim0 waits for vector token 1 (its 1st SIGNAL token=1); "
+                       "vector waits for pim0 token 2 (its 1st SIGNAL token=2); each waits for a stream that waits: "
+                       "reorder the SIGNALs and WAITs so that the dependencies have no cycle"),
 ]
 
 
@@ -223,6 +287,14 @@ def test_corpus(inputs, capsys, argv, message):
                                      "test --help)"),
     ("array gemm --M x --K 1 --N 1", "accel array gemm: error: argument --M: 'x' is not a whole number (see accel "
                                      "array gemm --help)"),
+    # accel map: batch, prompt, context and device counts are whole numbers of at least 1
+    ("map gpt2 --batch 0", "accel map: error: argument --batch: 0 must be at least 1 (see accel map --help)"),
+    ("map gpt2 --phase prefill --prompt 0",
+     "accel map: error: argument --prompt: 0 must be at least 1 (see accel map --help)"),
+    ("map gpt2 --context -4", "accel map: error: argument --context: -4 must be at least 1 (see accel map --help)"),
+    ("map gpt2 --devices 0", "accel map: error: argument --devices: 0 must be at least 1 (see accel map --help)"),
+    ("map gpt2 --experts 0", "accel map: error: argument --experts: 0 must be at least 1 (see accel map --help)"),
+    ("models gpt2 --batch 0", "accel models: error: argument --batch: 0 must be at least 1 (see accel models --help)"),
 ])
 def test_usage_errors_are_one_line(capsys, argv, message):
     with pytest.raises(SystemExit) as e:

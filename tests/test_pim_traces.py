@@ -26,7 +26,7 @@ from accel.errors import ConfigError
 from accel.report import trace_report
 from accel.traces import AimTrace, TraceError, parse_aim_trace, parse_text_program, read_aim_trace
 
-from aim_random import cent_like_trace, random_aim_trace
+from aim_random import cent_like_trace, mem_heavy_trace, random_aim_trace
 
 
 def micro(isr: str, n: int) -> str:
@@ -199,6 +199,17 @@ def test_fast_equals_reference_cent_like(seed, timing):
     trace = read_aim_trace(cent_like_trace(100 + seed, nch))
     fast = AimSystem(dev, timing=timing)
     assert_same(fast.run(trace), AimSystem(dev, timing=timing).run(trace, reference=True))
+
+
+@pytest.mark.parametrize("timing", sorted(AIM_RULE_VARIANTS))
+@pytest.mark.parametrize("seed", range(10))
+def test_fast_equals_reference_mem_heavy(seed, timing):
+    """Traces that are mostly R/W MEM (FR-FCFS: row hits and misses, reads among writes, full queues, rows left
+    open for all-bank requests): the fast controllers' scheduling equals the reference's."""
+    nch = 4 if seed % 2 else 8
+    dev = small_aim(nch)
+    trace = read_aim_trace(mem_heavy_trace(seed, nch))
+    assert_same(AimSystem(dev, timing=timing).run(trace), AimSystem(dev, timing=timing).run(trace, reference=True))
 
 
 def test_fast_paths_are_exercised():

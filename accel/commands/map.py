@@ -1,40 +1,34 @@
-"""``accel map MODEL --device PRESET ...``: map a model onto a device, run the program, print the report.
+"""``accel map MODEL [--device DEVICE] ...``: map a model onto a device, run the program, print the report.
 
 The library does the work (:func:`accel.mapping.map.map_model`, :func:`accel.mapping.map.format_text`); this module
-parses, calls and prints. ``--json``, ``--program``, ``--trace`` and ``--plots`` paths are checked before the run and
-every file is written whole or not at all (:mod:`accel.outputs`); the plots and the trace are those of
-``accel emulate`` (:func:`accel.plots.write_plots` with the map's operator rows, :func:`accel.perfetto.write_trace`).
+parses (the shared options of :mod:`.options`), calls and prints. ``--json``, ``--program``, ``--trace`` and
+``--plots`` paths are checked before the run and every file is written whole or not at all (:mod:`accel.outputs`);
+the plots and the trace are those of ``accel emulate`` (:func:`accel.plots.write_plots` with the map's operator
+rows, :func:`accel.perfetto.write_trace`).
 """
 from __future__ import annotations
 
 import argparse
+
+from .options import add_device, add_workload, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("map", help="map a model onto a device: latency, tokens/s, where the time goes")
     p.add_argument("model", metavar="MODEL",
                    help="a known model (accel models), a Hugging Face model directory or a YAML operator list")
-    p.add_argument("--device", default="aim-gddr6", metavar="PRESET",
-                   help="device preset or YAML file (default: aim-gddr6)")
-    p.add_argument("--phase", choices=("decode", "prefill"), default="decode", help="default: decode")
-    p.add_argument("--context", type=int,
-                   help="decode: tokens the new token attends to, itself included (default: the model's positions)")
-    p.add_argument("--prompt", type=int, help="prefill: prompt tokens per sequence (default: 512, at most the "
-                                              "model's positions)")
-    p.add_argument("--batch", type=int, default=1, help="sequences processed together (default: 1)")
+    add_device(p)
+    add_workload(p, "default: 512, at most the model's positions")
     p.add_argument("--datatype", default=None,
                    help="weight datatype: int8, int4, int3, fp4_*/fp3_* variants, mixed (BitMoD FP4 variants), "
                         "mixed3, or mixed:DT=FRACTION,... (default: int8)")
     p.add_argument("--weights", default=None, metavar="D", help="the same as --datatype (e.g. --weights mixed)")
-    p.add_argument("--experts", default="worst",
-                   help="MoE: experts a layer reads: worst, expected, best, or a count (default: worst)")
-    p.add_argument("--devices", type=int, default=1, help="identical devices joined by the preset's interconnect "
-                                                          "(default: 1)")
+    p.add_argument("--devices", type=positive, default=1,
+                   help="identical devices joined by the device's interconnect")
     p.add_argument("--parallel", choices=("tensor", "pipeline"), default="tensor",
                    help="with --devices N: split every GEMV's rows and the KV heads (tensor, default) or the layers "
                         "(pipeline)")
-    p.add_argument("--gpu", default="h100-sxm", help="GPU of the fallback's roofline (accel gpu peaks; default: "
-                                                     "h100-sxm)")
+    p.add_argument("--gpu", default="h100-sxm", help="GPU of the fallback's roofline (accel gpu peaks)")
     p.add_argument("--json", metavar="F", help="also write the full report as JSON to F")
     p.add_argument("--program", metavar="F", help="write the program to F (.npz: binary form, else text); "
                                                   "accel emulate F runs it")
@@ -46,10 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", action="store_true", default=None,
                    help="show progress bars on stderr even when it is not a terminal")
     p.set_defaults(func=run)
-
-
-def _experts(text: str) -> str | int:
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plots is not None:
         check_output_dir(args.plots, "--plots", create=False)
     mr = map_model(args.model, args.device, args.phase, context=args.context, prompt=args.prompt, batch=args.batch,
-                   datatype=datatype, experts=_experts(args.experts), devices=args.devices, parallel=args.parallel,
+                   datatype=datatype, experts=args.experts, devices=args.devices, parallel=args.parallel,
                    gpu=args.gpu, progress=args.progress)
     if args.program:
         mr.program.save(args.program)

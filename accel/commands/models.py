@@ -4,32 +4,21 @@ from __future__ import annotations
 import argparse
 
 from ..fmt import num, size, table
-from .options import add_device, add_json, device_of, positive
+from .options import add_device, add_json, add_workload, device_of, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list known models, or one model's operator shapes for a phase")
     p.add_argument("name", nargs="?", metavar="NAME",
                    help="a known model, a Hugging Face model directory (config.json) or a YAML operator list")
-    p.add_argument("--phase", choices=("prefill", "decode"), default="decode", help="the step whose operators to list")
-    p.add_argument("--context", type=positive,
-                   help="decode: tokens the new token attends to, itself included (default: the model's positions)")
-    p.add_argument("--prompt", type=positive,
-                   help="prefill: prompt tokens per sequence (default: the model's positions)")
-    p.add_argument("--batch", type=positive, default=1, help="sequences processed together")
+    add_workload(p, "default: the model's positions")
     p.add_argument("--datatype", default="int8",
                    help="weight datatype: int8, int4, int3, fp4_*/fp3_* variants, mixed (BitMoD FP4 variants), "
                         "mixed3, or mixed:DT=FRACTION,...")
     add_device(p, help="its bit-serial unit sets group size, scale bits and activation width")
     p.add_argument("--group-size", type=positive, help="weights per quantisation group (default: the device's)")
-    p.add_argument("--experts", default="worst",
-                   help="MoE: experts a layer reads: worst, expected, best, or a count")
     add_json(p)
     p.set_defaults(func=run)
-
-
-def _experts(text: str) -> str | int:
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +50,7 @@ def _one(args: argparse.Namespace) -> int:
 
         length = resolve_model(args.name)[0].positions
     arch, w = load_workload(args.name, args.phase, device, datatype=args.datatype, group_size=args.group_size,
-                            batch=args.batch, prompt=length, context=length, experts=_experts(args.experts))
+                            batch=args.batch, prompt=length, context=length, experts=args.experts)
     totals = w.totals()
     if args.json:
         print_json({"model": arch.summary() if arch else None, "totals": totals, "workload": w.to_dict()})

@@ -5,6 +5,8 @@
 * :func:`positive` and :func:`natural` are argparse types: whole numbers of at least 1 / at least 0, refused as usage
   errors (exit status 2) naming the value and the rule.
 * :func:`add_json` adds ``--json``.
+* :func:`add_workload` adds what ``accel models`` and ``accel map`` both ask of a model's step (``--phase``,
+  ``--context``, ``--prompt``, ``--batch``, ``--experts``).
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import argparse
 
 from ..config import DeviceConfig, load_preset
 
-__all__ = ["DEFAULT_DEVICE", "HIDDEN_ALIASES", "add_device", "device_of", "positive", "natural", "add_json"]
+__all__ = ["DEFAULT_DEVICE", "HIDDEN_ALIASES", "add_device", "device_of", "positive", "natural", "add_json",
+           "add_workload"]
 
 #: The device of commands that need one and are not told which (the GDDR6-AiM preset, the reference PIM device).
 DEFAULT_DEVICE = "aim-gddr6"
@@ -62,3 +65,22 @@ def natural(text: str) -> int:
 
 def add_json(parser: argparse.ArgumentParser, what: str = "print JSON") -> None:
     parser.add_argument("--json", action="store_true", help=what)
+
+
+def _experts(text: str) -> str | int:
+    """``--experts``: a count (a whole number of at least 1) or a named assumption (the library checks the name)."""
+    return positive(text) if text.lstrip("+-").isdigit() else text
+
+
+def add_workload(parser: argparse.ArgumentParser, prompt_default: str) -> None:
+    """The options of one step of a model: ``--phase``, ``--context``, ``--prompt`` (its default described by
+    ``prompt_default``), ``--batch`` and ``--experts``."""
+    parser.add_argument("--phase", choices=("decode", "prefill"), default="decode",
+                        help="the step: one new token per sequence (decode) or the whole prompt (prefill)")
+    parser.add_argument("--context", type=positive,
+                        help="decode: tokens the new token attends to, itself included (default: the model's "
+                             "positions)")
+    parser.add_argument("--prompt", type=positive, help=f"prefill: prompt tokens per sequence ({prompt_default})")
+    parser.add_argument("--batch", type=positive, default=1, help="sequences processed together")
+    parser.add_argument("--experts", type=_experts, default="worst",
+                        help="MoE: experts a layer reads: worst, expected, best, or a count")

@@ -264,7 +264,8 @@ def load_directory(path: Union[str, Path]) -> tuple[Architecture, Union[Checkpoi
     kind = data.get("model_type")
     if kind not in FAMILIES:
         what = "has no model_type" if kind is None else f"model_type {kind!r} is not supported"
-        raise WorkloadError(f"{config}: {what}; supported are {', '.join(FAMILIES)}")
+        raise WorkloadError(f"{config}: {what}; supported are {', '.join(FAMILIES)} (set \"model_type\" to one of "
+                            f"them)")
     from transformers import AutoConfig
 
     try:

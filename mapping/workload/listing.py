@@ -116,7 +116,8 @@ def _build_workload(data: Any, where: str) -> Workload:
         raise ConfigError(f"top level: unknown key {unknown[0]!r}; allowed keys are {', '.join(_TOP)}")
     for k in ("model", "phase", "batch", "tokens", "context", "precision", "layers"):
         if k not in data:
-            raise ConfigError(f"top level: missing key {k!r}")
+            raise ConfigError(f"top level: missing key {k!r}; an operator list gives model, phase, batch, tokens, "
+                              f"context, precision and layers (docs/mapping.md, 'Sources')")
     if ("block" in data) == ("blocks" in data):
         raise ConfigError("top level: give exactly one of 'block' (one layer body) and 'blocks' (a list of bodies)")
     precision = _precision(data["precision"], "precision")
