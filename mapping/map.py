@@ -155,7 +155,8 @@ class MapResult:
             g = groups.get(site.key)
             if g is None:
                 name = site.op.name if site.layer is not None else r.name
-                g = groups[site.key] = {"name": name, "kind": r.kind, "unit": r.unit, "devices": set(), "count": 0,
+                g = groups[site.key] = {"key": site.key, "name": name, "kind": r.kind, "unit": r.unit, "devices": set(),
+                                        "count": 0,
                                         "share_s": 0.0, "bank_bound_s": 0.0, "gpu_s": 0.0, "components_s": {},
                                         "section": site.section, "shape": site.op.shape_text()}
             g["devices"].add(r.device)

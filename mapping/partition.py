@@ -43,7 +43,7 @@ from accel.isa import TABLES, Family, VectorOp
 from .workload import AttentionMatmul, Gemm, KvWrite, Lookup, Operator, Vector, Workload
 
 __all__ = ["MappingError", "UNITS", "VECTOR_OPS", "Decision", "Partition", "partition", "op_key", "kv_datatype",
-           "vector_row_fits", "gpu_time"]
+           "vector_row_fits", "gpu_time", "gpu_kernel"]
 
 #: The units an operator can go to.
 UNITS = ("pim", "array", "vector", "host", "gpu")
@@ -174,23 +174,33 @@ def _pim_attention_s(dev: DeviceConfig, ops: tuple[AttentionMatmul, ...]) -> flo
     return max(cols * p.column_bytes / p.internal_bandwidth_bytes_per_s, macs / dev.pim_peak_macs_per_s(dt))
 
 
-def gpu_time(op: Operator, gpu: str) -> float:
-    """Roofline time (s) of an operator on a GPU of :data:`accel.gpu.GPU_PEAKS` (fp16 activations; weights at their
-    width where the GPU kernels pack it, else dense fp16)."""
-    from accel.gpu import roofline_time
-
+def gpu_kernel(op: Operator) -> tuple[str, dict[str, int], float] | None:
+    """The GPU kernel an operator runs as (:data:`accel.gpu.OP_KINDS`): ``(kind, shape, fraction)``, the operator
+    taking ``fraction`` of that kernel's time (the fused attention kernel computes score and context: each takes
+    half); fp16 activations, weights at their width where the kernels pack it (3, 4, 8 bits), else dense fp16.
+    None for the operators no kernel runs (a KV-cache write, an embedding lookup: plain copies, timed at the GPU's
+    bandwidth)."""
     if isinstance(op, Gemm):
         bits = round(op.weights.code_bits)
-        return roofline_time("matmul", {"M": op.m, "N": op.n, "K": op.k,
-                                        "weight_bits": bits if bits in (3, 4, 8) else 16}, "fp16", gpu)
+        return "matmul", {"M": op.m, "N": op.n, "K": op.k, "weight_bits": bits if bits in (3, 4, 8) else 16}, 1.0
     if isinstance(op, AttentionMatmul):
-        half = roofline_time("attention", {"batch": op.batch, "q_heads": op.heads, "kv_heads": op.kv_heads,
-                                           "q_len": op.queries, "kv_len": op.kv_len, "head_dim": op.head_dim},
-                             "fp16", gpu)
-        return half / 2   # the kernel fuses score and context; each product takes half
+        return "attention", {"batch": op.batch, "q_heads": op.heads, "kv_heads": op.kv_heads, "q_len": op.queries,
+                             "kv_len": op.kv_len, "head_dim": op.head_dim}, 0.5
     if isinstance(op, Vector):
-        return roofline_time(_GPU_KIND[op.kind], {"rows": op.rows, "cols": op.width * op.inputs}, "fp16", gpu)
-    raise MappingError(f"{op.name}: no GPU roofline for a {op.kind_name} operator")
+        return _GPU_KIND[op.kind], {"rows": op.rows, "cols": op.width * op.inputs}, 1.0
+    return None
+
+
+def gpu_time(op: Operator, gpu: str) -> float:
+    """Roofline time (s) of an operator on a GPU of :data:`accel.gpu.GPU_PEAKS` (its :func:`gpu_kernel`'s share of
+    the kernel's roofline; a copy's bytes at the GPU's bandwidth)."""
+    from accel.gpu import find_peak, roofline_time
+
+    k = gpu_kernel(op)
+    if k is None:
+        return op.bytes / find_peak(gpu).bandwidth
+    kind, shape, fraction = k
+    return fraction * roofline_time(kind, shape, "fp16", gpu)
 
 
 def partition(workload: Workload, device: DeviceConfig, gpu: str = "h100-sxm") -> Partition:

@@ -289,6 +289,7 @@ CLI_COMMANDS = [
     ["rtl", "export", "nope", "--device", "fpga-tiny"],
     ["map", "ops.yaml"], ["map", "ops.yaml", "--devices", "2", "--parallel", "pipeline", "--device", "pim-gpt"],
     ["map", "ops.yaml", "--json", "o.json", "--program", "p.npz", "--trace", "t.json"], ["map", "gpt9", "--batch", "0"],
+    ["gpu", "compare", "ops.yaml", "--gpu", "a100-80gb-sxm"], ["gpu", "compare", "ops.yaml", "--measure", "--json"],
 ]
 CLI_VALUES = ["-1", "0", "1", "3", "16", "64", "99999999999999999999", "abc", "", "--json", "--device", "--preset",
               "fpga-tiny", "fpga-small", "aim-gddr6", "hbm3-pim", "nope", "dev.yaml", "bad.yaml", "missing.yaml",

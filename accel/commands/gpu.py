@@ -1,10 +1,11 @@
-"""``accel gpu``: the Triton kernels on a GPU (benchmark against torch) and the GPU peak table."""
+"""``accel gpu``: the Triton kernels on a GPU (benchmark against torch), a mapped model step beside the same operators on a
+GPU (``compare``: :mod:`accel.mapping.compare`) and the GPU peak table."""
 from __future__ import annotations
 
 import argparse
 
 from ..fmt import table
-from .options import add_json
+from .options import add_json, positive
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json(b)
     b.set_defaults(func=bench)
 
+    c = gsub.add_parser("compare", help="a model's step on the emulated device beside the same operators on a GPU: "
+                                        "time and energy per token, per operator, the speedup")
+    from .map import add_mapping
+
+    add_mapping(c)
+    how = c.add_mutually_exclusive_group()
+    how.add_argument("--measure", action="store_true", default=None,
+                     help="time the kernels on this machine's GPU (refused without one; default: measure when a GPU "
+                          "is present, else a roofline estimate on --gpu)")
+    how.add_argument("--estimate", dest="measure", action="store_false",
+                     help="the GPU side as a roofline estimate on --gpu even where a GPU is present")
+    c.add_argument("--top", type=positive, default=12, help="operators listed (by GPU time)")
+    add_json(c, "print JSON (every operator)")
+    c.add_argument("--progress", action="store_true", default=None,
+                   help="show progress bars on stderr even when it is not a terminal")
+    c.set_defaults(func=compare)
+
     k = gsub.add_parser("peaks", help="the peak table: bandwidth, tensor-core rates, sources")
     add_json(k)
     k.set_defaults(func=peaks)
@@ -39,6 +57,23 @@ def bench(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(format_result(result))
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from ..mapping.compare import compare as compare_step
+    from ..mapping.compare import format_compare
+    from ..mapping.map import map_model
+    from .map import mapping_args
+
+    kw = mapping_args(args)
+    result = compare_step(map_model(**kw, progress=args.progress), kw["gpu"], args.measure)
+    if args.json:
+        from ..cli import print_json
+
+        print_json(result.to_json())
+    else:
+        print(format_compare(result, args.top))
     return 0
 
 

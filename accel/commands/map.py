@@ -15,6 +15,23 @@ from .options import add_device, add_workload, positive
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("map", help="map a model onto a device: latency, tokens/s, where the time goes")
+    add_mapping(p)
+    p.add_argument("--json", metavar="F", help="also write the full report as JSON to F")
+    p.add_argument("--program", metavar="F", help="write the program to F (.npz: binary form, else text); "
+                                                  "accel emulate F runs it")
+    p.add_argument("--plots", metavar="DIR", default=None,
+                   help="write the roofline (every operator), timeline and breakdown figures (PNG and SVG) into DIR")
+    p.add_argument("--trace", metavar="F", default=None,
+                   help="write a Perfetto trace, one track per unit (Chrome trace-event JSON; open it in "
+                        "ui.perfetto.dev)")
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="show progress bars on stderr even when it is not a terminal")
+    p.set_defaults(func=run)
+
+
+def add_mapping(p: argparse.ArgumentParser) -> None:
+    """What a mapped step is: the model, the device, the step (:func:`accel.commands.options.add_workload`), the
+    weights' datatype, the device count and split, the fallback GPU (``accel map`` and ``accel gpu compare``)."""
     p.add_argument("model", metavar="MODEL",
                    help="a known model (accel models), a Hugging Face model directory or a YAML operator list")
     add_device(p)
@@ -29,37 +46,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --devices N: split every GEMV's rows and the KV heads (tensor, default) or the layers "
                         "(pipeline)")
     p.add_argument("--gpu", default="h100-sxm", help="GPU of the fallback's roofline (accel gpu peaks)")
-    p.add_argument("--json", metavar="F", help="also write the full report as JSON to F")
-    p.add_argument("--program", metavar="F", help="write the program to F (.npz: binary form, else text); "
-                                                  "accel emulate F runs it")
-    p.add_argument("--plots", metavar="DIR", default=None,
-                   help="write the roofline (every operator), timeline and breakdown figures (PNG and SVG) into DIR")
-    p.add_argument("--trace", metavar="F", default=None,
-                   help="write a Perfetto trace, one track per unit (Chrome trace-event JSON; open it in "
-                        "ui.perfetto.dev)")
-    p.add_argument("--progress", action="store_true", default=None,
-                   help="show progress bars on stderr even when it is not a terminal")
-    p.set_defaults(func=run)
+
+
+def mapping_args(args: argparse.Namespace) -> dict:
+    """:func:`accel.mapping.map.map_model`'s arguments from :func:`add_mapping`'s options."""
+    from ..errors import AccelError
+
+    if args.datatype is not None and args.weights is not None and args.datatype != args.weights:
+        raise AccelError(f"--datatype {args.datatype} and --weights {args.weights} disagree; give one of them")
+    return dict(model=args.model, device=args.device, phase=args.phase, context=args.context, prompt=args.prompt,
+                batch=args.batch, datatype=args.datatype or args.weights or "int8", experts=args.experts,
+                devices=args.devices, parallel=args.parallel, gpu=args.gpu)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..errors import AccelError
     from ..mapping.map import format_text, map_model
     from ..outputs import check_output_dir, check_output_file, write_text_atomic
 
-    if args.datatype is not None and args.weights is not None and args.datatype != args.weights:
-        raise AccelError(f"--datatype {args.datatype} and --weights {args.weights} disagree; give one of them")
-    datatype = args.datatype or args.weights or "int8"
+    kw = mapping_args(args)
     for opt, path in (("--json", args.json), ("--program", args.program), ("--trace", args.trace)):
         if path is not None:   # bad output paths fail before the run
             check_output_file(path, opt)
     if args.plots is not None:
         check_output_dir(args.plots, "--plots", create=False)
-    mr = map_model(args.model, args.device, args.phase, context=args.context, prompt=args.prompt, batch=args.batch,
-                   datatype=datatype, experts=args.experts, devices=args.devices, parallel=args.parallel,
-                   gpu=args.gpu, progress=args.progress)
+    mr = map_model(**kw, progress=args.progress)
     if args.program:
         mr.program.save(args.program)
         mr.extras["program_file"] = args.program
