@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
-
-from .errors import ConfigError
+from .errors import ConfigError, at
+from .files import read_yaml
+from .fmt import value as show
 
 __all__ = [
     "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "BankUnit", "storage_bits",
-    "AttentionConfig", "GemmConfig", "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "EnergyConfig", "Clocks",
+    "AttentionConfig", "GemmConfig", "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "InterconnectConfig",
+    "EnergyConfig", "Clocks",
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
@@ -37,7 +39,7 @@ BITSERIAL_DATATYPES: tuple[str, ...] = (
 
 def _require(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
-        raise ConfigError(f"{key} = {value!r}: {rule}")
+        raise ConfigError(f"{key} = {show(value)}: {rule}")
 
 
 def _pow2(n: int) -> bool:
@@ -274,7 +276,21 @@ class PimConfig:
 
     @property
     def column_bytes(self) -> int:
+        """Bytes moved by one column access."""
         return self.column_bits // 8
+
+    def weights_per_column(self, code_bits: float) -> int:
+        """Weights of ``code_bits`` bits (the mapper's average code width) that one DRAM column holds, packed at
+        their storage width (:func:`storage_bits` of the next whole width: 4-bit and 3-bit codes 4 bits; int8 lanes
+        8 bits), as :meth:`BankUnit.weights_per_column` of that format. Data columns only: a row's metadata columns
+        and granule padding are in :meth:`DeviceConfig.bytes_per_weight`."""
+        bits = 8 if self.lane == "int8" else storage_bits(math.ceil(code_bits))
+        return self.column_bits // bits
+
+    def bytes_per_weight(self, code_bits: float) -> float:
+        """DRAM bytes of one weight of ``code_bits`` bits in a data column (:meth:`weights_per_column`; group
+        metadata not included)."""
+        return self.column_bytes / self.weights_per_column(code_bits)
 
     @property
     def gb_columns(self) -> int:
@@ -810,12 +826,51 @@ class LinkConfig:
 
 
 @dataclass(frozen=True)
+class InterconnectConfig:
+    """The interconnect joining identical devices of a system (``accel map --devices N``): each device has one port
+    (the ``dK.net`` stream of a program) that sends transfers to the other devices in program order.
+
+    A transfer of ``b`` bits occupies the sending port for ``ceil(b / width_bits)`` cycles and arrives ``latency``
+    cycles after its last beat left (the same closed form as the link's, :mod:`accel.interfaces.link`).
+
+    Parameters
+    ----------
+    width_bits:
+        Bits a port sends per cycle (one direction).
+    clock_mhz:
+        Clock of the port (MHz).
+    latency:
+        Cycles (of the port's clock) from a beat leaving to its arrival at the other device (ports, wire, switch).
+    energy_pj_per_bit:
+        Energy of moving one bit between devices (pJ).
+    """
+
+    width_bits: int
+    clock_mhz: float
+    latency: int
+    energy_pj_per_bit: float
+
+    def __post_init__(self) -> None:
+        self.link   # the port's figures obey the link's rules (LinkConfig checks them)
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.link.bytes_per_s
+
+    @property
+    def link(self) -> LinkConfig:
+        """The port as a point-to-point :class:`LinkConfig` (no broadcast), for the link's closed form and model."""
+        return LinkConfig(self.width_bits, self.clock_mhz, self.latency, self.energy_pj_per_bit, False)
+
+
+@dataclass(frozen=True)
 class EnergyConfig:
     """Energy per event and static power of a device: the numbers of the energy table (:mod:`accel.energy` turns
     event counts into joules with them; every preset states the source of each number beside it).
 
     Units: ``*_pj`` pJ per event, ``*_pj_per_bit`` pJ per bit moved or stored, ``*_mw`` mW. The energy of moving a
-    bit over the link is the link's own (:attr:`LinkConfig.energy_pj_per_bit`).
+    bit over the link is the link's own (:attr:`LinkConfig.energy_pj_per_bit`), over the interconnect the
+    interconnect's (:attr:`InterconnectConfig.energy_pj_per_bit`).
 
     Parameters
     ----------
@@ -844,8 +899,6 @@ class EnergyConfig:
         The vector unit's buffer, per bit of a line read or written.
     array_mac_pj:
         One MAC of an attention-array PE (unused without an array).
-    interconnect_pj_per_bit:
-        A bit between devices over the interconnect (``--devices N``).
     pim_background_mw:
         Background (standby) power of one PIM channel: DRAM periphery, global buffer leakage.
     vector_static_mw, array_static_mw:
@@ -872,7 +925,6 @@ class EnergyConfig:
     vector_sram_read_pj_per_bit: float
     vector_sram_write_pj_per_bit: float
     array_mac_pj: float
-    interconnect_pj_per_bit: float
     pim_background_mw: float
     vector_static_mw: float
     array_static_mw: float
@@ -898,8 +950,9 @@ class Clocks:
     -------
     tick_ns:
         Length of a tick (ns, exact).
-    pim, vector, link, array:
-        Ticks per cycle of each unit (``array`` is 0 when the device has no attention array).
+    pim, vector, link, array, net:
+        Ticks per cycle of each unit (``array`` is 0 when the device has no attention array; ``net`` is the
+        interconnect port's).
     sync:
         The device's sync latency in ticks.
     """
@@ -910,16 +963,17 @@ class Clocks:
     link: int
     array: int
     sync: int
+    net: int
 
     def of(self, kind: str) -> int:
-        """Ticks per cycle of a unit kind (``pim``, ``vector``, ``link``, ``array``)."""
+        """Ticks per cycle of a unit kind (``pim``, ``vector``, ``link``, ``array``, ``net``)."""
         return getattr(self, kind)
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
     """A whole device: PIM channels, the bit-serial unit they use, an attention array, a vector unit, the link
-    between them, and the energy table (:class:`EnergyConfig`).
+    between them, the interconnect that joins several such devices, and the energy table (:class:`EnergyConfig`).
 
     ``sync_latency``: cycles of the device (PIM) clock from an event becoming visible (a SIGNAL) to the first cycle
     a waiting stream may offer its next command (a WAIT).
@@ -932,6 +986,7 @@ class DeviceConfig:
     attention: Union[AttentionConfig, None]
     vector: VectorConfig
     link: LinkConfig
+    interconnect: InterconnectConfig
     sync_latency: int
     energy: EnergyConfig
 
@@ -994,13 +1049,26 @@ class DeviceConfig:
     def clocks(self) -> Clocks:
         """The units' clocks in ticks of a common base (see :class:`Clocks`)."""
         periods = {"pim": _exact(self.pim.timing.tck_ns), "vector": 1000 / _exact(self.vector.clock_mhz),
-                   "link": 1000 / _exact(self.link.clock_mhz)}
+                   "link": 1000 / _exact(self.link.clock_mhz), "net": 1000 / _exact(self.interconnect.clock_mhz)}
         if self.attention is not None:
             periods["array"] = 1000 / _exact(self.attention.clock_mhz)
         den = math.lcm(*(p.denominator for p in periods.values()))
         tick = Fraction(math.gcd(*(p.numerator * (den // p.denominator) for p in periods.values())), den)
         n = {k: int(p / tick) for k, p in periods.items()}
-        return Clocks(tick, n["pim"], n["vector"], n["link"], n.get("array", 0), self.sync_latency * n["pim"])
+        return Clocks(tick, n["pim"], n["vector"], n["link"], n.get("array", 0), self.sync_latency * n["pim"],
+                      n["net"])
+
+    def mac_column_cycles(self, datatype: str) -> int:
+        """Cycles between all-bank MAC columns of ``datatype`` weights when nothing else intervenes: the all-bank MAC
+        pacing ``nCCD_AB``, or the bank's MAC units' pace on a column of the datatype's format if longer (the
+        MAC_BUSY rule, :meth:`mac_cycles_per_column`)."""
+        return max(self.pim.timing.nCCD_AB, self.mac_cycles_per_column(datatype))
+
+    @property
+    def mac_register_bytes(self) -> int:
+        """Bytes of one bank's MAC register as RDMAC returns it: its accumulators (:attr:`BankUnit.mac_registers`),
+        32 bits each (``accel.interfaces.pim.ACC_BITS``)."""
+        return self.bank.mac_registers * 4
 
     @property
     def gemm(self) -> Union[GemmConfig, None]:
@@ -1034,24 +1102,16 @@ class DeviceConfig:
 # Strict loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A YAML loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+#: A number PyYAML (YAML 1.1) reads as text: an exponent without a '.' or without a sign (``4e1``, ``4.0e1``).
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise ConfigError(f"line {line}: duplicate key {key!r} (first given on line {seen[key]}); "
-                              f"give each key once")
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _yaml_float(text: str) -> str:
+    """``text`` as YAML 1.1 reads a float: ``4e1`` -> ``4.0e+1``."""
+    mant, _, exp = text.strip().lower().partition("e")
+    if "." not in mant:
+        mant += ".0"
+    return f"{mant}e{exp if exp[0] in '+-' else '+' + exp}"
 
 
 def _type_name(tp: Any) -> str:
@@ -1070,24 +1130,28 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         return _build(tp, value, key)
     if origin is tuple:
         if not isinstance(value, list):
-            raise ConfigError(f"{key} = {value!r}: must be a list")
+            raise ConfigError(f"{key} = {show(value)}: must be a list")
         (inner, _) = typing.get_args(tp)
         return tuple(_convert(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} = {value!r}: must be an integer")
+            raise ConfigError(f"{key} = {show(value)}: must be an integer")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{key} = {value!r}: must be a finite number")
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            raise ConfigError(f"{key} = {show(value)}: YAML reads this as text, not a number: write it with a '.' "
+                              f"and a signed exponent ({_yaml_float(value)}) or in plain decimals")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or abs(value) > 1e300:
+            raise ConfigError(f"{key} = {show(value)}: must be a finite number")
         return float(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} = {value!r}: must be true or false")
+            raise ConfigError(f"{key} = {show(value)}: must be true or false")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} = {value!r}: must be a string")
+            raise ConfigError(f"{key} = {show(value)}: must be a string")
         return value
     raise TypeError(f"unsupported config field type {_type_name(tp)}")  # a bug in this module, not user input
 
@@ -1095,12 +1159,12 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
 def _build(cls: type, data: Any, path: str) -> Any:
     where = path or "top level"
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: must be a mapping of keys to values, not {data!r}")
+        raise ConfigError(f"{where}: must be a mapping of keys to values, not {show(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys are {', '.join(names)}")
+        raise ConfigError(f"{where}: unknown key {show(unknown[0])}; allowed keys are {', '.join(names)}")
     missing = [n for n in names if n not in data]
     if missing:
         raise ConfigError(f"{where}: missing key {missing[0]!r}; every key of {cls.__name__} must be given "
@@ -1119,19 +1183,12 @@ def device_from_dict(data: Any) -> DeviceConfig:
 
 
 def load_device(path: str | Path) -> DeviceConfig:
-    """Load a device description from a YAML file, strictly."""
-    path = Path(path)
+    """Load a device description from a YAML file, strictly (:func:`accel.files.read_yaml`; errors name the file)."""
+    data = read_yaml(path, "device description", ConfigError)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read device description ({e.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
         return device_from_dict(data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise at(e, str(path)) from None
 
 
 def _preset_dir() -> Any:
@@ -1142,9 +1199,16 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
 
 
+def _is_file(name: str) -> bool:
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):  # a name no file can have (a NUL byte, too long)
+        return False
+
+
 def load_preset(name: str) -> DeviceConfig:
     """Load a preset by name (``accel devices`` lists them); a path to a YAML file also works."""
-    if name.endswith((".yaml", ".yml")) or "/" in name:
+    if name.endswith((".yaml", ".yml")) or "/" in name or _is_file(name):
         return load_device(name)
     names = preset_names()
     if name not in names:
@@ -1152,7 +1216,7 @@ def load_preset(name: str) -> DeviceConfig:
 
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown preset {name!r}{hint}; presets are {', '.join(names)}; "
+        raise ConfigError(f"unknown preset {show(name)}{hint}; presets are {', '.join(names)}; "
                           f"or give a path to a YAML file")
     with resources.as_file(_preset_dir() / f"{name}.yaml") as p:
         dev = load_device(p)

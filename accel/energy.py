@@ -47,6 +47,8 @@ EVENTS: dict[str, str] = {
     "link_bits": "a bit moved over the link (a transfer to every channel without broadcast counts every copy)",
     "array_ops": "an attention-array command (energy: in its MACs)",
     "array_macs": "a PE MAC of the attention array (ATTEND: the QK and SV products)",
+    "interconnect_transfers": "a transfer of a device's interconnect port (energy: in its bits)",
+    "interconnect_beats": "a beat of an interconnect port (energy: in its bits)",
     "interconnect_bits": "a bit moved between devices over the interconnect",
     "sync_signals": "a SIGNAL (assumption: the sequencers' token registers cost nothing)",
     "sync_waits": "a WAIT (no energy)",
@@ -83,7 +85,7 @@ def event_energies_pj(device: DeviceConfig) -> dict[str, float]:
         "vector_sram_writes": e.vector_sram_write_pj_per_bit * line,
         "link_bits": device.link.energy_pj_per_bit,
         "array_macs": e.array_mac_pj,
-        "interconnect_bits": e.interconnect_pj_per_bit,
+        "interconnect_bits": device.interconnect.energy_pj_per_bit,
     }
 
 

@@ -99,6 +99,7 @@ class SyncOp(enum.IntEnum):
     SIGNAL = 1     #: event (this stream, ``token``): visible when every earlier command of the stream has completed
     WAIT = 2       #: the k-th ``WAIT stream=s token=t`` waits for the k-th ``SIGNAL token=t`` of stream ``s`` (index)
     MARK = 3       #: zero-cost marker: operator ``id`` starts here in this stream
+    REPEAT = 4     #: the next ``id`` words (unit commands) run ``token`` times in a row (``REPEAT times=N words=W``)
 
 
 class LinkOp(enum.IntEnum):
@@ -115,6 +116,8 @@ class Endpoint(enum.IntEnum):
     ARRAY = 257
     HOST = 258
     ALL = 259      #: every PIM channel (the global-buffer input broadcast; a destination only)
+    DEVICE = 260   #: device 0 of a multi-device system; device K is ``DEVICE + K`` (``dK``: destinations of the
+    #:                interconnect port's transfers only, ``net`` streams)
 
 
 OPS: dict[Family, type[enum.IntEnum]] = {

@@ -1,4 +1,5 @@
-"""Output files: checked before a long run, written whole or not at all.
+"""Output files: checked before a long run, written whole or not at all (the writing side of :mod:`accel.files`,
+which reads every file a user hands over).
 
 A command that writes a file (a program, plots, a trace, JSON) checks the path first (:func:`check_output_file`,
 :func:`check_output_dir`), so that a bad path costs one clear line and no run, and then writes through
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from .errors import AccelError
+from .fmt import value as show
 
 __all__ = ["OutputError", "check_output_file", "check_output_dir", "write_atomic", "write_text_atomic"]
 
@@ -21,27 +23,39 @@ class OutputError(AccelError):
     """An output cannot be written where it was asked for: the message names the path, the reason and the fix."""
 
 
-def check_output_file(path: str | Path, what: str = "output") -> Path:
-    """``path`` as a file to write: its folder must exist and ``path`` must not be a folder. Raises
-    :class:`OutputError`; ``what`` names the option in the message (``--trace``)."""
+def check_output_file(path: str | Path, what: str = "output", parents: bool = False) -> Path:
+    """``path`` as a file to write: its folder must exist (with ``parents``, missing folders are made now: a
+    command's default path such as ``build/wave/x.vcd`` in a fresh checkout) and ``path`` must not be a folder.
+    Raises :class:`OutputError`; ``what`` names the option in the message (``--trace``)."""
     path = Path(path)
+    if "\0" in str(path):
+        raise OutputError(f"{what} {show(str(path))}: not a path (it holds a NUL byte); give another path")
     if path.is_dir():
         raise OutputError(f"{what} {path}: is a folder; give a file name (e.g. {path / 'out'})")
     parent = path.parent
     if not parent.is_dir():
-        why = "is a file, not a folder" if parent.exists() else "does not exist"
-        raise OutputError(f"{what} {path}: the folder {parent} {why}; create it or give another path")
+        existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise OutputError(f"{what} {path}: the folder {existing} is a file, not a folder; give another path")
+        if not parents:
+            raise OutputError(f"{what} {path}: the folder {parent} does not exist; create it or give another path")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{what} {path}: cannot create the folder {parent} ({e.strerror or e}); give another "
+                              f"path") from None
     return path
 
 
-def check_output_dir(path: str | Path, what: str = "output", create: bool = True) -> Path:
+def check_output_dir(path: str | Path, what: str = "output", create: bool = True, parents: bool = False) -> Path:
     """``path`` as a folder to write into: an existing folder, or a new one in an existing folder (made now if
-    ``create``; a check before a long run passes ``create=False``). Raises :class:`OutputError`."""
+    ``create``; a check before a long run passes ``create=False``); with ``parents``, missing folders above it are
+    made too (:func:`check_output_file`). Raises :class:`OutputError`."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path}: is a file; give a folder (it is created if missing)")
     if not path.exists():
-        check_output_file(path, what)
+        check_output_file(path, what, parents)
         if create:
             try:
                 path.mkdir()

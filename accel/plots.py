@@ -1,15 +1,14 @@
 """Figures of a run (matplotlib, Agg, no display): the device's roofline with every operator, a per-unit timeline,
 and a breakdown of time and energy. :func:`write_plots` writes each as PNG and SVG.
 
-Operators come as :class:`OperatorRow` s: the mapper's per-operator rows, or, for any program, the rows
-:func:`operator_rows` reads from the program's operator facts (``name``, ``kind``, ``layer``, ``unit``, ``flops``,
-``bytes``, ``bound``) and the run's marker spans. FLOPs count a MAC as two. The roofs are the device description's
+Operators come as :class:`accel.rows.OperatorRow` s: the mapper's per-operator rows (``MapResult.rows``), or, for
+any program, the rows :func:`operator_rows` reads from the program's operator facts (``name``, ``kind``, ``layer``,
+``unit``, ``flops``, ``bytes``, ``bound``, ``device``) and the run's marker spans. FLOPs count a MAC as two. The roofs are the device description's
 own figures: compute (PIM MACs, the attention array's MACs, the vector unit's lane operations) and bandwidth (the
 banks' internal bandwidth, the channels' pins, the link).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,63 +18,22 @@ from matplotlib.figure import Figure
 from .config import DeviceConfig
 from .emulator.system import SystemResult
 from .energy import EnergyBreakdown
+from .fmt import si, si_scale
 from .outputs import check_output_dir, write_atomic
 from .program import Program, parse_stream_name
 from .progress import progress_bar
-from .report import si, si_scale
+from .rows import OperatorRow
 from .timeline import busy_spans, stream_spans
 
-__all__ = ["OperatorRow", "operator_rows", "compute_roofs", "bandwidth_roofs", "roof", "roofline_figure",
+__all__ = ["operator_rows", "compute_roofs", "bandwidth_roofs", "roof", "roofline_figure",
            "timeline_figure", "breakdown_figure", "write_plots", "FIGURES"]
 
 #: The figures :func:`write_plots` writes (each as ``NAME.png`` and ``NAME.svg``).
 FIGURES = ("roofline", "timeline", "breakdown")
 
-_UNIT_ORDER = ("pim", "array", "vector", "link")
+_UNIT_ORDER = ("pim", "array", "vector", "link", "net")
 _UNIT_COLOURS = {"pim": "tab:blue", "vector": "tab:orange", "array": "tab:green", "link": "tab:red",
                  "gpu": "tab:purple"}
-
-
-@dataclass(frozen=True)
-class OperatorRow:
-    """One operator of a run.
-
-    Members
-    -------
-    name, kind:
-        Operator name (``h3.mlp.c_fc``) and kind (``gemm``, ``attn_score``, ``layer_norm``, ...).
-    layer:
-        Layer index (None outside the layers).
-    unit:
-        The unit that runs it (``pim``, ``vector``, ``array``, ``link``, ``gpu``).
-    flops:
-        Floating-point (or integer) operations, a MAC counted as two.
-    bytes:
-        Bytes it moves (weights, activations, KV cache).
-    time_s:
-        Its time in the run (s): first start to last end over the streams that run it.
-    bound:
-        What bounds it (``bank bandwidth``, ``row activation``, ``vector unit``, ``link``, ...; empty if unknown).
-    """
-
-    name: str
-    kind: str
-    layer: int | None
-    unit: str
-    flops: float
-    bytes: float
-    time_s: float
-    bound: str = ""
-
-    @property
-    def intensity(self) -> float:
-        """FLOPs per byte (0 without bytes)."""
-        return self.flops / self.bytes if self.bytes else 0.0
-
-    @property
-    def flops_per_s(self) -> float:
-        """Achieved FLOP/s (0 without time)."""
-        return self.flops / self.time_s if self.time_s else 0.0
 
 
 def operator_rows(result: SystemResult, program: Program) -> list[OperatorRow]:
@@ -83,6 +41,7 @@ def operator_rows(result: SystemResult, program: Program) -> list[OperatorRow]:
     zero), the unit from the facts or else the compute unit among the streams that mark it (PIM, then the array,
     the vector unit, the link), the time from its spans."""
     spans = result.operators()
+    tick = result.tick_ns * 1e-9
     kinds: dict[int, set[str]] = {}
     for s in result.streams.values():
         for ident, _, _ in s.marks:
@@ -95,8 +54,8 @@ def operator_rows(result: SystemResult, program: Program) -> list[OperatorRow]:
         rows.append(OperatorRow(str(f.get("name", f"operator {ident}")), str(f.get("kind", "")),
                                 layer if isinstance(layer, int) else None,
                                 str(f.get("unit") or next(k for k in _UNIT_ORDER if k in kinds[ident])),
-                                float(f.get("flops", 0)),
-                                float(f.get("bytes", 0)), (b - a) * result.tick_ns * 1e-9, str(f.get("bound", ""))))
+                                float(f.get("flops", 0)), float(f.get("bytes", 0)), a * tick, b * tick,
+                                str(f.get("bound", "")), ident, int(f.get("device", 0))))
     return rows
 
 

@@ -7,8 +7,9 @@ mover); with several devices every name has a ``dK.`` prefix (``d1.pim3``). A st
 (WR, WRGB: one column word per element). SYNC commands order streams: ``SIGNAL token=t`` announces event (stream,
 t) once every earlier command of the stream has completed; the k-th ``WAIT stream=s token=t`` of a stream waits
 for the k-th ``SIGNAL token=t`` of stream ``s`` (``s`` is an index into the program's stream list; the text form
-names it); ``MARK id=n`` says "operator n starts here". Run-length commands (``count`` > 1) mean their expanded
-per-command stream.
+names it); ``MARK id=n`` says "operator n starts here"; ``REPEAT times=N words=W`` runs the next ``W`` words (unit
+commands) ``N`` times in a row. Run-length commands (``count`` > 1) and repeats mean their expanded per-command
+stream.
 
 Besides the streams a program carries the ``device`` it was made for (a preset name or an inline device
 description), ``devices`` (count), ``placement`` (tensor -> ``[channel, bank, row_lo, row_hi, col_lo, col_hi]``
@@ -35,7 +36,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from .config import DeviceConfig, device_from_dict, load_preset
-from .errors import AccelError, EncodingError
+from .errors import AccelError, EncodingError, at
+from .files import read_text
+from .fmt import value as show
 from .interfaces import vector as vec_iface
 from .interfaces.link import endpoint_code, endpoint_name
 from .isa import OPS, TABLES, AttnOp, Endpoint, Family, LinkOp, PimOp, SyncOp, VectorOp, check_device_fits, encode
@@ -43,6 +46,7 @@ from .outputs import write_atomic, write_text_atomic
 
 __all__ = ["ProgramError", "DeadlockError", "Stream", "Program", "ProgramBuilder", "StreamBuilder", "UNIT_FAMILY",
            "is_program_file", "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items",
+           "repeats",
            "deadlock_message"]
 
 FORMAT = "accel-program"
@@ -50,9 +54,11 @@ VERSION = 1
 
 #: The command family each unit kind executes (every stream may also hold SYNC commands).
 UNIT_FAMILY: dict[str, Family] = {"pim": Family.PIM, "vector": Family.VECTOR, "array": Family.ATTN,
-                                  "link": Family.LINK}
+                                  "link": Family.LINK, "net": Family.LINK}
 
-_NAME = re.compile(r"(?:d(?P<dev>\d+)\.)?(?P<kind>pim|vector|array|link)(?P<ch>\d+)?")
+#: How the engines and :meth:`Program.validate` name a command in their messages.
+_COMMAND_IN_MESSAGE = re.compile(r"stream (?P<stream>\S+) command (?P<index>\d+)\b")
+_NAME = re.compile(r"(?:d(?P<dev>\d+)\.)?(?P<kind>pim|vector|array|link|net)(?P<ch>\d+)?")
 _HEADERS = ("device", "devices", "meta", "operator", "placement")
 
 
@@ -77,9 +83,9 @@ def is_program_file(path: str | Path) -> bool:
     if path.suffix == ".npz":
         return True
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return False
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # the trace reader names the problem
     for raw in text.splitlines():
         toks = raw.split("#", 1)[0].split()
         if toks:
@@ -91,23 +97,27 @@ def parse_stream_name(name: str) -> tuple[int, str, int]:
     """``(device, kind, channel)`` of a stream name (``channel`` is -1 for units that are not PIM channels)."""
     m = _NAME.fullmatch(name)
     if m is None or (m["kind"] == "pim") != (m["ch"] is not None):
-        raise ProgramError(f"stream name {name!r} is not a unit: names are pim0 .. pimN-1, vector, array, link, "
-                           f"with a dK. prefix for device K of several (d1.pim3)")
+        raise ProgramError(f"stream name {show(name)} is not a unit: names are pim0 .. pimN-1, vector, array, link, "
+                           f"net (the interconnect port), with a dK. prefix for device K of several (d1.pim3)")
     return int(m["dev"] or 0), m["kind"], int(m["ch"]) if m["ch"] is not None else -1
 
 
 @dataclass
 class Stream:
     """One unit's command stream: its ``name`` (:func:`parse_stream_name`), command ``words`` (uint64) and, by
-    command index, the data words (column words, ints) of PIM WR/WRGB commands (missing data are zeros)."""
+    command index, the data words (column words, ints) of PIM WR/WRGB commands (missing data are zeros).
+    ``lines``: the text form's line of each command, when the stream was read from text (not compared)."""
 
     name: str
     words: np.ndarray
     data: dict[int, list[int]] = field(default_factory=dict)
+    lines: list[int] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.words = np.asarray(self.words, dtype=np.uint64).reshape(-1)
         self.device_index, self.kind, self.channel = parse_stream_name(self.name)
+        self._derived: dict[str, Any] = {}
+        self._derived_of: Any = None
 
     def field(self, family: Family, name: str) -> np.ndarray:
         """Field ``name`` of the ``family`` table in every word (int64; meaningful where the word is of that
@@ -115,9 +125,18 @@ class Stream:
         off, width = TABLES[family].offsets()[name]
         return ((self.words >> np.uint64(off)) & np.uint64((1 << width) - 1)).astype(np.int64)
 
+    def derived(self, key: str, make: Any) -> Any:
+        """``make(self)``, computed once while ``words`` is the same array (the engines and the validation share
+        what they derive from a stream's words)."""
+        if self._derived_of is not self.words:
+            self._derived, self._derived_of = {}, self.words
+        if key not in self._derived:
+            self._derived[key] = make(self)
+        return self._derived[key]
+
     @property
     def families(self) -> np.ndarray:
-        return self.field(Family.PIM, "family")
+        return self.derived("families", lambda s: s.field(Family.PIM, "family"))
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Stream) and self.name == other.name and np.array_equal(self.words, other.words)
@@ -133,21 +152,21 @@ def _fields(toks: list[str], names: set[str], where: str, aliases: dict[str, str
     data = None
     for t in toks:
         if "=" not in t:
-            raise ProgramError(f"{where}: {t!r} must be key=value (keys: {', '.join(sorted(names))})")
+            raise ProgramError(f"{where}: {show(t)} must be key=value (keys: {', '.join(sorted(names))})")
         k, v = t.split("=", 1)
         k = aliases.get(k, k)
         if k not in names and k != "data":
-            raise ProgramError(f"{where}: unknown field {k!r}; fields are {', '.join(sorted(names))}")
+            raise ProgramError(f"{where}: unknown field {show(k)}; fields are {', '.join(sorted(names))}")
         if k in out or (k == "data" and data is not None):
-            raise ProgramError(f"{where}: field {k!r} is given twice")
+            raise ProgramError(f"{where}: field {show(k)} is given twice")
         if k == "data":
             try:
                 data = [int(x, 0) for x in v.split(",") if x]
             except ValueError:
-                raise ProgramError(f"{where}: {t!r}: data must be integers (0x... words) separated by commas") \
+                raise ProgramError(f"{where}: {show(t)}: data must be integers (0x... words) separated by commas") \
                     from None
             if any(x < 0 for x in data):
-                raise ProgramError(f"{where}: {t!r}: data words must not be negative")
+                raise ProgramError(f"{where}: {show(t)}: data words must not be negative")
             continue
         out[k] = v
     return out, data
@@ -157,7 +176,8 @@ def _int(where: str, key: str, value: str) -> int:
     try:
         return int(value, 0)
     except ValueError:
-        raise ProgramError(f"{where}: '{key}={value}': the value must be an integer") from None
+        raise ProgramError(f"{where}: {show(key + '=' + value)}: the value must be an integer (decimal or 0x...)") \
+            from None
 
 
 def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int] | None = None,
@@ -167,27 +187,40 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
     ``kind`` is a unit kind (``pim``, ``vector``, ``array``, ``link``); SYNC commands are accepted when ``streams``
     (stream name -> index, for WAIT) is given. ``channel`` is the default channel field of PIM commands."""
     if re.fullmatch(r"0[xX][0-9a-fA-F]+", toks[0]) and len(toks) == 1:
-        return int(toks[0], 16), None
+        word = int(toks[0], 16)
+        if word >> 64:
+            raise ProgramError(f"{where}: command word {show(toks[0])} is wider than 64 bits; a command word is "
+                               f"64 bits (16 hex digits)")
+        return word, None
     name = toks[0].upper()
     family = UNIT_FAMILY[kind]
     if streams is not None and name in SyncOp.__members__ and name != "NOP":
         family = Family.SYNC
     ops = OPS[family]
     if name not in ops.__members__:
-        sync = " (SIGNAL, WAIT and MARK need a program with stream headers)" \
+        sync = " (SIGNAL, WAIT, MARK and REPEAT need a program with stream headers)" \
             if streams is None and name in SyncOp.__members__ else ""
-        allowed = ", ".join(o.name for o in ops) + ("; SIGNAL, WAIT, MARK" if streams is not None else "")
-        raise ProgramError(f"{where}: {toks[0]!r} is not a {family.name} command{sync}; a {kind} stream takes "
+        allowed = ", ".join(o.name for o in ops) + ("; SIGNAL, WAIT, MARK, REPEAT" if streams is not None else "")
+        raise ProgramError(f"{where}: {show(toks[0])} is not a {family.name} command{sync}; a {kind} stream takes "
                            f"{allowed} (or a 0x... command word)")
     names = {n for n, _ in TABLES[family].fields}
+    repeat = family == Family.SYNC and name == "REPEAT"
+    if repeat:
+        names = {"times", "words"}
     raw, data = _fields(toks[1:], names, where, {"ch": "channel"} if family == Family.PIM else {})
+    if repeat:
+        missing = [k for k in ("times", "words") if k not in raw]
+        if missing:
+            raise ProgramError(f"{where}: REPEAT needs times=N (repetitions) and words=W (the words repeated); "
+                               f"{missing[0]} is missing")
+        raw = {"token": raw["times"], "id": raw["words"]}
     if data is not None and not (family == Family.PIM and ops[name] in (PimOp.WR, PimOp.WRGB)):
         raise ProgramError(f"{where}: only WR and WRGB carry data words")
     values: dict[str, int] = {}
     for k, v in raw.items():
         if family == Family.SYNC and k == "stream":
             if v not in (streams or {}):
-                raise ProgramError(f"{where}: WAIT stream={v!r}: no such stream in this program; streams are "
+                raise ProgramError(f"{where}: WAIT stream={show(v)}: no such stream in this program; streams are "
                                    f"{', '.join(streams or {}) or 'none'}")
             values[k] = streams[v]
         elif family == Family.LINK and k in ("src", "dst") and not v[:1].isdigit():
@@ -197,6 +230,9 @@ def parse_command(toks: list[str], kind: str, where: str, streams: dict[str, int
                 raise ProgramError(f"{where}: {e}") from None
         else:
             values[k] = _int(where, k, v)
+    if values.get("count", 1) == 0:
+        raise ProgramError(f"{where}: count=0: a run has at least one element; write count=1 or leave count out "
+                           f"(a single command)")
     if family == Family.PIM:
         values.setdefault("channel", channel)
     try:
@@ -217,6 +253,7 @@ _CHANNEL = np.uint64(((1 << TABLES[Family.PIM].width("channel")) - 1)
 _ALWAYS: dict[tuple[Family, int], tuple[str, ...]] = {
     (Family.SYNC, SyncOp.SIGNAL): ("token",), (Family.SYNC, SyncOp.WAIT): ("stream", "token"),
     (Family.SYNC, SyncOp.MARK): ("id",), (Family.LINK, LinkOp.XFER): ("src", "dst", "bytes"),
+    (Family.SYNC, SyncOp.REPEAT): ("token", "id"),
     **{(Family.VECTOR, int(o)): ("length", "src", "dst") for o in VectorOp if o != VectorOp.NOP},
 }
 
@@ -229,6 +266,8 @@ def _format(word: int, channel: int, names: list[str], data: list[int] | None) -
     op = OPS[fam](values.pop("op"))
     values.pop("family")
     parts = [op.name]
+    if fam == Family.SYNC and op == SyncOp.REPEAT:
+        return f"REPEAT times={values['token']} words={values['id']}"
     always = _ALWAYS.get((fam, int(op)), ())
     for k, v in values.items():
         if fam == Family.PIM and k == "channel" and v == channel:
@@ -269,6 +308,10 @@ _TOKEN_BITS = TABLES[Family.SYNC].width("token")
 def _sync_table(s: Stream) -> tuple[np.ndarray, ...]:
     """Positions, ops, tokens, producers, ids of a stream's SYNC words, and each one's occurrence index k (the k-th
     SIGNAL of its token, the k-th WAIT on its producer's token; from 0)."""
+    return s.derived("sync_table", _make_sync_table)
+
+
+def _make_sync_table(s: Stream) -> tuple[np.ndarray, ...]:
     pos = np.nonzero(s.families == int(Family.SYNC))[0]
     w = s.words[pos]
     f = TABLES[Family.SYNC].offsets()
@@ -284,9 +327,9 @@ def _sync_table(s: Stream) -> tuple[np.ndarray, ...]:
 
 
 def stream_items(program: "Program", i: int) -> list[tuple[int, int, int, int]]:
-    """The stream as items in order: ``(RUN, lo, hi, 0)`` for unit commands ``lo .. hi - 1``, ``(SIGNAL, token, k,
-    0)``, ``(WAIT, producer, token, k)`` (the k-th WAIT of this stream on that event, from 0), ``(MARK, id, 0, 0)``;
-    SYNC NOPs are dropped."""
+    """The stream as items in order: ``(RUN, lo, hi, reps)`` for unit commands ``lo .. hi - 1`` (run ``reps`` times
+    in a row by a REPEAT; 0 for a plain run: once), ``(SIGNAL, token, k, 0)``, ``(WAIT, producer, token, k)`` (the
+    k-th WAIT of this stream on that event, from 0), ``(MARK, id, 0, 0)``; SYNC NOPs are dropped."""
     s = program.streams[i]
     pos, op, tok, prod, ident, k = _sync_table(s)
     n = len(s.words)
@@ -303,8 +346,24 @@ def stream_items(program: "Program", i: int) -> list[tuple[int, int, int, int]]:
             out.append((WAIT, pr, t, kk))
         elif o == SyncOp.MARK:
             out.append((MARK, d, 0, 0))
+        elif o == SyncOp.REPEAT:   # its body holds no SYNC word (validated): the next d words, t times
+            out.append((RUN, p + 1, p + 1 + d, t))
+            lo = p + 1 + d
     if lo < n:
         out.append((RUN, lo, n, 0))
+    return out
+
+
+def repeats(s: Stream) -> np.ndarray:
+    """How many times each word of a stream runs (a REPEAT's body words its ``times``, every other word once)."""
+    out = np.ones(len(s.words), dtype=np.int64)
+    pos = np.nonzero(s.families == int(Family.SYNC))[0]
+    op = s.field(Family.SYNC, "op")[pos]
+    for p in pos[op == SyncOp.REPEAT].tolist():
+        w = int(s.words[p])
+        times = (w >> TABLES[Family.SYNC].offsets()["token"][0]) & ((1 << _TOKEN_BITS) - 1)
+        words = (w >> TABLES[Family.SYNC].offsets()["id"][0]) & ((1 << TABLES[Family.SYNC].width("id")) - 1)
+        out[p + 1:p + 1 + words] = times
     return out
 
 
@@ -336,6 +395,8 @@ class Program:
     placement: dict[str, list[list[int]]] = field(default_factory=dict)
     operators: dict[int, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: The file the program was read from (errors found while running it name it), None for one built in memory.
+    source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         seen: dict[str, int] = {}
@@ -361,11 +422,32 @@ class Program:
 
     def resolve_device(self, override: str | None = None) -> DeviceConfig:
         """The device to run on: ``override`` (a preset name or YAML path) if given, else the program's own."""
-        dev = override if override is not None else self.device
-        if dev is None:
-            raise ProgramError("the program names no device; give one (--device PRESET) or add a 'device PRESET' "
-                               "line to it")
-        return device_from_dict(dev) if isinstance(dev, dict) else load_preset(dev)
+        if override is not None:
+            return load_preset(override)
+        try:
+            if self.device is None:
+                raise ProgramError("the program names no device; give one (--device PRESET) or add a 'device "
+                                   "PRESET' line to it")
+            return device_from_dict(self.device) if isinstance(self.device, dict) else load_preset(self.device)
+        except AccelError as e:
+            raise self.locate(e) from None
+
+    def locate(self, error: AccelError) -> AccelError:
+        """``error`` with the place in :attr:`source` that caused it in front: ``file:line`` of the command it
+        records (:func:`accel.errors.caused_by`) or names (``stream pim0 command 5: ...``) when the program was read
+        from text, else the file; returns it unchanged for a program built in memory."""
+        if self.source is None:
+            return error
+        command = error.command
+        if command is None:
+            m = _COMMAND_IN_MESSAGE.match(str(error.args[0]) if error.args else "")
+            if m is not None:
+                command = (m["stream"], int(m["index"]))
+        if command is not None and command[0] in self._index:
+            lines = self.streams[self._index[command[0]]].lines
+            if lines is not None and 0 <= command[1] < len(lines):
+                return at(error, f"{self.source}:{lines[command[1]]}")
+        return at(error, self.source)
 
     # ---- validation -------------------------------------------------------------------------------------------------
     def validate(self, device: DeviceConfig) -> None:
@@ -373,6 +455,9 @@ class Program:
         stream is a unit of ``device`` and every word is one its unit can run, WAITs name events that happen, and
         every operand fits its unit."""
         check_device_fits(device)
+        if not self.streams:
+            raise ProgramError("the program has no streams; a program holds one 'stream NAME' section per unit "
+                               "(stream pim0, then its commands)")
         p = device.pim
         signals: dict[tuple[int, int], int] = {}
         waits = []          # per stream: (positions, producers, tokens, k) of its WAITs
@@ -399,7 +484,8 @@ class Program:
                     self._check_words(i, s, device)
             else:
                 self._check_words(i, s, device)
-            pos, op, tok, prod, _, k = _sync_table(s)
+            pos, op, tok, prod, ident, k = _sync_table(s)
+            self._check_repeats(s, pos, op, tok, ident)
             sel = op == SyncOp.SIGNAL
             for t, n in zip(*np.unique(tok[sel], return_counts=True)):
                 signals[(i, int(t))] = int(n)
@@ -419,6 +505,21 @@ class Program:
                     raise ProgramError(f"stream {names[i]} command {c}: WAIT stream={names[pr]} token={t} waits "
                                        f"for its {_ordinal(kk + 1)} SIGNAL token={t}, but {names[pr]} signals "
                                        f"token {t} {have} time{'s' if have != 1 else ''}")
+
+    @staticmethod
+    def _check_repeats(s: Stream, pos: np.ndarray, op: np.ndarray, times: np.ndarray, words: np.ndarray) -> None:
+        """A REPEAT's body: at least one word, inside the stream, no SYNC word in it."""
+        sel = np.nonzero(op == SyncOp.REPEAT)[0]
+        for j in sel.tolist():
+            p, t, w = int(pos[j]), int(times[j]), int(words[j])
+            where = f"stream {s.name} command {p}: REPEAT times={t} words={w}"
+            if t < 1 or w < 1:
+                raise ProgramError(f"{where}: repeats at least one word at least once (times and words >= 1)")
+            if p + w > len(s.words) - 1:
+                raise ProgramError(f"{where}: the stream has {len(s.words) - p - 1} words after it")
+            if j + 1 < len(pos) and pos[j + 1] <= p + w:
+                raise ProgramError(f"{where}: command {int(pos[j + 1])} inside its body is a SYNC command; a "
+                                   f"repeated body holds unit commands only")
 
     @staticmethod
     def _check_channel(s: Stream) -> None:
@@ -510,9 +611,12 @@ class Program:
 
     def _check_link(self, where: str, s: Stream, device: DeviceConfig) -> None:
         nch = device.pim.channels
-        valid = {int(e) for e in Endpoint}
+        valid = {int(e) for e in Endpoint if e != Endpoint.DEVICE}
         for c, (op, src, dst, nbytes) in self._unique_rows(s, Family.LINK, ("src", "dst", "bytes")):
             if op == LinkOp.NOP:
+                continue
+            if s.kind == "net":
+                self._check_net(f"{where} command {c}", s, src, dst, nbytes)
                 continue
             for k, e in (("src", src), ("dst", dst)):
                 if e not in valid and not e < nch:
@@ -528,6 +632,19 @@ class Program:
                                    f"between two endpoints")
             if nbytes < 1:
                 raise ProgramError(f"{where} command {c}: XFER bytes=0: a transfer moves at least one byte")
+
+    def _check_net(self, where: str, s: Stream, src: int, dst: int, nbytes: int) -> None:
+        """A transfer of a device's interconnect port: from its vector unit to another device of the program."""
+        if src != Endpoint.VECTOR:
+            raise ProgramError(f"{where}: XFER src={endpoint_name(src)}: the interconnect port sends from its "
+                               f"device's vector unit (src=vector)")
+        k = dst - Endpoint.DEVICE
+        if dst < Endpoint.DEVICE or not 0 <= k < self.devices or k == s.device_index:
+            raise ProgramError(f"{where}: XFER dst={endpoint_name(dst)}: the interconnect port of device "
+                               f"{s.device_index} sends to another device of the program (d0 .. d{self.devices - 1}"
+                               f", not d{s.device_index})")
+        if nbytes < 1:
+            raise ProgramError(f"{where}: XFER bytes=0: a transfer moves at least one byte")
 
     def _check_array(self, where: str, s: Stream, device: DeviceConfig) -> None:
         a = device.attention
@@ -587,6 +704,7 @@ class Program:
         prog = {"device": None, "devices": 1, "meta": {}, "operators": {}, "placement": {}}
         words: list[list[int]] = [[] for _ in order]
         data: list[dict[int, list[int]]] = [{} for _ in order]
+        where_of: list[list[int]] = [[] for _ in order]
         cur = -1
         for n, ln in lines:
             where = f"{source}:{n}"
@@ -596,7 +714,7 @@ class Program:
                 continue
             if toks[0] in _HEADERS:
                 if cur >= 0:
-                    raise ProgramError(f"{where}: {toks[0]!r} belongs before the first 'stream' line")
+                    raise ProgramError(f"{where}: {show(toks[0])} belongs before the first 'stream' line")
                 cls._header(prog, toks[0], ln[len(toks[0]):].strip(), where)
                 continue
             if cur < 0:
@@ -607,8 +725,10 @@ class Program:
             if d is not None:
                 data[cur][len(words[cur])] = d
             words[cur].append(word)
-        streams = [Stream(name, np.array(words[i], dtype=np.uint64), data[i]) for i, name in enumerate(order)]
-        return cls(streams, **prog)
+            where_of[cur].append(n)
+        streams = [Stream(name, np.array(words[i], dtype=np.uint64), data[i], where_of[i])
+                   for i, name in enumerate(order)]
+        return cls(streams, **prog, source=source)
 
     @staticmethod
     def _header(prog: dict[str, Any], key: str, rest: str, where: str) -> None:
@@ -616,7 +736,9 @@ class Program:
             try:
                 return json.loads(text)
             except json.JSONDecodeError as e:
-                raise ProgramError(f"{where}: {what} must be JSON ({e.msg})") from None
+                raise ProgramError(f"{where}: {what} must be JSON ({e.msg} at character {e.pos + 1})") from None
+            except RecursionError:
+                raise ProgramError(f"{where}: {what} is nested too deep to read; flatten it") from None
 
         if key == "device":
             if not rest:
@@ -625,7 +747,7 @@ class Program:
             prog["device"] = dev
         elif key == "devices":
             if not rest.isdigit() or int(rest) < 1:
-                raise ProgramError(f"{where}: devices {rest!r}: must be a whole number of at least 1")
+                raise ProgramError(f"{where}: devices {show(rest)}: must be a whole number of at least 1")
             prog["devices"] = int(rest)
         elif key == "meta":
             m = js(rest, "meta")
@@ -678,13 +800,8 @@ class Program:
     def load(cls, path: str | Path) -> "Program":
         """Read a program file (``.npz`` binary form, else text); raises :class:`ProgramError`."""
         path = Path(path)
-        try:
-            if path.suffix != ".npz":
-                text = path.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ProgramError(f"{path}: cannot read the program ({getattr(e, 'strerror', None) or e})") from None
         if path.suffix != ".npz":
-            return cls.from_text(text, str(path))
+            return cls.from_text(read_text(path, "program", ProgramError), str(path))
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
@@ -692,7 +809,9 @@ class Program:
             raise ProgramError(f"{path}: cannot read the program ({e.strerror or e})") from None
         except (ValueError, EOFError) as e:
             raise ProgramError(f"{path}: not a program file in .npz form ({e})") from None
-        return cls._from_arrays(arrays, str(path))
+        prog = cls._from_arrays(arrays, str(path))
+        prog.source = str(path)
+        return prog
 
     @classmethod
     def _from_arrays(cls, arrays: dict[str, np.ndarray], where: str) -> "Program":
@@ -707,7 +826,7 @@ class Program:
             raise ProgramError(f"{where}: the 'program' entry must hold exactly {', '.join(sorted(keys))} with "
                                f"format {FORMAT!r}")
         if head["version"] != VERSION:
-            raise ProgramError(f"{where}: program version {head['version']!r}; this accel reads version {VERSION}")
+            raise ProgramError(f"{where}: program version {show(head['version'])}; this accel reads version {VERSION}")
         streams = []
         expect = {"program"}
         for i, name in enumerate(head["streams"]):

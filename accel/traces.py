@@ -21,13 +21,19 @@ engine and builds the report ``accel emulate`` prints.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
 
 from .errors import AccelError
-from .isa import TABLES, Family, PimOp
+from .fmt import value as show
 
-__all__ = ["TraceError", "parse_text_program", "parse_aim_trace", "is_aim_trace", "HostRequest", "AIM_ISR_FIELDS"]
+__all__ = ["TraceError", "parse_text_program", "parse_text_trace", "parse_aim_trace", "read_aim_trace",
+           "is_aim_trace", "is_aim_trace_file", "HostRequest", "AimTrace", "AIM_ISR_FIELDS", "AIM_GPR_ADDRESSES",
+           "AIM_CFR_VALUES"]
 
 
 class TraceError(AccelError, ValueError):
@@ -41,9 +47,16 @@ class TraceError(AccelError, ValueError):
 def parse_text_program(text: str, source: str = "trace") -> list[tuple[int, Any]]:
     """Parse our text form into ``(word, data)`` pairs: one PIM command per line in the syntax of
     :func:`accel.program.parse_command` (a multi-stream program's PIM lines); WR/WRGB without data get zeros."""
+    return parse_text_trace(text, source)[0]
+
+
+def parse_text_trace(text: str, source: str = "trace") -> tuple[list[tuple[int, Any]], list[int]]:
+    """:func:`parse_text_program`, and the line of each command (to name ``source:line`` in errors found later)."""
+    from .isa import TABLES, Family, PimOp
     from .program import ProgramError, parse_command
 
     out: list[tuple[int, Any]] = []
+    lines: list[int] = []
     op_off, op_width = TABLES[Family.PIM].offsets()["op"]
     count_off, count_width = TABLES[Family.PIM].offsets()["count"]
     for lineno, raw in enumerate(text.splitlines(), 1):
@@ -59,7 +72,8 @@ def parse_text_program(text: str, source: str = "trace") -> list[tuple[int, Any]
         if symbolic and data is None and (word >> op_off) & ((1 << op_width) - 1) in (PimOp.WR, PimOp.WRGB):
             data = [0] * max(1, (word >> count_off) & ((1 << count_width) - 1))
         out.append((word, data))
-    return out
+        lines.append(lineno)
+    return out, lines
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -87,14 +101,30 @@ AIM_ISR_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass
+#: GPR addresses of the AiM simulator's trace front end (its GPR region: ``GPR_SIZE = 1 << 19``).
+AIM_GPR_ADDRESSES = 1 << 19
+#: CFR -> (number of values, what it selects), after the AiM simulator's request fields (broadcast, ewmul_bg, afm).
+AIM_CFR_VALUES: dict[int, tuple[int, str]] = {
+    0: (2, "MAC vector from the global buffer (0) or the next bank (1)"),
+    1: (2, "EWMUL in one bank group (0) or all (1)"),
+    2: (8, "activation function 0 .. 7"),
+}
+
+
+@dataclass(slots=True)
 class HostRequest:
-    """One request of a host-level AiM trace (``line``: its line in the trace)."""
+    """One request of a host-level AiM trace (``line``: its line in the trace, ``source``: the trace's name)."""
 
     kind: str                      # "AiM", "R" or "W"
     op: str                        # ISR name, or GPR / CFR / MEM
     f: dict[str, int]
     line: int
+    source: str = "trace"
+
+    @property
+    def where(self) -> str:
+        """``source:line``, for error messages."""
+        return f"{self.source}:{self.line}"
 
 
 def is_aim_trace(text: str) -> bool:
@@ -107,55 +137,208 @@ def is_aim_trace(text: str) -> bool:
     return False
 
 
+def is_aim_trace_file(path: str | Path) -> bool:
+    """True if a file's first command line starts with AiM, W or R (read from its head only)."""
+    try:
+        with open(path, errors="replace") as f:
+            head = f.read(4096)
+    except (OSError, ValueError):   # unreadable, or a NUL byte in the path: reading it reports why
+        return False
+    return is_aim_trace(head)
+
+
 def parse_aim_trace(text: str, source: str = "trace") -> list[HostRequest]:
-    """Parse a host-level AiM trace (see the module docstring); it must end with ``AiM EOC``."""
+    """Parse a host-level AiM trace (see the module docstring) into :class:`HostRequest` objects; it must end with
+    ``AiM EOC`` (:func:`read_aim_trace` gives the same in columns, and checks the same)."""
+    return read_aim_trace(text, source).requests()
+
+
+class AimTrace:
+    """A parsed host-level AiM trace, in columns: for request ``i``, ``mem[i]`` is 1 for ``W MEM``, 2 for ``R MEM``
+    (then ``channel``, ``bank``, ``row`` hold its fields) and 0 for any other request, which is ``other[i]``;
+    ``line[i]`` is its line in ``source``, the trace's name. The bulk of a CENT trace is KV-cache traffic (``W/R
+    MEM``, 53-94 % of its lines), which this form keeps as numbers rather than objects."""
+
+    __slots__ = ("mem", "channel", "bank", "row", "line", "other", "source")
+
+    def __init__(self, mem: np.ndarray, channel: np.ndarray, bank: np.ndarray, row: np.ndarray, line: np.ndarray,
+                 other: dict[int, HostRequest], source: str = "trace") -> None:
+        self.mem, self.channel, self.bank, self.row, self.line, self.other = mem, channel, bank, row, line, other
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.mem)
+
+    @classmethod
+    def from_requests(cls, requests: Sequence[HostRequest]) -> "AimTrace":
+        """The columns of a list of requests (named after the first one's source)."""
+        n = len(requests)
+        mem = np.zeros(n, dtype=np.int8)
+        cols = np.zeros((3, n), dtype=np.int64)
+        line = np.zeros(n, dtype=np.int64)
+        other = {}
+        for i, r in enumerate(requests):
+            line[i] = r.line
+            if r.op == "MEM" and r.kind != "AiM":
+                mem[i] = 1 if r.kind == "W" else 2
+                cols[:, i] = r.f["channel"], r.f["bank"], r.f["row"]
+            else:
+                other[i] = r
+        return cls(mem, cols[0], cols[1], cols[2], line, other, requests[0].source if requests else "trace")
+
+    def requests(self) -> list[HostRequest]:
+        """The requests as :class:`HostRequest` objects."""
+        return [self._mem_request(m, ch, bank, row, line) if m else self.other[i]
+                for i, (m, ch, bank, row, line) in enumerate(zip(self.mem.tolist(), self.channel.tolist(),
+                                                                 self.bank.tolist(), self.row.tolist(),
+                                                                 self.line.tolist()))]
+
+    def request(self, i: int) -> HostRequest:
+        """Request ``i`` as a :class:`HostRequest`."""
+        m = int(self.mem[i])
+        return self._mem_request(m, int(self.channel[i]), int(self.bank[i]), int(self.row[i]), int(self.line[i])) \
+            if m else self.other[i]
+
+    def _mem_request(self, m: int, ch: int, bank: int, row: int, line: int) -> HostRequest:
+        return HostRequest("W" if m == 1 else "R", "MEM", {"channel": ch, "bank": bank, "row": row}, line, self.source)
+
+
+#: ``W/R MEM`` lines in their plain form (decimal fields, single spaces), which :func:`read_aim_trace` reads in bulk.
+_MEM_BODY = re.compile(r"[WR] MEM \d{1,18} \d{1,18} \d{1,18}(?:\n[WR] MEM \d{1,18} \d{1,18} \d{1,18})*")
+
+
+def read_aim_trace(text: str, source: str = "trace") -> AimTrace:
+    """Parse a host-level AiM trace into an :class:`AimTrace` (what :func:`parse_aim_trace` returns as objects).
+
+    Plain ``W/R MEM`` lines are read in bulk; any trace with a line that is not plain, with an error or with a request
+    after ``AiM EOC`` is read line by line, which reports the first bad line (``source:line``)."""
+    lines = text.splitlines()
+    mem_lines = [i for i, raw in enumerate(lines) if raw[2:6] == "MEM "]
+    keep = np.ones(len(lines), dtype=bool)
+    keep[mem_lines] = False
+    others: list[tuple[int, HostRequest]] = []
+    eoc = None
+    try:
+        for i in np.flatnonzero(keep).tolist():
+            toks = lines[i].split()
+            if not toks or toks[0].startswith("#"):
+                continue
+            r = _parse_line(toks, i + 1, source)
+            others.append((i, r))
+            if r.kind == "AiM" and r.op == "EOC":
+                eoc = i
+                break
+    except TraceError:
+        eoc = None
+    if eoc is not None and any(t.split() and not t.split()[0].startswith("#") for t in lines[eoc + 1:]):
+        eoc = None          # a request after the EOC: the line-by-line reading names it
+    mem_idx = np.array(mem_lines, dtype=np.int64)
+    cut = int(np.searchsorted(mem_idx, eoc)) if eoc is not None else 0
+    body = "\n".join([lines[i] for i in mem_lines[:cut]])
+    if eoc is None or (cut and not _MEM_BODY.fullmatch(body)):
+        return AimTrace.from_requests(_parse_lines(lines, source))
+    nums = (np.fromstring(body.replace("W MEM", "1").replace("R MEM", "2"), dtype=np.int64, sep=" ")
+            if cut else np.zeros(0, dtype=np.int64)).reshape(-1, 4)
+    n = cut + len(others)
+    oline = np.array([i for i, _ in others], dtype=np.int64)
+    opos = np.arange(len(others)) + np.searchsorted(mem_idx[:cut], oline)
+    is_mem = np.ones(n, dtype=bool)
+    is_mem[opos] = False
+    mem = np.zeros(n, dtype=np.int8)
+    cols = np.zeros((3, n), dtype=np.int64)
+    line = np.zeros(n, dtype=np.int64)
+    mem[is_mem] = nums[:, 0]
+    cols[:, is_mem] = nums[:, 1:].T
+    line[is_mem] = mem_idx[:cut] + 1
+    line[opos] = oline + 1
+    return AimTrace(mem, cols[0], cols[1], cols[2], line, {int(p): r for p, (_, r) in zip(opos.tolist(), others)},
+                    source)
+
+
+def _parse_lines(lines: list[str], source: str) -> list[HostRequest]:
+    """The line-by-line reading (see :func:`read_aim_trace`): every line checked, up to ``AiM EOC``, after which only
+    blank lines and comments may follow."""
     out: list[HostRequest] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    eoc = 0
+    for lineno, raw in enumerate(lines, 1):
         toks = raw.split()
-        if not toks or toks[0] == "#" or toks[0].startswith("#"):
+        if not toks or toks[0].startswith("#"):
             continue
-        where = f"{source}:{lineno}"
+        if eoc:
+            raise TraceError(f"{source}:{lineno}: {' '.join(toks)!r} follows 'AiM EOC' (line {eoc}), which ends the "
+                             f"trace; remove it or move the EOC after it")
+        r = _parse_line(toks, lineno, source)
+        out.append(r)
+        if r.kind == "AiM" and r.op == "EOC":
+            eoc = lineno
+    if not eoc:
+        raise TraceError(f"{source}: the trace ends without 'AiM EOC'; add it as the last request")
+    return out
 
-        def num(t: str) -> int:
-            try:
-                return int(t, 16) if t.lower().startswith("0x") else int(t)
-            except ValueError:
-                raise TraceError(f"{where}: {t!r} is not a number") from None
 
-        kind = toks[0]
-        if kind == "AiM":
-            if len(toks) < 2:
-                raise TraceError(f"{where}: 'AiM' needs an ISR name ({', '.join(AIM_ISR_FIELDS)})")
-            name = toks[1][4:] if toks[1].startswith("ISR_") else toks[1]
-            if name not in AIM_ISR_FIELDS:
-                raise TraceError(f"{where}: unknown AiM ISR {toks[1]!r}; ISRs are {', '.join(AIM_ISR_FIELDS)}")
-            fields_ = AIM_ISR_FIELDS[name]
-            if name == "WR_AFLUT":
-                raise TraceError(f"{where}: AiM WR_AFLUT is not supported (nor by the AiM simulator)")
-            if len(toks) - 2 != len(fields_):
-                raise TraceError(f"{where}: AiM {name} takes {len(fields_)} field(s) ({' '.join(fields_) or 'none'}), "
-                                 f"got {len(toks) - 2}")
-            f = {k: num(v) for k, v in zip(fields_, toks[2:])}
-            if "opsize" in f and not 1 <= f["opsize"] <= 1 << 20:
-                raise TraceError(f"{where}: opsize {f['opsize']} must be at least 1")
-            if "mask" in f and not 0 < f["mask"] < (1 << 32):
-                raise TraceError(f"{where}: channel mask {f['mask']:#x} must select at least one of 32 channels")
-            out.append(HostRequest("AiM", name, f, lineno))
-            if name == "EOC":
-                return out
-        elif kind in ("W", "R"):
-            if len(toks) < 2 or toks[1] not in ("CFR", "GPR", "MEM"):
-                raise TraceError(f"{where}: {kind} must be followed by CFR, GPR or MEM")
-            region = toks[1]
-            n = {"CFR": 2, "GPR": 1, "MEM": 3}[region]
-            if len(toks) - 2 != n:
-                raise TraceError(f"{where}: {kind} {region} takes {n} field(s), got {len(toks) - 2}")
-            vals = [num(v) for v in toks[2:]]
-            f = dict(zip({"CFR": ("addr", "data"), "GPR": ("addr",), "MEM": ("channel", "bank", "row")}[region], vals))
-            if region == "CFR" and kind == "W" and f["addr"] not in (0, 1, 2):
+def _parse_line(toks: list[str], lineno: int, source: str) -> HostRequest:
+    """One request line (its tokens), its fields checked against the trace format: non-negative addresses, GPR
+    addresses within the simulator's GPR space, CFR values; what depends on the device (rows, banks, channels, an
+    opsize beyond a row or the global buffer) is checked by :func:`accel.emulator.aim.check_ranges`."""
+    where = f"{source}:{lineno}"
+
+    def num(t: str) -> int:
+        try:
+            return int(t, 16) if t.lower().startswith("0x") else int(t)
+        except ValueError:
+            raise TraceError(f"{where}: {t!r} is not a number") from None
+
+    kind = toks[0]
+    if kind == "AiM":
+        if len(toks) < 2:
+            raise TraceError(f"{where}: 'AiM' needs an ISR name ({', '.join(AIM_ISR_FIELDS)})")
+        name = toks[1][4:] if toks[1].startswith("ISR_") else toks[1]
+        if name not in AIM_ISR_FIELDS:
+            raise TraceError(f"{where}: unknown AiM ISR {show(toks[1])}; ISRs are {', '.join(AIM_ISR_FIELDS)}")
+        fields_ = AIM_ISR_FIELDS[name]
+        if name == "WR_AFLUT":
+            raise TraceError(f"{where}: AiM WR_AFLUT is not supported (nor by the AiM simulator)")
+        if len(toks) - 2 != len(fields_):
+            raise TraceError(f"{where}: AiM {name} takes {len(fields_)} field(s) ({' '.join(fields_) or 'none'}), "
+                             f"got {len(toks) - 2}")
+        f = {k: num(v) for k, v in zip(fields_, toks[2:])}
+        _check_fields(f, name, where)
+        return HostRequest("AiM", name, f, lineno, source)
+    if kind in ("W", "R"):
+        if len(toks) < 2 or toks[1] not in ("CFR", "GPR", "MEM"):
+            raise TraceError(f"{where}: {kind} must be followed by CFR, GPR or MEM")
+        region = toks[1]
+        n = {"CFR": 2, "GPR": 1, "MEM": 3}[region]
+        if len(toks) - 2 != n:
+            raise TraceError(f"{where}: {kind} {region} takes {n} field(s), got {len(toks) - 2}")
+        vals = [num(v) for v in toks[2:]]
+        f = dict(zip({"CFR": ("addr", "data"), "GPR": ("gpr0",), "MEM": ("channel", "bank", "row")}[region], vals))
+        if region == "CFR":
+            if f["addr"] not in AIM_CFR_VALUES:
                 raise TraceError(f"{where}: unknown CFR {f['addr']}; CFRs are 0 (broadcast), 1 (EWMUL bank groups), "
                                  f"2 (activation function)")
-            out.append(HostRequest(kind, region, f, lineno))
+            count, what = AIM_CFR_VALUES[f["addr"]]
+            if kind == "W" and not 0 <= f["data"] < count:
+                raise TraceError(f"{where}: W CFR {f['addr']} {f['data']}: must be between 0 and {count - 1} ({what})")
         else:
-            raise TraceError(f"{where}: a line must start with AiM, W, R or #, not {kind!r}")
-    raise TraceError(f"{source}: the trace ends without 'AiM EOC'; add it as the last request")
+            _check_fields(f, f"{kind} {region}", where)
+        return HostRequest(kind, region, f, lineno, source)
+    raise TraceError(f"{where}: a line must start with AiM, W, R or #, not {show(kind)}")
+
+
+def _check_fields(f: dict[str, int], name: str, where: str) -> None:
+    """The device-independent ranges of a request's fields."""
+    if "opsize" in f and f["opsize"] < 1:
+        raise TraceError(f"{where}: AiM {name} opsize {f['opsize']}: must be at least 1 (columns or GPR words to "
+                         f"move)")
+    if "mask" in f and not 0 < f["mask"] < (1 << 32):
+        raise TraceError(f"{where}: channel mask {f['mask']:#x} must select at least one of 32 channels (bits 0 .. "
+                         f"31, bit i is channel 31 - i)")
+    for key in ("gpr0", "gpr1"):
+        if key in f and not 0 <= f[key] < AIM_GPR_ADDRESSES:
+            what = "address" if name.endswith("GPR") else "GPR address"
+            raise TraceError(f"{where}: {name} {what} {f[key]}: must be between 0 and {AIM_GPR_ADDRESSES - 1} (the "
+                             f"AiM simulator's GPR space)")
+    for key in ("row", "bank", "channel"):
+        if key in f and f[key] < 0:
+            raise TraceError(f"{where}: {name} {key} {f[key]}: must not be negative")

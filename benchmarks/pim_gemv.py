@@ -188,9 +188,9 @@ def main() -> None:
         return
     res = figures(args.size)
     if args.write_docs:
-        from pim_rules import write_docs
+        from docblocks import write_blocks
 
-        write_docs(args.write_docs, markdown(res), tag="pim_gemv")
+        write_blocks(args.write_docs, "pim_gemv", markdown(res))
     elif args.markdown:
         print("\n\n".join(markdown(res).values()))
     else:

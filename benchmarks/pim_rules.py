@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 from accel.interfaces.pim import PIM_TIMING_RULES, rule_codes
 from accel.equivalence.pim import EQUIVALENT_MUTANTS, EngineModelSuite, coverage_configs, mutants, suite_bindings, suite_seeds
+from docblocks import write_blocks
 
 
 def measure() -> dict:
@@ -73,17 +73,6 @@ def markdown(res: dict) -> dict[str, str]:
     return {"rules": rules_table(), "bindings": bind, "mutants": mut}
 
 
-def write_docs(path: Path, sections: dict[str, str], tag: str = "pim_rules") -> None:
-    """Replace the sections between ``<!-- TAG: NAME -->`` and ``<!-- /TAG -->`` of ``path`` by ``sections``."""
-    text = path.read_text()
-    for name, body in sections.items():
-        pat = re.compile(rf"(<!-- {tag}: {name} -->\n).*?(<!-- /{tag} -->)", re.S)
-        if not pat.search(text):
-            raise SystemExit(f"{path}: no '<!-- {tag}: {name} -->' ... '<!-- /{tag} -->' section")
-        text = pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true", help="print the docs tables")
@@ -91,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
     res = measure()
     if args.write_docs:
-        write_docs(args.write_docs, markdown(res))
+        write_blocks(args.write_docs, "pim_rules", markdown(res))
     elif args.markdown:
         print("\n\n".join(markdown(res).values()))
     else:

@@ -8,243 +8,153 @@ channels' controllers (33 entries); RD_MAC, RD_AF, SYNC and EOC block the DMA un
 controller serves its AiM queue in order, one DRAM command per cycle, inserting the prerequisite commands the
 request needs (ACT16 / PREA for all-bank requests, ACT / PRE for single-bank ones) and a mode change (TMOD, then
 nMODCH cycles) between register and array accesses, and checks GDDR6-AiM's timing table (:data:`AIM_RULES`, the
-constraints of the simulator's ``GDDR6.cpp`` as data). Conventional requests (``R/W MEM``, ``RD_SBK``, ``WR_SBK``)
-are scheduled FR-FCFS with its row-opening buffer, read/write watermarks and write-to-read forwarding. The count is
-the simulator's ``memory_system_cycles`` (equal on every trace tried, see docs/pim.md). Not modelled: refresh (the
-simulator's all-bank refresh manager finds no rank level in its GDDR6 model and never refreshes).
+constraints of the simulator's ``GDDR6.cpp`` as data; :data:`AIM_RULE_VARIANTS` for the commit CENT pins).
+Conventional requests (``R/W MEM``, ``RD_SBK``, ``WR_SBK``) are scheduled FR-FCFS with its row-opening buffer,
+read/write watermarks and write-to-read forwarding. The count is the simulator's ``memory_system_cycles`` (equal on
+every trace tried, see docs/pim.md). Not modelled: refresh (the simulator's all-bank refresh manager finds no rank
+level in its GDDR6 model and never refreshes).
+
+How it is fast and still exact (each step keeps the per-cycle semantics of :mod:`accel.emulator.aim_reference`, the
+per-command model it is tested against):
+
+* the DMA is simulated per request, not per cycle: a request is decoded at ``max(its arrival, the previous request's
+  end)``; a controller is advanced only when the DMA talks to it, from one state change to the next (the earliest
+  cycle a waiting command becomes legal, a read completing), never cycle by cycle;
+* a full 33-entry queue does not make the DMA retry every cycle: the DMA refills one slot per command that leaves the
+  queue, so the last column of a request is accepted when the queue has emptied enough, which is computed;
+* the columns of one request that follow its first issued command (MAC16 x opsize, WRGB, RDCP, ...) issue at a fixed
+  pitch (the largest rule from that command to itself), so they are applied in closed form: one update of the timing
+  state at the last column's cycle (the rules take the latest issue), counters by the run length;
+* channels that received the same requests at the same cycles are one controller (a class of channels); a request to
+  part of a class splits it, and classes whose states are equal at a cycle (timing state relative to that cycle, rows,
+  queues) are merged again; per-bank statistics are kept per class and handed to each member at splits and merges.
 """
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Sequence
 
 import numpy as np
 
-from accel.config import DeviceConfig
-from accel.errors import ConfigError
-from accel.traces import HostRequest, TraceError
+from accel.config import DeviceConfig, PimConfig
+from accel.traces import AimTrace, HostRequest, TraceError
+
+from .aim_rules import (AIM_COMMANDS, AIM_EXTRA_TIMING, AIM_ISRS, AIM_RULE_VARIANTS, AIM_RULES, AIM_RUNTIME_TIMING,
+                        BG_SCOPE, CH_SCOPE, CMD, AimTiming, latency)
 
 __all__ = ["AimSystem", "AimResult", "AIM_EXTRA_TIMING", "AIM_RUNTIME_TIMING", "AIM_COMMANDS", "AIM_RULES",
-           "AIM_ISRS", "latency"]
+           "AIM_RULE_VARIANTS", "AIM_ISRS", "latency", "decode_request"]
 
-#: AiM timing parameters that the device description does not carry, as GDDR6_AiM_timing sets them (aim_simulator
-#: commit 0f28a07, src/dram/impl/GDDR6.cpp; the last six are fixed in set_timing_vals).
-AIM_EXTRA_TIMING = dict(nRCDEWMUL=25, nRCDRDAF=86, nRCDRDCP=66, nRCDWRCP=48, nWTRS=9, nWTRL=11, nRFCpb=105,
-                        nRREFD=21, nMODCH=32, nCLREG=0, nCLGB=1, nCWLREG=1, nCWLGB=1, nWPRE=1)
+_INF = 1 << 62
+_ACT, _PRE, _PREA, _ACT16, _TMOD = CMD["ACT"], CMD["PRE"], CMD["PREA"], CMD["ACT16"], CMD["TMOD"]
+_MAC, _MAC16, _RD, _WR = CMD["MAC"], CMD["MAC16"], CMD["RD"], CMD["WR"]
+#: Final commands whose prerequisite is every bank open at the request's row (ACT16 / PREA).
+ALL_BANK_PREQ = frozenset(CMD[n] for n in ("WRA16", "MAC16", "AF16", "EWMUL16"))
+#: Final commands whose prerequisite is the request's bank open at its row (ACT / PRE).
+BANK_PREQ = frozenset(CMD[n] for n in ("RD", "WR", "RDA", "WRA", "RDCP", "WRCP", "MAC"))
+_CLOSES_ONE = frozenset(CMD[n] for n in ("PRE", "RDA", "WRA"))       # a PRE of another's opening row waits
+_ACTIVATES = frozenset(CMD[n] for n in ("ACT", "ACT4", "ACT16"))
+_ROW_CHANGE = frozenset(CMD[n] for n in ("ACT", "ACT16", "PREA", "WRA16", "PRE", "RDA", "WRA"))
+_STATS = _ROW_CHANGE | {_MAC, _MAC16}
 
-#: What the simulator's GDDR6 model does at run time to its timing (set_timing_vals: the x16 / 2000 MT/s rows of its
-#: nRRDS, nRRDL and nFAW tables overwrite the preset's values).
-AIM_RUNTIME_TIMING = dict(nRRDS=5, nRRDL=6, nFAW=28)
-
-AIM_COMMANDS = ("ACT", "PREA", "PRE", "RD", "WR", "RDA", "WRA", "REFab", "REFpb", "ACT4", "ACT16", "PRE4", "MAC",
-                "MAC16", "AF16", "EWMUL16", "RDCP", "WRCP", "WRGB", "RDMAC16", "RDAF16", "WRMAC16", "WRA16", "TMOD")
-_C = {n: i for i, n in enumerate(AIM_COMMANDS)}
-_CH_SCOPE = {_C[n] for n in ("REFab", "ACT16", "PREA", "MAC16", "AF16", "EWMUL16", "WRGB", "RDMAC16", "RDAF16",
-                             "WRMAC16", "WRA16", "TMOD")}
-_BG_SCOPE = {_C["ACT4"], _C["PRE4"]}
-
-#: GDDR6-AiM timing constraints (level | preceding | following | distance), the facts of the AiM simulator's
-#: GDDR6.cpp timing table, written as data.
-AIM_RULES = """
-ch | RD RDA RDMAC16 RDAF16 | RD RDA RDMAC16 RDAF16 | nBL
-ch | WR WRA WRA16 WRGB WRMAC16 | WR WRA WRA16 WRGB WRMAC16 | nBL
-ch | RD RDA MAC MAC16 RDCP RDMAC16 RDAF16 | RD RDA MAC MAC16 RDCP RDMAC16 RDAF16 | nCCDS
-ch | WR WRA WRA16 WRGB WRCP WRMAC16 | WR WRA WRA16 WRGB WRCP WRMAC16 | nCCDS
-ch | RD RDA MAC RDCP RDMAC16 RDAF16 MAC16 EWMUL16 | RDMAC16 RDAF16 MAC16 EWMUL16 | nCCDL
-ch | RDMAC16 RDAF16 MAC16 EWMUL16 | RD RDA MAC RDCP RDMAC16 RDAF16 MAC16 EWMUL16 | nCCDL
-ch | WR WRA WRCP WRA16 WRMAC16 EWMUL16 | WRA16 WRMAC16 EWMUL16 | nCCDL
-ch | WRA16 WRMAC16 EWMUL16 | WR WRA WRCP WRA16 WRMAC16 EWMUL16 | nCCDL
-ch | RD RDA | WR WRA | nCL + nBL + 3 - nCWL + nWPRE
-ch | RD RDA | WRA16 | nCL + nBL + 3 - nCWL + nWPRE
-ch | RDMAC16 RDAF16 | WR WRA | nCLREG + nBL + 3 - nCWL + nWPRE
-ch | RDMAC16 RDAF16 | WRA16 | nCLREG + nBL + 3 - nCWL + nWPRE
-ch | RD RDA | WRGB | nCL + nBL + 3 - nCWLGB + nWPRE
-ch | RD RDA | WRMAC16 | nCL + nBL + 3 - nCWLREG + nWPRE
-ch | RDMAC16 RDAF16 | WRGB | nCLREG + nBL + 3 - nCWLGB + nWPRE
-ch | RDMAC16 RDAF16 | WRMAC16 | nCLREG + nBL + 3 - nCWLREG + nWPRE
-ch | WR WRA | RD RDA RDMAC16 RDAF16 | nCWL + nBL + nWTRS
-ch | WRA16 | RD RDA RDMAC16 RDAF16 | nCWL + nBL + nWTRS
-ch | WRGB | RD RDA RDMAC16 RDAF16 | nCWLGB + nBL + nWTRS
-ch | WRMAC16 | RD RDA RDMAC16 RDAF16 | nCWLREG + nBL + nWTRS
-ch | WR WRA | RDMAC16 RDAF16 | nCWL + nBL + nWTRL
-ch | WRA16 | RD RDA RDMAC16 RDAF16 | nCWL + nBL + nWTRL
-ch | WRMAC16 | RD RDA RDMAC16 RDAF16 | nCWLREG + nBL + nWTRL
-ch | RD RDCP MAC MAC16 AF16 EWMUL16 | PREA | nRTP
-ch | MAC16 AF16 EWMUL16 | PRE PRE4 | nRTP
-ch | WR WRCP | PREA | nCWL + nBL + nWR
-ch | EWMUL16 | PRE PRE4 PREA | nCWL + nWR
-ch | ACT ACT4 | ACT ACT4 | nRRDS
-ch | ACT ACT4 ACT16 | ACT16 | nRRDL
-ch | ACT16 | ACT ACT4 ACT16 | nRRDL
-ch | ACT ACT4 ACT16 | ACT16 | nRC
-ch | ACT16 | ACT ACT4 ACT16 | nRC
-ch | ACT ACT4 ACT16 | PREA | nRAS
-ch | ACT16 | PRE PRE4 | nRAS
-ch | PRE PRE4 PREA | ACT16 | nRP
-ch | PREA | ACT ACT4 ACT16 | nRP
-ch | ACT ACT4 ACT16 | MAC16 | nRCDRDMAC
-ch | ACT ACT4 ACT16 | AF16 | nRCDRDAF
-ch | ACT ACT4 ACT16 | EWMUL16 | nRCDEWMUL
-ch | ACT16 | MAC | nRCDRDMAC
-ch | ACT16 | RDCP | nRCDRDCP
-ch | ACT16 | RD RDA | nRCDRD
-ch | ACT ACT4 ACT16 | WRA16 | nRCDWR
-ch | ACT16 | WRCP | nRCDWRCP
-ch | ACT16 | WR WRA | nRCDWR
-ch | RDA | ACT16 | nRTP + nRP
-ch | WRA | ACT16 | nCWL + nBL + nWR + nRP
-ch | WRA16 | ACT ACT4 ACT16 | nCWL + nBL + nWR + nRP
-ch | ACT ACT4 ACT16 | REFab | nRC
-ch | PRE PRE4 PREA | REFab | nRP
-ch | RDA | REFab | nRTP + nRP
-ch | WRA | REFab | nCWL + nBL + nWR + nRP
-ch | WRA16 | REFpb REFab | nCWL + nBL + nWR + nRP
-ch | REFab | ACT ACT4 ACT16 | nRFC
-ch | ACT ACT4 ACT16 | REFpb | nRRDL
-ch | ACT16 | REFpb | nRC
-ch | PREA | REFpb | nRP
-ch | REFpb | ACT16 | nRFCpb
-ch | REFpb | ACT ACT4 ACT16 | nRREFD
-ch | PREA | PRE PRE4 PREA | nRP
-ch | PRE PRE4 | PREA | nRP
-ch | TMOD | ACT PREA PRE RD WR RDA WRA REFab REFpb ACT4 ACT16 PRE4 MAC MAC16 AF16 EWMUL16 RDCP WRCP WRGB RDMAC16 RDAF16 WRMAC16 WRA16 | nMODCH
-bg | RD RDA MAC RDCP | RD RDA MAC RDCP | nCCDL
-bg | WR WRA WRCP | WR WRA WRCP | nCCDL
-bg | WR WRA | RD RDA | nCWL + nBL + nWTRL
-bg | RD RDCP MAC | PRE4 | nRTP
-bg | WR WRCP | PRE4 | nCWL + nBL + nWR
-bg | ACT ACT4 | ACT ACT4 | nRRDL
-bg | ACT ACT4 | ACT4 | nRC
-bg | ACT4 | ACT ACT4 | nRC
-bg | ACT ACT4 | PRE4 | nRAS
-bg | ACT4 | PRE | nRAS
-bg | PRE PRE4 | ACT4 | nRP
-bg | PRE4 | ACT | nRP
-bg | RDA | ACT4 | nRTP + nRP
-bg | WRA | ACT4 | nCWL + nBL + nWR + nRP
-bg | ACT4 | REFpb | nRC
-bg | PRE4 | REFpb | nRP
-bg | REFpb | ACT4 | nRFCpb
-bg | ACT4 | MAC | nRCDRDMAC
-bg | ACT4 | RDCP | nRCDRDCP
-bg | ACT4 | RD RDA | nRCDRD
-bg | ACT4 | WRCP | nRCDWRCP
-bg | ACT4 | WR WRA | nRCDWR
-ch | PRE4 | PRE PRE4 | nRP
-ch | PRE | PRE4 | nRP
-bank | ACT | MAC | nRCDRDMAC
-bank | ACT | RDCP | nRCDRDCP
-bank | ACT | RD RDA | nRCDRD
-bank | ACT | WRCP | nRCDWRCP
-bank | ACT | WR WRA | nRCDWR
-bank | RD RDCP MAC | PRE | nRTP
-bank | WR WRCP | PRE | nCWL + nBL + nWR
-bank | ACT | ACT | nRC
-bank | ACT | PRE | nRAS
-bank | PRE | ACT | nRP
-bank | PRE | PRE | nRP
-bank | RDA | ACT | nRTP + nRP
-bank | WRA | ACT | nCWL + nBL + nWR + nRP
-bank | ACT | REFpb | nRC
-bank | PRE | REFpb | nRP
-bank | RDA | REFpb | nRTP + nRP
-bank | WRA | REFpb | nCWL + nBL + nWR + nRP
-bank | REFpb | ACT | nRFCpb
-"""
+# decoded request kinds
+NOSEND, CONV, AIM, SPECIAL = 0, 1, 2, 3
 
 
-#: ISR -> (final DRAM command or None when the ISR issues none, blocks the DMA until every channel answered,
-#: runs in register mode); the fields each ISR takes are :data:`accel.traces.AIM_ISR_FIELDS`.
-AIM_ISRS: dict[str, tuple[str | None, bool, bool]] = {
-    "WR_SBK": ("WR", False, False),
-    "WR_ABK": ("WRA16", False, False),
-    "WR_GB": ("WRGB", False, True),
-    "WR_BIAS": ("WRMAC16", False, True),
-    "WR_AFLUT": (None, False, False),
-    "RD_MAC": ("RDMAC16", True, True),
-    "RD_AF": ("RDAF16", True, True),
-    "RD_SBK": ("RD", False, False),
-    "COPY_BKGB": ("RDCP", False, False),
-    "COPY_GBBK": ("WRCP", False, False),
-    "MAC_SBK": ("MAC", False, False),
-    "MAC_ABK": ("MAC16", False, False),
-    "AF": ("AF16", False, False),
-    "EWMUL": ("EWMUL16", False, False),
-    "EWADD": (None, False, False),
-    "SYNC": (None, True, False),
-    "EOC": (None, True, False),
-}
-
-#: Final command -> cycles from its issue to the request's completion (the simulator's read/write latencies).
-_LATENCY = {"WR": "nCWL + nBL", "WRGB": "nCWLGB + nBL", "WRMAC16": "nCWLREG + nBL", "RDMAC16": "nCLREG + nBL",
-            "RDAF16": "nCLREG + nBL", "RD": "nCL + nBL", "RDCP": "1", "WRCP": "1", "MAC": "1", "MAC16": "1",
-            "AF16": "1", "EWMUL16": "1", "WRA16": "nCWL + nBL + nRP"}
-
-_TOKEN = re.compile(r"(?P<num>\d+)|(?P<name>[A-Za-z_]\w*)|(?P<op>[+-])")
+#: ISR -> what bounds its opsize (in columns): a row, the global buffer, or both (copies between them). EWMUL is
+#: not bounded: the simulator issues its opsize column commands on the open rows whatever the count, and CENT's traces
+#: rely on it (EWMUL opsize up to 512 on aim-gddr6's 64-column rows).
+_OPSIZE_LIMIT = {"MAC_SBK": "row", "MAC_ABK": "row", "WR_GB": "gb", "COPY_BKGB": "both", "COPY_GBBK": "both"}
 
 
-def latency(expr: str, timing: Mapping[str, int]) -> int:
-    """The value of a latency expression of :data:`AIM_RULES` (cycles): timing names and non-negative integers joined
-    by ``+`` and ``-`` (``nCL + nBL + 3 - nCWL + nWPRE``), read by a parser that knows nothing else, so a rule can
-    never run code.
+def decode_request(req: HostRequest, pim: PimConfig) -> tuple:
+    """What the AiM DMA makes of one host request on a device's PIM channels: ``(kind, channels, final, bg, bank,
+    row, columns, blocking, regmode, op)`` with kind :data:`NOSEND` (no column request: CFR/GPR writes, EWADD),
+    :data:`CONV` (a conventional request: ``R/W MEM``, RD_SBK, WR_SBK), :data:`AIM` or :data:`SPECIAL` (SYNC / EOC,
+    to every channel). ``bg`` / ``bank`` are -1 for channel-wide requests.
 
     Raises
     ------
-    ConfigError
-        The expression is not of that form, or names a parameter ``timing`` does not have.
+    TraceError
+        A channel, bank, row or mask the device does not have, an opsize beyond a row or the global buffer; the
+        message names the request's ``source:line``.
     """
-    total, sign, want_term, pos = 0, 1, True, 0
-    while True:
-        while pos < len(expr) and expr[pos].isspace():
-            pos += 1
-        if pos == len(expr):
-            break
-        m = _TOKEN.match(expr, pos)
-        if m is None or (m.group("op") is not None) == want_term:
-            raise ConfigError(f"latency {expr!r}: expected a {'timing name or integer' if want_term else '+ or -'} "
-                              f"at character {pos}; a latency is timing names and integers joined by + and -")
-        pos = m.end()
-        if m.group("op") is not None:
-            sign = 1 if m.group("op") == "+" else -1
-        elif m.group("num") is not None:
-            total += sign * int(m.group("num"))
-        else:
-            name = m.group("name")
-            if name not in timing:
-                raise ConfigError(f"latency {expr!r}: unknown timing parameter {name!r}; parameters are "
-                                  f"{', '.join(sorted(timing))}")
-            total += sign * int(timing[name])
-        want_term = not want_term
-    if want_term:
-        raise ConfigError(f"latency {expr!r}: must end with a timing name or integer")
-    return total
+    f, nch, groups, bpg = req.f, pim.channels, pim.bank_groups, pim.banks_per_group
+    if req.kind != "AiM":
+        if req.op != "MEM":
+            return (NOSEND,)
+        ch = f["channel"]
+        if not 0 <= ch < nch:
+            raise TraceError(f"{req.where}: channel {ch} does not exist (the device has {nch})")
+        bg, bank = _bank(f["bank"], req, groups, bpg)
+        check_ranges(req, pim)
+        return (CONV, (ch,), _RD if req.kind == "R" else _WR, bg, bank, f["row"], 1, False, False, "MEM")
+    final, blocking, regmode = AIM_ISRS[req.op]
+    if req.op in ("SYNC", "EOC"):
+        return (SPECIAL, tuple(range(nch)), -1, -1, -1, -1, 1, True, False, req.op)
+    if final is None:
+        return (NOSEND,)
+    mask = f["mask"]
+    chans = []
+    for i in range(32):
+        if mask >> i & 1:
+            ch = 31 - i
+            if ch >= nch:
+                raise TraceError(f"{req.where}: channel mask {mask:#x} selects channel {ch}; the device has "
+                                 f"{nch} channels (bit i is channel 31 - i)")
+            chans.append(ch)
+    chans.sort()
+    if req.op == "WR_ABK" and len(chans) != 1:
+        raise TraceError(f"{req.where}: WR_ABK must select exactly one channel (mask {mask:#x})")
+    check_ranges(req, pim)
+    bg, bank = _bank(f["bank"], req, groups, bpg) if "bank" in f else (-1, -1)
+    kind = CONV if req.op in ("RD_SBK", "WR_SBK") else AIM
+    return (kind, tuple(chans), CMD[final], bg, bank, f.get("row", -1), f.get("opsize", 1), blocking, regmode, req.op)
 
 
-_ALL_BANK_PREQ = {"WRA16", "MAC16", "AF16", "EWMUL16"}
-_BANK_PREQ = {"RD", "WR", "RDA", "WRA", "RDCP", "WRCP", "MAC"}
+def _bank(index: int, req: HostRequest, groups: int, bpg: int) -> tuple[int, int]:
+    if not 0 <= index < groups * bpg:
+        raise TraceError(f"{req.where}: bank {index} does not exist (banks 0..{groups * bpg - 1})")
+    return index // bpg, index % bpg
 
 
-@dataclass
-class _Req:
-    host: int                 # host request index
-    final: int                # final AiM command
-    bg: int                   # -1: channel scope
-    bank: int
-    row: int
-    col: int
-    blocking: bool
-    regmode: bool
-    aim: bool                 # False: conventional read/write
-    special: str = ""         # "EOC" / "SYNC"
-    issue: int = -1
-    arrive: int = 0
+def check_ranges(req: HostRequest, pim: PimConfig) -> None:
+    """The device's ranges of a request: a row of the banks, an opsize within a row's columns or the global buffer
+    (what :func:`accel.traces.read_aim_trace` cannot check without the device)."""
+    f = req.f
+    if "row" in f and not 0 <= f["row"] < pim.rows:
+        name = req.op if req.kind == "AiM" else f"{req.kind} {req.op}"
+        raise TraceError(f"{req.where}: {name} row {f['row']}: the banks have rows 0 .. {pim.rows - 1}")
+    limit = _OPSIZE_LIMIT.get(req.op)
+    if limit is not None:
+        cols = {"row": pim.columns, "gb": pim.gb_columns, "both": min(pim.columns, pim.gb_columns)}[limit]
+        if f["opsize"] > cols:
+            what = {"row": f"the columns of a row ({pim.row_bytes} bytes)",
+                    "gb": f"the columns of the global buffer ({pim.global_buffer_bytes} bytes)",
+                    "both": "the columns of both a row and the global buffer"}[limit]
+            raise TraceError(f"{req.where}: {req.op} opsize {f['opsize']}: must be between 1 and {cols}, {what}; "
+                             f"split the request")
+
+
+def _check_mem(trace: AimTrace, pim: PimConfig) -> None:
+    """Every ``R/W MEM`` column of a trace within the device (channel, bank, row), checked at once before a run
+    (stretches that repeat are jumped over, not visited); a bad one raises the error of the earliest bad request."""
+    is_mem = trace.mem > 0
+    bad = is_mem & ((trace.channel < 0) | (trace.channel >= pim.channels) | (trace.bank < 0)
+                    | (trace.bank >= pim.banks) | (trace.row < 0) | (trace.row >= pim.rows))
+    if not bad.any():
+        return
+    first = int(np.argmax(bad))
+    for i in sorted(i for i in trace.other if i < first):
+        decode_request(trace.other[i], pim)        # an earlier bad request is the one to name
+    decode_request(trace.request(first), pim)
 
 
 @dataclass
 class AimResult:
-    """Outcome of an AiM trace."""
+    """Outcome of an AiM trace: cycles (the simulator's memory_system_cycles), DRAM commands by name (all channels),
+    per channel and bank the cycles a row was open and the MAC commands, lane MACs, host requests."""
 
     cycles: int
     commands: dict[str, int]
@@ -254,222 +164,623 @@ class AimResult:
     host_requests: int
 
 
-class _Channel:
-    """One AiM channel controller and its GDDR6-AiM timing state (Ramulator-style ready cycle per command and node)."""
+class _Plan:
+    """The timing table laid out for the controllers: one flat list of ready cycles per controller (a slot per
+    channel-, bank-group- and bank-level following command that this model can issue), and per (command, node) the
+    slots a command reads and the ``(slot, latency)`` pairs its issue raises (node ``nb`` = channel-wide request)."""
 
-    def __init__(self, sysm: "AimSystem", cid: int) -> None:
-        self.s = sysm
-        self.cid = cid
+    def __init__(self, timing: AimTiming, groups: int, bpg: int) -> None:
+        nb = groups * bpg
+        issuable = sorted({_ACT, _PRE, _PREA, _ACT16, _TMOD, _RD, _WR}
+                          | {CMD[f] for f, _, _ in AIM_ISRS.values() if f is not None})
+        slot: dict[tuple, int] = {}
+        for c in issuable:
+            slot[("ch", c)] = len(slot)
+        for g in range(groups):
+            for c in issuable:
+                if c not in CH_SCOPE:
+                    slot[("bg", g, c)] = len(slot)
+        for n in range(nb):
+            for c in issuable:
+                if c not in CH_SCOPE and c not in BG_SCOPE:
+                    slot[("bank", n, c)] = len(slot)
+        self.nslots = len(slot)        # and one more, always -1, that pads every read to three slots
         nc = len(AIM_COMMANDS)
-        g, bpg = sysm.groups, sysm.bpg
-        self.ready_ch = [-1] * nc
-        self.ready_bg = [[-1] * nc for _ in range(g)]
-        self.ready_bank = [[[-1] * nc for _ in range(bpg)] for _ in range(g)]
-        self.row: list[list[int | None]] = [[None] * bpg for _ in range(g)]
-        self.buf: deque[_Req] = deque()       # AiM requests, in order
-        self.reads: list[_Req] = []            # conventional requests (FR-FCFS)
-        self.writes: list[_Req] = []
-        self.opening: list[_Req] = []          # conventional requests whose row is being opened
-        self.write_mode = False
-        self.pending_reads: deque[tuple[int, _Req]] = deque()
-        self.pending_writes: list[int] = []
+        self.read: list[list[tuple[int, ...]]] = [[()] * (nb + 1) for _ in range(nc)]
+        self.plan: list[list[tuple[tuple[int, int], ...]]] = [[()] * (nb + 1) for _ in range(nc)]
+        self.pitch: list[list[int]] = [[1] * (nb + 1) for _ in range(nc)]
+        for c in range(nc):
+            for node in range(nb + 1):
+                g = node // bpg if node < nb else -1
+                keys = [("ch", c)]
+                if c not in CH_SCOPE and g >= 0:
+                    keys.append(("bg", g, c))
+                    if c not in BG_SCOPE:
+                        keys.append(("bank", node, c))
+                got = [slot[k] for k in keys if k in slot]
+                self.read[c][node] = tuple(got + [self.nslots] * (3 - len(got)))   # padded: never raised
+                raise_: dict[int, int] = {}
+                levels = [(0, "ch", ())]
+                if c not in CH_SCOPE and g >= 0:
+                    levels.append((1, "bg", (g,)))
+                    if c not in BG_SCOPE:
+                        levels.append((2, "bank", (node,)))
+                for lvl, name, where in levels:
+                    for f, lat in timing.rules[lvl][c]:
+                        s = slot.get((name, *where, f))
+                        if s is not None and raise_.get(s, -1) < lat:
+                            raise_[s] = lat
+                self.plan[c][node] = tuple(sorted(raise_.items()))
+                self.pitch[c][node] = max([1] + [raise_[s] for s in got if s in raise_])
+
+
+class _Seg:
+    """An AiM request in a controller's queue: ``n`` columns of one final command (read-only but for ``n``)."""
+
+    __slots__ = ("final", "node", "row", "blocking", "regmode", "special", "n")
+
+    def __init__(self, final: int, node: int, row: int, blocking: bool, regmode: bool, special: bool, n: int) -> None:
+        self.final, self.node, self.row, self.blocking, self.regmode, self.special, self.n = \
+            final, node, row, blocking, regmode, special, n
+
+    def key(self) -> tuple:
+        return (self.final, self.node, self.row, self.blocking, self.regmode, self.special, self.n)
+
+
+class _Ctl:
+    """One AiM channel controller, standing for every channel of its class (``members``).
+
+    The state is that of the per-cycle model after tick ``t`` (the controller's clock); ``nxt`` is the earliest tick
+    at which anything can change. Conventional requests are lists ``[final, node, row, arrive, is_read, host request]``; pending
+    reads are ``(depart, blocking, special)``, delivered one per tick in order; ``mwd`` is the latest completion of a
+    write (or other non-read command). ``lastpop = (first, t0, pitch, count)``: the queue pops of the latest issue
+    (one column, or a closed-form run of them at ``t0 + j * pitch``).
+    """
+
+    __slots__ = ("s", "members", "R", "rows", "n_open", "rowcnt", "open_since", "active", "macs", "mac16", "counts",
+                 "regmode", "write_mode", "buf", "buflen", "reads", "writes", "opening", "pr", "n_prb", "last_deliv",
+                 "mwd", "t", "nxt", "busy", "popped", "lastpop", "sent_block", "delivered", "deliv_tick", "opener",
+                 "phase", "r0", "rd", "pl")
+
+    def __init__(self, sysm: "AimSystem", members: list[int]) -> None:
+        self.s = sysm
+        self.members = members
+        nb = sysm.nb
+        self.R = [-1] * (sysm.plan.nslots + 1)
+        self.rows: list[int | None] = [None] * nb
+        self.n_open = 0
+        self.rowcnt: dict[int, int] = {}
+        self.open_since = [0] * nb
+        self.active = [0] * nb
+        self.macs = [0] * nb
+        self.mac16 = 0
+        self.counts = [0] * len(AIM_COMMANDS)
         self.regmode = False
-        self.clk = 0
-        self.open_since = [[0] * bpg for _ in range(g)]
-        self.active = np.zeros((g, bpg), dtype=np.int64)
-        self.macs = np.zeros((g, bpg), dtype=np.int64)
+        self.write_mode = False
+        self.buf: deque[_Seg] = deque()
+        self.buflen = 0
+        self.reads: list[list] = []
+        self.writes: list[list] = []
+        self.opening: list[list] = []
+        self.pr: deque[tuple[int, bool, bool]] = deque()
+        self.n_prb = 0
+        self.last_deliv = -1
+        self.mwd = -1
+        self.t = 0
+        self.nxt = _INF
+        self.busy = -1
+        self.popped = 0
+        self.lastpop = (0, 0, 1, 0)
+        self.sent_block = 0
+        self.delivered = 0
+        self.deliv_tick = 0
+        self.opener = [-1] * nb        # host request whose ACT opened each bank (-1: an AiM command or none)
+        self.phase = -1                # the conventional phase whose first request this controller took, with
+        self.r0: list = []             # its rows then
+        self.rd = sysm.plan.read       # the timing plan's tables, read on every command
+        self.pl = sysm.plan.plan
+
+    def clone(self, members: list[int]) -> "_Ctl":
+        c = _Ctl.__new__(_Ctl)
+        for name in _Ctl.__slots__:
+            setattr(c, name, getattr(self, name))
+        c.members = members
+        for name in ("R", "rows", "open_since", "active", "macs", "counts", "reads", "writes", "opening", "opener"):
+            setattr(c, name, list(getattr(self, name)))
+        c.rowcnt = dict(self.rowcnt)
+        c.buf = deque(_Seg(*s.key()) for s in self.buf)
+        c.pr = deque(self.pr)
+        return c
 
     # -- device state -------------------------------------------------------------------------------------------------
-    def preq(self, r: _Req) -> int:
-        name = AIM_COMMANDS[r.final]
-        if name in _ALL_BANK_PREQ:
-            any_closed = False
-            for g in range(self.s.groups):
-                for b in range(self.s.bpg):
-                    cur = self.row[g][b]
-                    if cur is None:
-                        any_closed = True
-                    elif cur != r.row:
-                        return _C["PREA"]
-            return _C["ACT16"] if any_closed else r.final
-        if name in _BANK_PREQ:
-            cur = self.row[r.bg][r.bank]
-            if cur is None:
-                return _C["ACT"]
-            return r.final if cur == r.row else _C["PRE"]
-        return r.final
+    def _when(self, f: int, node: int, row: int) -> tuple[int, int]:
+        """The command a request for final command ``f`` needs next (the prerequisite ACT16 / PREA for all-bank
+        requests, ACT / PRE for single-bank ones, else ``f``) and the earliest cycle it is legal."""
+        if f in ALL_BANK_PREQ:
+            n = self.n_open
+            if n and n > self.rowcnt.get(row, 0):
+                cmd = _PREA
+            else:
+                cmd = _ACT16 if n < self.s.nb else f
+        elif f in BANK_PREQ:
+            cur = self.rows[node]
+            cmd = _ACT if cur is None else f if cur == row else _PRE
+        else:
+            cmd = f
+        R = self.R
+        a, b, c = self.rd[cmd][node]
+        x, y, z = R[a], R[b], R[c]
+        if y > x:
+            x = y
+        return cmd, z if z > x else x
 
-    def ready_at(self, cmd: int, r: _Req) -> int:
-        t = self.ready_ch[cmd]
-        if cmd in _CH_SCOPE or r.bg < 0:
-            return t
-        t = max(t, self.ready_bg[r.bg][cmd])
-        if cmd in _BG_SCOPE or r.bank < 0:
-            return t
-        return max(t, self.ready_bank[r.bg][r.bank][cmd])
+    def _issue(self, cmd: int, node: int, row: int, k: int) -> None:
+        R = self.R
+        for s, lat in self.pl[cmd][node]:
+            v = k + lat
+            if v > R[s]:
+                R[s] = v
+        self.counts[cmd] += 1
+        if cmd not in _STATS:
+            return
+        rows = self.rows
+        if cmd == _MAC16:
+            self.mac16 += 1
+        elif cmd == _MAC:
+            self.macs[node] += 1
+        elif cmd == _ACT16:
+            for b in range(self.s.nb):
+                if rows[b] is None:
+                    self.open_since[b] = k
+                rows[b] = row
+                self.opener[b] = -1
+            self.n_open = self.s.nb
+            self.rowcnt = {row: self.s.nb}
+        elif cmd == _ACT:
+            rows[node] = row
+            self.open_since[node] = k
+            self.opener[node] = -1
+            self.n_open += 1
+            self.rowcnt[row] = self.rowcnt.get(row, 0) + 1
+        elif cmd in _CLOSES_ONE:
+            cur = rows[node]
+            if cur is not None:
+                self.active[node] += k - self.open_since[node]
+                self.rowcnt[cur] -= 1
+                self.n_open -= 1
+                rows[node] = None
+        else:  # PREA, WRA16: every bank
+            for b in range(self.s.nb):
+                if rows[b] is not None:
+                    self.active[b] += k - self.open_since[b]
+                    rows[b] = None
+            self.n_open = 0
+            self.rowcnt = {}
 
-    def issue(self, cmd: int, r: _Req, clk: int) -> None:
-        rules = self.s.rules
-        for f, lat in rules[0][cmd]:
-            if clk + lat > self.ready_ch[f]:
-                self.ready_ch[f] = clk + lat
-        bg = -1 if cmd in _CH_SCOPE else r.bg
-        if bg >= 0:
-            rb = self.ready_bg[bg]
-            for f, lat in rules[1][cmd]:
-                if clk + lat > rb[f]:
-                    rb[f] = clk + lat
-            if cmd not in _BG_SCOPE and r.bank >= 0:
-                rk = self.ready_bank[bg][r.bank]
-                for f, lat in rules[2][cmd]:
-                    if clk + lat > rk[f]:
-                        rk[f] = clk + lat
-        name = AIM_COMMANDS[cmd]
-        G, B = self.s.groups, self.s.bpg
-        if name == "ACT16":
-            for g in range(G):
-                for b in range(B):
-                    if self.row[g][b] is None:
-                        self.open_since[g][b] = clk
-                    self.row[g][b] = r.row
-        elif name in ("PREA", "WRA16"):
-            for g in range(G):
-                for b in range(B):
-                    if self.row[g][b] is not None:
-                        self.active[g, b] += clk - self.open_since[g][b]
-                    self.row[g][b] = None
-        elif name == "ACT":
-            self.row[r.bg][r.bank] = r.row
-            self.open_since[r.bg][r.bank] = clk
-        elif name in ("PRE", "RDA", "WRA"):
-            if self.row[r.bg][r.bank] is not None:
-                self.active[r.bg, r.bank] += clk - self.open_since[r.bg][r.bank]
-            self.row[r.bg][r.bank] = None
-        elif name == "MAC16":
-            self.macs += 1
-        elif name == "MAC":
-            self.macs[r.bg, r.bank] += 1
-        self.s.command_counts[name] = self.s.command_counts.get(name, 0) + 1
+    # -- one tick of the per-cycle controller ----------------------------------------------------------------------
+    def _deliver(self, k: int) -> None:
+        """Step 1 of the ticks up to ``k``: pending reads leave in order, one per tick (reads that nobody waits for
+        are caught up here lazily; blocking ones are events of their own)."""
+        pr = self.pr
+        last = self.last_deliv
+        while pr:
+            d, blk, sp = pr[0]
+            x = d if d > last + 1 else last + 1
+            if sp and self.mwd >= x:
+                x = self.mwd + 1           # SYNC/EOC also wait for every write to complete
+            if x > k:
+                break
+            pr.popleft()
+            last = x
+            if blk:
+                self.n_prb -= 1
+                self.delivered += 1
+                self.deliv_tick = x
+        self.last_deliv = last
 
-    # -- controller ---------------------------------------------------------------------------------------------------
-    def send(self, r: _Req) -> bool:
-        """A request from the DMA; False if the controller cannot take it now (as the simulator's send)."""
-        if r.aim:
-            if self.reads or self.writes:
-                return False
-            if len(self.buf) >= self.s.queue:
-                return False
-            self.buf.append(r)
-            return True
-        if self.buf:
-            return False
-        if AIM_COMMANDS[r.final] == "RD" and self.writes:
-            # the simulator forwards a read from any buffered write (their addresses are all unset, hence equal)
-            self.pending_reads.append((self.clk + 1, r))
-            return True
-        q = self.reads if AIM_COMMANDS[r.final] == "RD" else self.writes
-        if len(q) >= self.s.queue:
-            return False
-        r.arrive = self.clk
-        q.append(r)
-        return True
-
-    def _best(self, q: list[_Req], clk: int) -> tuple[_Req, int, bool]:
-        """FR-FCFS: the oldest ready request, else the oldest (prerequisite command computed for each)."""
+    def _best(self, q: list[list], k: int, ordered: bool) -> tuple[list, int, bool]:
+        """FR-FCFS: the oldest ready request, else the oldest (prerequisite command computed for each: conventional
+        requests are RD / WR, whose prerequisite is ACT or PRE of their bank). ``ordered``: ``q`` is in arrival
+        order (the read and write queues: the DMA hands a controller at most one request a cycle), so the first
+        ready request is the oldest."""
         best, bcmd, bready = None, -1, False
-        for r in q:
-            cmd = self.preq(r)
-            ready = clk >= self.ready_at(cmd, r)
-            if best is None or (ready and not bready) or (ready == bready and r.arrive < best.arrive):
-                best, bcmd, bready = r, cmd, ready
+        rows, R, rd = self.rows, self.R, self.rd
+        for e in q:
+            node = e[1]
+            cur = rows[node]
+            cmd = _ACT if cur is None else e[0] if cur == e[2] else _PRE
+            a, b, c = rd[cmd][node]
+            x, y, z = R[a], R[b], R[c]
+            if y > x:
+                x = y
+            ready = k >= x and k >= z
+            if ready and ordered:
+                return e, cmd, True
+            if best is None or (ready and not bready) or (ready == bready and e[3] < best[3]):
+                best, bcmd, bready = e, cmd, ready
         return best, bcmd, bready
 
-    def tick(self) -> None:
-        self.clk += 1
-        clk = self.clk
-        # 1. completed requests: the oldest pending read (SYNC/EOC wait for outstanding writes), then the writes
-        #    (in this order, as the simulator does: a write completing now still holds back an EOC for a cycle)
-        if self.pending_reads:
-            depart, r = self.pending_reads[0]
-            if depart <= clk and (not r.special or not self.pending_writes):
-                self.pending_reads.popleft()
-                if r.blocking:
-                    self.s.receive(r)
-        if self.pending_writes:
-            self.pending_writes = [d for d in self.pending_writes if d > clk]
-        # 2. pick a request: rows being opened for conventional requests first, then the AiM queue in order, then
-        #    conventional reads or writes (FR-FCFS, with the simulator's read/write mode watermarks)
-        r, cmd, q = None, -1, None
-        if self.opening:
-            r, cmd, ready = self._best(self.opening, clk)
-            q = self.opening if ready else None
-        if q is None:
-            r = None
-            if self.buf:
-                r = self.buf[0]
-                if r.special:
+    def _tick(self, k: int) -> bool:
+        """The controller's tick ``k``; False if it changed nothing (then it changes nothing until a waiting command
+        becomes legal or a read completes)."""
+        if self.pr:
+            self._deliver(k)
+        opening = self.opening
+        if opening:
+            e, cmd, ready = self._best(opening, k, False)
+            if ready:
+                return self._issue_conv(e, cmd, opening, k)
+        if self.buflen:
+            if k <= self.busy:
+                return False
+            seg = self.buf[0]
+            if seg.special:
+                self._pop(seg, k)
+                self.pr.append((k + 1, True, True))
+                self.n_prb += 1
+                return True
+            f, node, row = seg.final, seg.node, seg.row
+            cmd, at = self._when(f, node, row)
+            if k < at:
+                return False
+            if cmd in _CLOSES_ONE and any(a[1] == node for a in opening):
+                return False
+            if seg.regmode != self.regmode:
+                cmd = _TMOD
+                self.regmode = seg.regmode
+            self._issue(cmd, node, row, k)
+            if cmd != f:
+                return True
+            depart = k + self.s.latencies[f]
+            if seg.blocking:
+                self.pr.append((depart, True, False))
+                self.n_prb += 1
+            else:
+                more = seg.n - 1
+                if more and not opening and not self.n_prb and f not in _ROW_CHANGE:
+                    # the other columns follow at the command's pitch: one issue at the last column's cycle
+                    pitch = self.s.plan.pitch[f][node]
+                    last = k + more * pitch
+                    self._issue(f, node, row, last)
+                    self.counts[f] += more - 1
+                    if f == _MAC16:
+                        self.mac16 += more - 1
+                    elif f == _MAC:
+                        self.macs[node] += more - 1
+                    self.busy = last
+                    depart = last + self.s.latencies[f]
+                    if depart > self.mwd:
+                        self.mwd = depart
+                    self.lastpop = (self.popped, k, pitch, more + 1)
+                    self.popped += more + 1
+                    self.buflen -= more + 1
                     self.buf.popleft()
-                    self.pending_reads.append((clk, r))
-                    return
-                cmd = self.preq(r)
-                if clk < self.ready_at(cmd, r):
-                    return
-                q = self.buf
-            elif self.reads or self.writes:
-                if not self.write_mode:
-                    if len(self.writes) > 0.8 * 32 or not self.reads:
-                        self.write_mode = True
-                elif len(self.writes) < 0.2 * 32 and self.reads:
-                    self.write_mode = False
-                pool = self.writes if self.write_mode else self.reads
-                if not pool:
-                    return
-                r, cmd, ready = self._best(pool, clk)
-                if not ready:
-                    return
-                q = pool
-            else:
-                return
-        name = AIM_COMMANDS[cmd]
-        if name in ("PRE", "RDA", "WRA") and any(a.bg == r.bg and a.bank == r.bank for a in self.opening):
-            return  # would close a row another request has just opened
-        if r.regmode != self.regmode:
-            cmd = _C["TMOD"]
-            self.regmode = not self.regmode
-        if r.issue < 0:
-            r.issue = clk - 1
-        self.issue(cmd, r, clk)
-        if cmd == r.final:
-            depart = clk + self.s.latencies[cmd]
-            if r.blocking or (not r.aim and AIM_COMMANDS[r.final] == "RD"):
-                self.pending_reads.append((depart, r))
-            else:
-                self.pending_writes.append(depart)
-            if q is self.buf:
-                self.buf.popleft()
-            else:
-                q.remove(r)
-        elif not r.aim and name in ("ACT", "ACT4", "ACT16") and q is not self.opening:
-            q.remove(r)
-            self.opening.append(r)
+                    return True
+                if depart > self.mwd:
+                    self.mwd = depart
+            self._pop(seg, k)
+            return True
+        if self.reads or self.writes:
+            nw = len(self.writes)
+            if not self.write_mode:
+                if nw > 0.8 * 32 or not self.reads:
+                    self.write_mode = True
+            elif nw < 0.2 * 32 and self.reads:
+                self.write_mode = False
+            pool = self.writes if self.write_mode else self.reads
+            if not pool:
+                return False
+            e, cmd, ready = self._best(pool, k, True)
+            if not ready:
+                return False
+            return self._issue_conv(e, cmd, pool, k)
+        return False
 
-    def next_event(self) -> int:
-        """Earliest cycle (> clk) at which this channel's tick can change anything."""
-        cands = []
-        if self.pending_writes:
-            cands.append(min(self.pending_writes))
-        if self.pending_reads:
-            cands.append(self.pending_reads[0][0])
-        if self.reads or self.writes or self.opening:
-            return self.clk + 1
-        if self.buf:
-            r = self.buf[0]
-            if r.special:
-                return self.clk + 1
-            cands.append(self.ready_at(self.preq(r), r))
-        if not cands:
-            return 1 << 62
-        return max(self.clk + 1, min(cands))
+    def _pop(self, seg: _Seg, k: int) -> None:
+        self.lastpop = (self.popped, k, 1, 1)
+        self.popped += 1
+        self.buflen -= 1
+        seg.n -= 1
+        if not seg.n:
+            self.buf.popleft()
+
+    def _issue_conv(self, e: list, cmd: int, q: list, k: int) -> bool:
+        node = e[1]
+        if cmd in _CLOSES_ONE and self.opening and any(a[1] == node for a in self.opening):
+            return False  # would close a row another request has just opened
+        wanted = cmd
+        if self.regmode:
+            cmd = _TMOD
+            self.regmode = False
+        self._issue(cmd, node, e[2], k)
+        if cmd == _ACT:
+            self.opener[node] = e[5]
+        if cmd == e[0]:
+            depart = k + self.s.latencies[cmd]
+            if e[4]:
+                self.pr.append((depart, False, False))
+            elif depart > self.mwd:
+                self.mwd = depart
+            q.remove(e)
+        elif wanted in _ACTIVATES and q is not self.opening:
+            # as the simulator does: the request counts as opening its row when its ACT was due, even if a mode
+            # change (TMOD) went out instead
+            q.remove(e)
+            self.opening.append(e)
+        return True
+
+    def _schedule(self, k: int, did: bool) -> None:
+        """``nxt`` after tick ``k``: the earliest tick at which a waiting command becomes legal or a blocking read can
+        leave. After a tick that changed nothing, what was already legal stays blocked until something changes."""
+        m = _INF
+        if self.n_prb:
+            last = self.last_deliv
+            for d, blk, sp in self.pr:
+                x = d if d > last + 1 else last + 1
+                if blk:
+                    if sp and self.mwd >= x:
+                        x = self.mwd + 1
+                    m = x
+                    break
+                last = x
+        rows, R, rd = self.rows, self.R, self.rd
+        for q in (self.opening,) if self.buflen else (self.opening, self.reads, self.writes):
+            for e in q:     # as _best: RD / WR, prerequisite ACT or PRE
+                node = e[1]
+                cur = rows[node]
+                a, b, c = rd[_ACT if cur is None else e[0] if cur == e[2] else _PRE][node]
+                x, y, z = R[a], R[b], R[c]
+                if y > x:
+                    x = y
+                if z > x:
+                    x = z
+                if x < m and (did or x > k):
+                    m = x
+        if self.buflen:
+            seg = self.buf[0]
+            x = k + 1 if seg.special else self._when(seg.final, seg.node, seg.row)[1]
+            if x <= self.busy:
+                x = self.busy + 1
+            if x < m and (did or x > k):
+                m = x
+        self.nxt = m if m > k else k + 1
+
+    # -- what the DMA asks -------------------------------------------------------------------------------------------
+    def advance(self, T: int) -> None:
+        """Run every tick up to ``T``."""
+        while self.nxt <= T:
+            k = self.nxt
+            did = self._tick(k)
+            self.t = k
+            self._schedule(k, did)
+
+    def _step(self) -> int:
+        k = self.nxt
+        if k >= _INF:
+            raise TraceError("the trace cannot make progress (a request waits for nothing that can happen)")
+        did = self._tick(k)
+        self.t = k
+        self._schedule(k, did)
+        return k
+
+    def _future_pops(self, X: int) -> int:
+        """Queue pops of the latest closed-form run that happen after tick ``X``."""
+        first, t0, pitch, cnt = self.lastpop
+        if cnt <= 1 or X >= t0 + (cnt - 1) * pitch:
+            return 0
+        return cnt - (X - t0) // pitch - 1
+
+    def _pop_tick(self, p: int) -> int:
+        """The tick of queue pop number ``p`` (counted from the start), running ticks until it has happened."""
+        while self.popped <= p:
+            self._step()
+        first, t0, pitch, _ = self.lastpop
+        return t0 + (p - first) * pitch
+
+    def send_aim(self, seg: _Seg, T: int) -> int:
+        """The DMA offers ``seg.n`` AiM columns at cycle ``T``; the cycle at which it has handed over the last one."""
+        self.advance(T)
+        X = T
+        while self.reads or self.writes:
+            X = self._step()
+        future = self._future_pops(X)
+        free = self.s.queue - self.buflen - future
+        self.buf.append(seg)
+        self.buflen += seg.n
+        if seg.blocking:
+            self.sent_block += 1
+        nx = X + 1 if X >= self.busy else self.busy + 1
+        if nx < self.nxt:
+            self.nxt = nx
+        if seg.n <= free:
+            return X
+        # each queue pop after X frees the slot the DMA refills in that cycle
+        return self._pop_tick(self.popped - future + seg.n - free - 1)
+
+    def send_conv(self, e: list, T: int) -> int:
+        """The DMA offers a conventional request at cycle ``T``; the cycle at which the controller takes it."""
+        self.advance(T)
+        X = T
+        Q = self.s.queue
+        while True:
+            if self.buflen or self._future_pops(X):
+                X = max(X, self._pop_tick(self.popped + self.buflen - 1))
+                continue
+            if e[4] and self.writes:
+                # the simulator forwards a read from any buffered write (their addresses are all unset, hence equal)
+                self.pr.append((X + 1, False, False))
+                return X
+            q = self.reads if e[4] else self.writes
+            if len(q) >= Q:
+                X = self._step()
+                continue
+            e[3] = X
+            q.append(e)
+            if X + 1 < self.nxt:
+                self.nxt = X + 1
+            return X
+
+    def wait_delivery(self) -> int:
+        """Run until every blocking request sent has been answered; the tick of the last answer."""
+        while self.delivered < self.sent_block:
+            self._step()
+        return self.deliv_tick
+
+    # -- classes of channels -----------------------------------------------------------------------------------------
+    def key(self, t: int) -> tuple:
+        """The state after tick ``t`` as it matters for every later tick: ready cycles and completion times relative
+        to ``t`` (anything at or before ``t + 1`` is legal from then on), rows, modes, queues."""
+        self._deliver(t)
+        lo = t + 1
+        fut = self._future_pops(t)
+        first, t0, pitch, cnt = self.lastpop
+        run = (t0 + (cnt - fut) * pitch - t, pitch, fut) if fut else None
+        return (tuple([x - t if x > lo else 1 for x in self.R]), tuple(self.rows), self.regmode, self.write_mode,
+                tuple(s.key() for s in self.buf), run,
+                tuple((e[0], e[1], e[2], e[3] - t, e[4]) for e in self.reads),
+                tuple((e[0], e[1], e[2], e[3] - t, e[4]) for e in self.writes),
+                tuple((e[0], e[1], e[2], e[3] - t, e[4]) for e in self.opening),
+                tuple((d - t if d > lo else 1, blk, sp) for d, blk, sp in self.pr),
+                max(self.last_deliv - t, 0), max(self.mwd - t, 0), max(self.busy - t, 0),
+                self.sent_block - self.delivered)
+
+    def stretch_key(self, t: int, i: int, label) -> tuple:
+        """As :meth:`key` for a controller in a stretch of MEM requests at request ``i``: rows as ``label(node,
+        row)`` (their class of equal rows, relative to request ``i``), queued requests by their index relative to
+        ``i``."""
+        self._deliver(t)
+        lo = t + 1
+        return (tuple([x - t if x > lo else 1 for x in self.R]),
+                tuple([label(b, r) for b, r in enumerate(self.rows)]), self.regmode, self.write_mode,
+                tuple(tuple((e[0], e[1], label(e[1], e[2]), e[3] - t, e[4], e[5] - i) for e in q)
+                      for q in (self.reads, self.writes, self.opening)),
+                tuple((d - t if d > lo else 1, blk, sp) for d, blk, sp in self.pr),
+                max(self.last_deliv - t, 0), max(self.mwd - t, 0), max(self.busy - t, 0))
+
+    def stats(self, t: int) -> tuple:
+        """Row-open cycles of each bank up to tick ``t`` (closed and still open), command and MAC counts."""
+        return ([self.active[b] + (t - self.open_since[b] if self.rows[b] is not None else 0)
+                 for b in range(self.s.nb)], list(self.counts), list(self.macs), self.mac16)
+
+    def repeat(self, t: int, periods: int, dt: int, dreq: int, before: tuple, now: tuple, rows: list[int]) -> None:
+        """Move the state after tick ``t`` forward by ``periods`` periods of ``dt`` cycles and ``dreq`` host
+        requests, in which it repeats what it did in the last one (``before`` / ``now``: :meth:`stats` a period
+        ago and now; ``rows``: every host request's row)."""
+        sh, ish, lo, t0 = periods * dt, periods * dreq, t + 1, t - dt
+        self.R = [x + sh if x > lo else x for x in self.R]
+        for b in range(self.s.nb):
+            if self.rows[b] is not None and self.open_since[b] > t0:   # opened in the last period: again in each
+                self.opener[b] += ish
+                self.rows[b] = rows[self.opener[b]]
+                self.open_since[b] += sh
+        self.rowcnt = {}
+        for r in self.rows:
+            if r is not None:
+                self.rowcnt[r] = self.rowcnt.get(r, 0) + 1
+        for q in (self.reads, self.writes, self.opening):
+            q[:] = [[e[0], e[1], rows[e[5] + ish], e[3] + sh, e[4], e[5] + ish] for e in q]
+        self.pr = deque((d + sh if d > lo else d, blk, sp) for d, blk, sp in self.pr)
+        if self.last_deliv > t:
+            self.last_deliv += sh
+        if self.mwd > t:
+            self.mwd += sh
+        if self.busy > t:
+            self.busy += sh
+        self.t += sh
+        if self.nxt < _INF:
+            self.nxt += sh
+        (v0, c0, m0, x0), (v1, c1, m1, x1) = before, now
+        end = t + sh
+        for b in range(self.s.nb):
+            v = v1[b] + periods * (v1[b] - v0[b])
+            self.active[b] = v - (end - self.open_since[b] if self.rows[b] is not None else 0)
+            self.macs[b] += periods * (m1[b] - m0[b])
+        for k in range(len(self.counts)):
+            self.counts[k] += periods * (c1[k] - c0[k])
+        self.mac16 += periods * (x1 - x0)
+
+    def flush(self, t: int) -> None:
+        """Hand the statistics gathered so far (rows open up to tick ``t``) to every member channel; start afresh."""
+        s = self.s
+        nb = s.nb
+        open_ = [t - self.open_since[b] if self.rows[b] is not None else 0 for b in range(nb)]
+        for m in self.members:
+            act, mac = s.base_active[m], s.base_macs[m]
+            for b in range(nb):
+                act[b] += self.active[b] + open_[b]
+                mac[b] += self.macs[b] + self.mac16
+        k = len(self.members)
+        for c, n in enumerate(self.counts):
+            s.base_counts[c] += n * k
+        self.active = [0] * nb
+        self.macs = [0] * nb
+        self.mac16 = 0
+        self.counts = [0] * len(AIM_COMMANDS)
+        self.open_since = [t] * nb
+
+
+class _NoRepeat(Exception):
+    """A state that a stretch's repetition does not explain (no jump)."""
+
+
+class _Stretch:
+    """A stretch of consecutive ``R/W MEM`` host requests ``[a, b)`` that repeats with period ``p``: request ``q + p``
+    has the kind, channel and bank of request ``q`` and the same distance back to the last request to its channel,
+    bank and row (none within the run of MEM requests: 0). ``prev[q]``: that last request (-1: none); ``chans``: the
+    channels the stretch addresses."""
+
+    __slots__ = ("a", "b", "p", "chans")
+
+    def __init__(self, a: int, b: int, p: int, chans: list[int]) -> None:
+        self.a, self.b, self.p, self.chans = a, b, p, chans
+
+
+def _stretches(trace: AimTrace, nb: int, min_periods: int = 4, max_period: int = 8192
+               ) -> tuple[list[_Stretch], np.ndarray]:
+    """The repeating stretches of a trace's runs of MEM requests (:class:`_Stretch`), in order, and for every
+    request the last earlier MEM request of the same run to its channel, bank and row (-1: none)."""
+    n = len(trace)
+    prev = np.full(n, -1, dtype=np.int64)
+    is_mem = trace.mem > 0
+    if not is_mem.any():
+        return [], prev
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], is_mem.view(np.int8), [0]))))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    # the previous request to the same (run, channel, bank, row): sort by that key, stably
+    run_id = np.cumsum(np.concatenate(([0], np.diff(is_mem.view(np.int8)) == 1)))
+    idx = np.flatnonzero(is_mem)
+    key = np.stack([trace.row[idx], trace.bank[idx], trace.channel[idx], run_id[idx]])
+    order = np.lexsort(key)
+    sk = key[:, order]
+    same = np.concatenate(([False], (sk[:, 1:] == sk[:, :-1]).all(axis=0)))
+    sidx = idx[order]
+    prev[sidx[same]] = sidx[np.flatnonzero(same) - 1]
+    out = []
+    for s, e in runs:
+        m = e - s
+        if m < 2 * min_periods:
+            continue
+        base = (trace.channel[s:e] * (nb + 1) + trace.bank[s:e]) * 3 + trace.mem[s:e]
+        back = np.where(prev[s:e] >= 0, np.arange(s, e) - prev[s:e], 0)
+        sig = base * (m + 1) + back
+        mid = m // 2
+        period = 0
+        for p in np.flatnonzero(base[mid + 1:mid + 1 + max_period] == base[mid]).tolist():
+            p += 1
+            if p > m // min_periods:
+                break
+            if np.count_nonzero(base[p:] == base[:-p]) * 2 >= m - p:
+                period = p
+                break
+        if not period:
+            continue
+        eq = np.concatenate(([False], sig[period:] == sig[:-period], [False]))
+        runs_eq = np.flatnonzero(eq[1:] != eq[:-1])
+        for u, v in zip(runs_eq[::2].tolist(), runs_eq[1::2].tolist()):   # sig[j] == sig[j + p], j in [u, v)
+            if v + period - u >= min_periods * period:
+                chans = sorted(set(trace.channel[s + u:s + u + period].tolist()))
+                out.append(_Stretch(s + u, s + v + period, period, chans))
+    return out, prev
 
 
 class AimSystem:
@@ -477,197 +788,298 @@ class AimSystem:
 
     Parameters
     ----------
-    device:
-        A device whose PIM timing gives the GDDR6 parameters (``aim-gddr6``); AiM-only ones come from
-        :data:`AIM_EXTRA_TIMING`.
+    device, runtime_overrides:
+        As :class:`accel.emulator.aim_rules.AimTiming` takes them (the GDDR6 parameters; the simulator's run-time
+        nRRDS / nRRDL / nFAW, which only single-bank activates feel).
     queue:
         Entries of a controller's AiM request queue (the simulator's buffer takes up to 33).
-    runtime_overrides:
-        Apply what the simulator does to its timing at run time: its GDDR6 model replaces nRRDS, nRRDL and nFAW by
-        its JEDEC table for x16 devices at 2000 MT/s (5, 6, 28 cycles; :data:`AIM_RUNTIME_TIMING`), whatever the
-        preset says. Only single-bank activates feel it.
+    timing:
+        Which commit of the simulator's GDDR6 timing table to apply (:data:`AIM_RULE_VARIANTS`): ``"0f28a07"``
+        (its HEAD) or ``"2eb1ee0"`` (the commit CENT pins; its published latencies are that commit's counts).
     """
 
-    def __init__(self, device: DeviceConfig, queue: int = 33, runtime_overrides: bool = True) -> None:
+    def __init__(self, device: DeviceConfig, queue: int = 33, runtime_overrides: bool = True,
+                 timing: str = "0f28a07") -> None:
         p = device.pim
-        t = p.timing
         self.device = device
-        vals = dict(nBL=t.nBL, nCL=t.nCL, nRCDRD=t.nRCD, nRCDRDMAC=t.nRCD_MAC, nRCDWR=t.nRCDWR, nRP=t.nRP,
-                    nRAS=t.nRAS, nRC=t.nRC, nWR=t.nWR, nRTP=t.nRTP, nCWL=t.nCWL, nCCDS=t.nCCDS, nCCDL=t.nCCDL,
-                    nRRDS=t.nRRDS, nRRDL=t.nRRDL, nFAW=t.nFAW, nRFC=t.nRFC, nREFI=t.nREFI, **AIM_EXTRA_TIMING)
-        if runtime_overrides:
-            vals.update(AIM_RUNTIME_TIMING)
-        self.timing = vals
+        self.rule_timing = AimTiming(device, timing, runtime_overrides)
+        self.timing = self.rule_timing.values
+        self.rules = self.rule_timing.rules
+        self.latencies = self.rule_timing.latencies
         self.groups, self.bpg = p.bank_groups, p.banks_per_group
+        self.nb = p.banks
         self.nch = p.channels
         self.queue = queue
-        levels = {"ch": 0, "bg": 1, "bank": 2}
-        self.rules: list[list[list[tuple[int, int]]]] = [[[] for _ in AIM_COMMANDS] for _ in range(3)]
-        for line in AIM_RULES.strip().splitlines():
-            lvl, pre, fol, expr = (x.strip() for x in line.split("|"))
-            lat = latency(expr, vals)
-            for a in pre.split():
-                for b in fol.split():
-                    self.rules[levels[lvl]][_C[a]].append((_C[b], lat))
-        self.latencies = [0] * len(AIM_COMMANDS)
-        for name, expr in _LATENCY.items():
-            self.latencies[_C[name]] = latency(expr, vals)
-        self.command_counts: dict[str, int] = {}
+        self.plan = _Plan(self.rule_timing, self.groups, self.bpg)
 
-    # DMA ---------------------------------------------------------------------------------------------------------------
-    def receive(self, r: _Req) -> None:
-        self.stalled -= 1
-        if self.stalled == 0:
-            self._pop_head()
+    def run(self, trace: AimTrace | Sequence[HostRequest], reference: bool = False) -> AimResult:
+        """Execute a trace (:func:`accel.traces.read_aim_trace`, or a list of host requests); the count is the
+        simulator's memory_system_cycles.
 
-    def _pop_head(self) -> None:
-        req = self.queue_reqs.popleft()
-        if req.kind == "AiM" and req.op == "EOC":
-            self.finished = True
+        ``reference``: run the per-command, per-cycle model instead (:mod:`accel.emulator.aim_reference`; every
+        channel, every DRAM command, every cycle a controller has work) -- the model this one is tested against."""
+        if reference:
+            from .aim_reference import run_reference
 
-    def _channels_of(self, mask: int, req: HostRequest) -> list[int]:
-        out = []
-        for i in range(32):
-            if mask >> i & 1:
-                ch = 31 - i
-                if ch >= self.nch:
-                    raise TraceError(f"line {req.line}: channel mask {mask:#x} selects channel {ch}; the device has "
-                                     f"{self.nch} channels (bit i is channel 31 - i)")
-                out.append(ch)
+            return run_reference(self, trace.requests() if isinstance(trace, AimTrace) else trace)
+        return self._run(trace if isinstance(trace, AimTrace) else AimTrace.from_requests(list(trace)))
+
+    # classes of channels -------------------------------------------------------------------------------------------
+    def _split(self, ctl: _Ctl, chans: list[int]) -> _Ctl:
+        new = ctl.clone(list(chans))
+        taken = set(chans)
+        ctl.members = [m for m in ctl.members if m not in taken]
+        for m in chans:
+            self.owner[m] = new
+        self.ctls.append(new)
+        self.version += 1
+        return new
+
+    def _targets(self, chans: tuple[int, ...]) -> list[_Ctl]:
+        """The controllers standing for exactly these channels (classes split where the request covers part)."""
+        hit = self.tcache.get(chans)
+        if hit is not None and hit[0] == self.version:
+            return hit[1]
+        groups: dict[int, tuple[_Ctl, list[int]]] = {}
+        for ch in chans:
+            c = self.owner[ch]
+            g = groups.get(id(c))
+            if g is None:
+                groups[id(c)] = (c, [ch])
+            else:
+                g[1].append(ch)
+        out = [c if len(cs) == len(c.members) else self._split(c, cs) for c, cs in groups.values()]
+        self.tcache[chans] = (self.version, out)
         return out
 
-    def _unroll(self, req: HostRequest, hid: int) -> list[tuple[int, _Req]]:
-        f = req.f
-        if req.kind != "AiM":
-            if req.op != "MEM":
-                return []
-            ch = f["channel"]
-            if not 0 <= ch < self.nch:
-                raise TraceError(f"line {req.line}: channel {ch} does not exist (the device has {self.nch})")
-            bg, bank = self._bank(f["bank"], req)
-            final = _C["RD"] if req.kind == "R" else _C["WR"]
-            return [(ch, _Req(hid, final, bg, bank, f["row"], 0, False, False, False))]
-        final, blocking, regmode = AIM_ISRS[req.op]
-        if req.op in ("SYNC", "EOC"):
-            return [(ch, _Req(hid, -1, -1, -1, -1, 0, True, False, True, req.op)) for ch in range(self.nch)]
-        if final is None:
-            return []
-        chans = self._channels_of(f["mask"], req)
-        if req.op == "WR_ABK" and len(chans) != 1:
-            raise TraceError(f"line {req.line}: WR_ABK must select exactly one channel (mask {f['mask']:#x})")
-        bg, bank = self._bank(f["bank"], req) if "bank" in f else (-1, -1)
-        row = f.get("row", -1)
-        aim = req.op not in ("RD_SBK", "WR_SBK")
+    def _merge(self, ctls: list[_Ctl], t: int) -> list[_Ctl]:
+        """Merge the classes among ``ctls`` whose states after cycle ``t`` are equal; the controllers left."""
+        by_key: dict[tuple, list[_Ctl]] = {}
+        for c in ctls:
+            c.advance(t)
+            by_key.setdefault(c.key(t), []).append(c)
+        if len(by_key) == len(ctls):
+            return ctls
         out = []
-        for i in range(f.get("opsize", 1)):
-            for ch in chans:
-                out.append((ch, _Req(hid, _C[final], bg, bank, row, i, blocking, regmode, aim)))
+        for group in by_key.values():
+            keep = group[0]
+            if len(group) > 1:
+                for c in group:
+                    c.flush(t)
+                for c in group[1:]:
+                    keep.members.extend(c.members)
+                    for m in c.members:
+                        self.owner[m] = keep
+                    self.ctls.remove(c)
+                keep.members.sort()
+                self.version += 1
+            out.append(keep)
         return out
 
-    def _bank(self, index: int, req: HostRequest) -> tuple[int, int]:
-        if not 0 <= index < self.groups * self.bpg:
-            raise TraceError(f"line {req.line}: bank {index} does not exist (banks 0..{self.groups * self.bpg - 1})")
-        return index // self.bpg, index % self.bpg
+    # stretches of MEM requests that repeat -------------------------------------------------------------------------
+    def _stretch_key(self, st: _Stretch, i: int, t: int) -> tuple | None:
+        """The state of the stretch's controllers and what the next period asks of them, relative to request ``i``
+        and cycle ``t``; None where a jump is not provably exact (a controller shared with other channels or holding
+        AiM work, a row not explained by the stretch)."""
+        p, run = st.p, self.runl[i]
+        for ch in st.chans:
+            c = self.owner[ch]
+            if len(c.members) != 1 or c.phase != run or c.buflen or c.sent_block != c.delivered:
+                return None
+        reqs: dict[int, list] = {ch: [] for ch in st.chans}
+        for q in range(i, i + p):
+            ch, node, row = self.chl[q], self.nodel[q], self.rowl[q]
+            pq = self.prevl[q]
+            if row == self.owner[ch].r0[node]:
+                lab = "R0"
+            elif pq < 0:
+                lab = "new"
+            elif pq < st.a:
+                return None
+            else:
+                lab = pq - i
+            reqs[ch].append((q - i, self.meml[q], node, lab))
+        out = []
+        for ch in st.chans:
+            c = self.owner[ch]
+            c.advance(t)
+            if c._future_pops(t):
+                return None
 
-    def _send(self, ch: int, r: _Req) -> bool:
-        return self.channels[ch].send(r)
+            touched = {r[2] for r in reqs[ch]}
 
-    def run(self, requests: list[HostRequest], symmetric: bool = True) -> AimResult:
-        """Execute the host requests; the count is the simulator's memory_system_cycles.
+            def label(node: int, row: int | None, c: _Ctl = c, ch: int = ch, touched: set = touched) -> object:
+                if row is None:
+                    return None
+                if node not in touched:
+                    return "other"      # a bank no request of the stretch compares its row with
+                if row == c.r0[node]:
+                    return "R0"
+                x = self.last_idx.get((ch, node, row), -1)
+                if x < st.a:
+                    raise _NoRepeat
+                return x - i
 
-        When every request addresses all channels (the usual AiM kernels), the channels receive equal request streams
-        in equal order and stay in lockstep, so one channel is simulated for all (the same cycle count; statistics
-        are replicated)."""
-        full = (1 << 32) - (1 << (32 - self.nch))
-        symmetric = symmetric and self.nch > 1 and all(
-            (r.kind == "AiM" and ("mask" not in r.f or r.f["mask"] == full) and r.op != "WR_ABK")
-            or (r.kind == "W" and r.op != "MEM") or (r.kind == "R" and r.op != "MEM") for r in requests)
-        if symmetric:
-            nch, self.nch = self.nch, 1
-            one = [HostRequest(r.kind, r.op, {**r.f, "mask": 1 << 31} if "mask" in r.f else r.f, r.line)
-                   for r in requests]
             try:
-                res = self._run(one)
-            finally:
-                self.nch = nch
-            res.bank_active_cycles = np.repeat(res.bank_active_cycles, nch, axis=0)
-            res.bank_mac_commands = np.repeat(res.bank_mac_commands, nch, axis=0)
-            res.mac_lane_ops *= nch
-            res.commands = {k: v * nch for k, v in res.commands.items()}
-            return res
-        return self._run(requests)
+                if any(e[5] < st.a for q in (c.reads, c.writes, c.opening) for e in q):
+                    return None
+                out.append((ch, c.stretch_key(t, i, label), tuple(reqs[ch])))
+            except _NoRepeat:
+                return None
+        return tuple(out)
 
-    def _run(self, requests: list[HostRequest]) -> AimResult:
-        self.channels = [_Channel(self, c) for c in range(self.nch)]
-        self.queue_reqs: deque[HostRequest] = deque()
-        self.remaining: list[deque[_Req]] = [deque() for _ in range(self.nch)]
-        self.stalled = 0
-        self.finished = False
-        self.command_counts = {}
-        host = 0          # host requests the front end has handed over (one per cycle, up to EOC)
-        n = len(requests)
-        clk = 0           # memory system cycles
-        chans = self.channels
-        while True:
-            if host < n:
-                self.queue_reqs.append(requests[host])
-                host += 1
-            if self.finished:
+    def _checkpoint(self, st: _Stretch, i: int, t: int) -> tuple[int, int] | None:
+        """At request ``i`` of a stretch (a period boundary): if the state equals the one a period ago and the stretch
+        goes on, jump the whole periods left (each would repeat the last one); the request and cycle to go on from."""
+        key = self._stretch_key(st, i, t)
+        ref, self.cp_ref = self.cp_ref, None
+        raised, self.fe_raised = self.fe_raised, False
+        if key is None:
+            return None
+        now = {ch: self.owner[ch].stats(t) for ch in st.chans}
+        if ref is not None and ref[0] is st and ref[1] == i - st.p and ref[3] == key:
+            dt = t - ref[2]
+            periods = (st.b - i) // st.p
+            # the front end (one request per cycle) must not have held the DMA back, unless it runs at its pace
+            opened = all(c.opener[b] >= st.a for c in (self.owner[ch] for ch in st.chans)
+                         for b in range(self.nb) if c.rows[b] is not None and c.open_since[b] > ref[2])
+            if periods and opened and (dt == st.p or not raised) and self._r0_repeats(st, i, periods):
+                for ch in st.chans:
+                    self.owner[ch].repeat(t, periods, dt, st.p, ref[4][ch], now[ch], self.rowl)
+                end = i + periods * st.p
+                for q in range(end - st.p, end):
+                    self.last_idx[(self.chl[q], self.nodel[q], self.rowl[q])] = q
+                self.jumped += periods * st.p
+                return end, t + periods * dt
+        self.cp_ref = (st, i, t, key, now)
+        return None
+
+    def _r0_repeats(self, st: _Stretch, i: int, periods: int) -> bool:
+        """Whether the requests of the periods to jump hit their channel's starting rows exactly where the last period
+        did (every other row equality is fixed by the stretch's repeating distances)."""
+        lo, hi = i - st.p, i + periods * st.p
+        closed = np.iinfo(np.int64).min
+        r0 = np.full((self.nch, self.nb + 1), closed, dtype=np.int64)
+        for ch in st.chans:
+            r0[ch, :self.nb] = [closed if r is None else r for r in self.owner[ch].r0]
+        ch = self.trace.channel[lo:hi]
+        hit = self.trace.row[lo:hi] == r0[ch, self.nodea[lo:hi]]
+        return bool((hit[st.p:] == hit[:-st.p]).all())
+
+    def _run(self, trace: AimTrace) -> AimResult:
+        pim = self.device.pim
+        _check_mem(trace, pim)
+        nch, bpg, nb = self.nch, self.bpg, self.nb
+        root = _Ctl(self, list(range(nch)))
+        self.ctls = [root]
+        self.owner = [root] * nch
+        self.version = 0
+        self.tcache: dict[tuple, tuple] = {}
+        self.base_active = [[0] * nb for _ in range(nch)]
+        self.base_macs = [[0] * nb for _ in range(nch)]
+        self.base_counts = [0] * len(AIM_COMMANDS)
+        self.trace = trace
+        n = len(trace)
+        self.meml, self.chl, self.rowl = trace.mem.tolist(), trace.channel.tolist(), trace.row.tolist()
+        bank = trace.bank
+        self.nodea = np.where((bank >= 0) & (bank < nb), (bank // bpg) * bpg + bank % bpg, nb)
+        self.nodel = self.nodea.tolist()
+        stretches, prev = _stretches(trace, nb)
+        self.prevl = prev.tolist()
+        is_mem = trace.mem > 0
+        starts = np.flatnonzero(is_mem & ~np.concatenate(([False], is_mem[:-1])))
+        self.runl = np.where(is_mem, starts[np.maximum(np.searchsorted(starts, np.arange(n), "right") - 1, 0)]
+                             if len(starts) else 0, -1).tolist()
+        self.last_idx: dict[tuple[int, int, int], int] = {}
+        self.cp_ref = None
+        self.fe_raised = False
+        self.jumped = 0
+        todo = [st for st in stretches if st.a + 3 * st.p <= st.b][::-1]
+        st = todo.pop() if todo else None
+        cp = st.a + st.p if st else -1
+        meml, chl, nodel, rowl, runl, other, last_idx = self.meml, self.chl, self.nodel, self.rowl, self.runl, \
+            trace.other, self.last_idx
+        merge_wait, backoff = 1, 1
+        dcache: dict[tuple, tuple] = {}
+        t = 0              # the cycle at which the DMA can decode the next request
+        end = None
+        i = 0
+        while i < n:
+            if i == cp:
+                ti = t if t >= i else i
+                res = self._checkpoint(st, i, ti)
+                if res is None:
+                    t = ti
+                    after = i + 1
+                else:
+                    i, t = res
+                    after = i          # a next stretch may begin its checks where this one was left
+                if res is None and i + 2 * st.p <= st.b:
+                    cp = i + st.p
+                else:
+                    while st is not None and st.a + st.p < after:
+                        st = todo.pop() if todo else None
+                    cp = st.a + st.p if st else -1
+                if res is not None:
+                    continue
+            elif t < i:
+                t = i       # the front end hands over one request per cycle
+                self.fe_raised = True
+            k = meml[i]
+            if k:           # R/W MEM: a conventional request to one channel
+                ch, node, row = chl[i], nodel[i], rowl[i]
+                c = self.owner[ch]
+                if len(c.members) > 1:
+                    c = self._targets((ch,))[0]
+                t = c.send_conv([_RD if k == 2 else _WR, node, row, 0, k == 2, i], t) + 1
+                if c.phase != runl[i]:
+                    c.phase = runl[i]
+                    c.r0 = list(c.rows)
+                last_idx[(ch, node, row)] = i
+                i += 1
+                continue
+            req = other[i]
+            dkey = (req.kind, req.op, *req.f.values())
+            d = dcache.get(dkey)
+            if d is None:
+                d = dcache[dkey] = decode_request(req, pim)
+            i += 1
+            kind = d[0]
+            if kind == NOSEND:
+                t += 1
+                continue
+            _, chans, final, bg, bank, row, n_, blocking, regmode, op = d
+            node = bg * bpg + bank if bg >= 0 else nb
+            ctls = self._targets(chans)
+            if kind == CONV:
+                X = t
+                for c in ctls:
+                    X = max(X, c.send_conv([final, node, row, 0, final == _RD, i - 1], t))
+                t = X + 1
+                continue
+            if len(ctls) > 1:
+                merge_wait -= 1
+                if merge_wait <= 0:
+                    before = len(ctls)
+                    ctls = self._merge(ctls, t)
+                    backoff = 1 if len(ctls) < before else min(2 * backoff, 64)
+                    merge_wait = backoff
+            X = t
+            for c in ctls:
+                X = max(X, c.send_aim(_Seg(final, node, row, blocking, regmode, kind == SPECIAL, n_), t))
+            if not blocking:
+                t = X + 1
+                continue
+            t = max(c.wait_delivery() for c in ctls)
+            if op == "EOC":
+                end = t
                 break
-            # AiM DMA: first the unrolled requests that did not fit a controller's queue
-            was_remaining = any(self.remaining)
-            still = False
-            if was_remaining:
-                for ch in range(self.nch):
-                    q = self.remaining[ch]
-                    while q:
-                        if not self._send(ch, q[0]):
-                            still = True
-                            break
-                        q.popleft()
-            if self.stalled == 0:
-                if was_remaining:
-                    if not still:
-                        self._pop_head()
-                elif self.queue_reqs:
-                    parts = self._unroll(self.queue_reqs[0], host)
-                    all_sent = True
-                    for ch, r in parts:
-                        if not self._send(ch, r):
-                            self.remaining[ch].append(r)
-                            all_sent = False
-                        if r.blocking:
-                            self.stalled += 1
-                    if self.stalled == 0 and all_sent:
-                        self._pop_head()
-            for c in chans:
-                c.tick()
-            clk += 1
-            if self.finished:
-                continue
-            # if the DMA cannot move before a controller does, skip to the controllers' next event
-            if self.stalled == 0 and not any(self.remaining) and (self.queue_reqs or host < n):
-                continue
-            if any(self.remaining) and any(self.remaining[ch] and len(chans[ch].buf) < self.queue
-                                           for ch in range(self.nch)):
-                continue
-            nxt = min(c.next_event() for c in chans)
-            if nxt >= 1 << 62:
-                raise TraceError("the trace cannot make progress (a request waits for nothing that can happen)")
-            skip = nxt - chans[0].clk - 1
-            if skip > 0:
-                for c in chans:
-                    c.clk += skip
-                clk += skip
-                take = min(skip, n - host)
-                self.queue_reqs.extend(requests[host:host + take])
-                host += take
-        p = self.device.pim
-        active = np.stack([c.active.reshape(-1) for c in self.channels])
-        for ci, c in enumerate(self.channels):  # rows still open at the end
-            for g in range(self.groups):
-                for b in range(self.bpg):
-                    if c.row[g][b] is not None:
-                        active[ci, g * self.bpg + b] += c.clk - c.open_since[g][b]
-        macs = np.stack([c.macs.reshape(-1) for c in self.channels])
-        return AimResult(clk, dict(self.command_counts), active, macs, int(macs.sum()) * p.mac_lanes, n)
+        if end is None:
+            raise TraceError(f"{trace.source}: the trace ends without 'AiM EOC'; add it as the last request")
+        for c in self.ctls:
+            c.advance(end)
+            c.flush(end)
+        counts = {name: n for name, n in zip(AIM_COMMANDS, self.base_counts) if n}
+        active = np.array(self.base_active, dtype=np.int64)
+        macs = np.array(self.base_macs, dtype=np.int64)
+        return AimResult(end, counts, active, macs, int(macs.sum()) * self.device.pim.mac_lanes, n)

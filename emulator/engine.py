@@ -24,14 +24,14 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 
 from accel.config import BITSERIAL_DATATYPES, BitSerialConfig, DeviceConfig, PimConfig
-from accel.errors import AccelError
+from accel.errors import AccelError, caused_by
 from accel.interfaces.pim import (
     ACC_BITS, BANK_TARGETS, CFR_FORMAT, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, Source,
     PimIllegalError, PimTimingError, Row, TimingRule, acc_bits, beat_of, column_bytes, column_fields, column_word,
     compile_rules, describe, entry_datatype, entry_index, format_pace, illegal_message, mac_weights, pack_words,
     timing_message, timing_signature, unpack_entries,
 )
-from accel.isa import TABLES, Family, PimOp
+from accel.isa import TABLES, Family, PimOp, check_device_fits
 from accel.numerics import DATATYPES, wrap
 
 from .units.pim import PimChannel, bank_unit, cfr_ok
@@ -900,6 +900,7 @@ class DeviceEngine:
 
     def __init__(self, device: DeviceConfig, functional: bool = True, dedup: bool = True,
                  periodic: bool = True, rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> None:
+        check_device_fits(device)  # command words must address every channel, bank, row and column
         self.device = device
         self.rules = RuleTable.of(rules)
         self.functional = functional
@@ -917,8 +918,13 @@ class DeviceEngine:
             self.channels[c] = ChannelEngine(self.device.pim, self._bs, self.functional, rules=self.rules)
         return self.channels[c]
 
-    def run(self, program: Any) -> RunStats:
-        """Run a program (:class:`PimProgram`, words, or ``(word, data)`` pairs). Returns device totals."""
+    def run(self, program: Any, strict: bool = False) -> RunStats:
+        """Run a program (:class:`PimProgram`, words, or ``(word, data)`` pairs). Returns device totals.
+
+        Every command issues at its earliest legal cycle; ``strict``: in the cycle after the previous command of its
+        channel, as the RTL's strict mode checks it (a command issued too early raises
+        :class:`~accel.interfaces.pim.PimTimingError`). An error records the index of the command that caused it
+        (:func:`accel.errors.caused_by`)."""
         if getattr(self, "_ran", False):
             raise AccelError("a DeviceEngine runs one program (channels with equal streams share state); make a new "
                              "DeviceEngine for the next program")
@@ -936,8 +942,13 @@ class DeviceEngine:
         nch = len(self.channels)
         if len(ch) and int(ch.max()) >= nch:
             i = int(np.argmax(ch >= nch))
-            raise AccelError(f"command {i} addresses channel {int(ch[i])}; the device has {nch} channels "
-                             f"(0..{nch - 1})")
+            raise caused_by(AccelError(f"command {i} addresses channel {int(ch[i])}; the device has {nch} channels "
+                                       f"(0..{nch - 1})"), None, i)
+        top = 1 << self.device.pim.column_bits
+        for i, d in prog.data.items():
+            if isinstance(d, (list, tuple)) and any(not 0 <= int(x) < top for x in d):
+                raise caused_by(AccelError(f"command {i}: data words must be {self.device.pim.column_bits}-bit "
+                                           f"column words (0 .. {top - 1:#x})"), None, i)
         order = np.argsort(ch, kind="stable")
         bounds = np.searchsorted(ch[order], np.arange(nch + 1))
         # a command's timing signature: the word without its channel and row (rows do not change the schedule; a
@@ -968,8 +979,17 @@ class DeviceEngine:
             sub = w[idx]
             cols = [field_of(sub, n) for n in ("op", "all_banks", "bank", "row", "col", "count")]
             table = np.stack(cols, axis=1).tolist()
-            sig = self._channel(c).block_signature(cols).tolist() if self.periodic else None
-            self._channel(c).run_table(table, prog.data, idx.tolist(), periodic=self.periodic, sig=sig)
+            chan = self._channel(c)
+            before = chan.commands
+            try:
+                if strict:
+                    for i, r in zip(idx.tolist(), table):
+                        chan.issue(*r, data=prog.data.get(i), at=chan.next)
+                    continue
+                sig = chan.block_signature(cols).tolist() if self.periodic else None
+                chan.run_table(table, prog.data, idx.tolist(), periodic=self.periodic, sig=sig)
+            except AccelError as e:
+                raise caused_by(e, None, int(idx[min(chan.commands - before, len(idx) - 1)])) from None
         return self.stats()
 
     def stats(self) -> RunStats:

@@ -24,6 +24,7 @@ deadlocks (:class:`~accel.program.DeadlockError`, the same message as the engine
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from accel.config import DeviceConfig
@@ -32,7 +33,7 @@ from accel.isa import TABLES, AttnOp, Family, PimOp, SyncOp
 from accel.program import Program, deadlock_message
 from accel.progress import progress_bar
 
-from .system import StreamResult, SystemResult, array_cycles, static_events
+from .system import UNIT_KINDS, StreamResult, SystemResult, array_cycles, static_events
 from .units.link import Link
 from .units.pim import PimChannel
 from .units.vector import VectorUnit
@@ -84,16 +85,45 @@ class _Cmd:
         return self.elements == 0 and self.beats == 0 and self.end >= 0
 
 
+def _expanded(s: Any) -> tuple[list[int], dict[int, list[int]]]:
+    """A stream's words with every REPEAT expanded into its body's copies (the sequencer offers each), and its data
+    words by the expanded positions."""
+    words = s.words.tolist()
+    if not any((w >> _FAM_OFF) & ((1 << _FAM_W) - 1) == Family.SYNC and _SYNC.decode(w)["op"] == SyncOp.REPEAT
+               for w in words):
+        return words, s.data
+    out: list[int] = []
+    data: dict[int, list[int]] = {}
+    i = 0
+    while i < len(words):
+        w = words[i]
+        f = _SYNC.decode(w) if (w >> _FAM_OFF) & ((1 << _FAM_W) - 1) == Family.SYNC else None
+        if f is not None and f["op"] == SyncOp.REPEAT:
+            body = range(i + 1, i + 1 + f["id"])
+            for _ in range(f["token"]):
+                for j in body:
+                    if j in s.data:
+                        data[len(out)] = s.data[j]
+                    out.append(words[j])
+            i = body.stop
+            continue
+        if i in s.data:
+            data[len(out)] = s.data[i]
+        out.append(w)
+        i += 1
+    return out, data
+
+
 class _Sequencer:
     def __init__(self, model: "SystemModel", idx: int, program: Program) -> None:
         dev = model.device
         s = program.streams[idx]
         self.idx, self.name, self.kind = idx, s.name, s.kind
         self.P = dev.clocks.of(s.kind)
-        self.words = s.words.tolist()
+        self.words, self.data = _expanded(s)
         self.fam = [(w >> _FAM_OFF) & ((1 << _FAM_W) - 1) for w in self.words]
-        self.data = s.data
-        self.own = {"pim": Family.PIM, "vector": Family.VECTOR, "link": Family.LINK, "array": Family.ATTN}[s.kind]
+        self.own = {"pim": Family.PIM, "vector": Family.VECTOR, "link": Family.LINK, "net": Family.LINK,
+                    "array": Family.ATTN}[s.kind]
         self.pos = 0
         self.cycle = 0
         self.cmds: list[_Cmd] = []
@@ -115,8 +145,8 @@ class _Sequencer:
             self.wdata: deque[int] = deque()
         elif s.kind == "vector":
             self.unit = VectorUnit(dev.vector)
-        elif s.kind == "link":
-            self.unit = Link(dev)
+        elif s.kind in ("link", "net"):   # the interconnect port is a link with the interconnect's figures
+            self.unit = Link(dev if s.kind == "link" else replace(dev, link=dev.interconnect.link))
             self.arrivals: deque[_Cmd] = deque()
         else:
             self.unit = _ArrayOccupancy(dev)
@@ -193,11 +223,11 @@ class _Sequencer:
                 cmd.start = c
                 self.cmds.append(cmd)
                 self.pos += 1
-                if self.kind == "link":
+                if self.kind in ("link", "net"):
                     self.arrivals.append(cmd)
                 else:
                     self.current = cmd
-            if self.kind == "link":
+            if self.kind in ("link", "net"):
                 self.busy += outs["send"]
                 if outs["arrive"]:
                     self.arrivals.popleft().end = c + 1
@@ -327,5 +357,4 @@ class SystemModel:
         streams = {q.name: q.result() for q in seqs}
         ticks = max([s.end * clocks.of(s.kind) for s in streams.values()], default=0)
         return SystemResult(dev.name, -(-ticks // clocks.pim), ticks, float(clocks.tick_ns), streams,
-                            {k: clocks.of(k) for k in ("pim", "vector", "link", "array")},
-                            static_events(program, dev))
+                            {k: clocks.of(k) for k in UNIT_KINDS}, static_events(program, dev))

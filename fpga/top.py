@@ -27,7 +27,7 @@ from amaranth.lib import data, io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from accel.config import DeviceConfig
+from accel.config import ConfigError, DeviceConfig
 from accel.interfaces.pim import rdata_bits
 from accel.isa import TABLES, Family, PimOp
 from accel.rtl.pim import PimChannel
@@ -107,11 +107,9 @@ class DeviceTop(wiring.Component):
         if not isinstance(rx_timeout, int) or rx_timeout < 16 * divisor:
             raise ValueError(f"rx_timeout must be an integer of at least 16 bit times ({16 * divisor} cycles), "
                              f"not {rx_timeout!r}")
-        if device.pim is None:
-            raise ValueError(f"device {device.name!r} has no pim section; the FPGA top is a PIM channel")
         if device.pim.channels != 1:
-            raise ValueError(f"device {device.name!r} has {device.pim.channels} PIM channels; an FPGA top builds one "
-                             f"(use an fpga-* preset)")
+            raise ConfigError(f"device {device.name!r} has {device.pim.channels} PIM channels; an FPGA top builds "
+                              f"one (use an fpga-* preset)")
 
     @property
     def max_beats(self) -> int:

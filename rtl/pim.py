@@ -14,11 +14,10 @@ wins.
 
 Each bank's array is an ``amaranth.lib.memory.Memory`` of ``rows x columns`` words with a synchronous,
 write-transparent read port fed with the next cycle's address (the MAC lanes consume the addressed column in the cycle
-the command issues; a synchronous port maps to block RAM) and a write port. The MAC lanes are
-bit-parallel: int8 x int8 for ``lane="int8"``; for ``lane="bitserial"`` they evaluate the bit-serial unit's numerics
-in one cycle (code -> value of the bank's datatype, times activation, times the bank's group scale, added modulo
-``2**acc_bits`` — equal to the serial shift-and-add dequantiser); the bit-serial datapath of ``rtl/bitserial.py`` is
-not instantiated here (see docs/pim.md).
+the command issues; a synchronous port maps to block RAM) and a write port, or (``external_arrays``, for full-size
+presets) an instance of an external memory module with the same port (:mod:`accel.rtl.bank_array`). Each bank's MAC
+unit is a :class:`BankMac`: bit-parallel int8 x int8 lanes for ``lane="int8"``; for ``lane="bitserial"`` instances of
+the bit-serial unit of ``rtl/bitserial.py`` consuming packed columns (docs/pim.md, "The bank's MAC unit").
 """
 from __future__ import annotations
 
@@ -36,6 +35,7 @@ from accel.interfaces.pim import (
 )
 from accel.isa import TABLES, Family, PimOp
 
+from .bank_array import bank_array
 from .bitserial import BitSerialUnit
 
 __all__ = ["PimChannel", "PimBank", "BankMac"]
@@ -60,10 +60,14 @@ class PimBank(wiring.Component):
         The column at ``row, col``.
     we: In(1), wdata: In(column_bits)
         Write the addressed column at the clock edge.
+
+    ``external``: the array is an instance of the external module of :mod:`accel.rtl.bank_array` (a hard macro,
+    with a behavioural Verilog model for simulation) instead of a ``Memory``; the port and its timing are the same.
     """
 
-    def __init__(self, pim: PimConfig) -> None:
+    def __init__(self, pim: PimConfig, external: bool = False) -> None:
         self.pim = pim
+        self.external = external
         super().__init__({
             "row": In(pim.row_address_bits), "col": In(pim.column_address_bits),
             "next_row": In(pim.row_address_bits), "next_col": In(pim.column_address_bits),
@@ -74,14 +78,18 @@ class PimBank(wiring.Component):
         p = self.pim
         m = Module()
         cbits = max(0, (p.columns - 1).bit_length())
-        m.submodules.mem = mem = Memory(shape=unsigned(p.column_bits), depth=p.rows * p.columns, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port(transparent_for=(wp,))
         rbits = max(0, (p.rows - 1).bit_length())
 
         def addr(row: Value, col: Value) -> Value:
             return Cat(col[:cbits], row[:rbits]) if cbits else row[:rbits]
 
+        if self.external:
+            m.submodules.array = bank_array(p.rows * p.columns, p.column_bits, addr(self.next_row, self.next_col),
+                                            self.rdata, self.we, addr(self.row, self.col), self.wdata)
+            return m
+        m.submodules.mem = mem = Memory(shape=unsigned(p.column_bits), depth=p.rows * p.columns, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(transparent_for=(wp,))
         m.d.comb += [rp.addr.eq(addr(self.next_row, self.next_col)), wp.addr.eq(addr(self.row, self.col)),
                      self.rdata.eq(rp.data), wp.data.eq(self.wdata), wp.en.eq(self.we)]
         return m
@@ -306,6 +314,8 @@ class PimChannel(wiring.Component):
 
     rules:
         The timing-rule table (default: the channel's, :data:`~accel.interfaces.pim.PIM_TIMING_RULES`).
+    external_arrays:
+        Build each bank's array as an external memory module (:class:`PimBank` ``external``).
 
     Members
     -------
@@ -325,7 +335,7 @@ class PimChannel(wiring.Component):
     """
 
     def __init__(self, pim: PimConfig, bitserial: BitSerialConfig | None = None,
-                 rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> None:
+                 rules: Iterable[TimingRule] = PIM_TIMING_RULES, external_arrays: bool = False) -> None:
         if not isinstance(pim, PimConfig):
             raise TypeError(f"pim must be a PimConfig, not {pim!r}")
         if pim.lane == "bitserial" and not isinstance(bitserial, BitSerialConfig):
@@ -334,6 +344,7 @@ class PimChannel(wiring.Component):
         self.bitserial = bitserial if pim.lane == "bitserial" else None
         self.unit = BankUnit(pim, self.bitserial)
         self.rules = compile_rules(self.unit, rules)
+        self.external_arrays = external_arrays
         super().__init__({
             "cmd": In(stream.Signature(64)),
             "wdata": In(stream.Signature(pim.column_bits)),
@@ -365,7 +376,7 @@ class PimChannel(wiring.Component):
         h_count = Signal(w["count"])
 
         # ---- per bank state
-        banks = [PimBank(p) for _ in range(NB)]
+        banks = [PimBank(p, self.external_arrays) for _ in range(NB)]
         for b, bk in enumerate(banks):
             m.submodules[f"bank{b}"] = bk
         b_open = [Signal(name=f"open{b}") for b in range(NB)]

@@ -6,8 +6,9 @@
 #   3. the same tests natively plus the gpu-marked large-shape tests        -> $OUT/tests_native.log
 #   4. accel gpu bench --json; progress, then the table                      -> $OUT/bench.json, $OUT/bench.log
 #   5. the kernels' measured float error, natively                           -> $OUT/errors.json, $OUT/errors.log
+#   6. accel gpu compare of the main job's step, measured                    -> $OUT/compare.json, $OUT/compare.log
 #   and one line per step with its exit status                               -> $OUT/summary.txt
-# (8 files: what a remote run may bring back.) The step limits add up to 560 s on a GPU machine.
+# (10 files: what a remote run may bring back.) The step limits add up to 580 s on a GPU machine.
 #
 # Which Python: $ACCEL_PYTHON if set; else the machine's python3 when its torch sees a CUDA GPU (a GPU image has
 # CUDA torch and Triton but no network, so ./run's pip install cannot run there, and requirements.txt's torch is the
@@ -69,7 +70,7 @@ step setup "$setup_limit" "$out/setup.log" setup "${py[@]}" || status=1
 step tests_interpreter 90 "$out/tests_interpreter.log" \
     env TRITON_INTERPRET=1 "${py[@]}" -m pytest "${pytest_args[@]}" --dist loadfile -m "triton or not gpu" \
     "${tests[@]}" || status=1
-step tests_native 150 "$out/tests_native.log" \
+step tests_native 130 "$out/tests_native.log" \
     "${py[@]}" -m pytest "${pytest_args[@]}" --dist load -m "triton or gpu" "${tests[@]}" || status=1
 if step bench 200 "$out/bench.log" to_json "$out/bench.json" "${py[@]}" -m accel.cli gpu bench --json; then
     "${py[@]}" -c "import json, sys; from accel.gpu.bench import format_result; \
@@ -79,6 +80,8 @@ else
 fi
 step errors 60 "$out/errors.log" to_json "$out/errors.json" "${py[@]}" benchmarks/gpu_kernels.py --cases 8 \
     || status=1
+step compare 40 "$out/compare.log" to_json "$out/compare.json" "${py[@]}" -m accel.cli gpu compare gpt2-xl \
+    --device aim-gddr6 --context 1024 --measure --json || status=1
 echo "gpu_check: $([ $status = 0 ] && echo all steps passed || echo some step failed); logs in $out" \
     | tee -a "$out/summary.txt"
 exit $status

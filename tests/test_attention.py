@@ -251,7 +251,8 @@ def test_cli_attention(capsys):
                  "--head-dim", "16", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["cycles"] == 2 * tile_cycles(16, 10) and out["tiles"] == 2
-    assert out["utilisation_2d"] == pytest.approx(utilisation(16, 10))
+    assert out["busy_fraction_2d"] == pytest.approx(utilisation(16, 10))
+    assert out["utilisation"] == pytest.approx(2 * 6 * 40 * 16 / (16 * out["cycles"]))  # 2 of 8 queries idle
     assert out["keys_for_utilisation_0_9"] == 40
     assert main(["array", "attention", "--preset", "fpga-small", "--queries", "6", "--keys", "40",
                  "--head-dim", "17"]) == 2

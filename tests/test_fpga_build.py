@@ -158,7 +158,7 @@ def test_fit_error_message():
     assert "preset fpga-small does not fit board icebreaker (iCE40UP5K-SG48)" in msg
     assert ("needs 7409 LUT (ICESTORM_LC) where the part has 5280, 52 BRAM (ICESTORM_RAM) where the part has 30, "
             "64 DSP (ICESTORM_DSP) where the part has 8") in msg
-    assert "try --preset fpga-tiny" in msg and "--board ulx3s-85f" in msg and "build/x/build/top.tim" in msg
+    assert "try --device fpga-tiny" in msg and "--board ulx3s-85f" in msg and "build/x/build/top.tim" in msg
     # without the Yosys counts the DSP need is unknown, and said so
     assert fb.parse_fit_error(ICE40_TOO_BIG)[-1] == ("ICESTORM_DSP", None, None)
     # the smallest preset on the biggest board: no smaller preset and no bigger board to offer
@@ -170,7 +170,7 @@ def test_parse_fit_error_ecp5_totals():
     log = "Info: Logic utilisation before packing:\nInfo:     Total LUT4s:      95000/83640   113%\n"
     assert fb.parse_fit_error(log) == [("Total LUT4s", 95000, 83640)]
     e = fb.fit_error(fb.get_board("ulx3s-85f"), "fpga-small", fb.parse_fit_error(log), logs="l")
-    assert e.resource == "LUT" and "try --preset fpga-tiny" in str(e)
+    assert e.resource == "LUT" and "try --device fpga-tiny" in str(e)
     fits = "\n".join(line for line in ICE40_TOO_BIG.splitlines() if "no BELs" not in line)
     assert fb.parse_fit_error(fits.replace("7409", "4000").replace("52/", "20/")) == []
 
@@ -182,7 +182,7 @@ def test_report_errors(tmp_path, capsys):
     assert "has no report.json" in capsys.readouterr().err
     (tmp_path / "report.json").write_text("{")
     assert main(["fpga", "report", str(tmp_path)]) == 2
-    assert "is not valid JSON" in capsys.readouterr().err
+    assert "report.json:1:2: not valid JSON (Expecting property name" in capsys.readouterr().err
 
 
 def test_fpga_run_missing_program(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """The channel engine equals the per-cycle model in cycles (and data) on random legal programs and on GEMV programs;
-GEMV is bit-exact against the golden numerics in both layouts. The random programs make every row of the timing-rule
+GEMV is bit-exact against the golden numerics in every layout. The random programs make every row of the timing-rule
 table the sole binding constraint of hundreds of issues, and every engine with a row dropped or one cycle short (or
 applied to the wrong all-bank forms) disagrees with the model on some of them."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from accel.config import load_preset
 from accel.emulator.engine import ChannelEngine, DeviceEngine
-from accel.mapping.gemv import gemv_plan, golden_gemv, random_operands, run_gemv
+from accel.mapping.gemv import LAYOUTS, gemv_plan, gemv_program, golden_gemv, random_operands, run_gemv
 from accel.emulator.units.pim import PimChannel
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
@@ -64,7 +64,6 @@ def _random_gemv(dev, rng, m, k, datatypes=None):
     return random_operands(dev, rng, m, k, extremes=0.3, datatypes=datatypes)
 
 
-LAYOUTS = ["rows", "ksplit"]
 PRESETS = ["fpga-tiny", "fpga-small", "aim-gddr6", "aim-gddr6-bitmod", "hbm2-pim", "hbm3-pim"]
 #: per-group datatypes: every built one (int8 among them: 8-bit columns, 4-bit codes in 8-bit fields), or the
 #: 4- and 3-bit ones of the preset (4-bit columns)
@@ -83,19 +82,31 @@ def _mix(dev, mix):
     (p, lay, mix) for p in PRESETS for lay in LAYOUTS for mix in MIXES
     if mix == "all" or load_preset(p).pim.lane == "bitserial"])   # int8 lanes hold int8 weights only
 def test_gemv_bit_exact(preset, layout, mix):
-    """Random weights (random datatypes per row and group, random scales, extremes) packed at their width in both
-    layouts, several channels: y equals the golden numerics bit for bit."""
+    """Random weights (random datatypes per row and group, random scales, extremes, any K) packed at their width in
+    every layout, several channels and input vectors, first DRAM rows and activate-first order: y equals the golden
+    numerics bit for bit, and the timing-only plan of the same shape (:func:`gemv_program`) has the same command
+    words."""
     dev = load_preset(preset)
     rng = np.random.default_rng([PRESETS.index(preset), LAYOUTS.index(layout), MIXES.index(mix)])
     gs = dev.bitserial.group_size
     for trial in range(3):
         m = int(rng.integers(1, 12 if preset == "fpga-tiny" else 40))
-        k = gs * int(rng.integers(1, 3 if preset == "fpga-tiny" else 7))
+        # any K: the last group often short (GPT-2's K = 1600 is 12.5 groups of 128)
+        k = gs * int(rng.integers(1, 3 if preset == "fpga-tiny" else 7)) - int(rng.integers(0, gs))
         w, x, dt, sc = _random_gemv(dev, rng, m, k, _mix(dev, mix))
-        plan = gemv_plan(dev, w, x, layout, dt, sc, channels=min(dev.pim.channels, int(rng.integers(1, 5))))
+        opts = dict(channels=min(dev.pim.channels, int(rng.integers(1, 5))), act_first=bool(rng.integers(2)),
+                    row0=int(rng.integers(0, 3)))
+        inputs = int(rng.integers(1, 4))   # several input vectors: each row activation serves all of them
+        if inputs > 1:
+            x = np.stack([x] + [rng.integers(-128, 128, k) for _ in range(inputs - 1)])
+        plan = gemv_plan(dev, w, x, layout, dt, sc, **opts)
         y, stats = run_gemv(dev, plan)
         np.testing.assert_array_equal(y, golden_gemv(dev, w, x, dt, sc))
         assert stats.mac_lane_ops > 0 and stats.cycles > 0
+        shape = gemv_program(dev, m, k, layout, dt, sc, inputs=inputs, **opts)
+        assert [wd for wd, _ in shape.program] == [wd for wd, _ in plan.program]
+        assert all(d is None for _, d in shape.program) and not shape.preload
+        assert shape.rows_used == max(r for _, _, r, _ in plan.preload) + 1 - opts["row0"]
 
 
 @pytest.mark.parametrize("preset", ["fpga-small", "aim-gddr6", "aim-gddr6-bitmod"])
@@ -136,7 +147,7 @@ def test_gemv_rows_hold_codes_at_their_width(preset):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:3], ids=[c.name for c in CONFIGS[:3]])
-@pytest.mark.parametrize("layout", ["rows", "ksplit"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_gemv_per_cycle_model_equals_engine(cfg, layout):
     """A one-channel GEMV program through the per-cycle model: same issue cycles, same RDMAC beats, same y."""
     from dataclasses import replace

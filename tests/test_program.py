@@ -69,7 +69,7 @@ def test_builder_and_items():
 @pytest.mark.parametrize("text,msg", [
     ("ACT row=1\n", r"^p:1: a command before the first 'stream NAME' line; header lines are device, devices, meta, "
                     r"operator, placement$"),
-    ("stream pim0\nFOO\n", r"^p:2: 'FOO' is not a PIM command; a pim stream takes NOP, ACT, .*SIGNAL, WAIT, MARK "
+    ("stream pim0\nFOO\n", r"^p:2: 'FOO' is not a PIM command; a pim stream takes NOP, ACT, .*SIGNAL, WAIT, MARK, REPEAT "
                            r"\(or a 0x\.\.\. command word\)$"),
     ("stream pim0\nstream pim0\n", r"^p:2: stream pim0 is given twice; give each unit one stream$"),
     ("stream gpu\n", r"^p:1: stream name 'gpu' is not a unit: names are pim0 \.\. pimN-1, vector, array, link"),
@@ -77,11 +77,12 @@ def test_builder_and_items():
     ("stream vector pim0\n", r"^p:1: 'stream' takes one name"),
     ("stream vector\nWAIT stream=link token=1\n", r"^p:2: WAIT stream='link': no such stream in this program; "
                                                   r"streams are vector$"),
-    ("stream vector\nADD length=4 src=x\n", r"^p:2: 'src=x': the value must be an integer$"),
+    ("stream vector\nADD length=4 src=x\n", r"^p:2: 'src=x': the value must be an integer \(decimal or 0x\.\.\.\)$"),
     ("stream vector\nADD length=4 length=5\n", r"^p:2: field 'length' is given twice$"),
     ("stream vector\nADD length=99999\n", r"^p:2: VECTOR\.ADD field length = 99999: must be between 0 and 16383"),
     ("stream link\nXFER src=pim0 dst=gpu bytes=4\n", r"^p:2: link endpoint 'gpu' does not exist; endpoints are pim0 "
-                                                     r"\.\. pim255, vector, array, host, all$"),
+                                                     r"\.\. pim255, vector, array, host, all, d0 \.\. d251 "
+                                                     r"\(devices, for the interconnect\)$"),
     ("stream pim0\nWRGB count=2 data=0x1\n", r"^p:2: WRGB of 2 column\(s\) needs 2 data words, got 1$"),
     ("stream pim0\nACT row=1 data=0x1\n", r"^p:2: only WR and WRGB carry data words$"),
     ("stream pim0\ndevice fpga-tiny\n", r"^p:2: 'device' belongs before the first 'stream' line$"),
@@ -160,8 +161,8 @@ def test_is_program_file(tmp_path):
 def test_sync_words_in_a_pim_trace_say_what_they_need():
     from accel.traces import TraceError, parse_text_program
 
-    with pytest.raises(TraceError, match=r"^t:1: 'SIGNAL' is not a PIM command \(SIGNAL, WAIT and MARK need a "
-                                         r"program with stream headers\)"):
+    with pytest.raises(TraceError, match=r"^t:1: 'SIGNAL' is not a PIM command \(SIGNAL, WAIT, MARK and REPEAT "
+                                         r"need a program with stream headers\)"):
         parse_text_program("SIGNAL token=1\n", "t")
     assert parse_text_program(f"{encode('pim', 'ACT', row=2):#x}\n") == [(encode("pim", "ACT", row=2), None)]
 
@@ -195,11 +196,11 @@ def test_emulate_bad_program_exits_2(tmp_path, capsys):
     b.build().save(f)
     assert main(["emulate", str(f)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("accel: error: the program deadlocks: pim0 waits for vector token 0") and \
+    assert err.startswith(f"accel: error: {f}: the program deadlocks: pim0 waits for vector token 0") and \
         err.count("\n") == 1
-    f.write_text("stream pim0\nWAIT stream=pim0 token=0\n")
+    f.write_text("stream pim0\nACT row=1\nWAIT stream=pim0 token=0\n")
     assert main(["emulate", str(f), "--device", "fpga-tiny"]) == 2
-    assert "WAIT on its own stream" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f"accel: error: {f}:3: stream pim0 command 1: WAIT on its own stream")
 
 
 def test_sync_field_layout():

@@ -21,9 +21,10 @@ from accel.interfaces.vector import vector_events
 from accel.isa import VectorOp
 from accel.outputs import OutputError, check_output_dir, check_output_file, write_atomic, write_text_atomic
 from accel.perfetto import trace_json, write_trace
-from accel.plots import (FIGURES, OperatorRow, compute_roofs, operator_rows, roof, roofline_figure, timeline_figure,
+from accel.plots import (FIGURES, compute_roofs, operator_rows, roof, roofline_figure, timeline_figure,
                          write_plots)
 from accel.program import Program, ProgramBuilder
+from accel.rows import OperatorRow
 from accel.progress import progress_bar
 from accel.timeline import busy_profile, stream_spans
 
@@ -118,15 +119,16 @@ def test_docs_energy_table_equals_the_presets():
     assert cols == PRESETS
     seen = set()
     devs = {p: load_preset(p) for p in cols}
+    keys = {f.name for f in fields(EnergyConfig)} | {"link.energy_pj_per_bit", "interconnect.energy_pj_per_bit"}
     for ln in text.splitlines():
         m = re.match(r"^\| `([\w.]+)` \|(.*)\|$", ln)
-        if m and m[1] in {f.name for f in fields(EnergyConfig)} | {"link.energy_pj_per_bit"}:
+        if m and m[1] in keys:
             seen.add(m[1])
             for preset, cell in zip(cols, m[2].split("|")):
-                dev = devs[preset]
-                want = dev.link.energy_pj_per_bit if m[1].startswith("link") else getattr(dev.energy, m[1])
+                section, _, key = m[1].rpartition(".")
+                want = getattr(getattr(devs[preset], section or "energy"), key)
                 assert float(cell.strip()) == want, (m[1], preset)
-    assert seen == {f.name for f in fields(EnergyConfig)} | {"link.energy_pj_per_bit"}
+    assert seen == keys
 
 
 def test_static_events_name_every_event():
@@ -208,7 +210,7 @@ def test_write_plots(tmp_path):
         assert len(data) > 5000, p
         assert data.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in data[:400]
     assert sorted(x.name for x in (tmp_path / "plots").iterdir()) == sorted(p.name for p in paths)  # no temp files
-    rows = [OperatorRow("x", "gemm", 3, "gpu", 1e9, 1e6, 1e-3, "link")]   # rows given by a mapper
+    rows = [OperatorRow("x", "gemm", 3, "gpu", 1e9, 1e6, 0.0, 1e-3, "link")]   # rows given by a mapper
     ax = roofline_figure(dev, rows).axes[0]
     assert [c.get_offsets().tolist() for c in ax.collections] == [[[1e3, 1e12]]]
 

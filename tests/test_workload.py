@@ -22,6 +22,8 @@ from accel.mapping.workload import (KNOWN_MODELS, AttentionMatmul, Gemm, KvWrite
                                     precision_for, trace_module, weight_format, workload_from_dict)
 from accel.numerics import DATATYPES
 
+from fuzz_targets import OPERATOR_LIST  # the operator list of every kind that the fuzz tests mutate
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -348,8 +350,9 @@ def test_checkpoint_gives_the_exact_mix(tmp_path):
 
 @pytest.mark.parametrize("write,message", [
     (None, r"no config.json; a Hugging Face model directory holds config.json"),
-    (b"{not json", r"config.json: not valid JSON \(Expecting property name enclosed in double quotes at line 1"),
-    (b'{"model_type": "gpt2", "n_embd": "\xff"}', r"config.json: not UTF-8 \(byte 0xff at offset 34\)"),
+    (b"{not json", r"config.json:1:2: not valid JSON \(Expecting property name enclosed in double quotes\)"),
+    (b'{"model_type": "gpt2", "n_embd": "\xff"}',
+     r"config.json:1:35: byte 0xff is not UTF-8 text; save the JSON file as UTF-8"),
     (b'{"model_type": "bert"}', r"config.json: model_type 'bert' is not supported; supported are gpt2, opt, llama"),
     (b'{"n_layer": 2}', r"config.json: has no model_type; supported are gpt2"),
     (b"[1, 2]", r"config.json: must be a JSON object of config keys"),
@@ -470,33 +473,9 @@ def test_json_round_trip():
         assert again == w
 
 
-YAML = """\
-model: tiny
-phase: decode
-batch: 2
-tokens: 1
-context: 16
-precision: {device: aim-gddr6, datatype: int4}
-prologue:
-  - {op: lookup, name: embed, rows: 2, width: 64, table: wte, table_rows: 100}
-layers: 3
-block:
-  - {op: vector, name: ln, kind: layer_norm, rows: 2, width: 64, params: ["h.{layer}.ln.w", "h.{layer}.ln.b"]}
-  - {op: gemm, name: qkv, m: 2, k: 64, n: 192, weight: "h.{layer}.qkv", bias: "h.{layer}.qkv_b"}
-  - {op: kv_write, name: kv, batch: 2, tokens: 1, kv_heads: 4, head_dim: 16}
-  - {op: attention, name: s, kind: attn_score, batch: 2, heads: 4, kv_heads: 4, head_dim: 16, queries: 1, kv_len: 16}
-  - {op: vector, name: p, kind: softmax, rows: 8, width: 16}
-  - {op: attention, name: c, kind: attn_context, batch: 2, heads: 4, kv_heads: 4, head_dim: 16, queries: 1,
-     kv_len: 16}
-  - {op: gemm, name: o, m: 2, k: 64, n: 64, weight: "h.{layer}.o", weights: int8}
-epilogue:
-  - {op: gemm, name: head, m: 2, k: 64, n: 100, weight: wte}
-"""
-
-
 def test_yaml_operator_list(tmp_path):
     path = tmp_path / "ops.yaml"
-    path.write_text(YAML)
+    path.write_text(OPERATOR_LIST)
     w = load_operator_list(path)
     assert w.layers == (0, 0, 0) and len(w.blocks[0]) == 7 and w.source == f"yaml:{path}"
     qkv, o = w.blocks[0][1], w.blocks[0][6]
@@ -508,8 +487,8 @@ def test_yaml_operator_list(tmp_path):
 
 
 @pytest.mark.parametrize("edit,message", [
-    (("batch: 2", "batch: 2\nbatch: 3"), r"line 4: duplicate key 'batch' \(first given on line 3\)"),
-    (("queries: 1, kv_len: 16}", "queries: 1, kv_len: 16, kv_len: 17}"), r"line 14: duplicate key 'kv_len'"),
+    (("batch: 2", "batch: 2\nbatch: 3"), r"4:1: duplicate key 'batch' \(first given on line 3\)"),
+    (("queries: 1, kv_len: 16}", "queries: 1, kv_len: 16, kv_len: 17}"), r"14:\d+: duplicate key 'kv_len'"),
     (("n: 192,", "n: 192, nn: 1,"), r"blocks?\[?0?\]?\[1\]: unknown key 'nn'; allowed keys are name, m, k, n"),
     (("op: kv_write", "op: kvwrite"), r"block\[2\].op = 'kvwrite': must be one of gemm, attention, vector"),
     (("k: 64, n: 192", "k: 64"), r"block\[1\]: missing key 'n'"),
@@ -524,9 +503,9 @@ def test_yaml_operator_list(tmp_path):
 def test_yaml_errors_name_file_key_and_rule(tmp_path, edit, message):
     path = tmp_path / "bad.yaml"
     old, new = edit
-    assert old in YAML
-    path.write_text(YAML.replace(old, new, 1))
-    with pytest.raises(WorkloadError, match=rf"^{re.escape(str(path))}: .*{message}"):
+    assert old in OPERATOR_LIST
+    path.write_text(OPERATOR_LIST.replace(old, new, 1))
+    with pytest.raises(WorkloadError, match=rf"^{re.escape(str(path))}:.*{message}"):
         load_operator_list(path)
 
 
@@ -561,7 +540,10 @@ def test_unknown_model_names_the_closest():
 
 
 def _run(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # usage errors
+        code = e.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -586,7 +568,7 @@ def test_models_command(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (("models", "gpt2", "--context", "1025"), "context 1025 > 1024 positions of gpt2"),
-    (("models", "gpt2", "--batch", "0"), "batch 0: must be at least 1"),
+    (("models", "gpt2", "--batch", "0"), "argument --batch: 0 must be at least 1"),
     (("models", "gtp2"), "unknown model 'gtp2' (did you mean 'gpt2'?)"),
     (("models", "gpt2", "--datatype", "fp5"), "datatype 'fp5'"),
     (("models", "mixtral-8x7b", "--experts", "9", "--context", "8"), "experts 9: must be between top_k (2) and 2"),

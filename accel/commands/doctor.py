@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_json
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="report installed tools, versions and what is missing")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
     p.set_defaults(func=run)
 
 

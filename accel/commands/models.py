@@ -3,31 +3,22 @@ from __future__ import annotations
 
 import argparse
 
+from ..fmt import num, size, table
+from .options import add_device, add_json, add_workload, device_of, positive
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list known models, or one model's operator shapes for a phase")
     p.add_argument("name", nargs="?", metavar="NAME",
                    help="a known model, a Hugging Face model directory (config.json) or a YAML operator list")
-    p.add_argument("--phase", choices=("prefill", "decode"), default="decode", help="default: decode")
-    p.add_argument("--context", type=int,
-                   help="decode: tokens the new token attends to, itself included (default: the model's positions)")
-    p.add_argument("--prompt", type=int, help="prefill: prompt tokens per sequence (default: the model's positions)")
-    p.add_argument("--batch", type=int, default=1, help="sequences processed together (default: 1)")
+    add_workload(p, "default: the model's positions")
     p.add_argument("--datatype", default="int8",
                    help="weight datatype: int8, int4, int3, fp4_*/fp3_* variants, mixed (BitMoD FP4 variants), "
-                        "mixed3, or mixed:DT=FRACTION,... (default: int8)")
-    p.add_argument("--device", default="aim-gddr6",
-                   help="preset whose bit-serial unit sets group size, scale bits and activation width "
-                        "(default: aim-gddr6)")
-    p.add_argument("--group-size", type=int, help="weights per quantisation group (default: the device's)")
-    p.add_argument("--experts", default="worst",
-                   help="MoE: experts a layer reads: worst, expected, best, or a count (default: worst)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+                        "mixed3, or mixed:DT=FRACTION,...")
+    add_device(p, help="its bit-serial unit sets group size, scale bits and activation width")
+    p.add_argument("--group-size", type=positive, help="weights per quantisation group (default: the device's)")
+    add_json(p)
     p.set_defaults(func=run)
-
-
-def _experts(text: str) -> str | int:
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,28 +30,27 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print_json(rows)
             return 0
-        _table([["model", "params", "layers", "hidden", "heads/kv", "ffn", "experts", "positions", "vocab"]]
-               + [[r["name"], f"{r['parameters'] / 1e9:.3f}B", r["layers"], r["hidden"],
-                   f"{r['heads']}/{r['kv_heads']}", r["ffn"],
-                   f"{r['experts']} top-{r['top_k']}" if r["experts"] else "-", r["positions"], r["vocab"]]
-                  for r in rows])
+        print(table([["model", "params", "layers", "hidden", "heads/kv", "ffn", "experts", "positions", "vocab"]]
+                    + [[r["name"], f"{num(r['parameters'] / 1e9)}B", r["layers"], r["hidden"],
+                        f"{r['heads']}/{r['kv_heads']}", r["ffn"],
+                        f"{r['experts']} top-{r['top_k']}" if r["experts"] else "-", r["positions"], r["vocab"]]
+                       for r in rows]))
         return 0
     return _one(args)
 
 
 def _one(args: argparse.Namespace) -> int:
     from ..cli import print_json
-    from ..config import load_preset
     from ..mapping.workload import load_workload
 
-    device = load_preset(args.device)
+    device = device_of(args)
     length = args.prompt if args.phase == "prefill" else args.context
     if length is None and not args.name.endswith((".yaml", ".yml")):
         from ..mapping.workload import resolve_model
 
         length = resolve_model(args.name)[0].positions
     arch, w = load_workload(args.name, args.phase, device, datatype=args.datatype, group_size=args.group_size,
-                            batch=args.batch, prompt=length, context=length, experts=_experts(args.experts))
+                            batch=args.batch, prompt=length, context=length, experts=args.experts)
     totals = w.totals()
     if args.json:
         print_json({"model": arch.summary() if arch else None, "totals": totals, "workload": w.to_dict()})
@@ -73,27 +63,27 @@ def _one(args: argparse.Namespace) -> int:
                                                          if s["experts"] else ""))
     what = f"prompt {w.tokens}" if w.phase == "prefill" else f"context {w.context}"
     fmt = w.precision.weights
-    print(f"{w.phase}, batch {w.batch}, {what}; weights {fmt.name} ({fmt.bits_per_weight:.4g} bits/weight with "
+    print(f"{w.phase}, batch {w.batch}, {what}; weights {fmt.name} ({num(fmt.bits_per_weight)} bits/weight with "
           f"group metadata), activations {w.precision.act_bits} bits, KV {w.precision.kv_bits} bits"
           + (f"; MoE {w.moe}" if w.moe else ""))
     rows = [["section", "operator", "kind", "shape", "MFLOP", "weights KiB", "act KiB", "KV KiB", "FLOP/B"]]
 
     def add(section: str, ops: tuple) -> None:
         for op in ops:
-            rows.append([section, op.name, op.kind_name, op.shape_text(), f"{op.flops / 1e6:.4g}",
-                         f"{(op.weight_bytes + op.param_bytes) / 1024:.4g}",
-                         f"{(op.act_in_bytes + op.act_out_bytes) / 1024:.4g}",
-                         f"{(op.kv_read_bytes + op.kv_write_bytes) / 1024:.4g}", f"{op.intensity:.3g}"])
+            rows.append([section, op.name, op.kind_name, op.shape_text(), num(op.flops / 1e6),
+                         num((op.weight_bytes + op.param_bytes) / 1024),
+                         num((op.act_in_bytes + op.act_out_bytes) / 1024),
+                         num((op.kv_read_bytes + op.kv_write_bytes) / 1024), num(op.intensity, 3)])
 
     add("prologue", w.prologue)
     for b, ops in enumerate(w.blocks):
         used = [i for i, x in enumerate(w.layers) if x == b]
         add(f"layers {_ranges(used)} (x{len(used)})", ops)
     add("epilogue", w.epilogue)
-    _table(rows)
-    print(f"total: {totals['flops'] / 1e9:.4g} GFLOP, {totals['bytes'] / 2**20:.4g} MiB moved (weights "
-          f"{(totals['weight_bytes'] + totals['param_bytes']) / 2**20:.4g} MiB, KV read "
-          f"{totals['kv_read_bytes'] / 2**20:.4g} MiB), {totals['flops'] / totals['bytes']:.3g} FLOP/B")
+    print(table(rows))
+    print(f"total: {num(totals['flops'] / 1e9)} GFLOP, {size(totals['bytes'])} moved (weights "
+          f"{size(totals['weight_bytes'] + totals['param_bytes'])}, KV read {size(totals['kv_read_bytes'])}), "
+          f"{num(totals['flops'] / totals['bytes'], 3)} FLOP/B")
     return 0
 
 
@@ -106,10 +96,3 @@ def _ranges(idx: list[int]) -> str:
             out.append(str(start) if start == v else f"{start}-{v}")
             start = None
     return ",".join(out)
-
-
-def _table(rows: list[list]) -> None:
-    cells = [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    for r in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

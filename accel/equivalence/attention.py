@@ -110,5 +110,10 @@ def _model(cfg: AttentionConfig):
     return AttentionArray(cfg)
 
 
+def _export_cost(cfg: AttentionConfig) -> tuple[float, str]:
+    """Seconds to export (fitted: 4x4 PEs 7.5 s, ...) and what they grow with."""
+    return 0.5 * cfg.rows * cfg.cols, f"{cfg.rows}x{cfg.cols} PEs"
+
+
 SPEC = UnitSpec(name="attention", top="attention_array", config_of=_config_of, rtl=_rtl, model=_model,
-                stimulus=make_stimulus, check=check, test_configs=lambda: list(TEST_CONFIGS))
+                stimulus=make_stimulus, check=check, test_configs=lambda: list(TEST_CONFIGS), export_cost=_export_cost)

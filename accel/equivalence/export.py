@@ -1,54 +1,130 @@
 """Verilog of a unit (``accel rtl export``), byte-reproducible: the same unit, preset and command give the same
-file, whatever the process, the day or the hash seed."""
+file, whatever the process, the day or the hash seed.
+
+Every export is sized before it starts (:attr:`~accel.equivalence.registry.UnitSpec.export_cost`): one that would
+take longer than :data:`EXPORT_LIMIT_S` is refused with its size and the fix, so no export runs for an hour or fills
+the machine's memory. A PIM channel's bank arrays stay inline (an Amaranth ``Memory``, block RAM on an FPGA) up to
+:data:`INLINE_ARRAY_WORDS` words; larger ones (every full-size preset) become external memory modules, black boxes
+behind a port, with a behavioural Verilog model written beside the design (:mod:`accel.rtl.bank_array`).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from ..config import load_preset
 from ..errors import AccelError
+from ..fmt import num, size
+from ..outputs import check_output_dir, write_text_atomic
+from ..progress import step
 from .registry import UnitSpec, get_unit
 
-__all__ = ["verilog_of", "export_verilog"]
+__all__ = ["EXPORT_LIMIT_S", "INLINE_ARRAY_WORDS", "BANK_ARRAYS", "ExportPlan", "plan_export", "verilog_of",
+           "export_verilog"]
+
+#: Longest export (estimated seconds) that is started; a larger one is refused up front.
+EXPORT_LIMIT_S = 300.0
+#: Most bank-array words (all banks of a channel) kept inline: Amaranth writes one initialisation line per word
+#: (measured: 262144 words take about 5 minutes and 0.75 GB), so larger arrays are external modules.
+INLINE_ARRAY_WORDS = 1 << 16
+#: Choices of ``--bank-arrays``: ``auto`` (inline up to :data:`INLINE_ARRAY_WORDS`), ``inline``, ``external``.
+BANK_ARRAYS = ("auto", "inline", "external")
 
 
-def _unit_config(unit: str, preset: str) -> tuple[UnitSpec, Any, Any]:
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export will build: the unit, the device, the unit's configuration, the estimated time and size."""
+
+    spec: UnitSpec
+    device: Any
+    config: Any
+    seconds: float
+    size: str
+    bank_arrays: str = "auto"
+
+    @property
+    def external_arrays(self) -> bool:
+        return bool(getattr(self.config, "external_arrays", False))
+
+
+def plan_export(unit: str, device: str, bank_arrays: str = "auto") -> ExportPlan:
+    """Size the export of ``unit`` for ``device`` (a preset or a YAML file) and refuse it up front if it would take
+    longer than :data:`EXPORT_LIMIT_S`, or if ``bank_arrays`` is ``inline`` for arrays too large to export inline.
+
+    Raises
+    ------
+    AccelError
+        Naming the size, the estimate and the fix.
+    """
+    if bank_arrays not in BANK_ARRAYS:
+        raise AccelError(f"--bank-arrays {bank_arrays!r}: must be one of {', '.join(BANK_ARRAYS)}")
     spec = get_unit(unit)
-    dev = load_preset(preset)
-    return spec, dev, spec.config_of(dev)
+    dev = load_preset(device)
+    cfg = spec.config_of(dev)
+    if spec.name == "pim":
+        p = cfg.pim
+        words = p.banks * p.rows * p.columns
+        if bank_arrays == "inline" and words > INLINE_ARRAY_WORDS:
+            raise AccelError(f"rtl export pim for {dev.name}: the bank arrays hold {words} words "
+                             f"({size(words * p.column_bits // 8)} per channel), more than the {INLINE_ARRAY_WORDS} "
+                             f"an export keeps inline (one initialisation line per word); use --bank-arrays external "
+                             f"(a black-box memory module per bank, with a behavioural model) or auto")
+        cfg = replace(cfg, external_arrays=bank_arrays == "external"
+                      or (bank_arrays == "auto" and words > INLINE_ARRAY_WORDS))
+    elif bank_arrays != "auto":
+        raise AccelError(f"--bank-arrays {bank_arrays}: only the pim unit has bank arrays; leave the option out for "
+                         f"{spec.name}")
+    seconds, grows = spec.export_cost(cfg)
+    if seconds > EXPORT_LIMIT_S:
+        raise AccelError(f"rtl export {spec.name} for {dev.name}: {grows} would take about {num(seconds / 60, 2)} "
+                         f"minutes to export (and memory in proportion), over the limit of "
+                         f"{num(EXPORT_LIMIT_S / 60, 2)} minutes; export a smaller {spec.name}: copy the preset into a "
+                         f"YAML file, shrink the unit there and pass the file with --device")
+    return ExportPlan(spec, dev, cfg, seconds, grows, bank_arrays)
 
 
-def _text(spec: UnitSpec, dev: Any, cfg: Any, preset: str, output: str) -> str:
+def _text(plan: ExportPlan, device: str, output: str) -> str:
     from amaranth.back import verilog
 
     from .. import __version__
+    from ..rtl.bank_array import MODULE
 
-    src = verilog.convert(spec.rtl(cfg), name=spec.top, emit_src=False)
+    spec, dev, cfg = plan.spec, plan.device, plan.config
+    option = "" if plan.bank_arrays == "auto" else f" --bank-arrays {plan.bank_arrays}"
+    arrays = f"\n// Bank arrays: external module {MODULE} (behavioural model in {MODULE}.v)" \
+        if plan.external_arrays else ""
+    with step(f"exporting {spec.name} for {dev.name} ({plan.size}, about {num(max(plan.seconds, 1), 2)} s)"):
+        src = verilog.convert(spec.rtl(cfg), name=spec.top, emit_src=False)
     header = (f"// Generated by accel {__version__} (Amaranth {version('amaranth')}); do not edit.\n"
               f"// Unit: {spec.name}, preset: {dev.name}\n// Config: {cfg}\n"
-              f"// Regenerate with: accel rtl export {spec.name} --preset {preset} -o {output}\n")
+              f"// Regenerate with: accel rtl export {spec.name} --device {device}{option} -o {output}{arrays}\n")
     return header + src
 
 
-def verilog_of(unit: str, preset: str, output: str = "build/rtl") -> tuple[str, str]:
-    """``(top module name, file text)`` of ``unit`` built for ``preset``: Amaranth's Verilog after a four-line header
-    that says how it was generated (accel and Amaranth versions, unit, preset, config) and the command that
-    regenerates it (with ``output`` as its ``-o``). No timestamp: the text depends on these inputs only."""
-    spec, dev, cfg = _unit_config(unit, preset)
-    return spec.top, _text(spec, dev, cfg, preset, output)
+def verilog_of(unit: str, device: str, output: str = "build/rtl", bank_arrays: str = "auto") -> tuple[str, str]:
+    """``(top module name, file text)`` of ``unit`` built for ``device``: Amaranth's Verilog after a header that
+    says how it was generated (accel and Amaranth versions, unit, preset, config), the command that regenerates it
+    (with ``output`` as its ``-o``) and, with external bank arrays, the module that stands for them. No timestamp:
+    the text depends on these inputs only."""
+    plan = plan_export(unit, device, bank_arrays)
+    return plan.spec.top, _text(plan, device, output)
 
 
-def export_verilog(unit: str, preset: str, output: str | Path = "build/rtl") -> tuple[Path, int]:
-    """Write :func:`verilog_of` to ``output/<top>.v`` (the directory is created); returns the path and the number of
-    Verilog lines after the header."""
-    spec, dev, cfg = _unit_config(unit, preset)
-    out = Path(output)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise AccelError(f"cannot create output directory {out}: {e.strerror}") from None
-    text = _text(spec, dev, cfg, preset, str(output))
-    path = out / f"{spec.top}.v"
-    path.write_text(text)
-    return path, len(text.splitlines()) - 4
+def export_verilog(unit: str, device: str, output: str | Path = "build/rtl",
+                   bank_arrays: str = "auto") -> list[tuple[Path, int]]:
+    """Write :func:`verilog_of` to ``output/<top>.v`` (the directory is created) and, with external bank arrays,
+    their behavioural model to ``output/accel_pim_bank_array.v``; returns ``(path, lines)`` of each file written (the
+    top first; lines after the header)."""
+    plan = plan_export(unit, device, bank_arrays)
+    out = check_output_dir(output, "-o", parents=True)
+    text = _text(plan, device, str(output))
+    header = 5 if plan.external_arrays else 4
+    written = [(write_text_atomic(out / f"{plan.spec.top}.v", text, "-o"), len(text.splitlines()) - header)]
+    if plan.external_arrays:
+        from ..rtl.bank_array import BEHAVIOURAL_MODEL, MODULE
+
+        written.append((write_text_atomic(out / f"{MODULE}.v", BEHAVIOURAL_MODEL, "-o"),
+                        len(BEHAVIOURAL_MODEL.splitlines())))
+    return written

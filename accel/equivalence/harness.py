@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..interfaces.stimulus import Driver, Stimulus, Trace
+from ..progress import step
 
 __all__ = [
     "port_widths", "run_amaranth", "run_cocotb", "first_difference", "compare_all", "verilator_path",
@@ -137,10 +138,13 @@ def _export(component: Any, top: str) -> str:
 
 
 def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
-               build_dir: Path | None = None, waves: bool = False) -> list[Trace]:
+               build_dir: Path | None = None, waves: bool = False,
+               extra_sources: Sequence[tuple[str, str]] = ()) -> list[Trace]:
     """Run stimuli through the component's Verilog under cocotb with ``sim`` (``icarus`` or ``verilator``).
 
-    The Verilog model is built once per distinct Verilog text (the build directory is keyed by its hash) and reused.
+    ``extra_sources``: ``(file name, Verilog text)`` of modules the design instantiates but does not contain (the
+    behavioural model of external bank arrays, :mod:`accel.rtl.bank_array`). The Verilog model is built once per
+    distinct Verilog text (the build directory is keyed by its hash) and reused.
     """
     from cocotb_tools.runner import get_runner
 
@@ -148,12 +152,15 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
     if reason is not None:
         raise RuntimeError(reason)
     src = _export(component, top)
-    digest = hashlib.sha256(src.encode()).hexdigest()[:12]
+    digest = hashlib.sha256("".join([src, *(t for _, t in extra_sources)]).encode()).hexdigest()[:12]
     build_dir = (build_dir or build_root() / "cocotb") / f"{top}-{sim}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
-    vfile = build_dir / f"{top}.v"
-    if not vfile.exists() or vfile.read_text() != src:
-        vfile.write_text(src)
+    sources = []
+    for name, text in [(f"{top}.v", src), *extra_sources]:
+        vfile = build_dir / name
+        if not vfile.exists() or vfile.read_text() != text:
+            vfile.write_text(text)
+        sources.append(vfile)
     in_w, out_w = port_widths(component)
     run_id = hashlib.sha256(json.dumps([s.to_json() for s in stims]).encode()).hexdigest()[:12]
     stim_file = build_dir / f"stim-{run_id}.json"
@@ -177,12 +184,13 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
         # x -> 0 event of Yosys's ``dump_module`` trigger never happens and an ``always @*`` block whose inputs keep
         # their initial value (a register never written before it is read) stays x. Verilog-2005 mode restores it.
         build_args = {"verilator": ["-Wno-fatal"], "icarus": ["-g2005"]}.get(sim, [])
-        build_kw = dict(sources=[vfile], hdl_toplevel=top, build_dir=build_dir / "sim_build", build_args=build_args,
+        build_kw = dict(sources=sources, hdl_toplevel=top, build_dir=build_dir / "sim_build", build_args=build_args,
                         waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
         stamp = build_dir / ".built"
         key = f"{digest} {build_args} {waves}"
         fresh = not stamp.exists() or stamp.read_text() != key
-        with contextlib.redirect_stdout(chatter):
+        with contextlib.redirect_stdout(chatter), \
+                (step(f"building the {sim} model of {top} in {build_dir}") if fresh else contextlib.nullcontext()):
             runner.build(always=fresh, **build_kw)  # Verilator takes 10-20 s: build once per Verilog text
         stamp.write_text(key)
         with contextlib.redirect_stdout(chatter):

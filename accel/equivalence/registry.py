@@ -47,6 +47,10 @@ class UnitSpec:
         all agree).
     test_configs:
         Configurations the test suite runs the equivalence on (at least three, small enough to simulate).
+    export_cost:
+        config -> ``(seconds, size)``: the estimated time of ``accel rtl export`` for it (fitted to exports measured
+        on a 2-core machine) and the size it grows with, in words (``"65536 PEs"``); larger exports than
+        :data:`accel.equivalence.export.EXPORT_LIMIT_S` are refused before they start.
     """
 
     name: str
@@ -57,6 +61,7 @@ class UnitSpec:
     stimulus: Callable[[Any, int], Stimulus]
     check: Callable[[Any, Stimulus, Trace], list[str]]
     test_configs: Callable[[], list[Any]]
+    export_cost: Callable[[Any], tuple[float, str]]
 
     def configs(self, preset: str | None = None) -> list[Any]:
         """The unit's test configurations, or the one configuration of ``preset`` (a name or a YAML file)."""

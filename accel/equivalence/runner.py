@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from ..errors import AccelError
 from ..interfaces.stimulus import run_model
+from ..outputs import check_output_file
 from .harness import compare_all, run_amaranth, run_cocotb
 from .registry import UnitSpec
 
@@ -79,8 +80,7 @@ def run_equivalence(spec: UnitSpec, config: Any, sim: str, seeds: Iterable[int],
 def write_wave(spec: UnitSpec, config: Any, seed: int, path: str | Path) -> int:
     """Run the stimulus of ``seed`` through the unit's RTL in Amaranth's simulator and write its VCD to ``path``
     (directories created); returns the stimulus's cycles (after one reset cycle)."""
-    path = Path(path)
+    path = check_output_file(path, "-o", parents=True)
     stim = spec.stimulus(config, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
     run_amaranth(spec.rtl(config), [stim], vcd=path)
     return stim.cycles

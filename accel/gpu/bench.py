@@ -22,10 +22,10 @@ from typing import Callable, Iterable, Mapping
 from .backend import GpuError, require_gpu
 from .models import MODELS, Op, find_model, layer_ops
 from .peaks import GpuPeak, device_peak, find_peak
-from .roofline import op_cost
+from .roofline import achieved, op_cost
 
-__all__ = ["Target", "TARGETS", "EXTRA_CASES", "bench_cases", "time_op", "estimate_op", "run_bench",
-           "format_result", "context_of", "timer_for"]
+__all__ = ["Target", "TARGETS", "EXTRA_CASES", "bench_cases", "time_op", "time_dense_matmul", "estimate_op",
+           "run_bench", "format_result", "context_of", "timer_for"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,20 @@ def time_op(kind: str, shape: Mapping[str, int], dtype: str = "fp16") -> dict:
         raise GpuError(f"dtype {dtype!r}: the benchmark times fp16 activations")
     op_cost(kind, shape, dtype)  # rejects bad shapes before anything is allocated
     return timer_for(kind, shape)()
+
+
+def time_dense_matmul(m: int, n: int, k: int, seed: int = 0) -> dict:
+    """Measure torch's fp16 ``matmul`` (cuBLAS) at ``M x K @ K x N`` with dense fp16 weights — the GPU's time for
+    weights no packed kernel holds (16-bit): :func:`accel.gpu.roofline.achieved`'s fields. Needs a GPU."""
+    import torch
+
+    from .backend import bench_device, time_ms
+
+    dev = bench_device()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    x = torch.randn((m, k), generator=gen, device=dev, dtype=torch.float16)
+    w = torch.randn((n, k), generator=gen, device=dev, dtype=torch.float16)
+    return achieved(time_ms(lambda: torch.matmul(x, w.T)), op_cost("matmul", {"M": m, "N": n, "K": k}))
 
 
 def _torch_shape(kind: str, shape: Mapping[str, int]) -> dict:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from ..config import DeviceConfig, LinkConfig
 from ..errors import EncodingError
-from ..isa import Endpoint
+from ..isa import TABLES, Endpoint, Family
 
 __all__ = ["endpoint_code", "endpoint_name", "copies", "transfer_beats", "transfer_cycles"]
 
-_NAMES = {e.value: e.name.lower() for e in Endpoint}
+_NAMES = {e.value: e.name.lower() for e in Endpoint if e != Endpoint.DEVICE}
+_DEVICES = (1 << TABLES[Family.LINK].width("dst")) - Endpoint.DEVICE   # device endpoints the dst field reaches
 
 
 def endpoint_name(code: int) -> str:
-    """``pim3``, ``vector``, ``array``, ``host`` or ``all``."""
+    """``pim3``, ``vector``, ``array``, ``host``, ``all`` or ``d1`` (device 1, for the interconnect port)."""
+    if code >= Endpoint.DEVICE:
+        return f"d{code - Endpoint.DEVICE}"
     return _NAMES.get(code, f"pim{code}")
 
 
@@ -29,8 +32,10 @@ def endpoint_code(name: str) -> int:
             return code
     if name.startswith("pim") and name[3:].isdigit() and int(name[3:]) < min(_NAMES):
         return int(name[3:])
+    if name.startswith("d") and name[1:].isdigit() and int(name[1:]) < _DEVICES:
+        return Endpoint.DEVICE + int(name[1:])
     raise EncodingError(f"link endpoint {name!r} does not exist; endpoints are pim0 .. pim{min(_NAMES) - 1}, "
-                        f"{', '.join(_NAMES.values())}")
+                        f"{', '.join(_NAMES.values())}, d0 .. d{_DEVICES - 1} (devices, for the interconnect)")
 
 
 def copies(dst: int, device: DeviceConfig) -> int:

@@ -796,20 +796,23 @@ class MacWork:
     gb_columns: int
 
 
-def stream_mac_work(unit: BankUnit, table: Iterable[Sequence[int]]) -> MacWork:
+def stream_mac_work(unit: BankUnit, table: Iterable[Sequence[int]], times: Sequence[int] | None = None) -> MacWork:
     """The MAC units' work over a command stream (rows ``op, all_banks, bank, row, col, count``), the banks' formats
-    following the stream's CFRs."""
+    following the stream's CFRs. ``times``: how often each row runs (a REPEAT's body, :func:`accel.program.repeats`;
+    default once each); a repeated row counts in the formats its first run sees (a repeated body writes the same
+    formats every run)."""
     fmt = [unit.reset_format] * unit.pim.banks
     weights = terms = gb = 0
     serial = unit.bitserial is not None
-    for op, ab, bank, row, col, count in table:
+    table = list(table)
+    for (op, ab, bank, row, col, count), n in zip(table, [1] * len(table) if times is None else times):
         banks = range(unit.pim.banks) if ab else (bank,)
         if op == PimOp.MAC:
             for b in banks:
-                w = mac_weights(unit, fmt[b], col, max(1, count))
+                w = mac_weights(unit, fmt[b], col, max(1, count)) * n
                 weights += w
                 terms += w * unit.format_terms(fmt[b]) if serial else 0
-            gb += max(1, count) * max(unit.gb_columns_per_mac(fmt[b]) for b in banks)
+            gb += n * max(1, count) * max(unit.gb_columns_per_mac(fmt[b]) for b in banks)
         elif op == PimOp.CFR and col == CFR_FORMAT:
             for b in banks:
                 fmt[b] = row

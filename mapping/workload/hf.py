@@ -12,12 +12,12 @@ shape the config implies, and the stored dtypes are recorded. A mixed weight for
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
 
 from accel.config import BitSerialConfig
+from accel.files import read_json
 
 from .ops import WeightFormat, WorkloadError
 from .transformer import FAMILIES, Architecture, model_tensors, weight_matrices
@@ -188,19 +188,7 @@ class Checkpoint:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise WorkloadError(f"{path}: cannot be read ({e.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise WorkloadError(f"{path}: not UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); save it as "
-                            f"UTF-8 JSON") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise WorkloadError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    return read_json(path, "JSON file", WorkloadError)
 
 
 def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -276,12 +264,13 @@ def load_directory(path: Union[str, Path]) -> tuple[Architecture, Union[Checkpoi
     kind = data.get("model_type")
     if kind not in FAMILIES:
         what = "has no model_type" if kind is None else f"model_type {kind!r} is not supported"
-        raise WorkloadError(f"{config}: {what}; supported are {', '.join(FAMILIES)}")
+        raise WorkloadError(f"{config}: {what}; supported are {', '.join(FAMILIES)} (set \"model_type\" to one of "
+                            f"them)")
     from transformers import AutoConfig
 
     try:
         cfg = AutoConfig.from_pretrained(str(directory), local_files_only=True)
-    except (ValueError, TypeError, KeyError, OSError) as e:  # what transformers raises on a bad config
+    except Exception as e:  # transformers (and huggingface_hub's strict dataclasses) refuse a bad config in many ways
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WorkloadError(f"{config}: transformers refuses it ({first})") from None
     arch = architecture_from_config(cfg, directory.name)

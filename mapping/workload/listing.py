@@ -27,8 +27,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Union
 
-from accel.config import _build, _StrictLoader  # the one strict loader of the project (unknown/missing/dup keys)
-from accel.errors import ConfigError
+from accel.config import _build  # the one strict builder of the project (unknown/missing keys, types)
+from accel.errors import AccelError, ConfigError, at
+from accel.files import read_yaml
 
 from .ops import (OPERATOR_CLASSES, Operator, Precision, Tensor, WeightFormat, Workload, WorkloadError,
                   operator_tensors, plain)
@@ -115,7 +116,8 @@ def _build_workload(data: Any, where: str) -> Workload:
         raise ConfigError(f"top level: unknown key {unknown[0]!r}; allowed keys are {', '.join(_TOP)}")
     for k in ("model", "phase", "batch", "tokens", "context", "precision", "layers"):
         if k not in data:
-            raise ConfigError(f"top level: missing key {k!r}")
+            raise ConfigError(f"top level: missing key {k!r}; an operator list gives model, phase, batch, tokens, "
+                              f"context, precision and layers (docs/mapping.md, 'Sources')")
     if ("block" in data) == ("blocks" in data):
         raise ConfigError("top level: give exactly one of 'block' (one layer body) and 'blocks' (a list of bodies)")
     precision = _precision(data["precision"], "precision")
@@ -168,20 +170,8 @@ def workload_from_dict(data: Any) -> Workload:
 
 def load_operator_list(path: Union[str, Path]) -> Workload:
     """A :class:`Workload` from a YAML operator list (module docstring), strictly."""
-    import yaml
-
-    path = Path(path)
+    data = read_yaml(path, "operator list", WorkloadError)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise WorkloadError(f"{path}: cannot read the operator list ({e.strerror})") from None
-    except UnicodeDecodeError as e:
-        raise WorkloadError(f"{path}: not UTF-8 (offset {e.start}); save it as UTF-8") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
         return _build_workload(data, f"yaml:{path}")
-    except ConfigError as e:
-        raise WorkloadError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        first = str(e).replace("\n", " ")
-        raise WorkloadError(f"{path}: not valid YAML: {first}") from None
+    except AccelError as e:  # a ConfigError of a key, or a WorkloadError of the whole
+        raise at(WorkloadError(str(e)), str(path)) from None

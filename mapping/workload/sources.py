@@ -9,8 +9,8 @@ from accel.config import DeviceConfig
 from .formats import parse_datatype, precision_for
 from .hf import KNOWN_MODELS, checkpoint_formats, resolve_model
 from .listing import load_operator_list
-from .ops import Workload
-from .transformer import Architecture, build_workload
+from .ops import Workload, WorkloadError
+from .transformer import EXPERT_POLICIES, Architecture, build_workload
 
 __all__ = ["load_workload"]
 
@@ -27,6 +27,8 @@ def load_workload(model: str, phase: str, device: DeviceConfig, *, datatype: str
     over the whole model. A YAML list is returned as written (its own
     phase, shapes and precision); the architecture is ``None`` then.
     """
+    if isinstance(experts, str) and experts not in EXPERT_POLICIES:   # refused for dense models too, not ignored
+        raise WorkloadError(f"experts {experts!r}: must be one of {', '.join(EXPERT_POLICIES)} or a count")
     if model.endswith((".yaml", ".yml")):
         return None, load_operator_list(model)
     arch, ckpt = resolve_model(model)

@@ -1,0 +1,114 @@
+"""``accel emulate`` against SK hynix's AiM simulator (C++) on the same AiM traces, same machine, same run; prints JSON.
+
+The simulator (github.com/arkhadem/aim_simulator, a Ramulator 2 fork) is never part of this project: clone and build
+it beside the project, one clone per commit (its CMakeLists writes ``libramulator.so`` into the source folder), e.g.
+its HEAD 0f28a07 and 2eb1ee0 (the commit CENT pins), then::
+
+    ./run python benchmarks/aim_simulator.py --simulator 0f28a07=/path/aim-0f28a07 \\
+        --simulator 2eb1ee0=/path/aim-2eb1ee0 TRACE_OR_FOLDER [...]
+
+For each trace and each commit, one after the other (never concurrently): the simulator as CENT's ``run_sim.py``
+runs it (``build/ramulator2 -f test/example.yaml -t TRACE``; its ``memory_system_cycles`` and the sum over channels
+of its ``CHn_num_<CMD>_commands``), and the whole ``accel emulate TRACE --device aim-gddr6 --aim-timing COMMIT
+--json`` command of this checkout's venv (start-up included). A command shorter than ``--short`` seconds is run
+``--repeat`` times in all and the median wall time is kept. One JSON line per trace, then ``{"summary": ...}``:
+total wall times and their ratio per commit, the median ratio, the smallest ratio over the traces whose simulator
+run takes more than 3 s, and whether every count and every DRAM command count is equal.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: Simulator runs longer than this (seconds) are the ones the 5x-per-trace target is about.
+LONG_S = 3.0
+
+
+def timed(cmd: list[str], repeat: int, short: float) -> tuple[float, str]:
+    """Median wall time (s) of ``cmd`` (run once if the first run takes ``short`` s or more) and its stdout."""
+    walls = []
+    while True:
+        t = time.perf_counter()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        walls.append(time.perf_counter() - t)
+        if p.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr[-2000:]}")
+        if walls[0] >= short or len(walls) >= repeat:
+            return statistics.median(walls), p.stdout
+
+
+def simulator(root: Path, trace: Path, repeat: int, short: float) -> dict:
+    """Cycles, per-command totals and wall time of one simulator run."""
+    wall, out = timed([str(root / "build" / "ramulator2"), "-f", str(root / "test" / "example.yaml"), "-t",
+                       str(trace)], repeat, short)
+    m = re.search(r"^\s*memory_system_cycles:\s*(\d+)", out, re.M)
+    counts: dict[str, int] = {}
+    for name, v in re.findall(r"CH\d+_num_(\w+)_commands:\s*(\d+)", out):
+        counts[name] = counts.get(name, 0) + int(v)
+    return {"cycles": int(m.group(1)) if m else None, "commands": {k: v for k, v in counts.items() if v},
+            "wall_s": wall}
+
+
+def accel(trace: Path, commit: str, repeat: int, short: float) -> dict:
+    """Cycles, DRAM command counts and wall time of the whole ``accel emulate`` command."""
+    exe = Path(sys.executable).parent / "accel"
+    wall, out = timed([str(exe), "emulate", str(trace), "--device", "aim-gddr6", "--aim-timing", commit, "--json"],
+                      repeat, short)
+    rep = json.loads(out)
+    return {"cycles": rep["cycles"], "commands": {k: v for k, v in rep["dram_commands"].items() if v},
+            "host_requests": rep["host_requests"], "wall_s": wall}
+
+
+def traces_of(targets: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for t in map(Path, targets):
+        out += sorted(p for p in t.glob("*.txt") if p.is_file()) if t.is_dir() else [t]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("traces", nargs="+", help="AiM trace files or folders (their *.txt files)")
+    ap.add_argument("--simulator", action="append", required=True, metavar="COMMIT=DIR",
+                    help="a simulator clone built at COMMIT (0f28a07 or 2eb1ee0); repeat for both")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of a short command (median kept)")
+    ap.add_argument("--short", type=float, default=10.0, help="a command under this many seconds is repeated")
+    a = ap.parse_args()
+    sims = dict(s.split("=", 1) for s in a.simulator)
+    rows = []
+    for trace in traces_of(a.traces):
+        row: dict = {"trace": trace.name, "load1": round(os.getloadavg()[0], 2)}
+        for commit, root in sims.items():
+            ref = simulator(Path(root), trace, a.repeat, a.short)
+            got = accel(trace, commit, a.repeat, a.short)
+            row["host_requests"] = got["host_requests"]
+            row[commit] = {"cycles": ref["cycles"], "accel_cycles": got["cycles"], "equal": ref["cycles"] == got["cycles"],
+                           "commands_equal": ref["commands"] == got["commands"],
+                           "simulator_s": round(ref["wall_s"], 3), "accel_s": round(got["wall_s"], 3),
+                           "speedup": round(ref["wall_s"] / got["wall_s"], 2)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    summary: dict = {"traces": len(rows)}
+    for commit in sims:
+        rs = [r[commit] for r in rows]
+        sim_s, acc_s = sum(r["simulator_s"] for r in rs), sum(r["accel_s"] for r in rs)
+        long = [r["speedup"] for r in rs if r["simulator_s"] > LONG_S]
+        summary[commit] = {"all_equal": all(r["equal"] for r in rs),
+                           "all_commands_equal": all(r["commands_equal"] for r in rs),
+                           "simulator_total_s": round(sim_s, 2), "accel_total_s": round(acc_s, 2),
+                           "total_speedup": round(sim_s / acc_s, 2),
+                           "median_speedup": statistics.median(r["speedup"] for r in rs),
+                           f"min_speedup_simulator_over_{LONG_S:g}s": min(long) if long else None}
+    print(json.dumps({"summary": summary}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
