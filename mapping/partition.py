@@ -166,7 +166,7 @@ def _array_s(dev: DeviceConfig, macs: int, link_bytes: float) -> float:
 
 def _pim_attention_s(dev: DeviceConfig, ops: tuple[AttentionMatmul, ...]) -> float:
     """PIM roofline time of a score/context pair over the KV cache: its columns at bank bandwidth or its MACs at
-    int8 pace (one KV entry per lane slot)."""
+    int8 pace (the KV cache's format, packed as the banks hold it)."""
     p = dev.pim
     dt = kv_datatype(dev, ops[0].kv_bits)
     cols = sum(o.batch * o.kv_heads * o.kv_len * o.head_dim for o in ops) / p.weights_per_column(8)

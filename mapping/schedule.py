@@ -351,9 +351,10 @@ def _runs(cols: list[int]) -> list[tuple[int, int]]:
 def kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> list[ChannelPart]:
     """Writing the key and value entries of new ``tokens`` (positions, every sequence and KV head held here).
 
-    A key unit holds ``lanes`` tokens per column (one head dimension each): a token changes one lane slot of ``head
-    dim`` columns of its bank's row; a value unit holds one head dimension per bank and ``lanes`` tokens per column: a
-    token changes one slot of one column in every bank of the unit. Writes of a column cover the new tokens' slots
+    A key unit gives each bank :func:`~accel.mapping.gemv.lane_outputs` tokens per block (layout ``lanes``): a token
+    is written as ``head dim`` columns of its bank's row (an estimate of the addresses: the packed granules interleave
+    the accumulators' groups); a value unit holds one head dimension per bank and a column's int8 weights of tokens
+    per column: a token changes one column in every bank of the unit. Writes of a column cover the new tokens' codes
     only (masked writes: an assumption, docs/mapping.md); the link brings whole column words."""
     p = device.pim
     # keys: lane_outputs tokens per bank of a unit (layout 'lanes'); values: a column's int8 weights per column
