@@ -23,8 +23,9 @@ from .files import read_yaml
 from .fmt import value as show
 
 __all__ = [
-    "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "AttentionConfig", "GemmConfig",
-    "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "InterconnectConfig", "EnergyConfig", "Clocks",
+    "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "BankUnit", "storage_bits",
+    "AttentionConfig", "GemmConfig", "GEMM_ACC_GUARD", "VectorConfig", "LinkConfig", "InterconnectConfig",
+    "EnergyConfig", "Clocks",
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
@@ -226,9 +227,10 @@ class PimConfig:
     column_bits:
         Bits moved by one column access (RD/WR/MAC burst).
     mac_lanes:
-        Multiply-accumulate lanes per bank; a MAC consumes one column.
+        Multiply-accumulate lanes per bank, all of its MAC unit (:class:`BankUnit`): for ``lane: bitserial``
+        ``mac_lanes / bitserial.lanes`` bit-serial units; a MAC consumes one column of packed weights.
     lane:
-        ``"bitserial"`` (the bit-serial unit, mixed datatypes per group) or ``"int8"`` (bit-parallel lanes).
+        ``"bitserial"`` (bit-serial units, mixed datatypes per group) or ``"int8"`` (bit-parallel int8 lanes).
     global_buffer_bytes:
         Bytes of the channel's global buffer holding the input vector slice.
     timing:
@@ -259,10 +261,6 @@ class PimConfig:
         _require(self.row_bytes * 8 >= self.column_bits, "row_bytes", self.row_bytes,
                  f"a row must hold at least one {self.column_bits}-bit column")
         _int_range("mac_lanes", self.mac_lanes, 1, 1024)
-        # each MAC lane owns one slot of a column (weight code or int8 in its low bits): see docs/pim.md
-        _require(self.column_bits % self.mac_lanes == 0 and self.column_bits // self.mac_lanes >= 8,
-                 "mac_lanes", self.mac_lanes,
-                 f"must divide column_bits ({self.column_bits}) into slots of at least 8 bits")
         _require(self.lane in ("bitserial", "int8"), "lane", self.lane, "must be 'bitserial' or 'int8'")
         _require(self.global_buffer_bytes * 8 >= self.column_bits, "global_buffer_bytes", self.global_buffer_bytes,
                  f"must hold at least one {self.column_bits}-bit column")
@@ -277,28 +275,21 @@ class PimConfig:
         return self.banks // self.bank_groups
 
     @property
-    def slot_bits(self) -> int:
-        """Bits of a column that feed one MAC lane (the lane's weight or activation sits in the low bits)."""
-        return self.column_bits // self.mac_lanes
-
-    @property
     def column_bytes(self) -> int:
         """Bytes moved by one column access."""
         return self.column_bits // 8
 
     def weights_per_column(self, code_bits: float) -> int:
-        """Weights of ``code_bits`` bits that one DRAM column holds: the one place the mapper, the capacity check and
-        the report read it from.
-
-        Today every MAC lane owns one slot of a column (``slot_bits``) and a weight code sits in its low bits, so a
-        column holds ``mac_lanes`` weights whatever their width; packing weights at their width (a w-bit weight in w
-        bits) redefines this method and everything that reads it follows.
-        """
-        return self.mac_lanes
+        """Weights of ``code_bits`` bits (the mapper's average code width) that one DRAM column holds, packed at
+        their storage width (:func:`storage_bits` of the next whole width: 4-bit and 3-bit codes 4 bits; int8 lanes
+        8 bits), as :meth:`BankUnit.weights_per_column` of that format. Data columns only: a row's metadata columns
+        and granule padding are in :meth:`DeviceConfig.bytes_per_weight`."""
+        bits = 8 if self.lane == "int8" else storage_bits(math.ceil(code_bits))
+        return self.column_bits // bits
 
     def bytes_per_weight(self, code_bits: float) -> float:
-        """DRAM bytes one weight of ``code_bits`` bits occupies (a column's bytes over :meth:`weights_per_column`;
-        group metadata not included)."""
+        """DRAM bytes of one weight of ``code_bits`` bits in a data column (:meth:`weights_per_column`; group
+        metadata not included)."""
         return self.column_bytes / self.weights_per_column(code_bits)
 
     @property
@@ -327,26 +318,310 @@ class PimConfig:
         return self.channels * self.banks * self.rows * self.row_bytes
 
     @property
-    def peak_macs_per_cycle(self) -> float:
-        """MACs per cycle with all banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
-        return self.channels * self.banks * self.mac_lanes / self.timing.nCCD_AB
-
-    @property
-    def peak_macs_per_s(self) -> float:
-        """All banks of all channels doing one MAC column every ``nCCD_AB`` cycles."""
-        return self.peak_macs_per_cycle * self.timing.clock_mhz * 1e6
+    def internal_bandwidth_bytes_per_cycle(self) -> float:
+        """The bank-bandwidth bound: bytes the banks' MAC units read per cycle, every bank of every channel reading
+        one column every ``nCCD_AB`` cycles."""
+        return self.channels * self.banks * self.column_bits / 8 / self.timing.nCCD_AB
 
     @property
     def internal_bandwidth_bytes_per_s(self) -> float:
-        """Bytes the banks' MAC units read per second, all banks busy."""
-        per_cycle = self.channels * self.banks * self.column_bits / 8 / self.timing.nCCD_AB
-        return per_cycle * self.timing.clock_mhz * 1e6
+        """Bytes the banks' MAC units read per second, all banks busy (:attr:`internal_bandwidth_bytes_per_cycle`)."""
+        return self.internal_bandwidth_bytes_per_cycle * self.timing.clock_mhz * 1e6
 
     @property
     def external_bandwidth_bytes_per_s(self) -> float:
         """Bytes per second over the channels' data buses (one column every ``nCCDS`` per channel)."""
         per_cycle = self.channels * self.column_bits / 8 / self.timing.nCCDS
         return per_cycle * self.timing.clock_mhz * 1e6
+
+
+def _memo(fn: Any) -> Any:
+    """Cache a derived value of a frozen config object per argument (the object's fields never change)."""
+    name = fn.__name__
+
+    def wrapper(self: Any, *args: Any) -> Any:
+        memo = self.__dict__.setdefault("_memo", {})
+        key = (name, *args)
+        if key not in memo:
+            memo[key] = fn(self, *args)
+        return memo[key]
+
+    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = name, fn.__doc__, fn
+    return wrapper
+
+
+def storage_bits(code_bits: int) -> int:
+    """Bits a weight code of ``code_bits`` takes in a DRAM column: the smallest power of two that holds it (8 -> 8,
+    4 -> 4, 3 -> 4: 3-bit codes are padded to 4 bits, so that every column holds whole beats; docs/pim.md)."""
+    return 1 << max(0, code_bits - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class BankUnit:
+    """The MAC unit of one PIM bank and the column layout it reads (docs/pim.md, "Data layout").
+
+    Bit-serial banks (``pim.lane == "bitserial"``) hold ``units = mac_lanes / bitserial.lanes`` bit-serial units
+    (:class:`BitSerialConfig`, each ``bitserial.lanes`` lanes wide). A bank reads its columns in a *format*: the
+    storage width of its weight codes (:func:`storage_bits`; the bank's format register, set by CFR). A column of
+    format ``f`` holds ``column_bits / f`` codes, cut into *beats* of ``bitserial.lanes`` codes; beat ``j`` goes to
+    unit ``j mod active_units(f)``, so a unit takes ``unit_beats(f)`` beats per column and a column keeps the bank
+    busy ``cycles_per_column(f)`` cycles. The first ``metadata_columns(f)`` columns of every row hold the datatype
+    code and scale of each group that starts in the row (``entry_bits`` each); groups never cross a row: a row holds
+    ``granules_per_row(f)`` *granules* of ``granule_columns(f)`` columns, each a whole number of groups of every
+    active unit.
+
+    Bit-parallel banks (``lane == "int8"``) hold ``mac_lanes`` int8 multipliers; a column holds ``column_bits / 8``
+    int8 weights and takes ``column_bits / 8 / mac_lanes`` cycles; no metadata.
+
+    Parameters
+    ----------
+    pim:
+        The channel's :class:`PimConfig`.
+    bitserial:
+        The device's :class:`BitSerialConfig` for ``lane == "bitserial"`` (ignored, and may be None, for int8
+        lanes).
+    """
+
+    pim: PimConfig
+    bitserial: Union[BitSerialConfig, None]
+
+    def __post_init__(self) -> None:
+        p = self.pim
+        if p.lane != "bitserial":
+            object.__setattr__(self, "bitserial", None)
+            _require(p.column_bits // 8 % p.mac_lanes == 0, "pim.mac_lanes", p.mac_lanes,
+                     f"int8 lanes must divide the {p.column_bits // 8} int8 weights of a {p.column_bits}-bit column")
+            return
+        bs = self.bitserial
+        if not isinstance(bs, BitSerialConfig):
+            raise ConfigError("pim.lane = 'bitserial' needs the device's bitserial section (BitSerialConfig)")
+        _require(bs.act_bits == 8, "bitserial.act_bits", bs.act_bits,
+                 "must be 8 for a bit-serial bank: the global buffer holds int8 activations")
+        _require(_pow2(bs.lanes), "bitserial.lanes", bs.lanes, "must be a power of two (beats tile a column)")
+        _require(_pow2(bs.beats_per_group), "bitserial.group_size", bs.group_size,
+                 f"must be a power-of-two multiple of bitserial.lanes ({bs.lanes}) in a bank: groups start at "
+                 f"multiples of their beats")
+        _require(p.mac_lanes % bs.lanes == 0 and _pow2(p.mac_lanes // bs.lanes), "pim.mac_lanes", p.mac_lanes,
+                 f"must be a power-of-two multiple of bitserial.lanes ({bs.lanes}): a bank's MAC unit is "
+                 f"mac_lanes / bitserial.lanes bit-serial units")
+        for f in self.formats:
+            _require(p.column_bits % (f * bs.lanes) == 0, "bitserial.lanes", bs.lanes,
+                     f"a {p.column_bits}-bit column must hold whole beats of {bs.lanes} {f}-bit codes (at most "
+                     f"{p.column_bits // f} lanes)")
+        # a unit's groups must take at least scale_bits + 1 cycles (two terms per beat at the least), so that its
+        # bit-serial dequantiser is done before the next group ends: the bank never waits for its units
+        _require(2 * bs.beats_per_group >= bs.scale_bits + 1, "bitserial.group_size", bs.group_size,
+                 f"a group of {bs.beats_per_group} beats takes as little as {2 * bs.beats_per_group} cycles, less "
+                 f"than the dequantiser's scale_bits + 1 = {bs.scale_bits + 1}; use groups of at least "
+                 f"{-(-(bs.scale_bits + 1) // 2) * bs.lanes} weights or fewer lanes")
+        for f in self.formats:
+            if self._metadata_columns(f) is None:
+                raise ConfigError(
+                    f"pim.row_bytes = {p.row_bytes}: a row of {p.columns} columns cannot hold one granule of "
+                    f"{self.granule_columns(f)} columns of {f}-bit weights plus its metadata; use longer rows or "
+                    f"shorter groups")
+
+    # ---- the lanes
+    @property
+    @_memo
+    def units(self) -> int:
+        """Bit-serial units per bank (0 for int8 lanes)."""
+        return self.pim.mac_lanes // self.bitserial.lanes if self.bitserial else 0
+
+    @property
+    @_memo
+    def unit_lanes(self) -> int:
+        """Lanes of one bit-serial unit (``bitserial.lanes``; int8 lanes: ``mac_lanes``)."""
+        return self.bitserial.lanes if self.bitserial else self.pim.mac_lanes
+
+    @property
+    @_memo
+    def mac_registers(self) -> int:
+        """Accumulators a bank's MAC register holds (an RDMAC beat: this many 32-bit words): one per bit-serial unit,
+        or one per int8 lane."""
+        return self.units if self.bitserial else self.pim.mac_lanes
+
+    @property
+    @_memo
+    def formats(self) -> tuple[int, ...]:
+        """Column formats (code storage bits) the bank reads, ascending."""
+        if self.bitserial is None:
+            return (8,)
+        from .numerics import DATATYPES
+
+        return tuple(sorted({storage_bits(DATATYPES[d].code_bits) for d in self.bitserial.datatypes}))
+
+    @property
+    @_memo
+    def reset_format(self) -> int:
+        """The format register's value after reset: the format of the first built datatype."""
+        return self.format_of(self.bitserial.datatypes[0]) if self.bitserial else 8
+
+    @_memo
+    def format_of(self, dtype: str) -> int:
+        """The column format a datatype is stored in (its code's storage bits)."""
+        from .numerics import DATATYPES
+
+        if self.bitserial is None:
+            if dtype != "int8":
+                raise ConfigError(f"datatype {dtype!r}: a bank of int8 lanes holds int8 weights only")
+            return 8
+        if dtype not in self.bitserial.datatypes:
+            raise ConfigError(f"datatype {dtype!r} is not built into the bank's bit-serial units (built: "
+                              f"{', '.join(self.bitserial.datatypes)})")
+        return storage_bits(DATATYPES[dtype].code_bits)
+
+    def _check_format(self, fmt: int) -> None:
+        if fmt not in self.formats:
+            raise ConfigError(f"column format {fmt!r}: the bank reads {', '.join(map(str, self.formats))}-bit "
+                              f"columns")
+
+    @_memo
+    def datatypes_of(self, fmt: int) -> tuple[str, ...]:
+        """Built datatypes a column of format ``fmt`` can hold (codes of at most ``fmt`` bits), in built order."""
+        from .numerics import DATATYPES
+
+        self._check_format(fmt)
+        return tuple(d for d in self.bitserial.datatypes if DATATYPES[d].code_bits <= fmt)
+
+    @_memo
+    def format_terms(self, fmt: int) -> int:
+        """Cycles a unit spends on one beat of format ``fmt``: the most terms of its datatypes."""
+        from .numerics import DATATYPES
+
+        return max(DATATYPES[d].terms for d in self.datatypes_of(fmt))
+
+    @_memo
+    def weights_per_column(self, fmt: int) -> int:
+        """Weight codes in one column of format ``fmt``."""
+        self._check_format(fmt)
+        return self.pim.column_bits // fmt
+
+    @_memo
+    def beats_per_column(self, fmt: int) -> int:
+        """Beats (``unit_lanes`` codes each) in one column."""
+        return self.weights_per_column(fmt) // self.unit_lanes
+
+    @_memo
+    def active_units(self, fmt: int) -> int:
+        """Units that get beats from a column of format ``fmt`` (the others idle)."""
+        return min(self.beats_per_column(fmt), self.units) if self.bitserial else 1
+
+    @_memo
+    def unit_beats(self, fmt: int) -> int:
+        """Beats each active unit takes from one column."""
+        return self.beats_per_column(fmt) // self.active_units(fmt)
+
+    @_memo
+    def cycles_per_column(self, fmt: int) -> int:
+        """Cycles one MAC column keeps the bank's MAC unit busy (the MAC_BUSY rule's ``terms``): a unit's beats
+        times the format's terms (bit-serial), or one cycle per ``mac_lanes`` int8 weights."""
+        if self.bitserial is None:
+            return self.beats_per_column(fmt)
+        return self.unit_beats(fmt) * self.format_terms(fmt)
+
+    def gb_columns_per_mac(self, fmt: int) -> int:
+        """Global-buffer columns (int8 activations, ``column_bits / 8`` each) one MAC column reads."""
+        return 8 // fmt
+
+    @property
+    @_memo
+    def max_pace(self) -> int:
+        """The most cycles a column takes in any format."""
+        return max(self.cycles_per_column(f) for f in self.formats)
+
+    @property
+    @_memo
+    def drain(self) -> int:
+        """Cycles from a MAC's issue until its results are in the bank's MAC register, whatever the format (the
+        MAC_DRAIN rule's ``drain``): the column's beats, then the dequantiser's ``scale_bits`` cycles, its result
+        register, the MAC register (bit-serial); the column's cycles (int8 lanes)."""
+        if self.bitserial is None:
+            return self.max_pace
+        return self.max_pace + self.bitserial.scale_bits + 2
+
+    # ---- metadata and granules
+    @property
+    @_memo
+    def entry_bits(self) -> int:
+        """Bits of one group's metadata entry: the datatype code (``dtype_bits``), then the scale."""
+        return self.bitserial.dtype_bits + self.bitserial.scale_bits if self.bitserial else 0
+
+    @_memo
+    def granule_columns(self, fmt: int) -> int:
+        """Columns of a granule: the fewest whole columns holding whole groups of every active unit."""
+        if self.bitserial is None:
+            return 1
+        n = self.unit_beats(fmt)
+        return math.lcm(self.bitserial.beats_per_group, n) // n
+
+    @_memo
+    def groups_per_granule(self, fmt: int) -> int:
+        """Groups in one granule (of all active units)."""
+        if self.bitserial is None:
+            return 0
+        beats = self.granule_columns(fmt) * self.unit_beats(fmt)
+        return self.active_units(fmt) * beats // self.bitserial.beats_per_group
+
+    @_memo
+    def _metadata_columns(self, fmt: int) -> int | None:
+        if self.bitserial is None:
+            return 0
+        c = self.pim.columns
+        for m in range(1, c):
+            granules = (c - m) // self.granule_columns(fmt)
+            if granules and granules * self.groups_per_granule(fmt) * self.entry_bits <= m * self.pim.column_bits:
+                return m
+        return None
+
+    @_memo
+    def metadata_columns(self, fmt: int) -> int:
+        """Metadata columns at the start of every row of format ``fmt`` (the fewest that hold an entry for every
+        group of the row)."""
+        self._check_format(fmt)
+        m = self._metadata_columns(fmt)
+        assert m is not None   # checked on construction
+        return m
+
+    @property
+    @_memo
+    def max_metadata_columns(self) -> int:
+        """Columns of the bank's metadata register (the most metadata columns of any format)."""
+        return max(self.metadata_columns(f) for f in self.formats)
+
+    @_memo
+    def granules_per_row(self, fmt: int) -> int:
+        """Whole granules after a row's metadata columns."""
+        return (self.pim.columns - self.metadata_columns(fmt)) // self.granule_columns(fmt)
+
+    @_memo
+    def data_columns(self, fmt: int) -> int:
+        """Columns of a row that hold weights (its granules; the columns after the last granule stay empty)."""
+        return self.granules_per_row(fmt) * self.granule_columns(fmt)
+
+    @_memo
+    def weights_per_row(self, fmt: int) -> int:
+        return self.data_columns(fmt) * self.weights_per_column(fmt)
+
+    @_memo
+    def bytes_per_weight(self, fmt: int) -> float:
+        """DRAM bytes per weight of format ``fmt``: a row's bytes over the weights it holds (metadata and the
+        columns after the last granule included)."""
+        return self.pim.row_bytes / self.weights_per_row(fmt)
+
+    @_memo
+    def read_bytes_per_weight(self, fmt: int) -> float:
+        """Bytes the MAC units read per weight when they stream whole rows: data and metadata columns."""
+        cols = self.data_columns(fmt) + self.metadata_columns(fmt)
+        return cols * self.pim.column_bytes / self.weights_per_row(fmt)
+
+    @_memo
+    def peak_macs_per_cycle(self, fmt: int) -> float:
+        """MACs per cycle of one bank streaming whole rows (metadata columns included) at one column per
+        ``max(nCCD_AB, cycles_per_column)`` cycles, activates left out."""
+        cols = self.data_columns(fmt) + self.metadata_columns(fmt)
+        pace = max(self.pim.timing.nCCD_AB, self.cycles_per_column(fmt))
+        return self.weights_per_row(fmt) / (cols * pace)
 
 
 @dataclass(frozen=True)
@@ -719,6 +994,56 @@ class DeviceConfig:
         _require(bool(self.name) and self.name.replace("-", "").replace("_", "").isalnum(), "name", self.name,
                  "must be a non-empty identifier of letters, digits, '-' and '_'")
         _int_range("sync_latency", self.sync_latency, 0, 1 << 20)
+        self.bank   # the bank's MAC unit must fit the columns and rows (checked on construction)
+
+    @property
+    def bank(self) -> BankUnit:
+        """The MAC unit of every PIM bank and the column layout it reads."""
+        return BankUnit(self.pim, self.bitserial if self.pim.lane == "bitserial" else None)
+
+    # ---- what a weight datatype costs in the PIM banks (docs/pim.md, "Data layout"); the mapper reads these
+    def weight_format(self, dtype: str) -> int:
+        """Bits a ``dtype`` weight takes in a DRAM column (its code padded to a power of two: 8, 4; 3-bit codes 4)."""
+        return self.bank.format_of(dtype)
+
+    def weights_per_column(self, dtype: str) -> int:
+        """``dtype`` weights in one DRAM column."""
+        return self.bank.weights_per_column(self.weight_format(dtype))
+
+    def weights_per_row(self, dtype: str) -> int:
+        """``dtype`` weights in one DRAM row (after its metadata columns, in whole granules)."""
+        return self.bank.weights_per_row(self.weight_format(dtype))
+
+    def bytes_per_weight(self, dtype: str) -> float:
+        """DRAM bytes per ``dtype`` weight: weight bits, the groups' metadata and the row's unused columns."""
+        return self.bank.bytes_per_weight(self.weight_format(dtype))
+
+    def read_bytes_per_weight(self, dtype: str) -> float:
+        """Bytes the banks' MAC units read per ``dtype`` weight (weight and metadata columns)."""
+        return self.bank.read_bytes_per_weight(self.weight_format(dtype))
+
+    def weight_capacity(self, dtype: str) -> int:
+        """``dtype`` weights all banks of the device hold."""
+        p = self.pim
+        return p.channels * p.banks * p.rows * self.weights_per_row(dtype)
+
+    def mac_cycles_per_column(self, dtype: str) -> int:
+        """Cycles a bank's MAC unit spends on one column of ``dtype`` weights (its MAC_BUSY pace)."""
+        return self.bank.cycles_per_column(self.weight_format(dtype))
+
+    def peak_macs_per_cycle(self, dtype: str | None = None) -> float:
+        """MACs per cycle with every bank streaming whole rows of ``dtype`` weights (default: the fastest built
+        datatype), metadata columns included, activates left out."""
+        p, b = self.pim, self.bank
+        fmts = b.formats if dtype is None else (self.weight_format(dtype),)
+        return p.channels * p.banks * max(b.peak_macs_per_cycle(f) for f in fmts)
+
+    def peak_macs_per_s(self, dtype: str | None = None) -> float:
+        return self.peak_macs_per_cycle(dtype) * self.pim.timing.clock_mhz * 1e6
+
+    def weight_bandwidth(self, dtype: str) -> float:
+        """``dtype`` weights per second the banks can read at the bank-bandwidth bound (one column per nCCD_AB)."""
+        return self.pim.internal_bandwidth_bytes_per_s / self.read_bytes_per_weight(dtype)
 
     @property
     def clocks(self) -> Clocks:
@@ -734,26 +1059,16 @@ class DeviceConfig:
                       n["net"])
 
     def mac_column_cycles(self, datatype: str) -> int:
-        """Cycles between all-bank MAC columns for weights of ``datatype`` when nothing else intervenes: the all-bank
-        MAC pacing ``nCCD_AB``, or on bit-serial lanes the datatype's signed terms if more (the MAC_BUSY rule: one
-        term per weight per cycle). The pace behind :meth:`pim_peak_macs_per_s`."""
-        if self.pim.lane != "bitserial":
-            return self.pim.timing.nCCD_AB
-        from .numerics import DATATYPES
-
-        return max(self.pim.timing.nCCD_AB, DATATYPES[datatype].terms)
-
-    def pim_peak_macs_per_s(self, datatype: str) -> float:
-        """MACs per second of all banks of all channels for weights of ``datatype``: every bank's lanes on one
-        column per :meth:`mac_column_cycles` (the PIM roofline's compute ceiling)."""
-        p = self.pim
-        return p.channels * p.banks * p.mac_lanes / self.mac_column_cycles(datatype) * p.timing.clock_mhz * 1e6
+        """Cycles between all-bank MAC columns of ``datatype`` weights when nothing else intervenes: the all-bank MAC
+        pacing ``nCCD_AB``, or the bank's MAC units' pace on a column of the datatype's format if longer (the
+        MAC_BUSY rule, :meth:`mac_cycles_per_column`)."""
+        return max(self.pim.timing.nCCD_AB, self.mac_cycles_per_column(datatype))
 
     @property
     def mac_register_bytes(self) -> int:
-        """Bytes of one bank's MAC register as RDMAC returns it: every lane's accumulator (``bitserial.acc_bits``
-        each, the width the channel's lanes accumulate in)."""
-        return self.pim.mac_lanes * self.bitserial.acc_bits // 8
+        """Bytes of one bank's MAC register as RDMAC returns it: its accumulators (:attr:`BankUnit.mac_registers`),
+        32 bits each (``accel.interfaces.pim.ACC_BITS``)."""
+        return self.bank.mac_registers * 4
 
     @property
     def gemm(self) -> Union[GemmConfig, None]:
@@ -772,7 +1087,9 @@ class DeviceConfig:
             "lane": p.lane,
             "capacity_gib": p.capacity_bytes / 2**30,
             "clock_mhz": p.timing.clock_mhz,
-            "pim_peak_tmacs": p.peak_macs_per_s / 1e12,
+            "pim_peak_tmacs": self.peak_macs_per_s() / 1e12,
+            "bits_per_weight": {d: 8 * self.bytes_per_weight(d) for d in
+                                (self.bitserial.datatypes if p.lane == "bitserial" else ("int8",))},
             "internal_bw_gbs": p.internal_bandwidth_bytes_per_s / 1e9,
             "external_bw_gbs": p.external_bandwidth_bytes_per_s / 1e9,
             "attention_array": None if self.attention is None else f"{self.attention.rows}x{self.attention.cols}",

@@ -23,10 +23,12 @@ EVENTS: dict[str, str] = {
     "pim_rd_columns": "a column read out of a bank (RD): cell array + internal I/O",
     "pim_wr_columns": "a column written into a bank (WR; an all-bank WR counts every bank): cell array + internal I/O",
     "pim_wrgb_columns": "a column written into the channel's global buffer (WRGB)",
-    "pim_gb_read_columns": "a global-buffer column read by a MAC (one per MAC column, broadcast to its banks)",
+    "pim_gb_read_columns": "a global-buffer column read by a MAC (gb_columns_per_mac per MAC column, broadcast to its "
+                           "banks)",
     "pim_mac_columns": "a column read by a bank's MAC unit (cell array, no I/O)",
-    "pim_mac_lane_ops": "a lane MAC (bit-parallel int8 lanes are charged per MAC)",
-    "pim_mac_terms": "a signed term of a bit-serial lane (a MAC takes its datatype's terms; 0 for int8 lanes)",
+    "pim_mac_lane_ops": "a weight multiplied by a bank's MAC unit (bit-parallel int8 lanes are charged per MAC)",
+    "pim_mac_terms": "a bit-serial lane cycle (a weight of a column in format f takes format_terms(f); 0 for int8 "
+                     "lanes)",
     "pim_rdmac_beats": "a MAC register read out of a bank (one column-wide beat over the internal I/O)",
     "pim_ref": "an all-bank refresh of a channel",
     "pim_commands": "a PIM command on the channel's command path (run-length commands expanded)",

@@ -62,7 +62,7 @@ def operator_rows(result: SystemResult, program: Program) -> list[OperatorRow]:
 def compute_roofs(device: DeviceConfig) -> dict[str, float]:
     """Peak FLOP/s of each compute unit: PIM banks (2 x peak MAC/s), the attention array (if any), the vector unit
     (one operation per lane per cycle)."""
-    out = {"pim": 2 * device.pim.peak_macs_per_s}
+    out = {"pim": 2 * device.peak_macs_per_s()}
     if device.attention is not None:
         out["array"] = 2 * device.attention.peak_macs_per_s
     out["vector"] = device.vector.peak_ops_per_s

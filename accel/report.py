@@ -76,7 +76,7 @@ def trace_report(path: str | Path, device: DeviceConfig, *, timing: str = "0f28a
         "bank_active_fraction": (active / cyc).round(6).tolist(),
         "bank_mac_fraction": (macs * p.timing.nCCD_AB / cyc).round(6).tolist(),
         "mac_lane_ops": int(lane_ops),
-        "peak_mac_fraction": lane_ops / (p.peak_macs_per_cycle * cyc),
+        "peak_mac_fraction": lane_ops / (device.peak_macs_per_cycle() * cyc),
         **extra,
     }
 

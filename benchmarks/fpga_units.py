@@ -56,11 +56,10 @@ def build_unit(board_name: str, preset: str, unit: str, out: Path) -> dict:
     dev = load_preset(preset)
     spec = get_unit(unit)
     platform = board.platform_class()()
-    overrides = {"synth_opts": board.synth_opts} if board.synth_opts else {}
     d = out / f"{board_name}-{preset}-{unit}"
     t0 = time.time()
     plan = platform.build(UnitHarness(spec.rtl(spec.config_of(dev))), name="top", do_build=False, do_program=False,
-                          nextpnr_opts="--report report.json --timing-allow-fail", **overrides)
+                          nextpnr_opts="--report report.json --timing-allow-fail", **board.overrides())
     plan.extract(str(d))
     with open(d / "build.log", "w") as log:
         proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=d, env=tool_env(board), stdout=log,

@@ -23,16 +23,18 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from accel.config import BitSerialConfig, DeviceConfig, PimConfig
+from accel.config import BITSERIAL_DATATYPES, BitSerialConfig, DeviceConfig, PimConfig
 from accel.errors import AccelError, caused_by
 from accel.interfaces.pim import (
-    ACC_BITS, BANK_TARGETS, CFR_DTYPE, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, Source, PimIllegalError,
-    PimTimingError, Row, TimingRule, compile_rules, describe, illegal_message, lane_terms, max_terms, pack_slots,
-    reset_dtype, timing_message, unpack_slots,
+    ACC_BITS, BANK_TARGETS, CFR_FORMAT, CFR_REGISTERS, PIM_TIMING_RULES, RUN_OPS, ChannelRules, RuleTable, Source,
+    PimIllegalError, PimTimingError, Row, TimingRule, acc_bits, beat_of, column_bytes, column_fields, column_word,
+    compile_rules, describe, entry_datatype, entry_index, format_pace, illegal_message, mac_weights, pack_words,
+    timing_message, timing_signature, unpack_entries,
 )
 from accel.isa import TABLES, Family, PimOp, check_device_fits
+from accel.numerics import DATATYPES, wrap
 
-from .units.pim import MacNumerics, PimChannel
+from .units.pim import PimChannel, bank_unit, cfr_ok
 
 __all__ = ["ChannelEngine", "DeviceEngine", "Issue", "RunStats", "PimProgram", "decode_program"]
 
@@ -60,7 +62,8 @@ class Issue(NamedTuple):
 
 @dataclass
 class RunStats:
-    """Totals of a run: cycles, per-bank open-row and MAC cycles, MAC lane operations."""
+    """Totals of a run: cycles, per-bank open-row cycles and MAC elements (columns), MACs done (``mac_lane_ops``:
+    weights multiplied, metadata columns left out), commands and elements."""
 
     cycles: int
     bank_active_cycles: np.ndarray
@@ -190,6 +193,12 @@ def _plan(rules: ChannelRules) -> _Plan:
     return _Plan(rules)
 
 
+def _wrap(v: np.ndarray, bits: int) -> np.ndarray:
+    """Two's complement wrap to ``bits`` (elementwise, int64)."""
+    half = 1 << (bits - 1)
+    return ((v + half) & ((1 << bits) - 1)) - half
+
+
 class ChannelEngine:
     """One channel, executed command by command at the earliest legal cycles.
 
@@ -212,7 +221,8 @@ class ChannelEngine:
             raise AccelError("a channel with lane = 'bitserial' needs the device's BitSerialConfig (its datatypes "
                              "set the MAC pace and the numerics): pass bitserial=device.bitserial")
         self.pim = pim
-        self.rules = compile_rules(pim, max_terms(pim, bitserial), rules)
+        self.unit = bank_unit(pim, bitserial)
+        self.rules = compile_rules(self.unit, rules)
         self._plan = _plan(self.rules)
         self._query, self._update, self._steps = self._plan.query, self._plan.update, self._plan.steps
         self._nb = pim.banks
@@ -223,10 +233,14 @@ class ChannelEngine:
         # engine builds it only when it needs to name the reason of an illegal command
         self._bitserial = bitserial
         self._model_obj: PimChannel | None = None
-        self._numerics: MacNumerics | None = None
         self._data = self._model if functional else None
-        self._lane_terms = lane_terms(pim, bitserial)
-        self._default_dtype = reset_dtype(pim, bitserial)
+        self._pace = format_pace(self.unit)
+        self._mw: dict[tuple[int, int, int], int] = {}   # (format, col, count) -> weights a bank multiplies
+        u = self.unit
+        self._n_entries = (u.max_metadata_columns * pim.column_bits // u.entry_bits) if u.bitserial else 0
+        self._meta_cols = {f: self.unit.metadata_columns(f) if self.unit.bitserial else 0 for f in self.unit.formats}
+        if functional and self.unit.bitserial is not None:
+            self._tables()
         self.reset()
 
     @property
@@ -235,8 +249,18 @@ class ChannelEngine:
             self._model_obj = PimChannel(self.pim, self._bitserial, rules=self.rules.rules)
         return self._model_obj
 
-    def _terms_of(self, dtype: int) -> int:
-        return self._lane_terms.get(dtype, 1)
+    def _tables(self) -> None:
+        """Lookup tables of the bit-serial numerics: value of (datatype code, raw field) with the field cut to the
+        datatype's code bits; the datatype a unit decodes for an entry's code, per format."""
+        u = self.unit
+        n = 1 << max(u.formats)
+        self._values = np.zeros((len(BITSERIAL_DATATYPES), n), dtype=np.int64)
+        for name, code in u.bitserial.dtype_codes.items():
+            dt = DATATYPES[name]
+            vals = np.asarray(dt.values, dtype=np.int64)
+            self._values[code] = vals[np.arange(n) & ((1 << dt.code_bits) - 1)]
+        self._decode = {f: np.array([entry_datatype(u, f, c) for c in range(1 << u.bitserial.dtype_bits)])
+                        for f in u.formats}
 
     def reset(self) -> None:
         p = self.pim
@@ -251,9 +275,23 @@ class ChannelEngine:
         self.active_cycles = [0] * nb
         self.mac_elements = [0] * nb
         self.ab_mac_elements = 0
-        # bit-serial lanes: a bank's MAC lanes are busy for terms(datatype) cycles per column
-        self.terms = [self._terms_of(self._default_dtype)] * nb
+        # a bank's MAC unit is busy for its format's pace per column
+        self.fmt = [self.unit.reset_format] * nb
+        self._fmt_uniform = True
+        self.terms = [self._pace[self.fmt[0]]] * nb
         self.terms_max = self.terms[0]
+        self.mac_weights = 0
+        # functional numerics: per bank the metadata register, per unit its latched entry, its own beat count and
+        # partial sum within a group, and its accumulator (the per-cycle model's state, applied at the MAC's issue:
+        # the MAC_DRAIN rule keeps RDMAC and CLRMAC until every result is in)
+        units = max(1, self.unit.units)
+        self._meta = np.zeros((nb, self.unit.max_metadata_columns * p.column_bytes if self.unit.bitserial else 0),
+                              dtype=np.uint8)
+        self._entries = np.zeros((nb, self._n_entries + 1, 2), dtype=np.int64)  # parsed; the last reads as zeros
+        self._entry = np.zeros((nb, units, 2), dtype=np.int64)
+        self._cnt = np.zeros((nb, units), dtype=np.int64)
+        self._psum = np.zeros((nb, units), dtype=np.int64)
+        self._acc = np.zeros((nb, self.unit.mac_registers), dtype=np.int64)
         self.next = 1               # earliest cycle of the next command (head register latency)
         self.last_data = -1
         self.commands = 0
@@ -356,9 +394,7 @@ class ChannelEngine:
         if op == _REF:
             return self.n_open == 0
         if op == _CFR:
-            if self._numerics is None:
-                self._numerics = MacNumerics(p, self._bitserial)
-            return (bool(ab) or b < p.banks) and col in CFR_REGISTERS and self._numerics.cfr_ok(col, row)
+            return (bool(ab) or b < p.banks) and col in CFR_REGISTERS and cfr_ok(self.unit, col, row)
         return True  # NOP
 
     def _illegal(self, op: int, f: dict[str, int]) -> tuple[Any, int | None]:
@@ -373,7 +409,7 @@ class ChannelEngine:
               data: Any = None, at: int | None = None) -> Issue:
         """Issue one command (run-length form allowed) at its earliest legal cycle, or check it at cycle ``at``.
 
-        ``data``: for WR/WRGB, ``count`` column words (ints) or an array of ``count`` x ``mac_lanes`` slots.
+        ``data``: for WR/WRGB, ``count`` column words (ints) or an array of ``count`` x ``column_bits / 8`` bytes.
         Raises :class:`~accel.interfaces.pim.PimIllegalError` for illegal commands and, with ``at``,
         :class:`~accel.interfaces.pim.PimTimingError` if a rule is not met at ``at`` (naming the rule, the bank and
         the cycles missing).
@@ -492,8 +528,20 @@ class ChannelEngine:
                 self.ab_mac_elements += count
             else:
                 self.mac_elements[bank] += count
+            mw = self._mw
+            if ab and self._fmt_uniform:
+                key = (self.fmt[0], col, count)
+                if key not in mw:
+                    mw[key] = mac_weights(self.unit, *key)
+                self.mac_weights += p.banks * mw[key]
+            else:
+                for b in (range(p.banks) if ab else (bank,)):
+                    key = (self.fmt[b], col, count)
+                    if key not in mw:
+                        mw[key] = mac_weights(self.unit, *key)
+                    self.mac_weights += mw[key]
             if d is not None:
-                self._mac(d, range(p.banks) if ab else (bank,), col, count)
+                self._mac(d, list(range(p.banks)) if ab else [bank], col, count)
         elif op == _ACT:
             targets = range(p.banks) if ab else (bank,)
             for b in targets:
@@ -509,72 +557,118 @@ class ChannelEngine:
             if self.record_reads:
                 rows = d.banks[bank].row_data(self.row[bank])
                 for k in range(count):
-                    self.reads.append((t0 + k * step + lat, pack_slots(rows[col + k], p.slot_bits)))
+                    self.reads.append((t0 + k * step + lat, column_word(rows[col + k])))
         elif op == _WR:
             if d is not None:
-                slots = self._slots(data, count)
+                cols = self._columns(data, count)
                 for b in (range(p.banks) if ab else (bank,)):
-                    d.banks[b].row_data(self.row[b])[col:col + count] = slots
+                    d.banks[b].row_data(self.row[b])[col:col + count] = cols
         elif op == _WRGB:
             if d is not None:
-                d.gb[col:col + count] = self._slots(data, count)
+                d.gb[col:col + count] = self._columns(data, count)
         elif op == _RDMAC:
             lat = self._rdmac_latency
             self.last_data = max(self.last_data, last + lat)
             if self.record_reads:
                 for k in range(count):
-                    self.reads.append((t0 + k * step + lat, pack_slots(d.banks[bank + k].acc, ACC_BITS)))
+                    self.reads.append((t0 + k * step + lat, pack_words(self._acc[bank + k].tolist(), ACC_BITS)))
         elif op == _CLRMAC:
-            if d is not None:
+            for b in (range(p.banks) if ab else (bank,)):
+                self._acc[b] = 0
+        elif op == _CFR:  # the format sets the MAC pace and how the columns are read
+            if col == CFR_FORMAT:
                 for b in (range(p.banks) if ab else (bank,)):
-                    d.banks[b].acc[:] = 0
-        elif op == _CFR:  # the datatype sets the bit-serial lanes' pace; datatype and scale set the numerics
-            if col == CFR_DTYPE and self._lane_terms:
-                for b in (range(p.banks) if ab else (bank,)):
-                    self.terms[b] = self._terms_of(row)
+                    self.fmt[b] = row
+                    self.terms[b] = self._pace[row]
                 self.terms_max = max(self.terms)
-            if d is not None:
-                d._issue({"op": _CFR, "all_banks": ab, "bank": bank, "row": row, "col": col}, 0)
+                self._fmt_uniform = len(set(self.fmt)) == 1
 
-    def _slots(self, data: Any, count: int) -> np.ndarray:
+    def _columns(self, data: Any, count: int) -> np.ndarray:
         p = self.pim
         if data is None:
             raise AccelError(f"WR/WRGB of {count} column(s) needs {count} data word(s); pass data=")
         if isinstance(data, np.ndarray) and data.ndim == 2:
-            arr = data.astype(np.int64) & ((1 << p.slot_bits) - 1)
+            arr = data.astype(np.uint8)
         else:
-            arr = np.stack([unpack_slots(int(w), p.mac_lanes, p.slot_bits) for w in data])
-        if arr.shape != (count, p.mac_lanes):
+            arr = np.stack([column_bytes(int(w) & ((1 << p.column_bits) - 1), p) for w in data])
+        if arr.shape != (count, p.column_bytes):
             raise AccelError(f"WR/WRGB of {count} column(s) got data of shape {arr.shape}; expected "
-                             f"({count}, {p.mac_lanes}) slots or {count} words")
+                             f"({count}, {p.column_bytes}) bytes or {count} words")
         return arr
 
-    def _mac(self, d: PimChannel, targets: Iterable[int], col: int, count: int) -> None:
-        """A MAC run on ``targets``, vectorised over banks, columns and lanes (same numerics as the model's)."""
-        p = self.pim
-        n = d.numerics
-        targets = list(targets)
-        banks = [d.banks[b] for b in targets]
-        gcols = (np.arange(col, col + count) % p.gb_columns)
-        x = n.acts(d.gb[gcols])                                            # count x lanes
-        raw = np.stack([bk.row_data(self.row[b])[col:col + count] for b, bk in zip(targets, banks)])
-        if n.bitserial is None:
-            w = n.weights(raw, 0)
-        else:
-            dts = [bk.dtype for bk in banks]
-            if len(set(dts)) == 1:
-                w = n.weights(raw, dts[0])
+    def _mac(self, d: PimChannel, banks: list[int], col: int, count: int) -> None:
+        """A MAC run on ``banks``: metadata columns load the metadata registers, data columns are vectorised over
+        banks (of one format and unit state) and beats (the same numerics as the per-cycle model's bit-serial units
+        or int8 lanes)."""
+        groups: dict[tuple, list[int]] = {}
+        for b in banks:
+            groups.setdefault((self.fmt[b], *self._cnt[b].tolist()), []).append(b)
+        for (f, *_), bs_ in groups.items():
+            self._mac_banks(d, bs_, f, col, count)
+
+    def _mac_banks(self, d: PimChannel, banks: list[int], f: int, col: int, count: int) -> None:
+        u, p = self.unit, self.pim
+        meta = self._meta_cols[f]
+        rows = [d.banks[b].row_data(self.row[b]) for b in banks]
+        bi = np.asarray(banks)
+        if col < meta:
+            cb = p.column_bytes
+            for c in range(col, min(col + count, meta)):
+                self._meta[bi, c * cb:(c + 1) * cb] = np.stack([r[c] for r in rows])
+            self._entries[bi, :-1] = unpack_entries(u, self._meta[bi])
+        c0 = max(col, meta)
+        if c0 >= col + count:
+            return
+        cols = np.arange(c0, col + count)
+        codes = column_fields(np.stack([r[c0:col + count] for r in rows]), f)        # banks x columns x codes
+        r_ = u.gb_columns_per_mac(f)
+        gidx = (cols[:, None] * r_ + np.arange(r_)[None, :]) % p.gb_columns
+        acts = d.gb[gidx].reshape(len(cols), -1).astype(np.int64)
+        acts = acts - ((acts & 0x80) << 1)                                            # columns x codes, signed
+        if u.bitserial is None:
+            w = codes - ((codes & 0x80) << 1)
+            lanes = p.mac_lanes
+            add = (w * acts[None]).reshape(len(banks), -1, lanes).sum(axis=1)
+            self._acc[bi] = _wrap(self._acc[bi] + add, ACC_BITS)
+            return
+        bs = u.bitserial
+        n, na, lanes, bpg, bits = u.unit_beats(f), u.active_units(f), u.unit_lanes, bs.beats_per_group, bs.acc_bits
+        beats = np.arange(n)
+        bc, bm = np.repeat(cols, n), np.tile(beats, len(cols))                       # each beat's column and index
+        nb_ = len(bc)
+        for k in range(na):
+            j = beat_of(u, f, k, beats)                                               # the unit's slots of a column
+            sel = (j[:, None] * lanes + np.arange(lanes)[None, :]).reshape(-1)
+            cw = codes[:, :, sel].reshape(len(banks), nb_, lanes)                      # banks x beats x lanes
+            aw = acts[:, sel].reshape(nb_, lanes)
+            starts, index = entry_index(u, f, bc, bm, k)
+            # each beat carries the entry latched at the latest group start (or the one latched before the run)
+            at = np.flatnonzero(starts)
+            idx = np.minimum(index[at], self._n_entries)
+            table = np.concatenate([self._entry[bi, k][:, None], self._entries[bi[:, None], idx[None, :]]], axis=1)
+            which = np.zeros(nb_, dtype=np.int64)
+            which[at] = np.arange(1, len(at) + 1)
+            which = np.maximum.accumulate(which)
+            ecode, escale = table[:, which, 0], table[:, which, 1]                     # banks x beats
+            self._entry[bi, k] = table[:, -1]
+            dtype = self._decode[f][ecode]
+            contrib = (self._values[dtype[..., None], cw] * aw[None]).sum(axis=2)     # banks x beats
+            # the unit's own groups: it dequantises after every beats_per_group beats, with its last beat's scale
+            q = int(self._cnt[bi[0], k]) + np.arange(nb_)
+            ends = np.flatnonzero((q + 1) % bpg == 0)
+            cs = np.cumsum(contrib, axis=1)
+            carry = self._psum[bi, k]
+            if len(ends):
+                before = np.concatenate([np.zeros((len(banks), 1), np.int64), cs[:, ends[:-1]]], axis=1)
+                gsum = cs[:, ends] - before
+                gsum[:, 0] += carry
+                res = _wrap(_wrap(gsum, bits) * escale[:, ends], bits)
+                self._acc[bi, k] = _wrap(self._acc[bi, k] + res.sum(axis=1), bits)
+                self._psum[bi, k] = _wrap(cs[:, -1] - cs[:, ends[-1]], bits)
             else:
-                w = np.empty_like(raw)
-                for dt in set(dts):
-                    sel = [i for i, v in enumerate(dts) if v == dt]
-                    w[sel] = n.weights(raw[sel], dt)
-        s = np.einsum("bcl,cl->bl", w, x)                                  # banks x lanes
-        if n.bitserial is not None:
-            s = s * np.array([bk.scale for bk in banks], dtype=np.int64)[:, None]
-        acc = n.wrap(np.stack([bk.acc for bk in banks]) + s)
-        for i, bk in enumerate(banks):
-            bk.acc = acc[i]
+                self._psum[bi, k] = _wrap(carry + cs[:, -1], bits)
+            self._cnt[bi, k] = (q[-1] + 1) % bpg
+
 
     # ---------------------------------------------------------------------------------------------------------------
     def _relative_state(self) -> tuple:
@@ -585,13 +679,13 @@ class ChannelEngine:
         lo = now - h
         stamps = self.T + [self.last_data] + [v for w in self._win for v in w]
         return ([v - now if v > lo else -h for v in stamps], [len(w) for w in self._win], list(self.open),
-                self.n_open, list(self.terms),
+                self.n_open, list(self.fmt),
                 # an open bank's opening time decides its active-cycle count: only shift-invariant if it moves too
                 [v - now for v, o in zip(self.open_since, self.open) if o])
 
     def _counters(self) -> tuple:
         return (list(self.active_cycles), list(self.mac_elements), self.ab_mac_elements, self.commands,
-                self.elements)
+                self.elements, self.mac_weights)
 
     def _shift(self, delta: int, reps: int, c0: tuple, c1: tuple) -> None:
         """Advance the whole state by ``reps`` periods of ``delta`` cycles (counters grow by the period's change)."""
@@ -606,6 +700,7 @@ class ChannelEngine:
         self.ab_mac_elements += reps * (c1[2] - c0[2])
         self.commands += reps * (c1[3] - c0[3])
         self.elements += reps * (c1[4] - c0[4])
+        self.mac_weights += reps * (c1[5] - c0[5])
 
     def run_table(self, table: list[list[int]], data: dict[int, Any] | None = None, ids: list[int] | None = None,
                   periodic: bool = True, sig: list | None = None) -> None:
@@ -620,7 +715,7 @@ class ChannelEngine:
         periodic = periodic and self._data is None
         if periodic:
             if sig is None:
-                sig = [(r[0], r[1], r[2], r[4], r[5]) for r in table]
+                sig = self.block_signature(np.asarray(table, dtype=np.int64).reshape(-1, 6).T).tolist()
             nxt = [n] * n
             seen: dict[tuple, int] = {}
             for i in range(n - 1, -1, -1):
@@ -640,6 +735,16 @@ class ChannelEngine:
             r = table[i]
             issue(r[0], r[1], r[2], r[3], r[4], r[5], data.get(i if ids is None else ids[i]))
             i += 1
+
+    def block_signature(self, cols: Any) -> np.ndarray:
+        """What of each command ``op, all_banks, bank, row, col, count`` (arrays) decides its timing and counts, as
+        one int: rows and columns do not change a schedule, except a CFR's (its register and value: a bank's format
+        sets its MAC pace) and whether a MAC starts on a metadata column (the weights it multiplies)."""
+        op, ab, bank, row, col, count = (np.asarray(c, dtype=np.int64) for c in cols)
+        meta = self.unit.max_metadata_columns if self.unit.bitserial is not None else 0
+        cfr = op == _CFR
+        col = np.where(cfr, col, np.where(op == _MAC, np.minimum(col, meta), 0))
+        return (op | (ab << 4) | (bank << 5) | (col << 12) | (count << 24) | (np.where(cfr, row, 0) << 40))
 
     def _issue_lean(self, op: int, ab: int, bank: int, row: int, col: int, count: int, data: Any) -> None:
         """:meth:`issue` at the earliest cycle, without building its result (the engine's inner loop)."""
@@ -682,13 +787,13 @@ class ChannelEngine:
             prev_state, prev_next, prev_counters = state, self.next, counters
         return i + reps * p
 
-    def load_row(self, bank: int, row: int, slots: np.ndarray) -> None:
-        """Host preload of a DRAM row (not timed): ``columns`` x ``mac_lanes`` slot values."""
-        self._data.banks[bank].row_data(row)[:] = np.asarray(slots, dtype=np.int64) & ((1 << self.pim.slot_bits) - 1)
+    def load_row(self, bank: int, row: int, data: np.ndarray) -> None:
+        """Host preload of a DRAM row (not timed): ``columns`` x ``column_bits / 8`` bytes."""
+        self._data.banks[bank].row_data(row)[:] = np.asarray(data, dtype=np.uint8)
 
     def mac_registers(self) -> np.ndarray:
-        """Every bank's MAC register now (banks x lanes, signed)."""
-        return np.stack([b.acc.copy() for b in self._data.banks])
+        """Every bank's MAC register now (banks x ``mac_registers`` accumulators, signed)."""
+        return np.array(self._acc, dtype=np.int64)
 
     @property
     def cycles(self) -> int:
@@ -709,14 +814,14 @@ class ChannelEngine:
         active = np.array([a + ((end - s) if o else 0) for a, s, o in
                            zip(self.active_cycles, self.open_since, self.open)], dtype=np.int64)
         macs = np.array(self.mac_elements, dtype=np.int64) + self.ab_mac_elements
-        return RunStats(end, active, macs, int(macs.sum()) * self.pim.mac_lanes, self.commands, self.elements,
+        return RunStats(end, active, macs, self.mac_weights, self.commands, self.elements,
                         list(self.reads))
 
 
 @dataclass
 class PimProgram:
     """A device program: 64-bit command words (numpy ``uint64``) and, by command index, the data words of WR/WRGB
-    commands (a list of column words or a ``count x mac_lanes`` array of slots)."""
+    commands (a list of column words or a ``count x column_bits / 8`` array of bytes)."""
 
     words: np.ndarray
     data: dict[int, Any] = field(default_factory=dict)
@@ -846,13 +951,11 @@ class DeviceEngine:
                                            f"column words (0 .. {top - 1:#x})"), None, i)
         order = np.argsort(ch, kind="stable")
         bounds = np.searchsorted(ch[order], np.arange(nch + 1))
-        # a command's timing signature: the word without its channel and row (rows do not change the schedule);
-        # functional runs need every channel
+        # a command's timing signature: the word without its channel and row (rows do not change the schedule; a
+        # CFR's row is its value and stays); functional runs need every channel
         rep = list(range(nch))
         if self.dedup:
-            drop = np.uint64((((1 << offs["channel"][1]) - 1) << offs["channel"][0])
-                             | (((1 << offs["row"][1]) - 1) << offs["row"][0]))
-            keyed = (w & ~drop)[order]
+            keyed = timing_signature(w)[order]
             counts = np.diff(bounds)
             if len(set(counts.tolist())) == 1 and counts[0] > 0:
                 rows = keyed.reshape(nch, -1)
@@ -883,10 +986,7 @@ class DeviceEngine:
                     for i, r in zip(idx.tolist(), table):
                         chan.issue(*r, data=prog.data.get(i), at=chan.next)
                     continue
-                sig = None
-                if self.periodic:
-                    op, ab, bank, _, col, count = cols
-                    sig = (op | (ab << 4) | (bank << 5) | (col << 12) | (count << 24)).tolist()
+                sig = chan.block_signature(cols).tolist() if self.periodic else None
                 chan.run_table(table, prog.data, idx.tolist(), periodic=self.periodic, sig=sig)
             except AccelError as e:
                 raise caused_by(e, None, int(idx[min(chan.commands - before, len(idx) - 1)])) from None

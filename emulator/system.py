@@ -38,16 +38,15 @@ from accel.config import AttentionConfig, DeviceConfig
 from accel.energy import EVENTS
 from accel.errors import AccelError, caused_by
 from accel.interfaces.link import copies, transfer_beats
+from accel.interfaces.pim import stream_mac_work
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
-from accel.numerics import DATATYPES
 from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, repeats, stream_items
 from accel.progress import progress_bar
 
 from .engine import ChannelEngine
 from .gemm_timing import rtl_gemm_cycles
 from .units.attention import attention_cycles
-from .units.pim import CFR_DTYPE, CFR_SCALE
 
 __all__ = ["SystemEngine", "SystemResult", "StreamResult", "array_cycles", "static_events", "run_program",
            "UNIT_KINDS", "timing_signature"]
@@ -72,23 +71,25 @@ def timing_signature(words: np.ndarray, device: DeviceConfig) -> np.ndarray:
     signatures have equal schedules (the engine runs one of them), and a block of commands that repeats in them
     repeats in time (the channel engine's block jump).
 
-    Dropped: the channel; an ACT's row (rows are checked against the banks before the run); the value of a CFR
-    other than the datatype register (the datatype sets the bit-serial lanes' pace: it stays) when the value is one
-    the lanes accept; the column of RD/WR/MAC/WRGB when the run's columns lie inside the row (or the global buffer).
-    Commands whose dropped fields would be illegal keep them, so that the engine still issues and refuses them."""
+    Dropped: the channel; an ACT's row (rows are checked against the banks before the run); the column of
+    RD/WR/WRGB when the run's columns lie inside the row (or the global buffer); a MAC's column inside the row but
+    whether it starts on one of the row's metadata columns (``min(col, max_metadata_columns)``: the weights it
+    multiplies). A CFR stays whole (the format register's value sets the MAC units' pace). Commands whose dropped
+    fields would be illegal keep them, so that the engine still issues and refuses them."""
     p = device.pim
     fam, op, col, row, cnt = (_pim_field(words, n) for n in ("family", "op", "col", "row", "count"))
     pim = fam == int(Family.PIM)
     sig = np.where(pim, words & ~_CHANNEL, words)   # SYNC words stay whole
     cnt = np.maximum(cnt, 1)
     act = pim & (op == PimOp.ACT) & (row < p.rows)
-    scale_top = 1 << device.bitserial.scale_bits
-    cfr = pim & (op == PimOp.CFR) & (col == CFR_SCALE) & (row < scale_top)
-    cols = pim & np.isin(op, (PimOp.RD, PimOp.WR, PimOp.MAC)) & (col + cnt <= p.columns)
+    cols = pim & np.isin(op, (PimOp.RD, PimOp.WR)) & (col + cnt <= p.columns)
     gb = pim & (op == PimOp.WRGB) & (col + cnt <= p.gb_columns)
+    mac = pim & (op == PimOp.MAC) & (col + cnt <= p.columns)
     drop_row = np.uint64(((1 << _PIM_FIELDS["row"][1]) - 1) << _PIM_FIELDS["row"][0])
-    sig = np.where(act | cfr, sig & ~drop_row, sig)
-    return np.where(cols | gb, sig & ~_COL, sig)
+    sig = np.where(act, sig & ~drop_row, sig)
+    sig = np.where(cols | gb | mac, sig & ~_COL, sig)
+    meta = device.bank.max_metadata_columns if device.bank.bitserial is not None else 0
+    return np.where(mac, sig | (np.minimum(col, meta).astype(np.uint64) << np.uint64(_PIM_FIELDS["col"][0])), sig)
 
 
 def _channel_free(s: Stream) -> bytes:
@@ -247,10 +248,13 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             ev["pim_wrgb_columns"] += int(cnt[op == PimOp.WRGB].sum())
             mac = int((cnt * banks)[op == PimOp.MAC].sum())
             ev["pim_mac_columns"] += mac
-            ev["pim_gb_read_columns"] += int(cnt[op == PimOp.MAC].sum())
-            ev["pim_mac_lane_ops"] += mac * p.mac_lanes
-            if p.lane == "bitserial":
-                ev["pim_mac_terms"] += _bitserial_terms(s, device, times) * p.mac_lanes
+            table = np.stack([s.field(Family.PIM, n)[sel] for n in ("op", "all_banks", "bank", "row", "col",
+                                                                    "count")], axis=1)
+            keep = (op == PimOp.MAC) | (op == PimOp.CFR)
+            work = stream_mac_work(device.bank, table[keep].tolist(), n[keep].tolist())
+            ev["pim_gb_read_columns"] += work.gb_columns
+            ev["pim_mac_lane_ops"] += work.weights
+            ev["pim_mac_terms"] += work.terms
             ev["pim_rdmac_beats"] += int(np.where(ab == 1, p.banks * n, cnt)[op == PimOp.RDMAC].sum())
             ev["pim_ref"] += int(n[op == PimOp.REF].sum())
             ev["pim_commands"] += int(cnt.sum())
@@ -289,34 +293,6 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
                 per = f["m"] * f["n"] * f["k"] * (2 if f["op"] == AttnOp.ATTEND else 1)  # ATTEND: QK and SV
                 ev["array_macs"] += n * max(1, f["count"]) * per
     return ev
-
-
-def _bitserial_terms(s: Stream, device: DeviceConfig, times: np.ndarray) -> int:
-    """Terms of a PIM stream's MAC columns summed over its banks and runs (``times``: how often each word runs,
-    :func:`accel.program.repeats`): each bank takes the terms of the datatype its latest CFR DTYPE set (the first
-    built datatype before any), as the channel engine and the per-cycle model pace bit-serial MACs."""
-    p, bs = device.pim, device.bitserial
-    pim = s.families == int(Family.PIM)
-    op, ab, bank, row, col, cnt = (s.field(Family.PIM, n)[pim] for n in ("op", "all_banks", "bank", "row", "col",
-                                                                          "count"))
-    terms_of = {c: DATATYPES[n].terms for n, c in bs.dtype_codes.items()}
-    default = terms_of[bs.dtype_codes[bs.datatypes[0]]]
-    table = np.array([terms_of.get(c, 1) for c in range(max(terms_of) + 1)], dtype=np.int64)
-    cfr = (op == PimOp.CFR) & (col == CFR_DTYPE)
-    mac = np.maximum(cnt, 1) * (op == PimOp.MAC) * times[pim]
-    if not cfr.any():   # every bank at the reset datatype
-        return default * int((mac * np.where(ab == 1, p.banks, 1)).sum())
-    keep = cfr | (mac > 0)   # only datatype writes and MACs matter
-    op, ab, bank, row, cfr, mac = op[keep], ab[keep], bank[keep], row[keep], cfr[keep], mac[keep]
-    set_terms = np.where(row < len(table), table[np.minimum(row, len(table) - 1)], 1)
-    at = np.arange(len(op))
-    total = 0
-    for b in range(p.banks):
-        mine = (ab == 1) | (bank == b)
-        last = np.maximum.accumulate(np.where(cfr & mine, at, -1))
-        terms = np.where(last >= 0, set_terms[np.maximum(last, 0)], default)
-        total += int((mac * terms)[mine].sum())
-    return total
 
 
 def _unique_counts(s: Stream, fam: Family, times: np.ndarray) -> list[tuple[int, int]]:

@@ -29,7 +29,6 @@ from typing import Any
 
 from accel.config import DeviceConfig
 from accel.errors import AccelError
-from accel.interfaces.pim import CFR_DTYPE
 from accel.isa import TABLES, AttnOp, Family, PimOp, SyncOp
 from accel.program import Program, deadlock_message
 from accel.progress import progress_bar
@@ -141,7 +140,6 @@ class _Sequencer:
         if s.kind == "pim":
             p = dev.pim
             self.unit: Any = PimChannel(p, dev.bitserial if p.lane == "bitserial" else None)
-            self.dtype = [self.unit.numerics.default_dtype] * p.banks
             self.inflight: deque[_Cmd] = deque()
             self.reads: deque[_Cmd] = deque()
             self.wdata: deque[int] = deque()
@@ -251,7 +249,7 @@ class _Sequencer:
                 cmd.start = c
             done = c + 1
             if cmd.op == PimOp.MAC:
-                done = c + max(self.unit.numerics.terms(self.dtype[b]) for b in cmd.targets)
+                done = c + max(self.unit.unit_pace(b) for b in cmd.targets)
             cmd.end = max(cmd.end, done)
             cmd.elements -= 1
             if cmd.elements == 0:
@@ -272,9 +270,6 @@ class _Sequencer:
             cmd.elements = n
             cmd.beats = n if cmd.op in (PimOp.RD, PimOp.RDMAC) else 0
             cmd.targets = range(self.unit.pim.banks) if f["all_banks"] else (f["bank"],)
-            if cmd.op == PimOp.CFR and f["col"] == CFR_DTYPE:
-                for b in cmd.targets:   # takes effect at its issue, before any later MAC issues
-                    self.dtype[b] = f["row"]
             if cmd.op in (PimOp.WR, PimOp.WRGB):
                 self.wdata.extend(self.data.get(self.pos, [0] * n))
             self.cmds.append(cmd)

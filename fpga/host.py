@@ -142,7 +142,7 @@ def run_steps(link: Link, device: Any, steps: Any) -> list[int]:
     from .program import beats_of
     from .protocol import beat_words
 
-    per = beat_words(device.pim)
+    per = beat_words(device)
     beats: list[int] = []
     for i, step in enumerate(steps):
         try:

@@ -24,7 +24,7 @@ import numpy as np
 from accel.config import DeviceConfig
 from accel.errors import AccelError
 from accel.files import read_text
-from accel.interfaces.pim import pack_slots
+from accel.interfaces.pim import column_word
 from accel.isa import PimOp, encode
 
 __all__ = ["Step", "steps_of", "read_program", "gemv_steps", "random_gemv", "beats_of", "expected_beats",
@@ -39,11 +39,12 @@ class Step:
     data: tuple[int, ...] = ()
 
 
-def _columns(data: Any, slot_bits: int) -> tuple[int, ...]:
+def _columns(data: Any) -> tuple[int, ...]:
+    """WR/WRGB data (column words, or a ``count x column_bits / 8`` array of bytes) -> column words."""
     if data is None:
         return ()
     if isinstance(data, np.ndarray) and data.ndim == 2:
-        return tuple(pack_slots(row, slot_bits) for row in data)
+        return tuple(column_word(row) for row in data)
     return tuple(int(v) for v in data)
 
 
@@ -64,7 +65,7 @@ def steps_of(device: DeviceConfig, program: Sequence[tuple[int, Any]]) -> list[S
     p = device.pim
     steps = []
     for word, data in program:
-        cols = _columns(data, p.slot_bits)
+        cols = _columns(data)
         op, n = command_elements(int(word), p.banks)
         if op in (PimOp.WR, PimOp.WRGB) and not cols:
             cols = (0,) * n
@@ -107,8 +108,8 @@ def gemv_steps(device: DeviceConfig, w: np.ndarray, x: np.ndarray, dtypes: np.nd
         raise AccelError(f"device {device.name!r} has {p.channels} channels; a board runs one")
     plan = gemv_plan(device, w, x, "rows", dtypes, scales)
     steps: list[Step] = []
-    for _, bank, row, slots in plan.preload:
-        cols = tuple(pack_slots(c, p.slot_bits) for c in np.asarray(slots).reshape(p.columns, p.mac_lanes))
+    for _, bank, row, buf in plan.preload:
+        cols = _columns(np.asarray(buf))
         steps.append(Step(encode("pim", PimOp.ACT, bank=bank, row=row)))
         steps.append(Step(encode("pim", PimOp.WR, bank=bank, col=0, count=p.columns), cols))
         steps.append(Step(encode("pim", PimOp.PRE, bank=bank)))

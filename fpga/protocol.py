@@ -32,7 +32,7 @@ import enum
 from dataclasses import dataclass
 from typing import Sequence
 
-from accel.config import BITSERIAL_DATATYPES, DeviceConfig, PimConfig
+from accel.config import BITSERIAL_DATATYPES, DeviceConfig
 from accel.errors import AccelError, EncodingError
 from accel.interfaces.pim import PimIllegalError, PimRule, rdata_bits
 
@@ -53,9 +53,10 @@ ID_MAGIC = 0xACCE
 PIM_ERROR = 0x40
 
 
-def beat_words(pim: PimConfig) -> int:
-    """64-bit words per read beat in a response: a column or one bank's MAC register (``mac_lanes`` x 32 bits)."""
-    return -(-rdata_bits(pim) // 64)
+def beat_words(device: DeviceConfig) -> int:
+    """64-bit words per read beat in a response: a column or one bank's MAC register (``mac_registers`` x 32 bits:
+    one accumulator per bit-serial unit, or per int8 lane)."""
+    return -(-rdata_bits(device.bank) // 64)
 
 
 class Kind(enum.IntEnum):

@@ -2,12 +2,12 @@
 
 :class:`DeviceTop` receives request frames (:mod:`accel.fpga.protocol`) into a frame buffer in block RAM, checks
 their CRC-8, executes them and sends one response frame back. The compute payload is the PIM channel of
-:mod:`accel.rtl.pim` built from the preset's ``pim`` section (banks in block RAM, bit-serial-numerics MAC lanes,
-every timing rule as counters), run in wait mode: a command that is early waits for its timing rules, as the
+:mod:`accel.rtl.pim` built from the preset's ``pim`` section (banks in block RAM, packed weight columns read by
+MAC units of bit-serial units, every timing rule as counters), run in wait mode: a command that is early waits for its timing rules, as the
 emulator's engine schedules it. An ``EXEC`` request carries one ``PIM`` command word of :mod:`accel.isa` and, for
 ``WR``/``WRGB``, one data word per element (the column, low ``column_bits`` bits). The response carries the read beats
 of ``RD``/``RDMAC`` (one per element; ``RDMAC all_banks=1`` reads every bank), each beat as
-:func:`beat_words` 64-bit words, little-endian (an ``RDMAC`` beat holds ``mac_lanes`` 32-bit accumulators, lane 0
+:func:`beat_words` 64-bit words, little-endian (an ``RDMAC`` beat holds ``mac_registers`` 32-bit accumulators, one per bit-serial unit, unit 0
 lowest; an ``RD`` beat the column).
 
 Before executing, the top checks the request: another command family is ``UNSUPPORTED``; data words that do not
@@ -114,13 +114,13 @@ class DeviceTop(wiring.Component):
     @property
     def max_beats(self) -> int:
         """Most read beats one command may return (its words must fit a response frame)."""
-        return MAX_WORDS // beat_words(self.device.pim)
+        return MAX_WORDS // beat_words(self.device)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         p = self.device.pim
-        nbeat = beat_words(p)
-        rbits = rdata_bits(p)
+        nbeat = beat_words(self.device)
+        rbits = rdata_bits(self.device.bank)
 
         m.submodules.uart_rx = urx = UARTRx(self.divisor)
         m.submodules.uart_tx = utx = UARTTx(self.divisor)

@@ -422,8 +422,9 @@ class _Generator:
         dv.vector_receive()
         # the lanes' partial sums (and, with several inputs, the K chunks' of every activated row), then the bias
         p = self.device.pim
-        chunks = -(-(-(-region.k // p.mac_lanes)) // min(p.gb_columns, p.columns)) if op.m > 1 else 1
-        rows = p.mac_lanes * chunks
+        chunks = -(-(-(-region.k // p.weights_per_column(region.code_bits))) // min(p.gb_columns, p.columns)) \
+            if op.m > 1 else 1
+        rows = self.device.bank.mac_registers * chunks
         cyc = dv.vec(VectorOp.REDUCE, region.m * op.m, rows)
         if op.bias is not None:
             cyc += dv.vec(VectorOp.ADD, region.m, op.m)
@@ -508,7 +509,7 @@ class _Generator:
         if not score:   # the value units' lanes hold partial sums over the tokens
             dv.vector_receive()
             site.counts["vector_cycles"] += dv.vec(VectorOp.REDUCE, kv.sequences * heads_here * op.queries *
-                                                   op.head_dim, self.device.pim.mac_lanes)
+                                                   op.head_dim, self.device.bank.mac_registers)
 
     def _kv_write(self, dv: _Device, site: OpSite, op: KvWrite, kv: Any) -> None:
         dv.mark_all(site.id, self._pim_streams() + ["vector", "link"])

@@ -179,7 +179,7 @@ class MapResult:
         t = self.latency_s
         macs = self.macs
         dt = max(w.precision.weights.datatypes, key=dev.mac_column_cycles) if dev.pim.lane == "bitserial" else "int8"
-        peak = dev.pim_peak_macs_per_s(dt) * self.devices
+        peak = dev.peak_macs_per_s(dt) * self.devices
         bank_bytes = self.bank_bound_s * dev.pim.internal_bandwidth_bytes_per_s
         return {"macs_per_s": macs / t if t else 0.0, "peak_macs_per_s": peak,
                 "mac_fraction": macs / t / peak if t else 0.0,

@@ -26,7 +26,7 @@ anything else                 the GPU fallback: the time of :func:`accel.gpu.roo
                               the link transfers to and from the host (the report lists these operators)
 ============================  ===============================================================================
 
-Every figure comes from the device description: :meth:`accel.config.DeviceConfig.pim_peak_macs_per_s`, the bank
+Every figure comes from the device description: :meth:`accel.config.DeviceConfig.peak_macs_per_s`, the bank
 bandwidth :attr:`accel.config.PimConfig.internal_bandwidth_bytes_per_s`, :meth:`accel.config.PimConfig.bytes_per_weight`,
 the array's and the link's figures.
 """
@@ -156,7 +156,7 @@ def _pim_gemm_s(dev: DeviceConfig, op: Gemm) -> float:
     p = dev.pim
     dt = max(op.weights.datatypes, key=dev.mac_column_cycles)
     cols = -(-op.k // p.weights_per_column(op.weights.code_bits)) * op.n
-    return max(cols * p.column_bytes / p.internal_bandwidth_bytes_per_s, op.macs / dev.pim_peak_macs_per_s(dt))
+    return max(cols * p.column_bytes / p.internal_bandwidth_bytes_per_s, op.macs / dev.peak_macs_per_s(dt))
 
 
 def _array_s(dev: DeviceConfig, macs: int, link_bytes: float) -> float:
@@ -166,12 +166,12 @@ def _array_s(dev: DeviceConfig, macs: int, link_bytes: float) -> float:
 
 def _pim_attention_s(dev: DeviceConfig, ops: tuple[AttentionMatmul, ...]) -> float:
     """PIM roofline time of a score/context pair over the KV cache: its columns at bank bandwidth or its MACs at
-    int8 pace (one KV entry per lane slot)."""
+    int8 pace (the KV cache's format, packed as the banks hold it)."""
     p = dev.pim
     dt = kv_datatype(dev, ops[0].kv_bits)
     cols = sum(o.batch * o.kv_heads * o.kv_len * o.head_dim for o in ops) / p.weights_per_column(8)
     macs = sum(o.macs for o in ops)
-    return max(cols * p.column_bytes / p.internal_bandwidth_bytes_per_s, macs / dev.pim_peak_macs_per_s(dt))
+    return max(cols * p.column_bytes / p.internal_bandwidth_bytes_per_s, macs / dev.peak_macs_per_s(dt))
 
 
 def gpu_kernel(op: Operator) -> tuple[str, dict[str, int], float] | None:
@@ -211,7 +211,7 @@ def partition(workload: Workload, device: DeviceConfig, gpu: str = "h100-sxm") -
     find_peak(gpu)   # an unknown GPU is refused whether or not an operator falls back to it
     part = Partition(gpu=gpu)
     p = device.pim
-    pim_ridge = 2 * device.pim_peak_macs_per_s(device.bitserial.datatypes[0] if p.lane == "bitserial" else "int8") \
+    pim_ridge = 2 * device.peak_macs_per_s(device.bitserial.datatypes[0] if p.lane == "bitserial" else "int8") \
         / p.internal_bandwidth_bytes_per_s
     arr = device.attention
     arr_ridge = 2 * arr.peak_macs_per_s / device.link.bytes_per_s if arr is not None else 0.0

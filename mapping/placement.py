@@ -4,12 +4,12 @@ Every region occupies the same DRAM rows in all banks of every channel it uses (
 each bank), so one row allocator per device serves them all, from row 0 up:
 
 * **weight matrices and tables** (``rows`` layout of :mod:`mapping.gemv`): output rows split over the channels
-  (``ceil(M / channels)`` each), one row per bank per block, K along the columns
-  (:meth:`accel.config.PimConfig.weights_per_column` weights per column) and over ``ceil(columns / columns per row)``
-  DRAM rows per block. Mixture-of-experts experts are each spread over all channels the same way, so whichever experts
+  (``ceil(M / channels)`` each), one row per bank per block, K along the columns packed at the weights' width, in
+  the DRAM rows :func:`~accel.mapping.gemv.gemv_shape` gives per block. Mixture-of-experts experts are each spread over all channels the same way, so whichever experts
   the router picks load every channel equally (no imbalance to pay).
-* **the KV cache**, per layer: keys in layout ``lanes`` (a unit of ``banks x lanes`` tokens of one sequence and KV
-  head holds one head dimension per column: the score is a GEMV whose outputs are the tokens), values transposed in
+* **the KV cache**, per layer: keys in layout ``lanes`` (a unit of :func:`~accel.mapping.gemv.lane_unit` tokens of
+  one sequence and KV head, the head dimensions along the columns: the score is a GEMV whose outputs are the
+  tokens), values transposed in
   layout ``rows`` (a unit of ``banks`` head dimensions holds the tokens along its columns: the context is a GEMV over
   the tokens). Each head's units sit on its own channels (:class:`KvLayout`); the cache grows with the context (more
   key units, longer value rows).
@@ -32,7 +32,7 @@ import numpy as np
 from accel.config import DeviceConfig
 from accel.fmt import size
 
-from .gemv import gemv_shape
+from .gemv import gemv_shape, lane_unit
 from .partition import MappingError, kv_datatype
 from .workload import LAYER, AttentionMatmul, Gemm, Lookup, Workload
 
@@ -246,12 +246,11 @@ def _kv_layout(dp: DevicePlacement, device: DeviceConfig, layer: int, att: Atten
     p = device.pim
     nch = p.channels
     seqs, d, ctx = att.batch, att.head_dim, att.kv_len
-    per = p.banks * p.mac_lanes
+    per, k_rows = lane_unit(device, d)   # keys per unit (layout 'lanes') and their DRAM rows
     blocks, vph = -(-ctx // per), -(-d // p.banks)
     span = max(1, nch // max(1, seqs * kvh))
     kc, ks = _unit_slots(seqs * kvh * blocks, blocks, span, nch)
     vc, vs = _unit_slots(seqs * kvh * vph, vph, span, nch)
-    _, k_rows, _ = gemv_shape(device, per, d, "lanes")
     _, v_rows, _ = gemv_shape(device, p.banks, ctx, "rows")
     kv_bytes = seqs * kvh * ctx * d * att.kv_bits / 8
     k = dp.add(f"kv.{layer}.k", "kv_k", seqs * kvh * ctx, d, "lanes", 8, nch, (max(ks, default=-1) + 1) * k_rows,

@@ -27,7 +27,7 @@ import numpy as np
 from accel.config import DeviceConfig
 from accel.isa import TABLES, Family, PimOp, SyncOp, encode
 
-from .gemv import gemv_program
+from .gemv import gemv_program, lane_outputs
 from .placement import KvLayout, Region
 from .workload import WeightFormat
 
@@ -244,9 +244,9 @@ def _weight_parts(device: DeviceConfig, m: int, k: int, channels: int, row0: int
                   inputs: int) -> tuple[ChannelPart, ...]:
     """:func:`weight_gemv` by geometry (devices of a tensor-parallel system share their parts)."""
     p = device.pim
-    # the input's global-buffer columns (one activation per lane slot), once per input row: later refills of the
-    # same chunk come from the channel's copy
-    data = inputs * -(-k // p.mac_lanes) * p.column_bytes
+    # the input's global-buffer columns (int8 activations, a column's bytes each), once per input row: later refills
+    # of the same chunk come from the channel's copy
+    data = inputs * -(-k // p.column_bytes) * p.column_bytes
     made: dict[int, ChannelPart] = {}   # channels with equal slices share one part (and one array of words)
     for mc in set(_slices(m, channels)):
         if mc == 0:
@@ -315,7 +315,7 @@ def kv_context(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelP
         part.signal_after, part.readout_bytes = [len(part.words) - 1], [sum(part.readout_bytes)]
         per_ch[ch].append(part)
         heads[ch].add(u // kv.v_per_head)
-    return _with_data(per_ch, heads, inputs * -(-kv.context // p.mac_lanes) * p.column_bytes)
+    return _with_data(per_ch, heads, inputs * -(-kv.context // p.column_bytes) * p.column_bytes)
 
 
 _PIM_FIELDS = TABLES[Family.PIM].offsets()
@@ -351,12 +351,14 @@ def _runs(cols: list[int]) -> list[tuple[int, int]]:
 def kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> list[ChannelPart]:
     """Writing the key and value entries of new ``tokens`` (positions, every sequence and KV head held here).
 
-    A key unit holds ``lanes`` tokens per column (one head dimension each): a token changes one lane slot of ``head
-    dim`` columns of its bank's row; a value unit holds one head dimension per bank and ``lanes`` tokens per column: a
-    token changes one slot of one column in every bank of the unit. Writes of a column cover the new tokens' slots
+    A key unit gives each bank :func:`~accel.mapping.gemv.lane_outputs` tokens per block (layout ``lanes``): a token
+    is written as ``head dim`` columns of its bank's row (an estimate of the addresses: the packed granules interleave
+    the accumulators' groups); a value unit holds one head dimension per bank and a column's int8 weights of tokens
+    per column: a token changes one column in every bank of the unit. Writes of a column cover the new tokens' codes
     only (masked writes: an assumption, docs/mapping.md); the link brings whole column words."""
     p = device.pim
-    L, C, B = p.mac_lanes, p.columns, p.banks
+    # keys: lane_outputs tokens per bank of a unit (layout 'lanes'); values: a column's int8 weights per column
+    L, C, B, V = lane_outputs(device, 8), p.columns, p.banks, p.weights_per_column(8)
     nch = kv.k.channels
     keys: list[dict[tuple[int, int], list[int]]] = [dict() for _ in range(nch)]      # (bank, row) -> columns
     values: list[dict[int, dict[int, list[int]]]] = [dict() for _ in range(nch)]     # row -> bank -> columns
@@ -364,13 +366,13 @@ def kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> list[ChannelP
     for sh in range(kv.sequences * kv.kv_heads):
         for t in tokens:
             ch, row = kv.k_at[sh * kv.blocks + t // kv.tokens_per_unit]
-            bank = (t % kv.tokens_per_unit) // L
+            bank = (t % kv.tokens_per_unit) % (B * L) // L
             for j in range(kv.k_rows):
                 cols = range(j * C, min(kv.head_dim, (j + 1) * C))
                 keys[ch].setdefault((bank, row + j), []).extend(c - j * C for c in cols)
             for db in range(vph):
                 ch, row = kv.v_at[sh * vph + db]
-                col = t // L
+                col = t // V
                 banks = values[ch].setdefault(row + col // C, {})
                 for b in range(min(B, kv.head_dim - db * B)):
                     banks.setdefault(b, []).append(col % C)

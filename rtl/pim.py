@@ -15,11 +15,9 @@ wins.
 Each bank's array is an ``amaranth.lib.memory.Memory`` of ``rows x columns`` words with a synchronous,
 write-transparent read port fed with the next cycle's address (the MAC lanes consume the addressed column in the cycle
 the command issues; a synchronous port maps to block RAM) and a write port, or (``external_arrays``, for full-size
-presets) an instance of an external memory module with the same port (:mod:`accel.rtl.bank_array`). The MAC lanes are
-bit-parallel: int8 x int8 for ``lane="int8"``; for ``lane="bitserial"`` they evaluate the bit-serial unit's numerics
-in one cycle (code -> value of the bank's datatype, times activation, times the bank's group scale, added modulo
-``2**acc_bits`` — equal to the serial shift-and-add dequantiser); the bit-serial datapath of ``rtl/bitserial.py`` is
-not instantiated here (see docs/pim.md).
+presets) an instance of an external memory module with the same port (:mod:`accel.rtl.bank_array`). Each bank's MAC
+unit is a :class:`BankMac`: bit-parallel int8 x int8 lanes for ``lane="int8"``; for ``lane="bitserial"`` instances of
+the bit-serial unit of ``rtl/bitserial.py`` consuming packed columns (docs/pim.md, "The bank's MAC unit").
 """
 from __future__ import annotations
 
@@ -30,17 +28,17 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from accel.config import BitSerialConfig, PimConfig
+from accel.config import BankUnit, BitSerialConfig, PimConfig
 from accel.interfaces.pim import (
-    ACC_BITS, BANK_TARGETS, CFR_DTYPE, CFR_REGISTERS, CFR_SCALE, PIM_TIMING_RULES, PimRule, TimingRule, acc_bits,
-    compile_rules, lane_terms, max_terms, rdata_bits, reset_dtype,
+    ACC_BITS, BANK_TARGETS, CFR_FORMAT, CFR_REGISTERS, PIM_TIMING_RULES, PimRule, TimingRule, compile_rules,
+    format_pace, rdata_bits,
 )
 from accel.isa import TABLES, Family, PimOp
-from accel.numerics import DATATYPES
 
 from .bank_array import bank_array
+from .bitserial import BitSerialUnit
 
-__all__ = ["PimChannel", "PimBank"]
+__all__ = ["PimChannel", "PimBank", "BankMac"]
 
 
 class PimBank(wiring.Component):
@@ -97,6 +95,213 @@ class PimBank(wiring.Component):
         return m
 
 
+class BankMac(wiring.Component):
+    """One bank's MAC unit (docs/pim.md, "The bank's MAC unit"), cycle for cycle the per-cycle model's
+    :class:`accel.emulator.units.pim.BankMac`.
+
+    Bit-serial banks: ``units`` instances of :class:`accel.rtl.bitserial.BitSerialUnit`, the metadata register, each
+    unit's latched metadata entry, a column sequencer (for formats whose columns hold several beats per unit) and one
+    accumulator per unit. Bit-parallel banks: ``mac_lanes`` int8 multipliers, one slice of the column per cycle.
+
+    Parameters
+    ----------
+    unit:
+        The bank's :class:`~accel.config.BankUnit`.
+
+    Members
+    -------
+    mac: In(1)
+        A MAC element issues on this bank this cycle (on column ``col``, whose word is ``data``).
+    clear: In(1)
+        CLRMAC this cycle (a result arriving in the same cycle survives).
+    col: In(column address bits), data: In(column_bits)
+        The addressed column and its contents (the bank array's read port).
+    fmt: In
+        The bank's format register (code storage bits).
+    acts__<f>: In(column_bits * 8 / f) for every format ``f``
+        The global-buffer columns a MAC of ``col`` reads in format ``f``.
+    rdmac: Out(mac_registers * 32)
+        The accumulators as RDMAC reads them (each sign-extended or truncated to 32 bits, register 0 lowest).
+    """
+
+    def __init__(self, unit: BankUnit) -> None:
+        self.unit = unit
+        p = unit.pim
+        members = {
+            "mac": In(1), "clear": In(1), "col": In(p.column_address_bits), "data": In(p.column_bits),
+            "fmt": In(range(max(unit.formats) + 1)), "rdmac": Out(unit.mac_registers * ACC_BITS),
+        }
+        for f in unit.formats:
+            members[f"acts__{f}"] = In(p.column_bits * unit.gb_columns_per_mac(f))
+        super().__init__(members)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        u = self.unit
+        if u.bitserial is None:
+            accs = self._int8(m)
+        else:
+            accs = self._bitserial(m)
+        m.d.comb += self.rdmac.eq(Cat(*[_to32(a) for a in accs]))
+        return m
+
+    def _sequencer(self, m: Module, nbeats: dict[int, int], spacing: dict[int, int], wide: int):
+        """Feed this cycle's beat: beat 0 in the MAC's issue cycle (from the port), beat ``k`` ``k * spacing``
+        cycles later (from the latched column and activations). Returns (feed, beat, data, acts, fmt, col)."""
+        u, p = self.unit, self.unit.pim
+        is_meta = Signal()
+        if u.bitserial is not None:
+            with m.Switch(self.fmt):
+                for f in u.formats:
+                    with m.Case(f):
+                        m.d.comb += is_meta.eq(self.col < u.metadata_columns(f))
+        start = Signal()
+        m.d.comb += start.eq(self.mac & ~is_meta)
+        acts_now = Signal(wide)
+        with m.Switch(self.fmt):
+            for f in u.formats:
+                with m.Case(f):
+                    m.d.comb += acts_now.eq(getattr(self, f"acts__{f}"))
+        feed = Signal()
+        nmax = max(nbeats.values())
+        beat = Signal(range(max(2, nmax)))
+        f_data = Signal(p.column_bits)
+        f_acts = Signal(wide)
+        f_fmt = Signal.like(self.fmt)
+        f_col = Signal.like(self.col)
+        m.d.comb += [f_data.eq(self.data), f_acts.eq(acts_now), f_fmt.eq(self.fmt), f_col.eq(self.col)]
+        if nmax == 1:
+            m.d.comb += feed.eq(start)
+            return is_meta, feed, beat, f_data, f_acts, f_fmt, f_col
+        s_valid = Signal()
+        s_beat = Signal(range(nmax))
+        s_timer = Signal(range(max(spacing.values())))
+        s_data = Signal(p.column_bits)
+        s_acts = Signal(wide)
+        s_fmt = Signal.like(self.fmt)
+        s_col = Signal.like(self.col)
+        with m.If(start):
+            m.d.comb += feed.eq(1)
+        with m.Elif(s_valid & (s_timer == 0)):
+            m.d.comb += [feed.eq(1), beat.eq(s_beat), f_data.eq(s_data), f_acts.eq(s_acts), f_fmt.eq(s_fmt),
+                         f_col.eq(s_col)]
+        with m.If(start):
+            m.d.sync += [s_beat.eq(1), s_data.eq(self.data), s_acts.eq(acts_now), s_fmt.eq(self.fmt),
+                         s_col.eq(self.col)]
+            with m.Switch(self.fmt):
+                for f in u.formats:
+                    with m.Case(f):
+                        m.d.sync += [s_valid.eq(nbeats[f] > 1), s_timer.eq(spacing[f] - 1)]
+        with m.Elif(s_valid):
+            with m.If(s_timer == 0):
+                m.d.sync += s_beat.eq(s_beat + 1)
+                with m.Switch(s_fmt):
+                    for f in u.formats:
+                        with m.Case(f):
+                            m.d.sync += s_timer.eq(spacing[f] - 1)
+                            with m.If(s_beat == nbeats[f] - 1):
+                                m.d.sync += s_valid.eq(0)
+            with m.Else():
+                m.d.sync += s_timer.eq(s_timer - 1)
+        return is_meta, feed, beat, f_data, f_acts, f_fmt, f_col
+
+    def _int8(self, m: Module) -> list[Signal]:
+        u, p = self.unit, self.unit.pim
+        lanes = p.mac_lanes
+        n = u.cycles_per_column(8)
+        _, feed, beat, data, acts, _, _ = self._sequencer(m, {8: n}, {8: 1}, p.column_bits)
+        accs = []
+        for i in range(lanes):
+            acc = Signal(signed(ACC_BITS), name=f"acc{i}")
+            w = Signal(signed(8), name=f"w{i}")
+            a = Signal(signed(8), name=f"a{i}")
+            with m.Switch(beat):
+                for k in range(n):
+                    with m.Case(k):
+                        j = k * lanes + i
+                        m.d.comb += [w.eq(data[8 * j:8 * j + 8]), a.eq(acts[8 * j:8 * j + 8])]
+            m.d.sync += acc.eq(Mux(self.clear, 0, acc) + Mux(feed, w * a, 0))
+            accs.append(acc)
+        return accs
+
+    def _bitserial(self, m: Module) -> list[Signal]:
+        u, p = self.unit, self.unit.pim
+        bs = u.bitserial
+        lanes, e, cb = u.unit_lanes, u.entry_bits, p.column_bits
+        bpg_bits = (bs.beats_per_group - 1).bit_length()
+        wide = cb * max(u.gb_columns_per_mac(f) for f in u.formats)
+        nbeats = {f: u.unit_beats(f) for f in u.formats}
+        spacing = {f: u.format_terms(f) for f in u.formats}
+        is_meta, feed, beat, data, acts, fmt, col = self._sequencer(m, nbeats, spacing, wide)
+        # the metadata register: a MAC of metadata column c loads slice c
+        meta = Signal(u.max_metadata_columns * cb)
+        with m.If(self.mac & is_meta):
+            for c in range(u.max_metadata_columns):
+                with m.If(self.col == c):
+                    m.d.sync += meta[c * cb:(c + 1) * cb].eq(self.data)
+        entries = [meta[k * e:(k + 1) * e] for k in range(u.max_metadata_columns * cb // e)]
+        accs = []
+        for k in range(u.units):
+            x = BitSerialUnit(bs)
+            m.submodules[f"unit{k}"] = x
+            latched = Signal(e, name=f"entry{k}")
+            active = Signal(name=f"active{k}")
+            starts = Signal(name=f"starts{k}")
+            top = max(((p.columns - 1 - u.metadata_columns(f)) * nbeats[f] + nbeats[f] - 1)
+                      // bs.beats_per_group * u.active_units(f) + u.active_units(f) for f in u.formats)
+            index = Signal(range(max(2, top, len(entries) + 1)), name=f"index{k}")
+            fetched = Signal(e, name=f"fetched{k}")
+            codes = Signal(lanes * bs.max_weight_bits, name=f"codes{k}")
+            a_beat = Signal(lanes * 8, name=f"acts{k}")
+            ent = Signal(e, name=f"use{k}")
+            dtype = Signal(bs.dtype_bits, name=f"dtype{k}")
+            with m.Switch(fmt):
+                for f in u.formats:
+                    with m.Case(f):
+                        na, n, mc = u.active_units(f), nbeats[f], u.metadata_columns(f)
+                        if k >= na:
+                            continue
+                        m.d.comb += active.eq(1)
+                        # row-local beat position p = (col - metadata columns) * unit_beats + beat (entry_index)
+                        pos = (col - mc) * n + beat
+                        m.d.comb += [starts.eq(pos[:bpg_bits] == 0) if bpg_bits else starts.eq(1),
+                                     index.eq((pos >> bpg_bits) * na + k)]
+                        with m.Switch(beat):
+                            for mm in range(n):
+                                with m.Case(mm):
+                                    j = mm * na + k     # beat_of
+                                    m.d.comb += [
+                                        codes.eq(Cat(*[Cat(data[(j * lanes + i) * f:(j * lanes + i + 1) * f],
+                                                           C(0, bs.max_weight_bits - f)) for i in range(lanes)])),
+                                        a_beat.eq(acts[j * lanes * 8:(j + 1) * lanes * 8]),
+                                    ]
+                        # entry_datatype: a code outside the format's datatypes decodes as the format's first
+                        ok_codes = [bs.dtype_codes[d] for d in u.datatypes_of(f)]
+                        code = ent[:bs.dtype_bits]
+                        m.d.comb += dtype.eq(Mux(Cat(*[code == c for c in ok_codes]).any(), code, ok_codes[0]))
+            m.d.comb += fetched.eq(Mux(index < len(entries), Array(entries)[index], 0))
+            m.d.comb += ent.eq(Mux(starts, fetched, latched))
+            with m.If(feed & active & starts):
+                m.d.sync += latched.eq(fetched)
+            go = feed & active
+            wv = x.wgt.payload
+            m.d.comb += [
+                x.act.valid.eq(go), x.wgt.valid.eq(go), x.res.ready.eq(1),
+                x.act.payload.as_value().eq(a_beat),
+                wv.codes.as_value().eq(codes), wv.dtype.eq(dtype), wv.scale.eq(ent[bs.dtype_bits:]), wv.last.eq(1),
+            ]
+            acc = Signal(signed(bs.acc_bits), name=f"acc{k}")
+            m.d.sync += acc.eq(Mux(self.clear, 0, acc) + Mux(x.res.valid, Value.cast(x.res.payload).as_signed(), 0))
+            accs.append(acc)
+        return accs
+
+
+def _to32(a: Value) -> Value:
+    """A two's complement accumulator as a 32-bit word (sign-extended or truncated)."""
+    w = len(a)
+    return a[:ACC_BITS] if w >= ACC_BITS else Cat(a, a[-1].replicate(ACC_BITS - w))
+
+
 class PimChannel(wiring.Component):
     """A PIM channel.
 
@@ -137,12 +342,13 @@ class PimChannel(wiring.Component):
             raise TypeError("lane = 'bitserial' needs the device's BitSerialConfig (bitserial=device.bitserial)")
         self.pim = pim
         self.bitserial = bitserial if pim.lane == "bitserial" else None
-        self.rules = compile_rules(pim, max_terms(pim, bitserial), rules)
+        self.unit = BankUnit(pim, self.bitserial)
+        self.rules = compile_rules(self.unit, rules)
         self.external_arrays = external_arrays
         super().__init__({
             "cmd": In(stream.Signature(64)),
             "wdata": In(stream.Signature(pim.column_bits)),
-            "rdata": Out(wiring.Signature({"valid": Out(1), "payload": Out(rdata_bits(pim))})),
+            "rdata": Out(wiring.Signature({"valid": Out(1), "payload": Out(rdata_bits(self.unit))})),
             "strict": In(1),
             "issued": Out(1),
             "error": Out(1),
@@ -151,11 +357,9 @@ class PimChannel(wiring.Component):
 
     # ---------------------------------------------------------------------------------------------------------------
     def elaborate(self, platform) -> Module:
-        p, t, rules = self.pim, self.pim.timing, self.rules
-        bs = self.bitserial
+        p, t, rules, unit = self.pim, self.pim.timing, self.rules, self.unit
         m = Module()
-        NB, NG, BPG, L, S = p.banks, p.bank_groups, p.banks_per_group, p.mac_lanes, p.slot_bits
-        abits = acc_bits(p, bs)
+        NB, NG, BPG = p.banks, p.bank_groups, p.banks_per_group
         code_bits = rules.error_code_bits
         table = TABLES[Family.PIM]
         w = dict(table.all_fields)
@@ -177,14 +381,12 @@ class PimChannel(wiring.Component):
             m.submodules[f"bank{b}"] = bk
         b_open = [Signal(name=f"open{b}") for b in range(NB)]
         b_row = [Signal(p.row_address_bits, name=f"row{b}") for b in range(NB)]
-        acc = [[Signal(signed(abits), name=f"acc{b}_{i}") for i in range(L)] for b in range(NB)]
-        b_dtype = [Signal(bs.dtype_bits if bs else 1, init=reset_dtype(p, bs), name=f"dtype{b}") for b in range(NB)]
-        sbits = bs.scale_bits if bs else 8
-        b_scale = [Signal(sbits, init=1, name=f"scale{b}") for b in range(NB)]
+        b_fmt = [Signal(range(max(unit.formats) + 1), init=unit.reset_format, name=f"fmt{b}") for b in range(NB)]
         gb = [Signal(p.column_bits, name=f"gb{i}") for i in range(p.gb_columns)]
         depth = max(t.rd_latency, t.rdmac_latency)
+        rbits = rdata_bits(unit)
         pipe_v = [Signal(name=f"pipe_v{k}") for k in range(depth)]
-        pipe_d = [Signal(rdata_bits(p), name=f"pipe_d{k}") for k in range(depth)]
+        pipe_d = [Signal(rbits, name=f"pipe_d{k}") for k in range(depth)]
         err_sticky = Signal()
         err_code_r = Signal(code_bits)
 
@@ -213,10 +415,8 @@ class PimChannel(wiring.Component):
             | (op_is[PimOp.RDMAC] & (h_bank + h_count > NB))
             | (op_is[PimOp.CFR] & ~cfr_reg_ok))
         cfr_bad = Signal()
-        if bs is not None:
-            dtype_ok = Cat(*[h_row == c for c in bs.dtype_codes.values()]).any()
-            m.d.comb += cfr_bad.eq(op_is[PimOp.CFR] & (((h_col == CFR_DTYPE) & ~dtype_ok)
-                                                        | ((h_col == CFR_SCALE) & (h_row >= (1 << bs.scale_bits)))))
+        fmt_ok = Cat(*[h_row == f for f in unit.formats]).any()
+        m.d.comb += cfr_bad.eq(op_is[PimOp.CFR] & (h_col == CFR_FORMAT) & ~fmt_ok)
         any_closed = Cat(*[target[b] & ~b_open[b] for b in range(NB)]).any()
         any_open_t = Cat(*[target[b] & b_open[b] for b in range(NB)]).any()
         any_open = Cat(*b_open).any()
@@ -257,16 +457,16 @@ class PimChannel(wiring.Component):
                     out[o] = Const(1) if flags == {0, 1} else (h_ab if flags == {1} else ~h_ab)
             return out
 
-        # bit-serial lanes: a MAC column keeps a bank's lanes busy for terms(datatype) cycles (dynamic sources)
-        lane = lane_terms(p, bs)
+        # a MAC column keeps a bank's MAC unit busy for its format's pace (dynamic sources)
+        pace = format_pace(unit)
         terms = []
         if any(s.dynamic for s in rules.sources):
             for b in range(NB):
-                tb = Signal(range(max(lane.values(), default=1) + 1), name=f"terms{b}")
+                tb = Signal(range(max(pace.values()) + 1), name=f"terms{b}")
                 m.d.comb += tb.eq(1)
-                with m.Switch(b_dtype[b]):
-                    for code, n in lane.items():
-                        with m.Case(code):
+                with m.Switch(b_fmt[b]):
+                    for f, n in pace.items():
+                        with m.Case(f):
                             m.d.comb += tb.eq(n)
                 terms.append(tb)
 
@@ -328,9 +528,7 @@ class PimChannel(wiring.Component):
         ]
 
         # ---- banks: addresses, reads, writes, MACs
-        gb_sel = Signal(p.column_bits)
         gcols = p.gb_columns
-        m.d.comb += gb_sel.eq(Array(gb)[h_col[:max(1, (gcols - 1).bit_length())]] if gcols > 1 else gb[0])
         bank_rdata = []
         # next cycle's head column and open rows (the banks' synchronous read ports are addressed one cycle early)
         word = data.View(table.layout(), self.cmd.payload)
@@ -351,34 +549,26 @@ class PimChannel(wiring.Component):
                          bk.next_col.eq(h_col_nxt), bk.wdata.eq(self.wdata.payload),
                          bk.we.eq(issue & op_is[PimOp.WR] & target[b])]
             bank_rdata.append(bk.rdata)
-        act_slots = [gb_sel[i * S:i * S + 8].as_signed() for i in range(L)]
+        # the global-buffer columns a MAC of the head's column reads, per format: col * r .. col * r + r - 1
+        gb_arr = Array(gb)
+        gb_acts = {}
+        for f in unit.formats:
+            r = unit.gb_columns_per_mac(f)
+            sel = []
+            for k in range(r):
+                idx = h_col * r + k
+                sel.append(gb_arr[idx % gcols] if gcols > 1 else gb[0])
+            gb_acts[f] = Cat(*sel)
+        macs = []
         for b in range(NB):
-            col_word = banks[b].rdata
-            for i in range(L):
-                code = col_word[i * S:i * S + 8]
-                term = Signal(signed(abits), name=f"term{b}_{i}")
-                if bs is None:
-                    m.d.comb += term.eq(code.as_signed() * act_slots[i])
-                else:
-                    # the weight's value (at most 8 bits signed for every datatype), times the activation, times
-                    # the bank's group scale: two multipliers per lane
-                    val = Signal(signed(8), name=f"wval{b}_{i}")
-                    with m.Switch(b_dtype[b]):
-                        for name, dcode in bs.dtype_codes.items():
-                            dt = DATATYPES[name]
-                            with m.Case(dcode):
-                                if dt.kind == "int":
-                                    m.d.comb += val.eq(code[:dt.code_bits].as_signed())
-                                else:
-                                    m.d.comb += val.eq(Array([C(v, signed(8)) for v in dt.values])
-                                                       [code[:dt.code_bits]])
-                    prod = Signal(signed(16), name=f"prod{b}_{i}")
-                    m.d.comb += prod.eq(val * act_slots[i])
-                    m.d.comb += term.eq(prod * b_scale[b])
-                with m.If(issue & op_is[PimOp.MAC] & target[b]):
-                    m.d.sync += acc[b][i].eq(acc[b][i] + term)
-                with m.If(issue & op_is[PimOp.CLRMAC] & target[b]):
-                    m.d.sync += acc[b][i].eq(0)
+            mu = BankMac(unit)
+            m.submodules[f"mac{b}"] = mu
+            m.d.comb += [mu.mac.eq(issue & op_is[PimOp.MAC] & target[b]),
+                         mu.clear.eq(issue & op_is[PimOp.CLRMAC] & target[b]),
+                         mu.col.eq(h_col), mu.data.eq(bank_rdata[b]), mu.fmt.eq(b_fmt[b])]
+            for f in unit.formats:
+                m.d.comb += getattr(mu, f"acts__{f}").eq(gb_acts[f])
+            macs.append(mu)
 
         # ---- state updates at the edge
         iss = {o: issue & op_is[o] for o in PimOp}
@@ -388,10 +578,8 @@ class PimChannel(wiring.Component):
                 m.d.sync += b_open[b].eq(1)
             with m.If(iss[PimOp.PRE] & tb):
                 m.d.sync += b_open[b].eq(0)
-            with m.If(iss[PimOp.CFR] & tb & (h_col == CFR_DTYPE)):
-                m.d.sync += b_dtype[b].eq(h_row)
-            with m.If(iss[PimOp.CFR] & tb & (h_col == CFR_SCALE)):
-                m.d.sync += b_scale[b].eq(h_row)
+            with m.If(iss[PimOp.CFR] & tb & (h_col == CFR_FORMAT)):
+                m.d.sync += b_fmt[b].eq(h_row)
 
         # timing counters: an issue of a preceding command raises its sources' counters to their length (a
         # dynamic source: to the bank's terms) for the banks / groups it acts on; every counter counts down
@@ -426,17 +614,13 @@ class PimChannel(wiring.Component):
                 m.d.sync += gb[i].eq(self.wdata.payload)
         rd_word = Signal(p.column_bits)
         m.d.comb += rd_word.eq(Array(bank_rdata)[h_bank] if NB > 1 else bank_rdata[0])
-        # RDMAC beat: every lane's accumulator as a 32-bit two's complement word (sign-extended or truncated)
-        acc32 = [[Signal(signed(ACC_BITS), name=f"acc32_{b}_{i}") for i in range(L)] for b in range(NB)]
-        for b in range(NB):
-            for i in range(L):
-                m.d.comb += acc32[b][i].eq(acc[b][i])
-        mac_word = Signal(L * ACC_BITS)
-        words = [Cat(*acc32[b]) for b in range(NB)]
+        # RDMAC beat: the bank's accumulators as 32-bit two's complement words
+        mac_word = Signal(unit.mac_registers * ACC_BITS)
+        words = [mu.rdmac for mu in macs]
         m.d.comb += mac_word.eq(Array(words)[h_bank] if NB > 1 else words[0])
         for k in range(depth):
             nv = pipe_v[k + 1] if k + 1 < depth else Const(0)
-            nd = pipe_d[k + 1] if k + 1 < depth else Const(0, rdata_bits(p))
+            nd = pipe_d[k + 1] if k + 1 < depth else Const(0, rbits)
             with m.If(iss[PimOp.RD] & (k == t.rd_latency - 1)):
                 m.d.sync += [pipe_v[k].eq(1), pipe_d[k].eq(rd_word)]
             with m.Elif(iss[PimOp.RDMAC] & (k == t.rdmac_latency - 1)):

@@ -12,20 +12,18 @@ from accel.isa import TABLES, AttnOp, Family, LinkOp, SyncOp, VectorOp, encode
 from accel.program import Program, Stream
 from accel.equivalence.pim import PimUnitConfig
 from accel.equivalence.pim import random_program as random_pim_program
+from accel.equivalence.pim import scaled_aim as scaled_channel
 
 
 def scaled_aim(channels: int = 3) -> DeviceConfig:
     """aim-gddr6 scaled down (the PIM equivalence tests' aim-scaled channel, several channels), with a small vector
     unit, a link that broadcasts and a sync latency of 3."""
     dev = load_preset("aim-gddr6")
-    t = replace(dev.pim.timing, nBL=2, nCL=6, nCWL=2, nRCD=5, nRCDWR=4, nRCD_MAC=7, nRP=4, nRAS=7, nRC=11, nWR=4,
-                nRTP=3, nCCDS=2, nCCDL=2, nCCD_AB=2, nRRDS=2, nRRDL=3, nFAW=9, nRFC=12, nREFI=400)
-    pim = replace(dev.pim, channels=channels, banks=4, bank_groups=2, rows=8, row_bytes=32, column_bits=64,
-                  mac_lanes=4, global_buffer_bytes=32, timing=t)
+    chan = scaled_channel()
     vec = replace(dev.vector, lanes=4, buffer_bytes=512, mul_latency=2, exp_latency=5, activation_latency=3,
                   recip_latency=6)
     link = replace(dev.link, width_bits=32, latency=3)
-    return replace(dev, name="aim-scaled", pim=pim, bitserial=replace(dev.bitserial, lanes=4, group_size=16),
+    return replace(dev, name="aim-scaled", pim=replace(chan.pim, channels=channels), bitserial=chan.bitserial,
                    vector=vec, link=link, sync_latency=3)
 
 

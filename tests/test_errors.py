@@ -110,8 +110,8 @@ CORPUS = [
      "device aim-gddr6 has 32 PIM channels; an FPGA top builds one channel: use --device fpga-tiny (the board's "
      "preset) or a device YAML with pim.channels: 1"),
     ("fpga build --board icebreaker --device fpga-small",
-     "preset fpga-small does not fit board icebreaker (iCE40UP5K-SG48): its bank arrays need 16 KiB of block RAM (4 "
-     "banks x 64 rows x 64 B) where the part has 15 KiB (30 blocks of 4096 bits); try --device fpga-tiny; or a board "
+     "preset fpga-small does not fit board icebreaker (iCE40UP5K-SG48): its bank arrays need 32 KiB of block RAM (4 "
+     "banks x 32 rows x 256 B) where the part has 15 KiB (30 blocks of 4096 bits); try --device fpga-tiny; or a board "
      "with a bigger part: --board ulx3s-85f (LFE5U-85F-6BG381C, 83640 LUTs, 208 BRAM, 156 DSP)"),
     ("fpga report half", "half/report.json: an incomplete or altered report (KeyError: 'preset'); rebuild with accel "
                          "fpga build"),
@@ -211,7 +211,8 @@ CORPUS = [
     ("map gpt9", f"unknown model 'gpt9' (did you mean 'gpt2'?); {KNOWN_MODELS}"),
     ("models gpt9", f"unknown model 'gpt9' (did you mean 'gpt2'?); {KNOWN_MODELS}"),
     ("map gpt2 --device aim-gddr7", "unknown preset 'aim-gddr7' (did you mean 'aim-gddr6'?); presets are aim-gddr6, "
-                                    "fpga-small, fpga-tiny, hbm2-pim, hbm3-pim, pim-gpt; or give a path to a YAML file"),
+                                    "aim-gddr6-bitmod, fpga-small, fpga-tiny, hbm2-pim, hbm3-pim, pim-gpt; or give a "
+                                    "path to a YAML file"),
     ("map nohf", "nohf: no config.json; a Hugging Face model directory holds config.json and optionally "
                  "model.safetensors"),
     ("map badcfg", "badcfg/config.json:1:24: byte 0xff is not UTF-8 text; save the JSON file as UTF-8"),
@@ -226,13 +227,13 @@ CORPUS = [
                                 "(1023 cached + the new one); use a context of 1024 or less"),
     ("map gpt2 --phase prefill --prompt 2048", "prompt 2048 > 1024 positions of gpt2: a prompt holds at most 1024 "
                                                "tokens; use a prompt of 1024 or less"),
-    ("map llama2-70b", "llama2-70b does not fit 1 aim-gddr6 device: device 0 needs 132425 DRAM rows per bank (129.3 "
-                       "GiB of bank space, 1.25 GiB of it the KV cache at context 4096) and has 16384 (16 GiB), 113.3 "
-                       "GiB short; the smallest --devices that fits is 12"),
-    ("map llama2-7b --batch 4", "llama2-7b does not fit 1 aim-gddr6 device: device 0 needs 21021 DRAM rows per bank "
-                                "(20.53 GiB of bank space, 8 GiB of it the KV cache at context 4096) and has 16384 (16 "
-                                "GiB), 4.528 GiB short; the KV cache fits up to context 1280 (--context 1280), or the "
-                                "smallest --devices that fits is 2"),
+    ("map llama2-70b", "llama2-70b does not fit 1 aim-gddr6 device: device 0 needs 79676 DRAM rows per bank (77.81 "
+                       "GiB of bank space, 880 MiB of it the KV cache at context 4096) and has 16384 (16 GiB), 61.81 "
+                       "GiB short; the smallest --devices that fits is 6"),
+    ("map llama2-7b --batch 12", "llama2-7b does not fit 1 aim-gddr6 device: device 0 needs 25182 DRAM rows per "
+                                 "bank (24.59 GiB of bank space, 15.75 GiB of it the KV cache at context 4096) and has "
+                                 "16384 (16 GiB), 8.592 GiB short; the KV cache fits up to context 1920 (--context "
+                                 "1920), or the smallest --devices that fits is 2"),
     ("map gpt2 --batch 100000", "gpt2 does not fit 1 aim-gddr6 device: its KV cache alone is 1.717 TiB (batch "
                                 "100000, context 1024) and a device has 16 GiB of bank space, so no count up to 64 "
                                 "devices holds it; use a smaller --batch or --context"),
@@ -341,7 +342,7 @@ def test_numbers_are_readable(inputs, capsys):
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
     assert "e-0" not in out and "e+0" not in out
-    assert "16 KiB" in out and "12 MHz" in out and "8.192 TMAC/s" in out
+    assert "32 KiB" in out and "12 MHz" in out and "8.192 TMAC/s" in out
     assert main(["devices", "tiny.yaml"]) == 0
     out = capsys.readouterr().out
     assert "clock       12 MHz (tCK 83.33 ns)" in out and "12.000048" not in out
@@ -462,8 +463,8 @@ def test_long_work_says_what_it_does(tmp_path, capsys):
     assert main(["rtl", "export", "bitserial", "--device", "fpga-tiny", "-o", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     lines = err.splitlines()
-    assert lines[0] == "accel: exporting bitserial for fpga-tiny (4 lanes x 4 datatypes, about 2.8 s) ..."
-    assert lines[1].startswith("accel: exporting bitserial for fpga-tiny (4 lanes x 4 datatypes, about 2.8 s): done "
+    assert lines[0] == "accel: exporting bitserial for fpga-tiny (2 lanes x 4 datatypes, about 2.4 s) ..."
+    assert lines[1].startswith("accel: exporting bitserial for fpga-tiny (2 lanes x 4 datatypes, about 2.4 s): done "
                                "in ")
     assert out.startswith("wrote ") and "accel:" not in out
 

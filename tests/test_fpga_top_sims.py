@@ -28,7 +28,7 @@ def _session(dev):
     link, MACs, RDMAC; K one bit-serial group or 16), an illegal RD to a closed bank, the status it left, CLEAR and
     the status after it."""
     g = random_gemv(dev, 2, max(16, dev.bitserial.group_size), seed=3)
-    nbeat = beat_words(dev.pim)
+    nbeat = beat_words(dev)
     reqs = [(Kind.STATUS, [], 3), (Kind.ECHO, [1, (1 << 64) - 1, 0x0123456789ABCDEF], 3)]
     for step in g["steps"]:
         op, n = command_elements(step.word, dev.pim.banks)
@@ -58,7 +58,7 @@ def test_top_three_simulators_same_cycles_and_golden_results(preset):
     gemv = resp[2:2 + len(g["steps"])]
     assert all(r.status == Status.OK for r in gemv)
     words = [w for r in gemv for w in r.words]
-    beats = beats_of(words, beat_words(dev.pim))
+    beats = beats_of(words, beat_words(dev))
     assert beats == expected_beats(dev, g["steps"])
     y = g["plan"].results([[(0, b) for b in beats]])
     assert y.tolist() == g["golden"].tolist()

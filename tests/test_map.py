@@ -23,14 +23,15 @@ from accel.program import Program, ProgramError, Stream
 
 
 def scaled_device(channels: int = 4, **pim):
-    """aim-gddr6 scaled down: ``channels`` channels of 4 banks, 2048 rows of 8 columns of 64 bits (4 lanes of 16-bit
-    slots), the PIM equivalence tests' scaled timing, an 8-lane vector unit and a 64-bit link."""
+    """aim-gddr6 scaled down: ``channels`` channels of 4 banks, 2048 rows of 8 columns of 64 bits (one 4-lane
+    bit-serial unit per bank, groups of 32: 8 beats, at least the dequantiser's 9 cycles), the PIM equivalence tests'
+    scaled timing, an 8-lane vector unit and a 64-bit link."""
     dev = load_preset("aim-gddr6")
     t = replace(dev.pim.timing, nBL=2, nCL=6, nCWL=2, nRCD=5, nRCDWR=4, nRCD_MAC=7, nRP=4, nRAS=7, nRC=11, nWR=4,
                 nRTP=3, nCCDS=2, nCCDL=2, nCCD_AB=2, nRRDS=2, nRRDL=3, nFAW=9, nRFC=12, nREFI=400)
     p = replace(dev.pim, channels=channels, banks=4, bank_groups=2, rows=2048, row_bytes=64, column_bits=64,
                 mac_lanes=4, global_buffer_bytes=64, timing=t, **pim)
-    return replace(dev, name="aim-scaled", pim=p, bitserial=replace(dev.bitserial, lanes=4, group_size=16),
+    return replace(dev, name="aim-scaled", pim=p, bitserial=replace(dev.bitserial, lanes=4, group_size=32),
                    vector=replace(dev.vector, lanes=8, buffer_bytes=4096, mul_latency=2, exp_latency=5,
                                   activation_latency=3, recip_latency=6),
                    link=replace(dev.link, width_bits=64, latency=2),
@@ -238,16 +239,29 @@ def test_partition_rules():
     assert pre["block0/mlp.act"].unit == "gpu" and pre["block0/mlp.act"].times_s["gpu"] > 0
 
 
-def test_placement_follows_weights_per_column(monkeypatch):
-    """The mapper reads weights per column from the device description: doubling it halves a matrix's rows."""
-    from accel.config import PimConfig
+def test_placement_follows_the_packed_columns():
+    """The mapper places weights as the banks pack them (:func:`accel.mapping.gemv.gemv_shape`): 4-bit weights take
+    half the data columns of int8 ones, so no matrix takes more rows and some take fewer; each region's rows are those
+    :func:`accel.mapping.gemv.gemv_plan` uses for its shape (rounded up per block)."""
+    from accel.mapping.gemv import gemv_program, gemv_shape
 
     dev = scaled_device()
-    w = workload(dev, tiny("llama", 1, 64, 4), "decode", 8)
-    before = {k: r.rows for k, r in place(w, dev).devices[0].regions.items() if r.kind == "weight"}
-    monkeypatch.setattr(PimConfig, "weights_per_column", lambda self, bits: 2 * self.mac_lanes)
-    after = {k: r.rows for k, r in place(w, dev).devices[0].regions.items() if r.kind == "weight"}
-    assert any(after[k] < before[k] for k in before) and all(after[k] <= before[k] for k in before)
+    arch = tiny("llama", 1, 64, 4)
+    rows = {dt: {k: r for k, r in place(workload(dev, arch, "decode", 8, datatype=dt), dev).devices[0].regions.items()
+                 if r.kind == "weight"} for dt in ("int8", "int4")}
+    assert any(rows["int4"][k].rows < r.rows for k, r in rows["int8"].items())
+    assert all(rows["int4"][k].rows <= r.rows for k, r in rows["int8"].items())
+    for regions in rows.values():
+        for r in regions.values():
+            per = -(-r.m // r.channels)
+            _, rpb, blocks = gemv_shape(dev, per, r.k, "rows", r.code_bits)
+            assert r.rows == rpb * blocks
+            dt = "int4" if r.code_bits <= 4 else "int8"
+            code = dev.bitserial.dtype_codes[dt]
+            groups = -(-r.k // dev.bitserial.group_size)
+            plan = gemv_program(dev, per, r.k, "rows", np.full((per, groups), code), np.ones((per, groups), int),
+                                channels=1)
+            assert plan.rows_used <= r.rows
 
 
 def test_regions_do_not_overlap_and_fit():

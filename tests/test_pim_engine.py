@@ -15,7 +15,7 @@ from accel.mapping.gemv import LAYOUTS, gemv_plan, gemv_program, golden_gemv, ra
 from accel.emulator.units.pim import PimChannel
 from accel.errors import AccelError
 from accel.isa import PimOp, encode
-from accel.interfaces.pim import PIM_TIMING_RULES
+from accel.interfaces.pim import PIM_TIMING_RULES, column_fields, column_word, unpack_entry
 from accel.interfaces.stimulus import Stimulus
 from accel.equivalence.pim import (
     EQUIVALENT_MUTANTS, EngineModelSuite, coverage_configs, mutants, suite_bindings, suite_seeds,
@@ -60,27 +60,40 @@ def test_random_suite_catches_a_mutated_engine(mutant, suite):
     assert suite.catch(rules) is not None
 
 
-def _random_gemv(dev, rng, m, k, layout="rows"):
-    return random_operands(dev, rng, m, k, extremes=0.3, shared=dev.pim.mac_lanes if layout == "lanes" else 1)
+def _random_gemv(dev, rng, m, k, datatypes=None):
+    return random_operands(dev, rng, m, k, extremes=0.3, datatypes=datatypes)
 
 
-PRESETS = ["fpga-tiny", "fpga-small", "aim-gddr6", "hbm2-pim", "hbm3-pim"]
+PRESETS = ["fpga-tiny", "fpga-small", "aim-gddr6", "aim-gddr6-bitmod", "hbm2-pim", "hbm3-pim"]
+#: per-group datatypes: every built one (int8 among them: 8-bit columns, 4-bit codes in 8-bit fields), or the
+#: 4- and 3-bit ones of the preset (4-bit columns)
+MIXES = ["all", "4bit"]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("preset", PRESETS)
-def test_gemv_bit_exact(preset, layout):
-    """Random shapes, operands, channel counts, first DRAM rows and activate-first order in every layout; the
-    timing-only plan of the same shape (:func:`gemv_program`) has the same command words."""
+def _mix(dev, mix):
+    from accel.numerics import DATATYPES
+
+    if mix == "all" or dev.pim.lane == "int8":
+        return None
+    return [d for d in dev.bitserial.datatypes if DATATYPES[d].code_bits <= 4]
+
+
+@pytest.mark.parametrize("preset,layout,mix", [
+    (p, lay, mix) for p in PRESETS for lay in LAYOUTS for mix in MIXES
+    if mix == "all" or load_preset(p).pim.lane == "bitserial"])   # int8 lanes hold int8 weights only
+def test_gemv_bit_exact(preset, layout, mix):
+    """Random weights (random datatypes per row and group, random scales, extremes, any K) packed at their width in
+    every layout, several channels and input vectors, first DRAM rows and activate-first order: y equals the golden
+    numerics bit for bit, and the timing-only plan of the same shape (:func:`gemv_program`) has the same command
+    words."""
     dev = load_preset(preset)
-    rng = np.random.default_rng([PRESETS.index(preset), LAYOUTS.index(layout)])
+    rng = np.random.default_rng([PRESETS.index(preset), LAYOUTS.index(layout), MIXES.index(mix)])
     gs = dev.bitserial.group_size
     for trial in range(3):
         m = int(rng.integers(1, 12 if preset == "fpga-tiny" else 40))
-        # K in whole columns, the last group often short (GPT-2's K = 1600 is 12.5 groups of 128)
-        k = gs * int(rng.integers(1, 3 if preset == "fpga-tiny" else 7)) - dev.pim.mac_lanes * int(
-            rng.integers(0, gs // dev.pim.mac_lanes))
-        w, x, dt, sc = _random_gemv(dev, rng, m, k, layout)
+        # any K: the last group often short (GPT-2's K = 1600 is 12.5 groups of 128)
+        k = gs * int(rng.integers(1, 3 if preset == "fpga-tiny" else 7)) - int(rng.integers(0, gs))
+        w, x, dt, sc = _random_gemv(dev, rng, m, k, _mix(dev, mix))
         opts = dict(channels=min(dev.pim.channels, int(rng.integers(1, 5))), act_first=bool(rng.integers(2)),
                     row0=int(rng.integers(0, 3)))
         inputs = int(rng.integers(1, 4))   # several input vectors: each row activation serves all of them
@@ -96,13 +109,41 @@ def test_gemv_bit_exact(preset, layout):
         assert shape.rows_used == max(r for _, _, r, _ in plan.preload) + 1 - opts["row0"]
 
 
-def test_gemv_lanes_layout_needs_shared_groups():
-    """Layout 'lanes' refuses rows of one bank whose groups differ in scale (the bank has one scale register)."""
-    dev = load_preset("fpga-small")
-    w, x, dt, sc = random_operands(dev, np.random.default_rng(1), 16, dev.bitserial.group_size, shared=8)
-    sc[1, 0] = sc[0, 0] + 1
-    with pytest.raises(AccelError, match=r"layout 'lanes': output rows 0 \.\. 7 share a bank's scale register"):
-        gemv_plan(dev, w, x, "lanes", dt, sc)
+@pytest.mark.parametrize("preset", ["fpga-small", "aim-gddr6", "aim-gddr6-bitmod"])
+def test_gemv_rows_hold_codes_at_their_width(preset):
+    """The preloaded rows of a 4-bit GEMV: every data column holds weights_per_column 4-bit codes (a weight costs 4
+    bits), the row's metadata columns hold each group's datatype and scale, and a matrix whose K fills whole rows
+    takes exactly K / weights_per_row rows per output row (no padding beyond the row's own metadata)."""
+    from accel.interfaces.pim import granule_layout
+
+    dev = load_preset(preset)
+    u = dev.bank
+    rng = np.random.default_rng(5)
+    per_row = dev.weights_per_row("int4")
+    k = per_row * 2
+    m = dev.pim.banks * 2
+    names = [d for d in dev.bitserial.datatypes if d.startswith(("fp4", "int4"))]
+    w, x, dt, sc = random_operands(dev, rng, m, k, datatypes=names)
+    plan = gemv_plan(dev, w, x, "rows", dt, sc, channels=1)
+    assert plan.rows_used == m // dev.pim.banks * 2
+    meta, gc = u.metadata_columns(4), u.granule_columns(4)
+    lay_k, lay_g = granule_layout(u, 4)
+    gw = lay_k.size
+    gpg = u.groups_per_granule(4)
+    for ch, bank, row, buf in plan.preload:
+        out_row, part = bank + dev.pim.banks * (row // 2), row % 2
+        codes = column_fields(buf, 4)                   # columns x codes
+        for s_ in range(u.granules_per_row(4)):
+            g = part * u.granules_per_row(4) + s_
+            got = codes[meta + s_ * gc:meta + (s_ + 1) * gc]
+            np.testing.assert_array_equal(got, w[out_row, g * gw + lay_k])
+            mword = column_word(buf[:meta].reshape(-1))
+            for gi in range(gpg):
+                grp = (g * gw + gi * dev.bitserial.group_size) // dev.bitserial.group_size
+                assert unpack_entry(u, mword, s_ * gpg + gi) == (dt[out_row, grp], sc[out_row, grp])
+    y, stats = run_gemv(dev, plan)
+    np.testing.assert_array_equal(y, golden_gemv(dev, w, x, dt, sc))
+    assert stats.mac_lane_ops == m * k
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:3], ids=[c.name for c in CONFIGS[:3]])
@@ -115,7 +156,7 @@ def test_gemv_per_cycle_model_equals_engine(cfg, layout):
     dev = replace(dev, pim=replace(cfg.pim, channels=1), bitserial=cfg.bitserial or dev.bitserial)
     rng = np.random.default_rng(7)
     k = dev.bitserial.group_size * 2 if dev.pim.lane == "bitserial" else dev.pim.mac_lanes * 6
-    w, x, dt, sc = _random_gemv(dev, rng, 2 * dev.pim.banks + 1, k, layout)
+    w, x, dt, sc = _random_gemv(dev, rng, 2 * dev.pim.banks + 1, k)
     plan = gemv_plan(dev, w, x, layout, dt, sc, channels=1)
     y, _ = run_gemv(dev, plan)
     np.testing.assert_array_equal(y, golden_gemv(dev, w, x, dt, sc))
@@ -131,7 +172,7 @@ def test_gemv_per_cycle_model_equals_engine(cfg, layout):
         f.pop("channel")
         dd = None
         if d is not None:
-            dd = [sum(int(s) << (i * dev.pim.slot_bits) for i, s in enumerate(row)) for row in d]
+            dd = [column_word(row) for row in d]
             data += dd
         words.append(word)
         issues.append((c.op, f, dd))
@@ -262,22 +303,24 @@ def test_dedup_still_checks_every_channel():
         DeviceEngine(dev, functional=False).run(words)
 
 
-def test_bitserial_lanes_pace_by_datatype():
-    """Weights are serial: an INT8 column takes 4 cycles, an FP4/INT4 column 2, so the same GEMV is faster with
-    4-bit weights on bit-serial lanes (and int8 lanes do not care)."""
-    dev = load_preset("aim-gddr6")
+@pytest.mark.parametrize("preset,pace8,pace4", [("aim-gddr6", 8, 8), ("aim-gddr6-bitmod", 4, 2)])
+def test_mac_pace_follows_the_format(preset, pace8, pace4):
+    """A bank's format register sets the MAC pace: aim-gddr6's one 16-lane unit takes 8 cycles for a column of 32
+    int8 or 64 4-bit codes; the BitMoD variant's four units take a 4-bit column at the column rate (2) and an int8
+    column in 4. A 4-bit GEMV reads half the columns of an int8 one, so it is faster on both."""
+    dev = load_preset(preset)
+    eng = ChannelEngine(dev.pim, dev.bitserial, functional=False)
+    eng.issue(PimOp.ACT, all_banks=1)
+    assert eng.issue(PimOp.MAC, all_banks=1, count=8).step == max(pace8, dev.pim.timing.nCCD_AB)
+    eng.issue(PimOp.CFR, all_banks=1, col=8, row=4)
+    assert eng.issue(PimOp.MAC, all_banks=1, count=8).step == max(pace4, dev.pim.timing.nCCD_AB)
     m, k = 512, 1024
     ng = k // dev.bitserial.group_size
     w = np.zeros((m, k), dtype=np.int64)
     cyc = {}
-    for name in ("int8", "int4", "fp4_er_pos"):
+    for name in ("int8", "int4", "fp4_er_pos", "int3"):
         code = dev.bitserial.dtype_codes[name]
         plan = gemv_plan(dev, w, np.zeros(k, np.int64), "rows", np.full((m, ng), code), np.ones((m, ng), int),
                          data=False)
         cyc[name] = DeviceEngine(dev, functional=False).run(plan.program).cycles
-    assert cyc["int4"] == cyc["fp4_er_pos"] < cyc["int8"]
-    eng = ChannelEngine(dev.pim, dev.bitserial, functional=False)
-    eng.issue(PimOp.ACT, all_banks=1)
-    assert eng.issue(PimOp.MAC, all_banks=1, count=8).step == 4
-    eng.issue(PimOp.CFR, all_banks=1, col=8, row=dev.bitserial.dtype_codes["fp3_ea_neg"])
-    assert eng.issue(PimOp.MAC, all_banks=1, count=8).step == 2
+    assert cyc["int4"] == cyc["fp4_er_pos"] == cyc["int3"] < cyc["int8"]

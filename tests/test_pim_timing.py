@@ -9,25 +9,28 @@ from dataclasses import dataclass, fields, replace
 
 import pytest
 
-from accel.config import PimTiming, load_preset
+from accel.config import BankUnit, PimTiming, load_preset
 from accel.emulator.engine import ChannelEngine
 from accel.emulator.units.pim import PimChannel
 from accel.errors import AccelError, TimingError
 from accel.interfaces.pim import (
     ALL_BANK_OPS, BANK_TARGETS, PIM_TIMING_RULES, RULES, PimIllegalError, PimRule, PimTimingError, RuleTableError,
-    TimingRule, lane_terms, parse_rules, reset_dtype, rule_codes, rule_enum,
+    TimingRule, parse_rules, rule_codes, rule_enum,
 )
 from accel.isa import PimOp, encode
 from accel.equivalence.harness import first_difference, run_amaranth
 from accel.interfaces.stimulus import Stimulus, run_model
 
-DEV = load_preset("fpga-small")
+DEV = load_preset("fpga-tiny")
 BS = DEV.bitserial
-# 4 banks in 2 groups, bit-serial lanes (the first datatype, int8, takes 4 cycles per column), small arrays so that the
-# RTL elaborates quickly; every timing parameter 1 unless a scenario raises it
-BASE = replace(DEV.pim, rows=8, row_bytes=8, column_bits=16, mac_lanes=2, global_buffer_bytes=8)
+# 4 banks in 2 groups, one 2-lane bit-serial unit per bank (the reset format, int8's, takes 4 cycles per column; a
+# MAC's results are in 14 cycles later), small arrays so that the RTL elaborates quickly; every timing parameter 1
+# unless a scenario raises it
+BASE = replace(DEV.pim, banks=4, bank_groups=2, rows=8, row_bytes=32, column_bits=16, mac_lanes=2,
+               global_buffer_bytes=8)
+UNIT = BankUnit(BASE, BS)
 ONES = {f.name: 1 for f in fields(PimTiming) if f.type in ("int", int)} | dict(nREFI=1000, faw_all_bank=True)
-RAISED = 9   # the value of the parameters a scenario's rule depends on
+RAISED = 20  # the value of the parameters a scenario's rule depends on (above the MAC unit's drain, 14)
 
 
 class _Values:
@@ -46,9 +49,10 @@ def timing_for(row: TimingRule, **flags: bool) -> PimTiming:
     ones = dict(ONES, **flags)
     v = dict(ones)
     if not row.dynamic:
-        base = row.cycles(_Values(ones))
+        base = row.cycles(_Values(ones), UNIT)
         for name in ONES:
-            if not isinstance(ones[name], bool) and name != "nREFI" and row.cycles(_Values({**ones, name: 2})) > base:
+            if (not isinstance(ones[name], bool) and name != "nREFI"
+                    and row.cycles(_Values({**ones, name: 2}), UNIT) > base):
                 v[name] = RAISED
     v["nRC"] = max(v["nRC"], v["nRAS"])
     v["nCCDL"] = max(v["nCCDL"], v["nCCDS"])
@@ -186,9 +190,10 @@ def scenarios(rules: tuple[TimingRule, ...] = PIM_TIMING_RULES, only: str | None
 
 
 def _latency(s: Scenario) -> int:
+    unit = BankUnit(s.pim, BS)
     if s.row.dynamic:
-        return lane_terms(s.pim, BS)[reset_dtype(s.pim, BS)] + s.row.offset
-    return s.row.cycles(s.pim.timing)
+        return unit.cycles_per_column(unit.reset_format) + s.row.offset
+    return s.row.cycles(s.pim.timing, unit)
 
 
 def _data(op: PimOp, pim) -> list[int] | None:
@@ -373,7 +378,7 @@ EXTENDED = (*PIM_TIMING_RULES, WTR)
 
 def test_added_rule_gets_the_next_code():
     codes = rule_enum(EXTENDED)
-    assert codes.WTR_L == 23 and codes.MAC_BUSY == PimRule.MAC_BUSY and codes.CLOSED == PimRule.CLOSED
+    assert codes.WTR_L == 24 and codes.MAC_BUSY == PimRule.MAC_BUSY and codes.CLOSED == PimRule.CLOSED
 
 
 @pytest.mark.parametrize("s", scenarios(EXTENDED, only="WTR_L"), ids=lambda s: s.name)
@@ -385,7 +390,7 @@ def test_added_rule_enforced_by_engine_and_model(s):
     eng, _ = _engine(s)
     with pytest.raises(PimTimingError, match=r"rule WTR_L \(nCWL \+ nBL \+ nWR\) is 1 cycle short") as e:
         eng.issue(op, data=_data(op, s.pim), at=ready - 1, **f)
-    assert (int(e.value.rule), e.value.bank) == (23, None)
+    assert (int(e.value.rule), e.value.bank) == (24, None)
     with pytest.raises(PimTimingError, match=r"rule WTR_L ") as e:
         _model_run(s, ready - 1)
     assert _model_run(s, ready) == ready
@@ -411,7 +416,7 @@ def test_rule_codes_are_the_published_ones():
     assert {r.name: int(r) for r in PimRule} == {
         "NONE": 0, "RCD_RD": 1, "RCD_WR": 2, "RCD_MAC": 3, "RP": 4, "RAS": 5, "RC": 6, "RRD_S": 7, "RRD_L": 8,
         "FAW": 9, "CCD_S": 10, "CCD_L": 11, "CCD_AB": 12, "WR": 13, "RTP": 14, "RFC": 15, "BUS": 16, "CLOSED": 17,
-        "OPEN": 18, "ADDRESS": 19, "CFR_VALUE": 20, "OPCODE": 21, "MAC_BUSY": 22}
+        "OPEN": 18, "ADDRESS": 19, "CFR_VALUE": 20, "OPCODE": 21, "MAC_BUSY": 22, "MAC_DRAIN": 23}
 
 
 def test_rows_round_trip_as_text():
@@ -469,12 +474,13 @@ ILLEGAL = [
      r"bank 2 already has an open row; PRE it first"),
     ("REF with an open row", [C(PimOp.ACT, bank=3)], C(PimOp.REF), PimRule.OPEN, 3, r"already has an open row"),
     ("bank out of range", [], C(PimOp.ACT, bank=5), PimRule.ADDRESS, 5, r"addresses outside the channel"),
-    ("run past the row", [C(PimOp.ACT, bank=0)], C(PimOp.RD, bank=0, col=2, count=3), PimRule.ADDRESS, 0,
+    ("run past the row", [C(PimOp.ACT, bank=0)], C(PimOp.RD, bank=0, col=14, count=3), PimRule.ADDRESS, 0,
      r"addresses outside the channel"),
     ("RD all banks", [C(PimOp.ACT, all_banks=1)], C(PimOp.RD, all_banks=1), PimRule.ADDRESS, None,
      r"RD has no all-bank"),
-    ("CFR datatype not built", [], C(PimOp.CFR, col=8, row=15), PimRule.CFR_VALUE, None, r"CFR value is not allowed"),
-    ("CFR scale too wide", [], C(PimOp.CFR, col=9, row=256), PimRule.CFR_VALUE, None, r"CFR value is not allowed"),
+    ("CFR format not built", [], C(PimOp.CFR, col=8, row=3), PimRule.CFR_VALUE, None, r"CFR value is not allowed"),
+    ("CFR register 9 (no scale register)", [], C(PimOp.CFR, col=9, row=1), PimRule.ADDRESS, None,
+     r"addresses outside"),
     ("CFR unknown register", [], C(PimOp.CFR, col=5, row=1), PimRule.ADDRESS, None, r"addresses outside"),
 ]
 

@@ -15,8 +15,8 @@ from system_random import random_program, scaled_aim
 from accel.cli import main
 from accel.config import EnergyConfig, load_preset, preset_names
 from accel.emulator.system import SystemEngine, static_events
-from accel.emulator.units.pim import CFR_DTYPE
 from accel.energy import EVENTS, energy, event_energies_pj, static_power_mw
+from accel.interfaces.pim import CFR_FORMAT, mac_weights
 from accel.interfaces.vector import vector_events
 from accel.isa import VectorOp
 from accel.outputs import OutputError, check_output_dir, check_output_file, write_atomic, write_text_atomic
@@ -137,25 +137,23 @@ def test_static_events_name_every_event():
     assert list(ev) == list(EVENTS) and set(event_energies_pj(dev)) <= set(EVENTS)
 
 
-def test_bit_serial_terms_follow_the_banks_datatypes():
-    """Terms per MAC column follow each bank's latest CFR DTYPE (the first built datatype before any): aim-scaled
-    has 4 banks of 4 lanes; int8 is 4 terms, int4 2, fp3 1 (radix-4 Booth digits / FP terms)."""
-    from accel.numerics import DATATYPES
-
+def test_bit_serial_terms_follow_the_banks_formats():
+    """MAC work follows each bank's latest CFR format (the first built datatype's, 8, before any). aim-scaled: 4
+    banks, 64-bit columns, one 4-lane unit; format 8: 1 metadata column, 8 weights per column, 4 terms (int8), 1
+    global-buffer column per MAC column; format 4: 2 metadata columns, 16 weights, 2 terms, 2 global-buffer columns.
+    Metadata columns multiply nothing; a broadcast MAC reads the global buffer once, for its widest need."""
     dev = scaled_aim(1)
-    codes = dev.bitserial.dtype_codes
-    t = {n: DATATYPES[n].terms for n in ("int8", "int4", "fp3_er_pos")}
     b = ProgramBuilder(dev.name)
     s = b.stream("pim0").cmd("ACT", all_banks=1, row=1)
-    s.cmd("MAC", all_banks=1, col=0, count=2)                                    # 4 banks x 2 x int8 (default)
-    s.cmd("CFR", all_banks=1, col=CFR_DTYPE, row=codes["int4"]).cmd("MAC", all_banks=1, col=0, count=3)
-    s.cmd("CFR", bank=2, col=CFR_DTYPE, row=codes["fp3_er_pos"]).cmd("MAC", bank=2, col=1)   # bank 2 alone
-    s.cmd("MAC", all_banks=1, col=2)                                              # 3 banks int4 + bank 2 fp3
+    s.cmd("MAC", all_banks=1, col=0, count=3)                        # 4 banks x 2 data columns x 8 weights, 4 terms
+    s.cmd("CFR", all_banks=1, col=CFR_FORMAT, row=4).cmd("MAC", all_banks=1, col=0, count=4)   # 4 x 2 x 16, 2 terms
+    s.cmd("CFR", bank=2, col=CFR_FORMAT, row=8).cmd("MAC", bank=2, col=1)                      # bank 2: 8 weights
+    s.cmd("MAC", all_banks=1, col=3)                                 # 3 banks x 16 (format 4) + bank 2 x 8 (format 8)
     ev = static_events(b.build(), dev)
-    cols = 4 * 2 * t["int8"] + 4 * 3 * t["int4"] + t["fp3_er_pos"] + 3 * t["int4"] + t["fp3_er_pos"]
-    assert ev["pim_mac_terms"] == 4 * cols
-    assert ev["pim_mac_columns"] == 4 * 2 + 4 * 3 + 1 + 4 and ev["pim_gb_read_columns"] == 2 + 3 + 1 + 1
-    assert ev["pim_commands"] == 1 + 2 + 1 + 3 + 1 + 1 + 1
+    assert ev["pim_mac_lane_ops"] == 4 * 2 * 8 + 4 * 2 * 16 + 8 + (3 * 16 + 8)
+    assert ev["pim_mac_terms"] == 4 * 2 * 8 * 4 + 4 * 2 * 16 * 2 + 8 * 4 + (3 * 16 * 2 + 8 * 4)
+    assert ev["pim_mac_columns"] == 4 * 3 + 4 * 4 + 1 + 4 and ev["pim_gb_read_columns"] == 3 * 1 + 4 * 2 + 1 + 2
+    assert ev["pim_commands"] == 1 + 3 + 1 + 4 + 1 + 1 + 1
 
 
 def test_vector_lane_work_by_kind():
@@ -175,9 +173,9 @@ def test_vector_lane_work_by_kind():
 
 def _gemv_program(dev, cols: int = 8) -> tuple[Program, float, float]:
     """One channel's all-bank GEMV (an ACT, ``cols`` MAC columns, the MAC registers out) marked as operator 1, with
-    its FLOPs (2 per lane MAC) and bytes (the columns read) as facts, then a GELU on the vector unit."""
+    its FLOPs (2 per weight multiplied) and bytes (the columns read) as facts, then a GELU on the vector unit."""
     p = dev.pim
-    flops = 2.0 * p.banks * cols * p.mac_lanes
+    flops = 2.0 * p.banks * mac_weights(dev.bank, dev.bank.reset_format, 0, cols)
     nbytes = p.banks * cols * p.column_bits / 8
     b = ProgramBuilder(dev.name)
     b.stream("pim0").mark(1).cmd("ACT", all_banks=1, row=1).cmd("MAC", all_banks=1, col=0, count=cols) \

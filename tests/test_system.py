@@ -13,8 +13,8 @@ from accel.config import load_preset
 from accel.emulator.engine import ChannelEngine
 from accel.emulator.system import SystemEngine, SystemResult, run_program
 from accel.emulator.system_model import SystemModel
-from accel.emulator.units.pim import CFR_DTYPE
 from accel.errors import AccelError
+from accel.interfaces.pim import CFR_FORMAT
 from accel.isa import Family, SyncOp, encode
 from accel.program import DeadlockError, Program, ProgramBuilder, ProgramError, Stream
 
@@ -121,18 +121,18 @@ def test_signal_waits_for_read_data_and_sync_latency():
     assert r.ticks == r.streams["vector"].end * c.vector and r.cycles == -(-r.ticks // c.pim)
 
 
-def test_cfr_datatypes_are_part_of_the_schedule():
-    """A CFR's row is the bank's datatype, which paces bit-serial MACs: channel streams that differ only there are
-    not deduplicated, and blocks that differ only there are not jumped as repetitions (both models agree, with and
-    without dedup and block jumps)."""
-    dev = scaled_aim(2)
-    codes = dev.bitserial.dtype_codes
+def test_cfr_formats_are_part_of_the_schedule():
+    """A CFR's row is the bank's column format, which paces bit-serial MACs (fpga-small: an 8-bit column takes 4
+    cycles, a 4-bit one 2): channel streams that differ only there are not deduplicated, and blocks that differ only
+    there are not jumped as repetitions (both models agree, with and without dedup and block jumps)."""
+    small = load_preset("fpga-small")
+    dev = replace(small, pim=replace(small.pim, channels=2))
     b = ProgramBuilder(dev.name)
-    for c, dts in enumerate([["int8"] * 12, ["int4"] * 6 + ["int8"] * 6]):
+    for c, fmts in enumerate([[8] * 12, [4] * 6 + [8] * 6]):
         s = b.stream(f"pim{c}")
-        for dt in dts:
-            s.cmd("CFR", all_banks=1, col=CFR_DTYPE, row=codes[dt]).cmd("ACT", all_banks=1, row=1)
-            s.cmd("MAC", all_banks=1, col=0, count=4).cmd("PRE", all_banks=1)
+        for f in fmts:
+            s.cmd("CFR", all_banks=1, col=CFR_FORMAT, row=f).cmd("ACT", all_banks=1, row=1)
+            s.cmd("MAC", all_banks=1, col=0, count=12).cmd("PRE", all_banks=1)
     prog = b.build()
     ref = _summary(SystemModel(dev).run(prog))
     assert ref[2]["pim0"][0] != ref[2]["pim1"][0]

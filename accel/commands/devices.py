@@ -50,7 +50,8 @@ def _detail(dev: DeviceConfig, f: dict) -> str:
                   f"buffer {size(p.global_buffer_bytes)} per channel"),
         ("capacity", size(p.capacity_bytes)),
         ("clock", f"{si(t.clock_mhz * 1e6, 'Hz')} (tCK {num(t.tck_ns)} ns)"),
-        ("peak", f"{si(p.peak_macs_per_s, 'MAC/s')} ({num(p.peak_macs_per_cycle)} MAC per cycle)"),
+        ("peak", f"{si(dev.peak_macs_per_s(), 'MAC/s')} ({num(dev.peak_macs_per_cycle())} MAC per cycle, the "
+                 f"fastest format)"),
         ("bandwidth", f"internal {si(p.internal_bandwidth_bytes_per_s, 'B/s')}, external "
                       f"{si(p.external_bandwidth_bytes_per_s, 'B/s')}"),
         ("bit-serial", f"{dev.bitserial.lanes} lanes, groups of {dev.bitserial.group_size}, "

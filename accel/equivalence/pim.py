@@ -18,10 +18,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..config import BitSerialConfig, DeviceConfig, PimConfig, load_preset
+from ..config import BankUnit, BitSerialConfig, DeviceConfig, PimConfig, load_preset
 from ..interfaces.pim import (
-    ALL_BANK_OPS, BANK_TARGETS, CFR_CHANNEL_REGS, CFR_DTYPE, CFR_SCALE, PIM_TIMING_RULES, RUN_OPS, Row, RuleTable,
-    TimingRule, compile_rules, max_terms,
+    ALL_BANK_OPS, BANK_TARGETS, CFR_CHANNEL_REGS, CFR_FORMAT, PIM_TIMING_RULES, RUN_OPS, Row, RuleTable,
+    TimingRule, compile_rules,
 )
 from ..isa import PimOp, encode
 from ..interfaces.stimulus import Stimulus, Trace, run_model
@@ -29,7 +29,7 @@ from .registry import UnitSpec
 
 __all__ = ["PimUnitConfig", "random_program", "program_words", "make_stimulus", "check", "SPEC", "TEST_CONFIGS",
            "schedule", "stimulus_program", "bindings", "suite_bindings", "CommandPlanner", "row_pattern", "forms",
-           "PATTERN_SHARE", "coverage_configs", "suite_seeds", "mutants", "EngineModelSuite",
+           "PATTERN_SHARE", "coverage_configs", "suite_seeds", "mutants", "EngineModelSuite", "scaled_aim",
            "EQUIVALENT_MUTANTS"]
 
 
@@ -46,6 +46,11 @@ class PimUnitConfig:
     @classmethod
     def of(cls, dev: DeviceConfig) -> "PimUnitConfig":
         return cls(dev.pim, dev.bitserial if dev.pim.lane == "bitserial" else None, dev.name)
+
+    @property
+    def unit(self) -> BankUnit:
+        """The banks' MAC unit."""
+        return BankUnit(self.pim, self.bitserial)
 
 
 def _word(pim: PimConfig, rng: np.random.Generator) -> int:
@@ -69,6 +74,8 @@ class CommandPlanner:
         Which banks have an open row (shared and updated).
     row, word:
         Row to open with an ACT, data word of a WR/WRGB element (callables).
+    col:
+        First column of an RD/WR/MAC of ``count`` elements (a callable of the count; default 0).
 
     Members
     -------
@@ -77,10 +84,10 @@ class CommandPlanner:
     """
 
     def __init__(self, pim: PimConfig, opened: list[bool] | None = None, row: Callable[[], int] = lambda: 0,
-                 word: Callable[[], int] = lambda: 0) -> None:
+                 word: Callable[[], int] = lambda: 0, col: Callable[[int], int] = lambda n: 0) -> None:
         self.pim = pim
         self.open = opened if opened is not None else [False] * pim.banks
-        self.row, self.word = row, word
+        self.row, self.word, self.col = row, word, col
         self.program: list[tuple[dict[str, int], Any]] = []
 
     def banks(self, op: PimOp, ab: int, bank: int) -> list[int]:
@@ -107,13 +114,18 @@ class CommandPlanner:
             for b in wrong:
                 self.emit(fix, 0, b)
 
-    def add(self, op: PimOp, ab: int = 0, bank: int = 0, count: int = 0, col: int = 0, value: int = 0) -> int:
+    def add(self, op: PimOp, ab: int = 0, bank: int = 0, count: int = 0, col: int | None = None,
+            value: int = 0) -> int:
         """Prepare and emit ``op``; its index in :attr:`program`."""
         self.prepare(op, ab, bank)
         return self.emit(op, ab, bank, count, col, value)
 
-    def emit(self, op: PimOp, ab: int = 0, bank: int = 0, count: int = 0, col: int = 0, value: int = 0) -> int:
-        """Emit ``op`` as it is (``value``: a CFR's ``row``); its index in :attr:`program`."""
+    def emit(self, op: PimOp, ab: int = 0, bank: int = 0, count: int = 0, col: int | None = None,
+             value: int = 0) -> int:
+        """Emit ``op`` as it is (``value``: a CFR's ``row``; ``col`` None: the planner's choice for RD/WR/MAC, else
+        0); its index in :attr:`program`."""
+        if col is None:
+            col = self.col(max(1, count)) if op in (PimOp.RD, PimOp.WR, PimOp.MAC) else 0
         for b in self.banks(op, ab, bank):
             if op == PimOp.ACT:
                 self.open[b] = True
@@ -196,6 +208,8 @@ def _random_pattern(plan: CommandPlanner, rows: tuple[Row, ...], rng: np.random.
         if rng.random() < 0.6:
             return 0
         most = {PimOp.RDMAC: nb - bank, PimOp.WRGB: p.gb_columns}.get(PimOp(op), p.columns)
+        if PimOp(op) == PimOp.MAC and rng.random() < 0.25:   # long enough for the bank's units to finish groups
+            return int(rng.integers(1, most + 1))
         return int(rng.integers(1, min(most, 4) + 1)) if PimOp(op) in RUN_OPS else 0
 
     for _ in range(int(rng.integers(1, 4))):   # a chain: one instance's following command precedes the next
@@ -217,9 +231,8 @@ def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
     pick_row = (lambda: int(rng.integers(p.rows))) if rows is None else (lambda: int(rng.choice(rows)))
     opened = [False] * p.banks
     out: list[tuple[dict[str, int], Any]] = []
-    dtypes = list(cfg.bitserial.dtype_codes.values()) if cfg.bitserial else [0]
-    smax = (1 << cfg.bitserial.scale_bits) - 1 if cfg.bitserial else 255
-    table_rows = compile_rules(p, max_terms(p, cfg.bitserial), rules).rows
+    formats = list(cfg.unit.formats)
+    table_rows = compile_rules(cfg.unit, rules).rows
 
     def cmd(op: PimOp, data: Any = None, **f: int) -> None:
         base = {"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0}
@@ -228,7 +241,8 @@ def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
 
     while len(out) < n:
         if table_rows and rng.random() < PATTERN_SHARE:
-            plan = CommandPlanner(p, opened, pick_row, lambda: _word(p, rng))
+            plan = CommandPlanner(p, opened, pick_row, lambda: _word(p, rng),
+                                  lambda n: int(rng.integers(0, p.columns - n + 1)))
             _random_pattern(plan, table_rows, rng)
             out += plan.program
             continue
@@ -256,6 +270,8 @@ def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
             allb = len(openb) == p.banks and op != PimOp.RD and rng.random() < 0.5
             b = int(rng.choice(openb))
             cnt = int(rng.integers(1, min(p.columns, 6) + 1)) if rng.random() < 0.6 else 1
+            if op == PimOp.MAC and rng.random() < 0.25:   # a long run: the units finish groups
+                cnt = int(rng.integers(1, p.columns + 1))
             col = int(rng.integers(0, p.columns - cnt + 1))
             data = [_word(p, rng) for _ in range(cnt)] if op == PimOp.WR else None
             cmd(op, data, all_banks=int(allb), bank=b, col=col, count=cnt if cnt > 1 else int(rng.integers(0, 2)))
@@ -272,9 +288,8 @@ def random_program(cfg: PimUnitConfig, rng: np.random.Generator, n: int = 40,
         elif r < 0.72:
             cmd(PimOp.CLRMAC, all_banks=int(rng.random() < 0.5), bank=int(rng.integers(p.banks)))
         elif r < 0.8:
-            reg = int(rng.choice([CFR_DTYPE, CFR_SCALE, CFR_CHANNEL_REGS[0]]))
-            val = (int(rng.choice(dtypes)) if reg == CFR_DTYPE else int(rng.integers(0, smax + 1)) if reg == CFR_SCALE
-                   else 1)
+            reg = int(rng.choice([CFR_FORMAT, CFR_FORMAT, CFR_CHANNEL_REGS[0]]))
+            val = int(rng.choice(formats)) if reg == CFR_FORMAT else 1
             cmd(PimOp.CFR, all_banks=int(rng.random() < 0.5), bank=int(rng.integers(p.banks)), col=reg, row=val)
         elif r < 0.84 and not openb:
             cmd(PimOp.REF)
@@ -303,17 +318,43 @@ def schedule(cfg: PimUnitConfig, prog: list[tuple[dict[str, int], Any]],
             "acc": eng.mac_registers().tolist()}
 
 
+def metadata_words(cfg: PimUnitConfig, rng: np.random.Generator) -> list[int]:
+    """Random metadata columns (the register's ``max_metadata_columns``): entries of random built datatypes and
+    scales, one in eight a random code (of another format, or not built: the bank decodes its format's first
+    datatype then), the bits after the last entry random."""
+    u = cfg.unit
+    bs = u.bitserial
+    e, bits = u.entry_bits, u.max_metadata_columns * cfg.pim.column_bits
+    codes = list(bs.dtype_codes.values())
+    word = int.from_bytes(rng.bytes(-(-bits // 8)), "little") & ((1 << bits) - 1)
+    for k in range(bits // e):
+        code = int(rng.integers(1 << bs.dtype_bits)) if rng.random() < 0.125 else int(rng.choice(codes))
+        v = code | (int(rng.integers(1 << bs.scale_bits)) << bs.dtype_bits)
+        word = (word & ~(((1 << e) - 1) << (k * e))) | (v << (k * e))
+    mask = (1 << cfg.pim.column_bits) - 1
+    return [(word >> (c * cfg.pim.column_bits)) & mask for c in range(u.max_metadata_columns)]
+
+
 def prologue(cfg: PimUnitConfig, rng: np.random.Generator, rows: list[int]) -> list[tuple[dict[str, int], Any]]:
-    """Write every column of ``rows`` in every bank with random data: DRAM contents are not reset (in the RTL they
-    are memories), so a stimulus defines the data it reads."""
+    """Write every column of ``rows`` in every bank: DRAM contents are not reset (in the RTL they are memories), so a
+    stimulus defines the data it reads. Random data into every bank at once (one all-bank WR per row), then per bank
+    its own metadata columns (bit-serial banks: mostly valid entries, :func:`metadata_words`, so that groups of every
+    datatype meet) and a few columns of its own data."""
     p = cfg.pim
     out: list[tuple[dict[str, int], Any]] = []
     z = {"all_banks": 0, "bank": 0, "row": 0, "col": 0, "count": 0}
+    own = min(p.columns, 4)
     for r in rows:
         out.append(({"op": int(PimOp.ACT), **z, "all_banks": 1, "row": r}, None))
+        out.append(({"op": int(PimOp.WR), **z, "all_banks": 1, "count": p.columns},
+                    [_word(p, rng) for _ in range(p.columns)]))
         for b in range(p.banks):
-            out.append(({"op": int(PimOp.WR), **z, "bank": b, "count": p.columns},
-                        [_word(p, rng) for _ in range(p.columns)]))
+            words = metadata_words(cfg, rng) if cfg.bitserial is not None else []
+            col = len(words) + int(rng.integers(0, p.columns - len(words) - own + 1))
+            out.append(({"op": int(PimOp.WR), **z, "bank": b, "count": len(words)}, words) if words else
+                       ({"op": int(PimOp.NOP), **z}, None))
+            out.append(({"op": int(PimOp.WR), **z, "bank": b, "col": col, "count": own},
+                        [_word(p, rng) for _ in range(own)]))
         out.append(({"op": int(PimOp.PRE), **z, "all_banks": 1}, None))
     return out
 
@@ -415,41 +456,43 @@ def check(cfg: PimUnitConfig, stim: Stimulus, trace: Trace) -> list[str]:
     return msgs
 
 
-def _scaled_aim() -> PimUnitConfig:
-    """aim-gddr6's organisation and timing scaled down: 2 bank groups x 2 banks, 8 rows, 4 columns, 4 lanes of 16-bit
-    slots, and the AiM rules (no tFAW on the all-bank activate, nRCD_MAC > nRCD) with shorter distances."""
+def scaled_aim() -> PimUnitConfig:
+    """aim-gddr6's organisation and timing scaled down: 2 bank groups x 2 banks, 8 rows of 16 64-bit columns, one
+    4-lane bit-serial unit per bank (as aim-gddr6's one unit: a packed column is several beats, 4-bit 4 and int8 2),
+    groups of 32, and the AiM rules (no tFAW on the all-bank activate, nRCD_MAC > nRCD) with shorter distances."""
     dev = load_preset("aim-gddr6")
     t = replace(dev.pim.timing, nBL=2, nCL=6, nCWL=2, nRCD=5, nRCDWR=4, nRCD_MAC=7, nRP=4, nRAS=7, nRC=11, nWR=4,
                 nRTP=3, nCCDS=2, nCCDL=2, nCCD_AB=2, nRRDS=2, nRRDL=3, nFAW=9, nRFC=12, nREFI=400)
-    pim = replace(dev.pim, channels=1, banks=4, bank_groups=2, rows=8, row_bytes=32, column_bits=64, mac_lanes=4,
-                  global_buffer_bytes=32, timing=t)
-    bs = replace(dev.bitserial, lanes=4, group_size=16)
+    pim = replace(dev.pim, channels=1, banks=4, bank_groups=2, rows=8, row_bytes=128, column_bits=64, mac_lanes=4,
+                  global_buffer_bytes=64, timing=t)
+    bs = replace(dev.bitserial, lanes=4, group_size=32)
     return PimUnitConfig(pim, bs, "aim-scaled")
 
 
 def test_configs() -> list[PimUnitConfig]:
-    """fpga-tiny, fpga-small, a scaled-down aim-gddr6 and a scaled-down hbm3-pim (int8 lanes, tFAW on, nCCD_AB)."""
-    out = [PimUnitConfig.of(load_preset("fpga-tiny")), PimUnitConfig.of(load_preset("fpga-small")), _scaled_aim()]
+    """fpga-tiny, fpga-small, a scaled-down aim-gddr6 and a scaled-down hbm3-pim (int8 lanes, two cycles per column,
+    tFAW on, nCCD_AB)."""
+    out = [PimUnitConfig.of(load_preset("fpga-tiny")), PimUnitConfig.of(load_preset("fpga-small")), scaled_aim()]
     dev = load_preset("hbm3-pim")
     t = replace(dev.pim.timing, nBL=1, nCL=4, nCWL=2, nRCD=3, nRCDWR=3, nRCD_MAC=3, nRP=3, nRAS=6, nRC=8, nWR=3,
                 nRTP=2, nCCDS=1, nCCDL=2, nCCD_AB=3, nRRDS=1, nRRDL=2, nFAW=7, nRFC=10, nREFI=300,
                 faw_all_bank=True)
-    pim = replace(dev.pim, channels=1, banks=4, bank_groups=2, rows=4, row_bytes=16, column_bits=32, mac_lanes=4,
+    pim = replace(dev.pim, channels=1, banks=4, bank_groups=2, rows=4, row_bytes=16, column_bits=32, mac_lanes=2,
                   global_buffer_bytes=8, timing=t)
     out.append(PimUnitConfig(pim, None, "hbm3-scaled"))
     return out
 
 
 def _every_rule(forms: bool = False) -> PimUnitConfig:
-    """8 banks in 4 groups (tFAW needs five banks to bind), bit-serial lanes (INT8 4 cycles per column, FP4 2), and a
-    timing in which every row of the rule table has a latency of its own of at least 2 — nRC > nRAS + nRP (RC binds),
-    nFAW > nRC + 3 nRRDS (a window holding an all-bank ACT binds), nBL > nCCDL (BUS paces reads), 2 nBL > nCL
-    (RDMAC -> RD), nCCD_AB above the most MAC terms — so that each row can be the sole binding constraint of an
-    issue. ``forms``: instead nRRDL > nRC, where tRRD_L of an all-bank ACT is not implied by tRC, and no tFAW on
+    """8 banks in 4 groups (tFAW needs five banks to bind), the aim-scaled bank (8 cycles per column in both formats,
+    18 to drain), and a timing in which every row of the rule table has a latency of its own of at least 2 — nRC >
+    nRAS + nRP (RC binds), nFAW > nRC + 3 nRRDS (a window holding an all-bank ACT binds), nBL > nCCDL (BUS paces
+    reads), 2 nBL > nCL (RDMAC -> RD), nCCD_AB above the MAC pace — so that each row can be the sole binding
+    constraint of an issue. ``forms``: instead nRRDL > nRC, where tRRD_L of an all-bank ACT is not implied by tRC, and no tFAW on
     all-bank ACTs (so that a rule applied to the wrong forms shows)."""
-    base = _scaled_aim()
+    base = scaled_aim()
     t = replace(base.pim.timing, nBL=4, nCL=4, nCWL=2, nRCD=4, nRCDWR=6, nRCD_MAC=7, nRP=4, nRAS=8, nRC=14, nWR=3,
-                nRTP=5, nCCDS=2, nCCDL=3, nCCD_AB=5, nRRDS=2, nRRDL=3, nFAW=24, nRFC=13, nREFI=400, faw_all_bank=True)
+                nRTP=5, nCCDS=2, nCCDL=3, nCCD_AB=9, nRRDS=2, nRRDL=3, nFAW=24, nRFC=13, nREFI=400, faw_all_bank=True)
     if forms:
         t = replace(t, nRRDL=16, nFAW=26, faw_all_bank=False)
     return PimUnitConfig(replace(base.pim, banks=8, bank_groups=4, timing=t), base.bitserial,

@@ -25,10 +25,12 @@ Columns
     PIM ops (``accel.isa.PimOp`` names).
 ``latency``
     A sum or difference of :class:`~accel.config.PimTiming` names (fields such as ``nRCD`` or derived properties such
-    as ``write_recovery``) and integers, or ``terms`` (plus or minus integers): the MAC terms of the preceding
-    command's bank (bit-serial lanes: one signed term per weight per cycle, ``terms(datatype)`` cycles per column;
-    bit-parallel lanes: 1), read from the bank's datatype register when the preceding command issues. A latency of
-    one cycle or less never binds (one command element issues per cycle) and is left out.
+    as ``write_recovery``), of the bank MAC unit's ``drain`` (:attr:`accel.config.BankUnit.drain`: cycles until a
+    MAC's results are in the MAC register) and integers, or ``terms`` (plus or minus integers): the cycles the
+    preceding command's bank spends on a MAC column (:meth:`accel.config.BankUnit.cycles_per_column` of the bank's
+    format register when the preceding command issues: a bit-serial unit's beats times the format's terms, or the
+    int8 lanes' cycles). A latency of one cycle or less never binds (one command element issues per cycle) and is
+    left out.
 ``options`` (optional, ``key=value`` separated by spaces)
     ``window=N`` (Ramulator's window): the following command counts from the N-th latest preceding command (tFAW:
     ``window=4``, at most four activates in any ``nFAW`` cycles). ``all_bank=only``: only the all-bank forms of the
@@ -43,35 +45,39 @@ import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from accel.config import BitSerialConfig, PimConfig, PimTiming
+from accel.config import BankUnit, PimConfig, PimTiming
 from accel.errors import AccelError, StimulusError, TimingError
 from accel.isa import PimOp
 from accel.numerics import DATATYPES
 
 __all__ = [
-    "ACC_BITS", "CFR_DTYPE", "CFR_SCALE", "CFR_CHANNEL_REGS", "CFR_REGISTERS", "BANK_TARGETS", "ALL_BANK_OPS",
-    "RUN_OPS", "LEVELS", "DYNAMIC_LATENCY", "RULES", "TimingRule", "RuleTable", "RuleTableError", "parse_rules",
-    "PIM_TIMING_RULES", "ILLEGAL_CODES", "rule_codes", "rule_enum", "PimRule", "ILLEGAL_RULES", "ERROR_CODE_BITS",
-    "error_code_bits", "PimTimingError", "PimIllegalError", "describe", "timing_message", "illegal_message",
-    "Source", "Row", "ChannelRules", "compile_rules", "acc_bits", "lane_terms", "reset_dtype", "max_terms",
-    "rdata_bits", "pack_slots", "unpack_slots",
+    "ACC_BITS", "CFR_FORMAT", "CFR_CHANNEL_REGS", "CFR_REGISTERS", "BANK_TARGETS", "ALL_BANK_OPS",
+    "RUN_OPS", "LEVELS", "DYNAMIC_LATENCY", "LANE_LATENCIES", "RULES", "TimingRule", "RuleTable", "RuleTableError",
+    "parse_rules", "PIM_TIMING_RULES", "ILLEGAL_CODES", "rule_codes", "rule_enum", "PimRule", "ILLEGAL_RULES",
+    "ERROR_CODE_BITS", "error_code_bits", "PimTimingError", "PimIllegalError", "describe", "timing_message",
+    "illegal_message", "Source", "Row", "ChannelRules", "compile_rules", "acc_bits", "format_pace", "rdata_bits",
+    "pack_words", "unpack_words", "column_bytes", "column_word", "column_fields", "pack_fields", "beat_of",
+    "entry_index", "unpack_entry", "unpack_entries", "pack_entries", "entry_datatype", "granule_layout", "mac_weights",
+    "MacWork", "stream_mac_work", "timing_signature",
 ]
 
 #: Width of one lane's MAC register as RDMAC reads it (bits, two's complement); bit-parallel lanes accumulate in it,
 #: bit-serial lanes in ``bitserial.acc_bits`` (:func:`acc_bits`), sign-extended or truncated to it on RDMAC.
 ACC_BITS = 32
-#: Per-bank configuration registers written by CFR (``col`` = register, ``row`` = value).
-CFR_DTYPE = 8   #: bit-serial datatype code of the bank's MAC lanes (``accel.config.BITSERIAL_DATATYPES`` order)
-CFR_SCALE = 9   #: unsigned group scale of the bank's MAC lanes
+#: The per-bank configuration register written by CFR (``col`` = register, ``row`` = value): the bank's column
+#: format (code storage bits, one of :attr:`accel.config.BankUnit.formats`). The groups' datatypes and scales are not
+#: registers: they are metadata in the DRAM rows, read by the bank (docs/pim.md). The format stays a register because
+#: it sets the MAC pace (the MAC_BUSY rule), which the command stream's scheduler must know without reading DRAM.
+CFR_FORMAT = 8
 #: Channel registers of the AiM host interface (0 broadcast, 1 EWMUL bank groups, 2 activation function): stored,
 #: no effect on MAC numerics or timing here.
 CFR_CHANNEL_REGS = (0, 1, 2)
 #: Every register CFR may write.
-CFR_REGISTERS = (*CFR_CHANNEL_REGS, CFR_DTYPE, CFR_SCALE)
+CFR_REGISTERS = (*CFR_CHANNEL_REGS, CFR_FORMAT)
 
 #: The banks a command acts on, for the timing rules: ``addressed`` (its ``bank``, every bank if ``all_banks``),
 #: ``bank`` (its ``bank``: RD has no all-bank form, RDMAC's is a run over the banks), ``open`` (as ``addressed``,
@@ -89,9 +95,11 @@ RUN_OPS = frozenset({PimOp.RD, PimOp.WR, PimOp.WRGB, PimOp.MAC, PimOp.RDMAC})
 LEVELS = ("bank", "bg", "ch")
 #: The latency that is the preceding command's bank state, not a parameter (see the module docstring).
 DYNAMIC_LATENCY = "terms"
+#: Latencies that are properties of the bank's MAC unit (:class:`accel.config.BankUnit`), fixed per channel.
+LANE_LATENCIES = ("drain",)
 
 #: Every timing rule of the PIM channel (format: module docstring). GDDR6 facts after Ramulator 2's GDDR6.cpp and the
-#: AiM simulator; nRCD_MAC, nCCD_AB and the bit-serial MAC pace are the PIM additions (docs/pim.md).
+#: AiM simulator; nRCD_MAC, nCCD_AB, the MAC pace and the MAC drain are the PIM additions (docs/pim.md).
 RULES = """
 # rule   | level | preceding            | following            | latency                          | options
 RCD_RD   | bank  | ACT                  | RD                   | nRCD
@@ -114,6 +122,8 @@ BUS      | ch    | RD                   | RDMAC                | rd_latency + nB
 BUS      | ch    | RDMAC                | RD                   | rdmac_latency + nBL - rd_latency
 BUS      | ch    | RDMAC                | RDMAC                | nBL
 MAC_BUSY | bank  | MAC                  | MAC                  | terms
+MAC_DRAIN | ch   | MAC                  | RDMAC                | drain
+MAC_DRAIN | bank | MAC                  | CLRMAC               | drain
 """
 
 #: Codes of the rules that make a command illegal whatever its cycle (an error in wait mode too). They were numbered
@@ -161,9 +171,10 @@ def _parse_latency(text: str, where: str) -> tuple[tuple[int, str | int], ...]:
     for sign, tok in zip(tokens[::2], tokens[1::2]):
         if tok in ("+", "-"):
             raise RuleTableError(f"{where}: latency {text!r}: {tok!r} where a term was expected")
-        if not tok.isdigit() and tok != DYNAMIC_LATENCY and tok not in _INT_NAMES:
+        if not tok.isdigit() and tok != DYNAMIC_LATENCY and tok not in _INT_NAMES and tok not in LANE_LATENCIES:
             raise RuleTableError(f"{where}: latency {text!r}: {tok!r} is not a PimTiming cycle count; use one of "
-                                 f"{', '.join(sorted(_INT_NAMES))} or {DYNAMIC_LATENCY!r}")
+                                 f"{', '.join(sorted(_INT_NAMES))}, {', '.join(LANE_LATENCIES)} or "
+                                 f"{DYNAMIC_LATENCY!r}")
         terms.append((1 if sign == "+" else -1, int(tok) if tok.isdigit() else tok))
     if any(t == DYNAMIC_LATENCY for _, t in terms) and (
             (-1, DYNAMIC_LATENCY) in terms or sum(t == DYNAMIC_LATENCY for _, t in terms) > 1
@@ -251,12 +262,23 @@ class TimingRule:
         """The integers of a dynamic latency (cycles beside ``terms``)."""
         return sum(s * t for s, t in _parse_latency(self.latency, self.rule) if isinstance(t, int))
 
-    def cycles(self, timing: PimTiming) -> int | None:
-        """The latency in cycles for ``timing`` (None: dynamic)."""
+    def cycles(self, timing: PimTiming, unit: BankUnit | None = None) -> int | None:
+        """The latency in cycles for ``timing`` and the bank MAC unit ``unit`` (needed when the latency names one
+        of :data:`LANE_LATENCIES`); None: dynamic."""
         if self.dynamic:
             return None
-        return sum(s * (getattr(timing, t) if isinstance(t, str) else t)
-                   for s, t in _parse_latency(self.latency, self.rule))
+
+        def value(t: str | int) -> int:
+            if isinstance(t, int):
+                return t
+            if t in LANE_LATENCIES:
+                if unit is None:
+                    raise RuleTableError(f"timing rule {self.rule}: latency {self.latency!r} names the bank MAC "
+                                         f"unit's {t!r}; give the BankUnit")
+                return getattr(unit, t)
+            return getattr(timing, t)
+
+        return sum(s * value(t) for s, t in _parse_latency(self.latency, self.rule))
 
     def forms(self, timing: PimTiming, side: str) -> frozenset[tuple[int, int]]:
         """The ``(op, all_banks)`` pairs of ``side`` (``"preceding"`` or ``"following"``) that take part."""
@@ -420,8 +442,8 @@ def illegal_message(rule: enum.IntEnum, bank: int | None, pim: PimConfig) -> str
         "ADDRESS": (f"{where} addresses outside the channel (banks 0..{pim.banks - 1}, rows 0..{pim.rows - 1}, "
                     f"columns 0..{pim.columns - 1}, global buffer columns 0..{pim.gb_columns - 1}, CFR "
                     f"registers {', '.join(map(str, CFR_REGISTERS))}; RD has no all-bank form)"),
-        "CFR_VALUE": "the CFR value is not allowed (a datatype the lanes are not built for, or a scale wider "
-                     "than scale_bits)",
+        "CFR_VALUE": f"the CFR value is not allowed (register {CFR_FORMAT}, the bank's format, takes one of the "
+                     f"column formats its MAC unit reads: the storage bits of its datatypes)",
         "OPCODE": "not a PIM command word; encode it with accel.isa.encode('pim', ...)",
     }[rule.name]
 
@@ -489,8 +511,8 @@ class ChannelRules:
 
     Members
     -------
-    pim, rules:
-        The configuration and the table.
+    unit, pim, rules:
+        The bank MAC unit (:class:`~accel.config.BankUnit`), its channel configuration and the table.
     codes:
         The table's rule codes (an ``IntEnum``; :data:`PimRule` for the default table).
     error_code_bits:
@@ -507,14 +529,16 @@ class ChannelRules:
         Cycles after which no rule reaches (the longest latency, plus one).
     """
 
-    def __init__(self, pim: PimConfig, max_terms: int, rules: tuple[TimingRule, ...]) -> None:
-        self.pim, self.rules, self.max_terms = pim, rules, max_terms
+    def __init__(self, unit: BankUnit, rules: tuple[TimingRule, ...]) -> None:
+        pim = unit.pim
+        max_terms = unit.max_pace
+        self.unit, self.pim, self.rules, self.max_terms = unit, pim, rules, max_terms
         self.codes = rule_enum(rules)
         self.error_code_bits = error_code_bits(rules)
         t = pim.timing
         keyed: dict[tuple, list[tuple[int, TimingRule, int | None]]] = {}
         for i, r in enumerate(rules):
-            lat = r.cycles(t)
+            lat = r.cycles(t, unit)
             offset = r.offset if lat is None else 0
             if (max_terms + offset if lat is None else lat) <= 1:
                 continue   # never binds: one element per cycle
@@ -565,70 +589,243 @@ class ChannelRules:
         return [(self.codes(c), v, bank, row) for c, (row, v, bank) in sorted(best.items())]
 
 
-def compile_rules(pim: PimConfig, max_terms: int = 1,
-                  rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> ChannelRules:
-    """The rule table compiled for ``pim`` (``max_terms``: the most MAC terms a bank's lanes take per column,
-    :func:`max_terms`). Cached: equal arguments give the same object."""
-    return _compile(pim, max_terms, RuleTable.of(rules))
+def compile_rules(unit: BankUnit, rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> ChannelRules:
+    """The rule table compiled for the channel of banks with MAC unit ``unit`` (its configuration, its MAC pace and
+    drain). Cached: equal arguments give the same object."""
+    return _compile(unit, RuleTable.of(rules))
 
 
 @lru_cache(maxsize=64)
-def _compile(pim: PimConfig, max_terms: int, rules: RuleTable) -> ChannelRules:
-    return ChannelRules(pim, max_terms, rules)
+def _compile(unit: BankUnit, rules: RuleTable) -> ChannelRules:
+    return ChannelRules(unit, rules)
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# MAC lanes, read port, column slots
+# The MAC unit, the read port, the column layout (docs/pim.md, "Data layout")
 
-def _bitserial(pim: PimConfig, bitserial: BitSerialConfig | None) -> BitSerialConfig | None:
-    return bitserial if pim.lane == "bitserial" else None
-
-
-def acc_bits(pim: PimConfig, bitserial: BitSerialConfig | None) -> int:
-    """Width of a lane's accumulator (bits): the bit-serial unit's ``acc_bits``, or :data:`ACC_BITS`."""
-    bs = _bitserial(pim, bitserial)
-    return bs.acc_bits if bs is not None else ACC_BITS
+def acc_bits(unit: BankUnit) -> int:
+    """Width of one MAC-register accumulator (bits): the bit-serial units' ``acc_bits``, or :data:`ACC_BITS`."""
+    return unit.bitserial.acc_bits if unit.bitserial is not None else ACC_BITS
 
 
 @lru_cache(maxsize=64)
-def lane_terms(pim: PimConfig, bitserial: BitSerialConfig | None) -> Mapping[int, int]:
-    """Datatype code -> cycles a bank's bit-serial lanes spend per column (signed terms: INT8 4, INT4/INT3/FP 2);
-    empty for bit-parallel lanes (one cycle). Read-only (cached)."""
-    bs = _bitserial(pim, bitserial)
-    if bs is None:
-        return MappingProxyType({})
-    return MappingProxyType({code: DATATYPES[name].terms for name, code in bs.dtype_codes.items()})
+def format_pace(unit: BankUnit) -> Mapping[int, int]:
+    """Column format -> cycles a MAC column of it keeps the bank busy (the MAC_BUSY rule's ``terms``). Read-only."""
+    return MappingProxyType({f: unit.cycles_per_column(f) for f in unit.formats})
 
 
-def max_terms(pim: PimConfig, bitserial: BitSerialConfig | None) -> int:
-    """The most cycles a column takes on the lanes (1 for bit-parallel lanes)."""
-    return max(lane_terms(pim, bitserial).values(), default=1)
-
-
-@lru_cache(maxsize=64)
-def reset_dtype(pim: PimConfig, bitserial: BitSerialConfig | None) -> int:
-    """The datatype code a bank's CFR_DTYPE register holds after reset: the first built datatype (0 for bit-parallel
-    lanes)."""
-    bs = _bitserial(pim, bitserial)
-    return bs.dtype_codes[bs.datatypes[0]] if bs is not None else 0
-
-
-def rdata_bits(pim: PimConfig) -> int:
-    """Width of the read data port: a column or one bank's MAC register (``mac_lanes`` x :data:`ACC_BITS`),
+def rdata_bits(unit: BankUnit) -> int:
+    """Width of the read data port: a column or one bank's MAC register (``mac_registers`` x :data:`ACC_BITS`),
     whichever is wider."""
-    return max(pim.column_bits, pim.mac_lanes * ACC_BITS)
+    return max(unit.pim.column_bits, unit.mac_registers * ACC_BITS)
 
 
-def unpack_slots(word: int, lanes: int, slot_bits: int) -> np.ndarray:
-    """A column word -> its ``lanes`` slots (unsigned), lane 0 in the low bits."""
-    mask = (1 << slot_bits) - 1
-    return np.array([(word >> (i * slot_bits)) & mask for i in range(lanes)], dtype=np.int64)
+def unpack_words(word: int, n: int, bits: int) -> np.ndarray:
+    """A wide word -> its ``n`` fields of ``bits`` (unsigned), field 0 in the low bits."""
+    mask = (1 << bits) - 1
+    return np.array([(word >> (i * bits)) & mask for i in range(n)], dtype=np.int64)
 
 
-def pack_slots(slots: Any, slot_bits: int) -> int:
-    """Slots -> a column word, slot 0 in the low bits (each slot truncated to ``slot_bits``)."""
-    mask = (1 << slot_bits) - 1
+def pack_words(values: Any, bits: int) -> int:
+    """Fields -> a wide word, field 0 in the low bits (each truncated to ``bits``)."""
+    mask = (1 << bits) - 1
     out = 0
-    for i, s in enumerate(slots):
-        out |= (int(s) & mask) << (i * slot_bits)
+    for i, v in enumerate(values):
+        out |= (int(v) & mask) << (i * bits)
     return out
+
+
+def column_bytes(word: int, pim: PimConfig) -> np.ndarray:
+    """A column word -> its ``column_bits / 8`` bytes (uint8), byte 0 the low bits."""
+    return np.frombuffer(int(word).to_bytes(pim.column_bytes, "little"), dtype=np.uint8).copy()
+
+
+def column_word(data: Any) -> int:
+    """A column's bytes (byte 0 the low bits) -> its word."""
+    return int.from_bytes(np.asarray(data, dtype=np.uint8).tobytes(), "little")
+
+
+def column_fields(data: np.ndarray, fmt: int) -> np.ndarray:
+    """Column bytes (``... x column_bytes``, uint8) -> the column's codes in format ``fmt`` (``... x column_bits /
+    fmt``, int64): code ``i`` in bits ``[fmt * i, fmt * (i + 1))``."""
+    b = np.asarray(data, dtype=np.int64)
+    if fmt == 8:
+        return b
+    if fmt == 4:
+        return np.stack([b & 0xF, b >> 4], axis=-1).reshape(*b.shape[:-1], 2 * b.shape[-1])
+    raise ValueError(f"column format {fmt!r}: only 4- and 8-bit fields are packed")
+
+
+def pack_fields(codes: np.ndarray, fmt: int) -> np.ndarray:
+    """Codes (``... x column_bits / fmt``) -> column bytes (uint8), the inverse of :func:`column_fields` (each code
+    truncated to ``fmt`` bits)."""
+    c = np.asarray(codes, dtype=np.int64)
+    if fmt == 8:
+        return (c & 0xFF).astype(np.uint8)
+    if fmt == 4:
+        c = (c & 0xF).reshape(*c.shape[:-1], c.shape[-1] // 2, 2)
+        return (c[..., 0] | (c[..., 1] << 4)).astype(np.uint8)
+    raise ValueError(f"column format {fmt!r}: only 4- and 8-bit fields are packed")
+
+
+def beat_of(unit: BankUnit, fmt: int, u: Any, m: Any) -> Any:
+    """The beat slot ``j`` of a column of format ``fmt`` that unit ``u`` takes as its ``m``-th beat of the column
+    (codes ``[j * unit_lanes, (j + 1) * unit_lanes)``, and the activations of the same positions): slots go round the
+    active units, ``j = m * active_units + u``. Works elementwise on numpy arrays."""
+    return m * unit.active_units(fmt) + u
+
+
+def entry_index(unit: BankUnit, fmt: int, col: Any, m: Any, u: Any) -> tuple[Any, Any]:
+    """``(starts, index)`` of unit ``u``'s ``m``-th beat of data column ``col`` (format ``fmt``): its row-local beat
+    position is ``p = (col - metadata_columns) * unit_beats + m``; it starts a group when ``p`` is a multiple of the
+    group's beats, and that group's metadata entry is ``(p // beats_per_group) * active_units + u``. Works
+    elementwise on numpy arrays."""
+    bpg = unit.bitserial.beats_per_group
+    p = (col - unit.metadata_columns(fmt)) * unit.unit_beats(fmt) + m
+    return p % bpg == 0, (p // bpg) * unit.active_units(fmt) + u
+
+
+def unpack_entry(unit: BankUnit, meta: int, index: int) -> tuple[int, int]:
+    """``(datatype code, scale)`` of entry ``index`` of a metadata register holding ``meta`` (its
+    ``max_metadata_columns`` columns, column 0 the low bits; entry ``k`` is bits ``[k * entry_bits, (k + 1) *
+    entry_bits)``, the datatype code low); entries past the register read as zeros."""
+    bs = unit.bitserial
+    e = unit.entry_bits
+    if (index + 1) * e > unit.max_metadata_columns * unit.pim.column_bits:
+        return 0, 0
+    v = (meta >> (index * e)) & ((1 << e) - 1)
+    return v & ((1 << bs.dtype_bits) - 1), v >> bs.dtype_bits
+
+
+def unpack_entries(unit: BankUnit, meta: np.ndarray) -> np.ndarray:
+    """Every entry of metadata registers given as bytes (``... x max_metadata_columns * column_bits / 8``, byte 0
+    the low bits): ``... x entries x 2`` (datatype code, scale), the entries :func:`unpack_entry` reads
+    (vectorised)."""
+    bs = unit.bitserial
+    e = unit.entry_bits
+    n = unit.max_metadata_columns * unit.pim.column_bits // e
+    meta = np.asarray(meta, dtype=np.uint8)
+    raw = np.unpackbits(meta, axis=-1, bitorder="little")[..., :n * e].reshape(*meta.shape[:-1], n, e)
+    v = raw.astype(np.int64) @ (1 << np.arange(e, dtype=np.int64))
+    return np.stack([v & ((1 << bs.dtype_bits) - 1), v >> bs.dtype_bits], axis=-1)
+
+
+def pack_entries(unit: BankUnit, fmt: int, entries: Any) -> list[int]:
+    """Metadata entries ``(datatype code, scale)``, in entry order -> the ``metadata_columns(fmt)`` column words of a
+    row."""
+    bs = unit.bitserial
+    e, m = unit.entry_bits, unit.metadata_columns(fmt)
+    entries = list(entries)
+    if len(entries) * e > m * unit.pim.column_bits:
+        raise ValueError(f"{len(entries)} metadata entries do not fit {m} columns")
+    word = 0
+    for k, (code, scale) in enumerate(entries):
+        word |= ((int(code) & ((1 << bs.dtype_bits) - 1)) | (int(scale) << bs.dtype_bits)) << (k * e)
+    mask = (1 << unit.pim.column_bits) - 1
+    return [(word >> (c * unit.pim.column_bits)) & mask for c in range(m)]
+
+
+@lru_cache(maxsize=256)
+def _format_codes(unit: BankUnit, fmt: int) -> tuple[frozenset[int], int]:
+    codes = unit.bitserial.dtype_codes
+    names = unit.datatypes_of(fmt)
+    return frozenset(codes[n] for n in names), codes[names[0]]
+
+
+def entry_datatype(unit: BankUnit, fmt: int, code: int) -> int:
+    """The datatype a bit-serial unit decodes for an entry's datatype ``code`` in a column of format ``fmt``: the
+    code itself if it names a datatype of the format (:meth:`~accel.config.BankUnit.datatypes_of`), else the
+    format's first datatype (the bank decodes only its format's datatypes, so a unit never takes more terms than the
+    column's pace allows)."""
+    ok, first = _format_codes(unit, fmt)
+    return code if code in ok else first
+
+
+@lru_cache(maxsize=64)
+def granule_layout(unit: BankUnit, fmt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the weights of one granule (``granule_columns(fmt)`` columns of format ``fmt``) go when its
+    ``groups_per_granule`` groups are consecutive runs of ``group_size`` weights: ``(k, group)``, two
+    ``granule_columns x weights_per_column`` arrays of the granule-local weight index each code position holds and
+    the granule-local group it belongs to (its metadata entry, counted from the granule's first entry: the granule at
+    row slot ``s`` owns entries ``s * groups_per_granule ...``, :func:`entry_index`). Unit ``u``'s ``q``-th beat of the
+    granule holds beat ``q mod beats_per_group`` of its group ``(q div beats_per_group) * active_units + u``. int8
+    lanes: one column, weights in order, no groups (``group`` all zero). Read-only arrays."""
+    gc, wpc = unit.granule_columns(fmt), unit.weights_per_column(fmt)
+    d, i = np.meshgrid(np.arange(gc), np.arange(wpc), indexing="ij")
+    if unit.bitserial is None:
+        k, g = i, np.zeros_like(i)
+    else:
+        lanes, na, n = unit.unit_lanes, unit.active_units(fmt), unit.unit_beats(fmt)
+        bpg, gs = unit.bitserial.beats_per_group, unit.bitserial.group_size
+        j, lane = i // lanes, i % lanes
+        u, m = j % na, j // na
+        q = d * n + m
+        g = (q // bpg) * na + u
+        k = g * gs + (q % bpg) * lanes + lane
+    k.setflags(write=False)
+    g.setflags(write=False)
+    return k, g
+
+
+@lru_cache(maxsize=4096)
+def mac_weights(unit: BankUnit, fmt: int, col: int, count: int) -> int:
+    """Weights one bank's MAC unit multiplies in a MAC run of ``count`` columns from ``col`` in format ``fmt``: every
+    data column's ``weights_per_column``; metadata columns none."""
+    meta = unit.metadata_columns(fmt) if unit.bitserial is not None else 0
+    return max(0, col + count - max(col, meta)) * unit.weights_per_column(fmt)
+
+
+@dataclass(frozen=True)
+class MacWork:
+    """What a channel's MAC units do over a command stream (:func:`stream_mac_work`), for the energy table.
+
+    Members
+    -------
+    weights:
+        Weights multiplied (:func:`mac_weights`, summed over the banks).
+    terms:
+        Bit-serial lane cycles: every weight of a column of format ``f`` takes ``format_terms(f)`` terms, the pace
+        its unit runs at whatever the group's datatype (0 for int8 lanes).
+    gb_columns:
+        Global-buffer columns read: ``gb_columns_per_mac`` per MAC column, once for all the banks it is broadcast
+        to (the most of their formats).
+    """
+
+    weights: int
+    terms: int
+    gb_columns: int
+
+
+def stream_mac_work(unit: BankUnit, table: Iterable[Sequence[int]], times: Sequence[int] | None = None) -> MacWork:
+    """The MAC units' work over a command stream (rows ``op, all_banks, bank, row, col, count``), the banks' formats
+    following the stream's CFRs. ``times``: how often each row runs (a REPEAT's body, :func:`accel.program.repeats`;
+    default once each); a repeated row counts in the formats its first run sees (a repeated body writes the same
+    formats every run)."""
+    fmt = [unit.reset_format] * unit.pim.banks
+    weights = terms = gb = 0
+    serial = unit.bitserial is not None
+    table = list(table)
+    for (op, ab, bank, row, col, count), n in zip(table, [1] * len(table) if times is None else times):
+        banks = range(unit.pim.banks) if ab else (bank,)
+        if op == PimOp.MAC:
+            for b in banks:
+                w = mac_weights(unit, fmt[b], col, max(1, count)) * n
+                weights += w
+                terms += w * unit.format_terms(fmt[b]) if serial else 0
+            gb += n * max(1, count) * max(unit.gb_columns_per_mac(fmt[b]) for b in banks)
+        elif op == PimOp.CFR and col == CFR_FORMAT:
+            for b in banks:
+                fmt[b] = row
+    return MacWork(weights, terms, gb)
+
+
+def timing_signature(words: np.ndarray) -> np.ndarray:
+    """PIM command words (uint64) without the fields that do not change a channel's schedule: the channel, and the
+    row but for a CFR (whose row is the register's value: a bank's format sets its MAC pace)."""
+    from accel.isa import TABLES, Family
+
+    offs = TABLES[Family.PIM].offsets()
+    chan = np.uint64(((1 << offs["channel"][1]) - 1) << offs["channel"][0])
+    row = np.uint64(((1 << offs["row"][1]) - 1) << offs["row"][0])
+    op = (words >> np.uint64(offs["op"][0])) & np.uint64((1 << offs["op"][1]) - 1)
+    return np.where(op == int(PimOp.CFR), words & ~chan, words & ~(chan | row))

@@ -23,113 +23,205 @@ Cycle behaviour (see ``docs/pim.md``)
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
 import numpy as np
 
-from accel.config import BitSerialConfig, PimConfig
+from accel.config import BankUnit, BitSerialConfig, PimConfig
 from accel.errors import StimulusError
+from accel.interfaces.bitserial import wgt_layout
 from accel.interfaces.pim import (
-    BANK_TARGETS, CFR_CHANNEL_REGS, CFR_DTYPE, CFR_REGISTERS, CFR_SCALE, ACC_BITS, PIM_TIMING_RULES,
-    PimIllegalError, PimTimingError, Row, TimingRule, acc_bits, compile_rules, describe, illegal_message,
-    lane_terms, max_terms, pack_slots, rdata_bits, reset_dtype, timing_message, unpack_slots,
+    BANK_TARGETS, CFR_CHANNEL_REGS, CFR_FORMAT, CFR_REGISTERS, ACC_BITS, PIM_TIMING_RULES,
+    PimIllegalError, PimTimingError, Row, TimingRule, acc_bits, beat_of, column_bytes, column_fields,
+    column_word, compile_rules, describe, entry_datatype, entry_index, format_pace, illegal_message, pack_words,
+    rdata_bits, timing_message, unpack_entry,
 )
 from accel.isa import TABLES, Family, PimOp
-from accel.numerics import DATATYPES
+from accel.numerics import wrap
 
-__all__ = ["PimBank", "PimChannel", "MacNumerics"]
+from .bitserial import BitSerialUnit
+
+__all__ = ["PimBank", "PimChannel", "BankMac", "bank_unit"]
 
 _OPS = frozenset(int(o) for o in PimOp)
 _LEVEL_SIZE = {"bank": "banks", "bg": "bank_groups", "ch": None}
 
 
-class MacNumerics:
-    """What one MAC element adds to a lane: int8 x int8 (``lane="int8"``), or for bit-serial lanes the code's value
-    in the bank's datatype times the int8 activation times the bank's group scale (equal, modulo ``2**acc_bits``, to
-    the bit-serial unit's shift-and-add dequantiser: ``accel.numerics.bitserial_dot``)."""
+def bank_unit(pim: PimConfig, bitserial: BitSerialConfig | None) -> BankUnit:
+    """The bank MAC unit of a channel (:class:`~accel.config.BankUnit`, one object per configuration: its derived
+    values are computed once); a bit-serial channel needs the device's BitSerialConfig."""
+    if pim.lane == "bitserial" and bitserial is None:
+        raise StimulusError("lane = 'bitserial' needs the device's BitSerialConfig (datatypes, scale_bits); "
+                            "pass bitserial=device.bitserial")
+    return _bank_unit(pim, bitserial if pim.lane == "bitserial" else None)
 
-    def __init__(self, pim: PimConfig, bitserial: BitSerialConfig | None) -> None:
-        if pim.lane == "bitserial" and bitserial is None:
-            raise StimulusError("lane = 'bitserial' needs the device's BitSerialConfig (datatypes, scale_bits); "
-                                "pass bitserial=device.bitserial")
-        self.pim = pim
-        self.bitserial = bitserial if pim.lane == "bitserial" else None
-        self.acc_bits = acc_bits(pim, bitserial)
-        self.acc_mask = (1 << self.acc_bits) - 1
-        self.lane_terms = lane_terms(pim, bitserial)
-        # value table per built dtype code: index by (code & (2**code_bits - 1))
-        self.values: dict[int, np.ndarray] = {}
-        self.code_bits: dict[int, int] = {}
-        if self.bitserial:
-            for name, code in self.bitserial.dtype_codes.items():
-                self.values[code] = np.asarray(DATATYPES[name].values, dtype=np.int64)
-                self.code_bits[code] = DATATYPES[name].code_bits
-        self.default_dtype = reset_dtype(pim, bitserial)
 
-    def terms(self, dtype: int) -> int:
-        """Cycles a bit-serial lane spends on one weight of ``dtype`` (signed terms: INT8 4, INT4/INT3/FP 2); 1 for
-        bit-parallel lanes."""
-        return self.lane_terms.get(dtype, 1)
+@lru_cache(maxsize=64)
+def _bank_unit(pim: PimConfig, bitserial: BitSerialConfig | None) -> BankUnit:
+    return BankUnit(pim, bitserial)
 
-    def cfr_ok(self, reg: int, value: int) -> bool:
-        if reg == CFR_DTYPE:
-            return self.bitserial is None or value in self.values
-        if reg == CFR_SCALE:
-            return self.bitserial is None or value < (1 << self.bitserial.scale_bits)
-        return True
 
-    def weights(self, slots: np.ndarray, dtype: int) -> np.ndarray:
-        """Slots of a weight column -> integer weight values (any leading shape, lanes last)."""
-        if self.bitserial is None:
-            low = slots & 0xFF
-            return low - ((low & 0x80) << 1)
-        return self.values[dtype][slots & ((1 << self.code_bits[dtype]) - 1)]
+def cfr_ok(unit: BankUnit, reg: int, value: int) -> bool:
+    """Whether CFR may write ``value`` into ``reg`` (the format register takes one of the bank's formats)."""
+    return value in unit.formats if reg == CFR_FORMAT else True
 
-    @staticmethod
-    def acts(slots: np.ndarray) -> np.ndarray:
-        low = slots & 0xFF
-        return low - ((low & 0x80) << 1)
 
-    def wrap(self, v: np.ndarray) -> np.ndarray:
-        v = v & self.acc_mask
-        return v - ((v >> (self.acc_bits - 1)) << self.acc_bits)
+class BankMac:
+    """Per-cycle model of one bank's MAC unit (docs/pim.md, "The bank's MAC unit").
+
+    Bit-serial banks: ``units`` instances of the bit-serial unit's per-cycle model
+    (:class:`~accel.emulator.units.bitserial.BitSerialUnit`), the format register, the metadata register
+    (``max_metadata_columns`` columns), each unit's latched metadata entry, the column sequencer and one accumulator
+    per unit. A MAC of a metadata column loads it into the metadata register; a MAC of a data column hands its beats
+    to the active units, each unit's first beat in the MAC's issue cycle (from the column as read), the others every
+    ``format_terms`` cycles (from the latched column and activations). A beat that starts a group (by its row-local
+    position, :func:`~accel.interfaces.pim.entry_index`) latches its unit's entry; every beat carries its unit's
+    latched datatype (:func:`~accel.interfaces.pim.entry_datatype`) and scale, with ``last`` set, so each group's
+    dequantised sum leaves the unit on ``res`` and is added to the unit's accumulator.
+
+    int8 lanes: ``mac_lanes`` multipliers; a column's weights go to lane ``i mod mac_lanes`` in slice
+    ``i div mac_lanes``, one slice per cycle from the issue cycle on.
+
+    Accumulators wrap at :func:`~accel.interfaces.pim.acc_bits`. ``clear`` and a result in the same cycle: the result
+    survives (``acc <- 0 + result``).
+    """
+
+    def __init__(self, unit: BankUnit) -> None:
+        self.unit = unit
+        self.bs = unit.bitserial
+        self.acc_bits = acc_bits(unit)
+        self.pace = format_pace(unit)
+        self._units: list[BitSerialUnit] | None = None   # built when a first beat comes (engines never feed them)
+        if self.bs is not None:
+            offs = wgt_layout(self.bs).offsets()
+            self._dtype_at, self._scale_at = offs["dtype"][0], offs["scale"][0]
+            self._last = 1 << offs["last"][0]
+            self._cbits = self.bs.max_weight_bits
+        self.reset()
+
+    def reset(self) -> None:
+        u = self.unit
+        self.fmt = u.reset_format
+        self.acc = [0] * u.mac_registers
+        self.meta = 0
+        self.entry = [(0, 0)] * max(1, u.units)
+        self.seq: tuple | None = None      # the column being fed: (data bytes, act bytes, format, col, cycle)
+        self._ins: list | None = None     # this cycle's unit inputs
+        self._clear = False
+        self._load_meta: tuple[int, int] | None = None
+        for x in self._units or ():
+            x.reset()
+
+    @property
+    def units(self) -> list[BitSerialUnit]:
+        """The bank's bit-serial units (per-cycle models)."""
+        if self._units is None:
+            self._units = [BitSerialUnit(self.bs) for _ in range(self.unit.units)]
+        return self._units
+
+    # ---- commands (at their issue, before the clock edge)
+    def mac(self, col: int, data: np.ndarray, acts: np.ndarray) -> None:
+        """A MAC element on column ``col`` (its bytes ``data``), with the global buffer's activations ``acts``
+        (the bytes of the ``gb_columns_per_mac`` global-buffer columns it reads)."""
+        u, f = self.unit, self.fmt
+        if self.bs is not None and col < u.metadata_columns(f):
+            shift = col * u.pim.column_bits
+            mask = ((1 << u.pim.column_bits) - 1) << shift
+            self._load_meta = (mask, column_word(data) << shift)
+            return
+        self.seq = (data, acts, f, col, 0)
+
+    def clear(self) -> None:
+        self._clear = True
+
+    # ---- one cycle
+    def step(self) -> None:
+        """Advance one cycle: feed this cycle's beats, take the units' results, apply a clear and a metadata load."""
+        res = [0] * len(self.acc)
+        if self.seq is not None:
+            self._beats(res)
+        if self.bs is not None and (self._units is not None or self._ins is not None):
+            for k, x in enumerate(self.units):
+                ins = self._ins[k] if self._ins is not None else None
+                if ins is None and not (x.m_busy or x.d_busy or x.o_valid):
+                    continue   # an idle unit with no input keeps its state
+                outs = x.step(ins or _IDLE)
+                if ins is not None and not outs["wgt__ready"]:  # pragma: no cover - excluded by BankUnit's checks
+                    raise AssertionError("a bit-serial unit was not ready for its beat: the bank's pace is wrong")
+                if outs["res__valid"]:
+                    res[k] = wrap(outs["res__payload"], self.acc_bits)
+            self._ins = None
+        self.acc = [wrap((0 if self._clear else a) + r, self.acc_bits) for a, r in zip(self.acc, res)]
+        self._clear = False
+        if self._load_meta is not None:
+            mask, bits = self._load_meta
+            self.meta = (self.meta & ~mask) | bits
+            self._load_meta = None
+
+    def _beats(self, res: list[int]) -> None:
+        data, acts, f, col, m = self.seq
+        u = self.unit
+        if self.bs is None:
+            lanes = u.pim.mac_lanes
+            w = column_fields(data, 8)[m * lanes:(m + 1) * lanes]
+            a = acts.astype(np.int64)[m * lanes:(m + 1) * lanes]
+            prod = (w - ((w & 0x80) << 1)) * (a - ((a & 0x80) << 1))
+            for i in range(lanes):
+                res[i] += int(prod[i])
+            self.seq = None if m + 1 == u.cycles_per_column(f) else (data, acts, f, col, m + 1)
+            return
+        t = u.format_terms(f)
+        n = u.unit_beats(f)
+        if m % t == 0:   # a beat for every active unit in this cycle
+            beat = m // t
+            codes = column_fields(data, f)
+            l = u.unit_lanes
+            self._ins = [None] * u.units
+            for k in range(u.active_units(f)):
+                j = beat_of(u, f, k, beat)
+                starts, index = entry_index(u, f, col, beat, k)
+                if starts:
+                    self.entry[k] = unpack_entry(u, self.meta, int(index))
+                code, scale = self.entry[k]
+                word = 0
+                for i, c in enumerate(codes[j * l:(j + 1) * l]):
+                    word |= int(c) << (i * self._cbits)
+                word |= (entry_datatype(u, f, code) << self._dtype_at) | (scale << self._scale_at) | self._last
+                act = int.from_bytes(acts[j * l:(j + 1) * l].tobytes(), "little")
+                self._ins[k] = {"act__valid": 1, "wgt__valid": 1, "act__payload": act, "wgt__payload": word,
+                                "res__ready": 1}
+        self.seq = None if m == (n - 1) * t else (data, acts, f, col, m + 1)
+
+
+_IDLE = {"act__valid": 0, "wgt__valid": 0, "act__payload": 0, "wgt__payload": 0, "res__ready": 1}
 
 
 class PimBank:
-    """One bank: its storage (rows x columns x lanes slots, rows allocated on first write), row buffer state, MAC
-    register (``mac_lanes`` accumulators) and configuration registers (its timing counters are the channel's)."""
+    """One bank: its storage (rows x columns of ``column_bits / 8`` bytes, rows allocated on first write), row buffer
+    state and MAC unit (:class:`BankMac`; its timing counters are the channel's)."""
 
-    def __init__(self, pim: PimConfig, numerics: MacNumerics) -> None:
-        self.pim = pim
-        self.numerics = numerics
+    def __init__(self, unit: BankUnit) -> None:
+        self.pim = unit.pim
+        self.mac_unit = BankMac(unit)
         self.rows: dict[int, np.ndarray] = {}
         self.reset()
 
     def reset(self) -> None:
         self.open = False
         self.row = 0
-        self.acc = np.zeros(self.pim.mac_lanes, dtype=np.int64)
-        self.dtype = self.numerics.default_dtype
-        self.scale = 1
+        self.mac_unit.reset()
 
     def row_data(self, row: int) -> np.ndarray:
         if row not in self.rows:
-            self.rows[row] = np.zeros((self.pim.columns, self.pim.mac_lanes), dtype=np.int64)
+            self.rows[row] = np.zeros((self.pim.columns, self.pim.column_bytes), dtype=np.uint8)
         return self.rows[row]
 
     def read(self, col: int) -> np.ndarray:
         return self.row_data(self.row)[col]
 
-    def write(self, col: int, slots: np.ndarray) -> None:
-        self.row_data(self.row)[col] = slots
-
-    def mac(self, col: int, gb_slots: np.ndarray) -> None:
-        n = self.numerics
-        w = n.weights(self.read(col), self.dtype)
-        term = w * n.acts(gb_slots)
-        if n.bitserial is not None:
-            term = term * self.scale
-        self.acc = n.wrap(self.acc + term)
+    def write(self, col: int, data: np.ndarray) -> None:
+        self.row_data(self.row)[col] = data
 
 
 class PimChannel:
@@ -159,14 +251,14 @@ class PimChannel:
     def __init__(self, pim: PimConfig, bitserial: BitSerialConfig | None = None, raise_errors: bool = True,
                  rules: Iterable[TimingRule] = PIM_TIMING_RULES) -> None:
         self.pim = pim
-        self.numerics = MacNumerics(pim, bitserial)
-        self.rules = compile_rules(pim, max_terms(pim, bitserial), rules)
+        self.unit = bank_unit(pim, bitserial)
+        self.rules = compile_rules(self.unit, rules)
         self.codes = self.rules.codes
         self.raise_errors = raise_errors
-        self.banks = [PimBank(pim, self.numerics) for _ in range(pim.banks)]
+        self.banks = [PimBank(self.unit) for _ in range(pim.banks)]
         self.table = TABLES[Family.PIM]
-        self.rdata_bits = rdata_bits(pim)
-        self.gb = np.zeros((pim.gb_columns, pim.mac_lanes), dtype=np.int64)
+        self.rdata_bits = rdata_bits(self.unit)
+        self.gb = np.zeros((pim.gb_columns, pim.column_bytes), dtype=np.uint8)
         # counters: one per instance of each source's level (a ring of ``window`` for window sources)
         self._base: list[int] = []
         n = 0
@@ -244,7 +336,7 @@ class PimChannel:
         if op == PimOp.CFR:
             if h["col"] not in CFR_REGISTERS:
                 return rule.ADDRESS, None
-            if not self.numerics.cfr_ok(h["col"], h["row"]):
+            if not cfr_ok(self.unit, h["col"], h["row"]):
                 return rule.CFR_VALUE, None
         if op in (PimOp.RD, PimOp.WR, PimOp.MAC):
             for b in self._targets(h):
@@ -309,11 +401,22 @@ class PimChannel:
                     self.ring[s.index] = (self.ring[s.index] + 1) % s.window
             elif s.level == "bank":
                 for b in banks:
-                    n = self.numerics.terms(self.banks[b].dtype) + s.offset if s.dynamic else s.length
+                    n = self.unit_pace(b) + s.offset if s.dynamic else s.length
                     c[base + b] = max(c[base + b], n)
             else:
                 for g in {b // bpg for b in banks}:
                     c[base + g] = max(c[base + g], s.length)
+
+    def unit_pace(self, bank: int) -> int:
+        """Cycles a MAC column now keeps ``bank``'s MAC unit busy (its format's pace)."""
+        return self.banks[bank].mac_unit.pace[self.banks[bank].mac_unit.fmt]
+
+    def gb_acts(self, col: int, fmt: int) -> np.ndarray:
+        """The activation bytes a MAC of column ``col`` in format ``fmt`` reads: global-buffer columns
+        ``col * r .. col * r + r - 1`` (mod ``gb_columns``), ``r = gb_columns_per_mac(fmt)``."""
+        r = self.unit.gb_columns_per_mac(fmt)
+        idx = [(col * r + k) % self.pim.gb_columns for k in range(r)]
+        return self.gb[idx].reshape(-1)
 
     # ---------------------------------------------------------------------------------------------------------------
     def _issue(self, h: dict[str, int], wword: int) -> None:
@@ -330,32 +433,29 @@ class PimChannel:
                 self.banks[b].open = False
         elif op == PimOp.RD:
             bk = self.banks[h["bank"]]
-            self._schedule_read(pack_slots(bk.read(h["col"]), p.slot_bits), p.timing.rd_latency)
+            self._schedule_read(column_word(bk.read(h["col"])), p.timing.rd_latency)
         elif op == PimOp.WR:
-            slots = unpack_slots(wword, p.mac_lanes, p.slot_bits)
+            data = column_bytes(wword, p)
             for b in targets:
-                self.banks[b].write(h["col"], slots)
+                self.banks[b].write(h["col"], data)
         elif op == PimOp.MAC:
-            gbs = self.gb[h["col"] % p.gb_columns]
             for b in targets:
-                self.banks[b].mac(h["col"], gbs)
+                mu = self.banks[b].mac_unit
+                mu.mac(h["col"], self.banks[b].read(h["col"]).copy(), self.gb_acts(h["col"], mu.fmt))
         elif op == PimOp.WRGB:
-            self.gb[h["col"]] = unpack_slots(wword, p.mac_lanes, p.slot_bits)
+            self.gb[h["col"]] = column_bytes(wword, p)
         elif op == PimOp.RDMAC:
-            self._schedule_read(pack_slots(self.banks[h["bank"]].acc, ACC_BITS), p.timing.rdmac_latency)
+            self._schedule_read(pack_words(self.banks[h["bank"]].mac_unit.acc, ACC_BITS), p.timing.rdmac_latency)
         elif op == PimOp.CLRMAC:
             for b in targets:
-                self.banks[b].acc[:] = 0
+                self.banks[b].mac_unit.clear()
         elif op == PimOp.CFR:
             reg, val = h["col"], h["row"]
             if reg in CFR_CHANNEL_REGS:
                 self.cfr[reg] = val
             else:
                 for b in targets:
-                    if reg == CFR_DTYPE:
-                        self.banks[b].dtype = val
-                    else:
-                        self.banks[b].scale = val
+                    self.banks[b].mac_unit.fmt = val
 
     def _schedule_read(self, word: int, latency: int) -> None:
         self.pipe[self.cycle + latency] = word
@@ -422,6 +522,8 @@ class PimChannel:
         # ---- next state (clock edge)
         if issue:
             self._issue(h, inputs.get("wdata__payload", 0))
+        for b in self.banks:
+            b.mac_unit.step()
         self.pipe.pop(self.cycle, None)
         self.counters = [v - 1 if v else 0 for v in self.counters]
         if err_rule:
