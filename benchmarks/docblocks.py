@@ -2,10 +2,12 @@
 computes and rewrites (``--write-docs``), so the docs' figures are measured, never typed; tests read them back."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any, Callable
 
-__all__ = ["read_block", "write_blocks"]
+__all__ = ["read_block", "write_blocks", "emit"]
 
 
 def _pattern(tag: str, name: str) -> re.Pattern:
@@ -29,3 +31,15 @@ def write_blocks(path: Path, tag: str, blocks: dict[str, str]) -> None:
             raise SystemExit(f"{path}: no '<!-- {tag}: {name} -->' ... '<!-- /{tag} -->' block")
         text = pat.sub(lambda m: m.group(1) + body + "\n" + m.group(3), text)
     Path(path).write_text(text)
+
+
+def emit(result: Any, tag: str, markdown: Callable[[Any], dict[str, str]], write_docs: Path | None,
+         as_markdown: bool) -> None:
+    """A benchmark's output: its generated doc blocks written into ``write_docs`` (``--write-docs``), or its tables
+    printed (``--markdown``), or its result as JSON."""
+    if write_docs:
+        write_blocks(write_docs, tag, markdown(result))
+    elif as_markdown:
+        print("\n\n".join(markdown(result).values()))
+    else:
+        print(json.dumps(result, indent=2))

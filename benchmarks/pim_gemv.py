@@ -187,14 +187,9 @@ def main() -> None:
         print(json.dumps(speed(args), indent=2))
         return
     res = figures(args.size)
-    if args.write_docs:
-        from docblocks import write_blocks
+    from docblocks import emit
 
-        write_blocks(args.write_docs, "pim_gemv", markdown(res))
-    elif args.markdown:
-        print("\n\n".join(markdown(res).values()))
-    else:
-        print(json.dumps(res, indent=2))
+    emit(res, "pim_gemv", markdown, args.write_docs, args.markdown)
 
 
 if __name__ == "__main__":

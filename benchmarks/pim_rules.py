@@ -9,13 +9,12 @@ Prints JSON. ``--markdown`` prints the tables of docs/pim.md instead; ``--write-
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from accel.interfaces.pim import PIM_TIMING_RULES, rule_codes
 from accel.equivalence.pim import EQUIVALENT_MUTANTS, EngineModelSuite, coverage_configs, mutants, suite_bindings, suite_seeds
-from docblocks import write_blocks
+from docblocks import emit
 
 
 def measure() -> dict:
@@ -79,12 +78,7 @@ def main() -> None:
     ap.add_argument("--write-docs", type=Path, help="replace the generated sections of this file")
     args = ap.parse_args()
     res = measure()
-    if args.write_docs:
-        write_blocks(args.write_docs, "pim_rules", markdown(res))
-    elif args.markdown:
-        print("\n\n".join(markdown(res).values()))
-    else:
-        print(json.dumps(res, indent=2))
+    emit(res, "pim_rules", markdown, args.write_docs, args.markdown)
 
 
 if __name__ == "__main__":
