@@ -8,15 +8,16 @@ complete, so a failure (a full disk, an exception while drawing, Ctrl-C) leaves 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 from .errors import AccelError
 from .fmt import value as show
 
-__all__ = ["OutputError", "check_output_file", "check_output_dir", "write_atomic", "write_text_atomic"]
+__all__ = ["OutputError", "check_output_file", "check_output_dir", "locked_dir", "write_atomic", "write_text_atomic"]
 
 
 class OutputError(AccelError):
@@ -62,6 +63,35 @@ def check_output_dir(path: str | Path, what: str = "output", create: bool = True
             except OSError as e:
                 raise OutputError(f"{what} {path}: cannot create the folder ({e.strerror})") from None
     return path
+
+
+@contextlib.contextmanager
+def locked_dir(path: str | Path, what: str = "output", wait: bool = False) -> Iterator[Path]:
+    """Hold the folder ``path`` for this process while the block runs: two accel processes that build into one
+    folder (the same ``-o``, or one simulator model) would overwrite each other's files half-way. With ``wait`` the
+    second waits for the first (then finds its work done); without, it stops at once with an :class:`OutputError`
+    naming the process that holds the folder. The lock is an advisory ``flock`` on ``path/.accel-lock``, released when
+    the block ends or the process dies."""
+    import fcntl
+
+    path = Path(path)
+    lock = path / ".accel-lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"{what} {path}: cannot create {lock.name} there ({e.strerror}); give another folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise OutputError(f"{what} {path}: another accel process (pid {holder}) is writing this folder; wait for "
+                              f"it to finish or give another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], what: str = "output") -> Path:

@@ -40,7 +40,7 @@ from typing import Any
 from accel.errors import AccelError, ConfigError
 from accel.files import read_json
 from accel.fmt import size
-from accel.outputs import check_output_dir, write_text_atomic
+from accel.outputs import check_output_dir, locked_dir, write_text_atomic
 from accel.progress import step
 
 __all__ = ["BOARDS", "Board", "FpgaBuildError", "FpgaFitError", "ToolMissingError", "build", "format_report",
@@ -384,6 +384,11 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
     from .top import BoardTop
 
     out = check_output_dir(out_dir, "-o", parents=True)
+    with locked_dir(out, "-o"):  # a second build into the same folder would truncate this one's files
+        return _build_in(b, platform, BoardTop(device, baud), out, preset, baud)
+
+
+def _build_in(b: Board, platform: Any, top: Any, out: Path, preset: str, baud: int) -> dict:
     build_dir = check_output_dir(out / "build", "-o")
     _clean(build_dir)
     for name in ("report.json", "report.txt", b.bitstream):
@@ -393,7 +398,7 @@ def build(board: str, device: Any, out_dir: str | Path, baud: int = 115200, pres
     # platform.build(do_build=False) only elaborates and renders the build tree (keeping the platform's own
     # overrides, e.g. the ULX3S's ecppack --compress); the script runs here so that its output goes to a log
     with step(f"elaborating {preset} for {b.name} ({b.part})"):
-        plan = platform.build(BoardTop(device, baud), name="top", do_build=False, do_program=False,
+        plan = platform.build(top, name="top", do_build=False, do_program=False,
                               nextpnr_opts="--report report.json --timing-allow-fail", **b.overrides())
         plan.extract(str(build_dir))
     t_elab = time.time()

@@ -19,6 +19,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Refuse to run when the groups have no effect. pytest-xdist marks a test's group by appending ``@group`` to its
+    node id on the worker (after the hook above), which some pytest releases ignore (9.2 with xdist 3.8); the tests of
+    one file then run on both workers at once and build the same simulator and FPGA directories concurrently (in CI:
+    a ``top.json`` truncated by the other worker's build)."""
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    loose = [i for i in ids if "@" not in i]
+    if loose:
+        import xdist
+
+        pytest.exit(f"pytest-xdist's --dist loadgroup has no effect with pytest {pytest.__version__} and pytest-xdist "
+                    f"{xdist.__version__} ({loose[0]} carries no group): the tests of one file would run on both "
+                    f"workers at once; install the versions pinned in requirements.txt (./run does)", returncode=4)
+
+
 @pytest.fixture
 def equivalent() -> Callable[..., None]:
     """``equivalent(spec, cfg, sim, seeds)``: run the unit's randomised equivalence on ``sim`` and fail with the first

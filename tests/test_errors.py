@@ -18,7 +18,7 @@ import pytest
 from accel.cli import main, version_text
 from accel.errors import AccelError, ConfigError, at, caused_by, one_line
 from accel.files import parse_json, parse_yaml, read_text
-from accel.outputs import OutputError, check_output_file
+from accel.outputs import OutputError, check_output_file, locked_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = (ROOT / "accel" / "presets" / "fpga-tiny.yaml").read_text()
@@ -517,6 +517,44 @@ def test_output_file_parents(tmp_path):
     assert check_output_file(f, "-o", parents=True) == f and f.parent.is_dir()
     with pytest.raises(OutputError, match=r"^-o '.*\\x00': not a path \(it holds a NUL byte\)"):
         check_output_file(f"{tmp_path}/x\0", "-o")
+
+
+def test_locked_dir_one_writer(tmp_path):
+    """A folder held by one build is refused to a second (naming the holder), or waited for with ``wait``."""
+    import os
+    import threading
+
+    with locked_dir(tmp_path, "-o"):
+        with pytest.raises(OutputError, match=rf"^-o {tmp_path}: another accel process \(pid {os.getpid()}\) is "
+                                              r"writing this folder; wait for it to finish or give another folder$"):
+            with locked_dir(tmp_path, "-o"):
+                pass
+        order = []
+
+        def second() -> None:
+            with locked_dir(tmp_path, wait=True):
+                order.append("second")
+
+        t = threading.Thread(target=second)
+        t.start()
+        t.join(0.3)
+        order.append("first done")
+    t.join(10)
+    assert order == ["first done", "second"]
+
+
+def test_fpga_build_into_a_held_folder(tmp_path, capsys):
+    """``accel fpga build -o DIR`` while another build writes DIR: one line, exit 2, the other build's files kept."""
+    from accel.fpga.build import missing_tools, get_board
+
+    if missing_tools(get_board("icebreaker")):
+        pytest.skip("the yowasp tools are not installed (./run installs requirements.txt)")
+    (tmp_path / "report.json").write_text("{}")
+    with locked_dir(tmp_path, "-o"):
+        assert main(["fpga", "build", "--board", "icebreaker", "--device", "fpga-tiny", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"-o {tmp_path}: another accel process" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert (tmp_path / "report.json").read_text() == "{}"
 
 
 def test_program_errors_name_file_and_line(tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..interfaces.stimulus import Driver, Stimulus, Trace
+from ..outputs import locked_dir
 from ..progress import step
 
 __all__ = [
@@ -188,11 +189,13 @@ def run_cocotb(sim: str, component: Any, stims: Sequence[Stimulus], top: str,
                         waves=waves, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
         stamp = build_dir / ".built"
         key = f"{digest} {build_args} {waves}"
-        fresh = not stamp.exists() or stamp.read_text() != key
-        with contextlib.redirect_stdout(chatter), \
-                (step(f"building the {sim} model of {top} in {build_dir}") if fresh else contextlib.nullcontext()):
-            runner.build(always=fresh, **build_kw)  # Verilator takes 10-20 s: build once per Verilog text
-        stamp.write_text(key)
+        # another process may be building this very model (two test workers, two commands): wait, then reuse it
+        with locked_dir(build_dir, "simulator build", wait=True):
+            fresh = not stamp.exists() or stamp.read_text() != key
+            with contextlib.redirect_stdout(chatter), \
+                    (step(f"building the {sim} model of {top} in {build_dir}") if fresh else contextlib.nullcontext()):
+                runner.build(always=fresh, **build_kw)  # Verilator takes 10-20 s: build once per Verilog text
+            stamp.write_text(key)
         with contextlib.redirect_stdout(chatter):
             results = runner.test(test_module="accel.equivalence.tb_replay", hdl_toplevel=top,
                                   build_dir=build_dir / "sim_build", test_dir=build_dir,
