@@ -251,7 +251,7 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             table = np.stack([s.field(Family.PIM, n)[sel] for n in ("op", "all_banks", "bank", "row", "col",
                                                                     "count")], axis=1)
             keep = (op == PimOp.MAC) | (op == PimOp.CFR)
-            work = stream_mac_work(device.bank, table[keep].tolist(), n[keep].tolist())
+            work = stream_mac_work(device.bank, table[keep], n[keep])
             ev["pim_gb_read_columns"] += work.gb_columns
             ev["pim_mac_lane_ops"] += work.weights
             ev["pim_mac_terms"] += work.terms
