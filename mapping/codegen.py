@@ -211,13 +211,8 @@ class _Device:
     # ---- vector ops ------------------------------------------------------------------------------------------------
     def vec(self, op: VectorOp, length: int, count: int = 1, src2: int = 0) -> int:
         """One vector op, split so that its operands fit the buffer's thirds; returns its cycles."""
-        cfg = self.gen.device.vector
-        third = cfg.buffer_lines // 3
-        cycles = 0
-        for ln, cnt in _vector_pieces(op, length, count, src2, cfg, third):
-            self.vector.append(_word(Family.VECTOR, op, (("count", cnt), ("dst", 2 * third), ("length", ln),
-                                                         ("src", 0), ("src2", src2 if op == VectorOp.TOPK else third))))
-            cycles += vec_iface.vector_cycles(op, ln, cnt, src2, cfg)
+        words, cycles = _vector_words(op, length, count, src2, self.gen.device.vector)
+        self.vector.extend(words)
         self.value += 1
         return cycles
 
@@ -237,6 +232,19 @@ class _Device:
             kind = name.rsplit(".", 1)[-1]
             out.append(Stream(name, np.array(getattr(self, kind), dtype=np.uint64)))
         return out
+
+
+@lru_cache(maxsize=4096)
+def _vector_words(op: VectorOp, length: int, count: int, src2: int, cfg: Any) -> tuple[tuple[int, ...], int]:
+    """The words of one vector op split so that its operands fit the buffer's thirds (:func:`_vector_pieces`), and
+    its cycles (cached: every layer has the same ops)."""
+    third = cfg.buffer_lines // 3
+    words, cycles = [], 0
+    for ln, cnt in _vector_pieces(op, length, count, src2, cfg, third):
+        words.append(_word(Family.VECTOR, op, (("count", cnt), ("dst", 2 * third), ("length", ln), ("src", 0),
+                                               ("src2", src2 if op == VectorOp.TOPK else third))))
+        cycles += vec_iface.vector_cycles(op, ln, cnt, src2, cfg)
+    return tuple(words), cycles
 
 
 def _vector_pieces(op: VectorOp, length: int, count: int, src2: int, cfg: Any,
