@@ -508,9 +508,13 @@ class Program:
 
     @staticmethod
     def _check_repeats(s: Stream, pos: np.ndarray, op: np.ndarray, times: np.ndarray, words: np.ndarray) -> None:
-        """A REPEAT's body: at least one word, inside the stream, no SYNC word in it."""
+        """A REPEAT's body: at least one word, inside the stream, no SYNC word in it (checked for all at once; the
+        first that breaks a rule is named)."""
         sel = np.nonzero(op == SyncOp.REPEAT)[0]
-        for j in sel.tolist():
+        nxt = np.append(pos, len(s.words) + 1)[sel + 1]   # the SYNC word after each REPEAT
+        bad = (times[sel] < 1) | (words[sel] < 1) | (pos[sel] + words[sel] > len(s.words) - 1) | \
+            (nxt <= pos[sel] + words[sel])
+        for j in sel[bad][:1].tolist():
             p, t, w = int(pos[j]), int(times[j]), int(words[j])
             where = f"stream {s.name} command {p}: REPEAT times={t} words={w}"
             if t < 1 or w < 1:
@@ -586,9 +590,13 @@ class Program:
         sel = np.nonzero(s.families == int(fam))[0]
         if not len(sel):
             return []
-        cols = np.stack([s.field(fam, n)[sel] for n in ("op",) + names], axis=1)
-        uniq, first = np.unique(cols, axis=0, return_index=True)
-        return [(int(sel[f]), tuple(int(v) for v in row)) for row, f in zip(uniq, first)]
+        words, first = np.unique(s.words[sel], return_index=True)   # distinct words first (few), then their fields
+        offs = [TABLES[fam].offsets()[n] for n in ("op",) + names]
+        out: dict[tuple[int, ...], int] = {}
+        for w, f in zip(words.tolist(), first.tolist()):
+            row = tuple((w >> off) & ((1 << width) - 1) for off, width in offs)   # as Stream.field reads them
+            out[row] = min(out.get(row, f), f)
+        return [(int(sel[f]), row) for row, f in sorted(out.items())]
 
     def _check_vector(self, where: str, s: Stream, device: DeviceConfig) -> None:
         v = device.vector
