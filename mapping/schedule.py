@@ -19,7 +19,7 @@ global-buffer fill, the MACs and a readout of the chunk's partial sums (the vect
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -273,11 +273,30 @@ def _concat(parts: list[ChannelPart]) -> ChannelPart:
     return out
 
 
+def _relative(kv: KvLayout) -> KvLayout:
+    """The layout with its key and value regions from DRAM row 0: every layer's cache has the same shape, so its
+    schedule is made once (cached) and moved to the layer's rows (:func:`_moved`)."""
+    k0, v0 = kv.k.row0, kv.v.row0
+    return replace(kv, k_at=tuple((c, r - k0) for c, r in kv.k_at), v_at=tuple((c, r - v0) for c, r in kv.v_at),
+                   k=replace(kv.k, name="", row0=0), v=replace(kv.v, name="", row0=0))
+
+
+def _moved(parts: tuple[ChannelPart, ...], row0: int) -> list[ChannelPart]:
+    """Copies of (cached) parts with their ACT rows moved ``row0`` DRAM rows up."""
+    return [ChannelPart(_shift_rows(p.words, row0), p.wait_at, list(p.signal_after), list(p.readout_bytes),
+                        p.data_bytes, p._counts) for p in parts]
+
+
 def kv_score(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelPart]:
     """Attention scores over the key cache of one layer: per key unit a GEMV in layout ``lanes`` (its tokens are the
     outputs, one head dimension per column) for each of ``inputs`` query vectors (the query heads sharing the key head
     times the query tokens); a SIGNAL after each unit. The link brings each unit's queries (every slot of a
     global-buffer column holds one element)."""
+    return _moved(_kv_score(device, _relative(kv), inputs), kv.k.row0)
+
+
+@lru_cache(maxsize=64)
+def _kv_score(device: DeviceConfig, kv: KvLayout, inputs: int) -> tuple[ChannelPart, ...]:
     nch = kv.k.channels
     per_ch: list[list[ChannelPart]] = [[] for _ in range(nch)]
     heads: list[set[int]] = [set() for _ in range(nch)]
@@ -288,7 +307,7 @@ def kv_score(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelPar
         part.signal_after, part.readout_bytes = [len(part.words) - 1], [sum(part.readout_bytes)]
         per_ch[ch].append(part)
         heads[ch].add(u // kv.blocks)
-    return _with_data(per_ch, heads, inputs * kv.head_dim * device.pim.column_bytes)
+    return tuple(_with_data(per_ch, heads, inputs * kv.head_dim * device.pim.column_bytes))
 
 
 def _with_data(per_ch: list[list[ChannelPart]], heads: list[set[int]], per_head: int) -> list[ChannelPart]:
@@ -305,6 +324,11 @@ def _with_data(per_ch: list[list[ChannelPart]], heads: list[set[int]], per_head:
 def kv_context(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelPart]:
     """Attention context over the transposed value cache: per value unit (``banks`` head dimensions) a GEMV in layout
     ``rows`` over the context's tokens, for each of ``inputs`` probability vectors; a SIGNAL after each unit."""
+    return _moved(_kv_context(device, _relative(kv), inputs), kv.v.row0)
+
+
+@lru_cache(maxsize=64)
+def _kv_context(device: DeviceConfig, kv: KvLayout, inputs: int) -> tuple[ChannelPart, ...]:
     nch = kv.v.channels
     p = device.pim
     per_ch: list[list[ChannelPart]] = [[] for _ in range(nch)]
@@ -315,7 +339,7 @@ def kv_context(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelP
         part.signal_after, part.readout_bytes = [len(part.words) - 1], [sum(part.readout_bytes)]
         per_ch[ch].append(part)
         heads[ch].add(u // kv.v_per_head)
-    return _with_data(per_ch, heads, inputs * -(-kv.context // p.column_bytes) * p.column_bytes)
+    return tuple(_with_data(per_ch, heads, inputs * -(-kv.context // p.column_bytes) * p.column_bytes))
 
 
 _PIM_FIELDS = TABLES[Family.PIM].offsets()
@@ -363,6 +387,17 @@ def kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> list[ChannelP
     only (masked writes: an assumption, docs/mapping.md); the link brings whole column words. Per channel: the key
     rows' accesses (one bank each) by row and bank, then the value rows' (all banks) by row; every column is written
     once, consecutive columns of a bank in one run."""
+    out = []
+    for keys, values, ncols in _kv_write(device, _relative(kv), tokens):
+        words = np.concatenate([_shift_rows(keys, kv.k.row0), _shift_rows(values, kv.v.row0)])
+        out.append(ChannelPart(words, 0 if len(words) else None, data_bytes=ncols * device.pim.column_bytes))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]:
+    """Per channel: the words writing the keys, those writing the values, and the columns written
+    (:func:`kv_write`)."""
     p = device.pim
     # keys: lane_outputs tokens per bank of a unit (layout 'lanes'); values: a column's int8 weights per column
     L, C, B, V, R = lane_outputs(device, 8), p.columns, p.banks, p.weights_per_column(8), p.rows
@@ -400,14 +435,14 @@ def kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> list[ChannelP
         ra, rb = np.searchsorted(run_of, [va, vb])
         acc, n = k_acc[ka:kb], k_n[ka:kb]
         has = np.nonzero(n)[0]
-        words = np.concatenate([
-            _accesses(PimOp.WR, np.zeros(len(acc)), acc % B, acc // B % R, has, acc[has] % B, np.zeros(len(has)),
-                      n[has]),
-            _accesses(PimOp.WR, np.ones(vb - va), np.zeros(vb - va), v_acc[va:vb] % R, run_of[ra:rb] - va,
-                      runs[ra:rb] // C % B, runs[ra:rb] % C, run_n[ra:rb])])
-        ncols = int(n.sum() + run_n[ra:rb].sum())
-        out.append(ChannelPart(words, 0 if len(words) else None, data_bytes=ncols * p.column_bytes))
-    return out
+        keys = _accesses(PimOp.WR, np.zeros(len(acc)), acc % B, acc // B % R, has, acc[has] % B, np.zeros(len(has)),
+                         n[has])
+        values = _accesses(PimOp.WR, np.ones(vb - va), np.zeros(vb - va), v_acc[va:vb] % R, run_of[ra:rb] - va,
+                           runs[ra:rb] // C % B, runs[ra:rb] % C, run_n[ra:rb])
+        keys.setflags(write=False)
+        values.setflags(write=False)
+        out.append((keys, values, int(n.sum() + run_n[ra:rb].sum())))
+    return tuple(out)
 
 
 def _row_reads(device: DeviceConfig, region: Region, rows: list[int]) -> list[ChannelPart]:
