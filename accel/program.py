@@ -46,9 +46,7 @@ from .outputs import write_atomic, write_text_atomic
 
 __all__ = ["ProgramError", "DeadlockError", "Stream", "Program", "ProgramBuilder", "StreamBuilder", "UNIT_FAMILY",
            "is_program_file", "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items",
-           "item_table", "sync_table",
-           "repeats",
-           "deadlock_message"]
+           "item_table", "sync_table", "repeats", "deadlock_message"]
 
 FORMAT = "accel-program"
 VERSION = 1
@@ -340,7 +338,7 @@ def _make_item_table(s: Stream) -> tuple[np.ndarray, np.ndarray]:
     covered = pos + 1 + np.where(rep, ident, 0)             # a REPEAT covers its body: its items follow it
     lo = np.concatenate([[0], covered[:-1]]).astype(np.int64)
     gap = pos > lo                                        # unit commands before the SYNC word: a plain run
-    own = op != SyncOp.NOP                                # SYNC NOPs are dropped
+    own = np.isin(op, (SyncOp.SIGNAL, SyncOp.WAIT, SyncOp.MARK, SyncOp.REPEAT))   # SYNC NOPs are dropped
     tail = int(covered[-1]) if len(pos) else 0
     count = gap.astype(np.int64) + own
     at = np.cumsum(count) - count
@@ -355,8 +353,7 @@ def _make_item_table(s: Stream) -> tuple[np.ndarray, np.ndarray]:
     kind = np.select([op_o == SyncOp.SIGNAL, op_o == SyncOp.WAIT, op_o == SyncOp.MARK], [SIGNAL, WAIT, MARK], RUN)
     items[o, 0] = kind
     items[o, 1] = np.select([kind == SIGNAL, kind == WAIT, kind == MARK], [tok_o, prod_o, ident_o], pos_o + 1)
-    items[o, 2] = np.select([kind == SIGNAL, kind == WAIT], [k_o, tok_o], np.where(kind == RUN, pos_o + 1 + ident_o,
-                                                                                   0))
+    items[o, 2] = np.select([kind == SIGNAL, kind == WAIT, kind == RUN], [k_o, tok_o, pos_o + 1 + ident_o], 0)
     items[o, 3] = np.select([kind == WAIT, kind == RUN], [k_o, tok_o], 0)
     word[o] = pos_o
     if tail < n:

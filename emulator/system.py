@@ -42,7 +42,7 @@ from accel.interfaces.pim import stream_mac_work
 from accel.interfaces.vector import vector_cycles, vector_events
 from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp, SyncOp
 from accel.program import (
-    MARK, RUN, SIGNAL, WAIT, Program, Stream, sync_table, deadlock_message, item_table, repeats, stream_items,
+    MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, item_table, repeats, stream_items, sync_table,
 )
 from accel.progress import progress_bar
 

@@ -400,7 +400,7 @@ def _kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> tuple[tuple[
     (:func:`kv_write`)."""
     p = device.pim
     # keys: lane_outputs tokens per bank of a unit (layout 'lanes'); values: a column's int8 weights per column
-    L, C, B, V, R = lane_outputs(device, 8), p.columns, p.banks, p.weights_per_column(8), p.rows
+    L, C, B, V = lane_outputs(device, 8), p.columns, p.banks, p.weights_per_column(8)
     t = np.arange(tokens.start, tokens.stop, tokens.step, dtype=np.int64)
     sh = np.arange(kv.sequences * kv.kv_heads, dtype=np.int64)
     k_at = np.array(kv.k_at, dtype=np.int64).reshape(-1, 2)
@@ -410,17 +410,20 @@ def _kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> tuple[tuple[
     u, bank = ub // B, ub % B
     j = np.arange(kv.k_rows, dtype=np.int64)
     n_j = np.maximum(0, np.minimum(kv.head_dim, (j + 1) * C) - j * C)
-    key = ((k_at[u, 0][:, None] * R + k_at[u, 1][:, None] + j) * B + bank[:, None]).ravel()   # (channel, row, bank)
-    k_acc, inv = np.unique(key, return_inverse=True)
-    k_n = np.zeros(len(k_acc), dtype=np.int64)   # a row written for several keys: its widest run (all from column 0)
-    np.maximum.at(k_n, inv.reshape(-1), np.tile(n_j, len(u)))
+    k_row = k_at[u, 1][:, None] + j
     # values: unit (sh, d) holds head dimensions d * B ... in its banks; token t is column t // V of the unit's rows
     col = np.unique(t // V)
     unit = np.arange(len(v_at), dtype=np.int64)
     u_, c_, b_ = (a.ravel() for a in np.meshgrid(unit, col, np.arange(B), indexing="ij"))
     keep = b_ < kv.head_dim - (u_ % kv.v_per_head) * B
     u_, c_, b_ = u_[keep], c_[keep], b_[keep]
-    v_cols = np.unique((((v_at[u_, 0] * R + v_at[u_, 1] + c_ // C) * B + b_) * C + c_ % C))  # (channel, row, bank, col)
+    v_row = v_at[u_, 1] + c_ // C
+    R = 1 + max([0] + [int(r.max()) for r in (k_row, v_row) if r.size])   # rows bound the keys' encoding below
+    key = ((k_at[u, 0][:, None] * R + k_row) * B + bank[:, None]).ravel()   # (channel, row, bank)
+    k_acc, inv = np.unique(key, return_inverse=True)
+    k_n = np.zeros(len(k_acc), dtype=np.int64)   # a row written for several keys: its widest run (all from column 0)
+    np.maximum.at(k_n, inv.reshape(-1), np.tile(n_j, len(u)))
+    v_cols = np.unique((((v_at[u_, 0] * R + v_row) * B + b_) * C + c_ % C))   # (channel, row, bank, column)
     starts = np.ones(len(v_cols), dtype=bool)
     starts[1:] = np.diff(v_cols) != 1
     starts[1:] |= v_cols[1:] // C != v_cols[:-1] // C
