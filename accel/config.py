@@ -997,8 +997,10 @@ class DeviceConfig:
         self.bank   # the bank's MAC unit must fit the columns and rows (checked on construction)
 
     @property
+    @_memo
     def bank(self) -> BankUnit:
-        """The MAC unit of every PIM bank and the column layout it reads."""
+        """The MAC unit of every PIM bank and the column layout it reads (one object, so that its own derived
+        values are computed once)."""
         return BankUnit(self.pim, self.bitserial if self.pim.lane == "bitserial" else None)
 
     # ---- what a weight datatype costs in the PIM banks (docs/pim.md, "Data layout"); the mapper reads these

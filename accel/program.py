@@ -46,8 +46,7 @@ from .outputs import write_atomic, write_text_atomic
 
 __all__ = ["ProgramError", "DeadlockError", "Stream", "Program", "ProgramBuilder", "StreamBuilder", "UNIT_FAMILY",
            "is_program_file", "parse_stream_name", "parse_command", "RUN", "SIGNAL", "WAIT", "MARK", "stream_items",
-           "repeats",
-           "deadlock_message"]
+           "item_table", "sync_table", "repeats", "deadlock_message"]
 
 FORMAT = "accel-program"
 VERSION = 1
@@ -305,7 +304,7 @@ def _cumcount(keys: np.ndarray) -> np.ndarray:
 _TOKEN_BITS = TABLES[Family.SYNC].width("token")
 
 
-def _sync_table(s: Stream) -> tuple[np.ndarray, ...]:
+def sync_table(s: Stream) -> tuple[np.ndarray, ...]:
     """Positions, ops, tokens, producers, ids of a stream's SYNC words, and each one's occurrence index k (the k-th
     SIGNAL of its token, the k-th WAIT on its producer's token; from 0)."""
     return s.derived("sync_table", _make_sync_table)
@@ -326,32 +325,49 @@ def _make_sync_table(s: Stream) -> tuple[np.ndarray, ...]:
     return pos, op, tok, prod, ident, _cumcount(key)
 
 
+def item_table(s: Stream) -> tuple[np.ndarray, np.ndarray]:
+    """The stream as items (:func:`stream_items`), as an ``n x 4`` int64 array, and the index of the word each item
+    starts at (a SYNC item its own word, a run its first command; computed once per stream's words)."""
+    return s.derived("item_table", _make_item_table)
+
+
+def _make_item_table(s: Stream) -> tuple[np.ndarray, np.ndarray]:
+    pos, op, tok, prod, ident, k = sync_table(s)
+    n = len(s.words)
+    rep = op == SyncOp.REPEAT
+    covered = pos + 1 + np.where(rep, ident, 0)             # a REPEAT covers its body: its items follow it
+    lo = np.concatenate([[0], covered[:-1]]).astype(np.int64)
+    gap = pos > lo                                        # unit commands before the SYNC word: a plain run
+    own = np.isin(op, (SyncOp.SIGNAL, SyncOp.WAIT, SyncOp.MARK, SyncOp.REPEAT))   # SYNC NOPs are dropped
+    tail = int(covered[-1]) if len(pos) else 0
+    count = gap.astype(np.int64) + own
+    at = np.cumsum(count) - count
+    total = int(count.sum()) + (tail < n)
+    items = np.zeros((total, 4), dtype=np.int64)
+    word = np.zeros(total, dtype=np.int64)
+    g = at[gap]
+    items[g, 0], items[g, 1], items[g, 2] = RUN, lo[gap], pos[gap]
+    word[g] = lo[gap]
+    o = (at + gap)[own]
+    op_o, pos_o, tok_o, prod_o, ident_o, k_o = (a[own] for a in (op, pos, tok, prod, ident, k))
+    kind = np.select([op_o == SyncOp.SIGNAL, op_o == SyncOp.WAIT, op_o == SyncOp.MARK], [SIGNAL, WAIT, MARK], RUN)
+    items[o, 0] = kind
+    items[o, 1] = np.select([kind == SIGNAL, kind == WAIT, kind == MARK], [tok_o, prod_o, ident_o], pos_o + 1)
+    items[o, 2] = np.select([kind == SIGNAL, kind == WAIT, kind == RUN], [k_o, tok_o, pos_o + 1 + ident_o], 0)
+    items[o, 3] = np.select([kind == WAIT, kind == RUN], [k_o, tok_o], 0)
+    word[o] = pos_o
+    if tail < n:
+        items[-1] = (RUN, tail, n, 0)
+        word[-1] = tail
+    return items, word
+
+
 def stream_items(program: "Program", i: int) -> list[tuple[int, int, int, int]]:
     """The stream as items in order: ``(RUN, lo, hi, reps)`` for unit commands ``lo .. hi - 1`` (run ``reps`` times
     in a row by a REPEAT; 0 for a plain run: once), ``(SIGNAL, token, k, 0)``, ``(WAIT, producer, token, k)`` (the
     k-th WAIT of this stream on that event, from 0), ``(MARK, id, 0, 0)``; SYNC NOPs are dropped."""
-    s = program.streams[i]
-    pos, op, tok, prod, ident, k = _sync_table(s)
-    n = len(s.words)
-    out: list[tuple[int, int, int, int]] = []
-    lo = 0
-    for p, o, t, pr, d, kk in zip(pos.tolist(), op.tolist(), tok.tolist(), prod.tolist(), ident.tolist(),
-                                  k.tolist()):
-        if p > lo:
-            out.append((RUN, lo, p, 0))
-        lo = p + 1
-        if o == SyncOp.SIGNAL:
-            out.append((SIGNAL, t, kk, 0))
-        elif o == SyncOp.WAIT:
-            out.append((WAIT, pr, t, kk))
-        elif o == SyncOp.MARK:
-            out.append((MARK, d, 0, 0))
-        elif o == SyncOp.REPEAT:   # its body holds no SYNC word (validated): the next d words, t times
-            out.append((RUN, p + 1, p + 1 + d, t))
-            lo = p + 1 + d
-    if lo < n:
-        out.append((RUN, lo, n, 0))
-    return out
+    items = item_table(program.streams[i])[0]
+    return list(zip(*(items[:, j].tolist() for j in range(4))))
 
 
 def repeats(s: Stream) -> np.ndarray:
@@ -484,7 +500,7 @@ class Program:
                     self._check_words(i, s, device)
             else:
                 self._check_words(i, s, device)
-            pos, op, tok, prod, ident, k = _sync_table(s)
+            pos, op, tok, prod, ident, k = sync_table(s)
             self._check_repeats(s, pos, op, tok, ident)
             sel = op == SyncOp.SIGNAL
             for t, n in zip(*np.unique(tok[sel], return_counts=True)):
@@ -508,9 +524,13 @@ class Program:
 
     @staticmethod
     def _check_repeats(s: Stream, pos: np.ndarray, op: np.ndarray, times: np.ndarray, words: np.ndarray) -> None:
-        """A REPEAT's body: at least one word, inside the stream, no SYNC word in it."""
+        """A REPEAT's body: at least one word, inside the stream, no SYNC word in it (checked for all at once; the
+        first that breaks a rule is named)."""
         sel = np.nonzero(op == SyncOp.REPEAT)[0]
-        for j in sel.tolist():
+        nxt = np.append(pos, len(s.words) + 1)[sel + 1]   # the SYNC word after each REPEAT
+        bad = (times[sel] < 1) | (words[sel] < 1) | (pos[sel] + words[sel] > len(s.words) - 1) | \
+            (nxt <= pos[sel] + words[sel])
+        for j in sel[bad][:1].tolist():
             p, t, w = int(pos[j]), int(times[j]), int(words[j])
             where = f"stream {s.name} command {p}: REPEAT times={t} words={w}"
             if t < 1 or w < 1:
@@ -586,9 +606,13 @@ class Program:
         sel = np.nonzero(s.families == int(fam))[0]
         if not len(sel):
             return []
-        cols = np.stack([s.field(fam, n)[sel] for n in ("op",) + names], axis=1)
-        uniq, first = np.unique(cols, axis=0, return_index=True)
-        return [(int(sel[f]), tuple(int(v) for v in row)) for row, f in zip(uniq, first)]
+        words, first = np.unique(s.words[sel], return_index=True)   # distinct words first (few), then their fields
+        offs = [TABLES[fam].offsets()[n] for n in ("op",) + names]
+        out: dict[tuple[int, ...], int] = {}
+        for w, f in zip(words.tolist(), first.tolist()):
+            row = tuple((w >> off) & ((1 << width) - 1) for off, width in offs)   # as Stream.field reads them
+            out[row] = min(out.get(row, f), f)
+        return [(int(sel[f]), row) for row, f in sorted(out.items())]
 
     def _check_vector(self, where: str, s: Stream, device: DeviceConfig) -> None:
         v = device.vector

@@ -40,8 +40,10 @@ from accel.errors import AccelError, caused_by
 from accel.interfaces.link import copies, transfer_beats
 from accel.interfaces.pim import stream_mac_work
 from accel.interfaces.vector import vector_cycles, vector_events
-from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp
-from accel.program import MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, repeats, stream_items
+from accel.isa import TABLES, AttnOp, Family, LinkOp, PimOp, SyncOp
+from accel.program import (
+    MARK, RUN, SIGNAL, WAIT, Program, Stream, deadlock_message, item_table, repeats, stream_items, sync_table,
+)
 from accel.progress import progress_bar
 
 from .engine import ChannelEngine
@@ -59,6 +61,9 @@ _PIM_FIELDS = TABLES[Family.PIM].offsets()
 _CHANNEL = np.uint64(((1 << _PIM_FIELDS["channel"][1]) - 1) << _PIM_FIELDS["channel"][0])
 _ROW_FIELDS = [_PIM_FIELDS[n] for n in ("op", "all_banks", "bank", "row", "col", "count")]
 _COL = np.uint64(((1 << _PIM_FIELDS["col"][1]) - 1) << _PIM_FIELDS["col"][0])
+_SYNC_FIELDS = TABLES[Family.SYNC].offsets()
+_SYNC_STREAM = np.uint64(((1 << _SYNC_FIELDS["stream"][1]) - 1) << _SYNC_FIELDS["stream"][0])
+_SYNC_ID = np.uint64(((1 << _SYNC_FIELDS["id"][1]) - 1) << _SYNC_FIELDS["id"][0])
 
 
 def _pim_field(words: np.ndarray, name: str) -> np.ndarray:
@@ -251,7 +256,7 @@ def static_events(program: Program, device: DeviceConfig) -> dict[str, int]:
             table = np.stack([s.field(Family.PIM, n)[sel] for n in ("op", "all_banks", "bank", "row", "col",
                                                                     "count")], axis=1)
             keep = (op == PimOp.MAC) | (op == PimOp.CFR)
-            work = stream_mac_work(device.bank, table[keep].tolist(), n[keep].tolist())
+            work = stream_mac_work(device.bank, table[keep], n[keep])
             ev["pim_gb_read_columns"] += work.gb_columns
             ev["pim_mac_lane_ops"] += work.weights
             ev["pim_mac_terms"] += work.terms
@@ -339,6 +344,29 @@ class _Runner:
                 self.intervals.append([lo, end])
         self.covered = max(self.covered, end)
 
+    def add_busy_all(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        """:meth:`add_busy` of every ``(starts[i], ends[i])`` in order, at once (the epoch jump's copies)."""
+        if self.log is not None:
+            self.log.extend(zip(starts.tolist(), ends.tolist()))
+        if not len(ends):
+            return
+        # what add_busy's ``covered`` holds before each interval: the latest end so far
+        lo = np.maximum(starts, np.maximum.accumulate(np.concatenate([[self.covered], ends]))[:-1])
+        add = ends > lo
+        lo, hi = lo[add], ends[add]
+        self.covered = max(self.covered, int(ends.max()))
+        if not len(hi):
+            return
+        self.busy += int((hi - lo).sum())
+        # an interval extends the last one when that reaches its start (the last one's end: the previous added
+        # interval's), else it opens a new one
+        new = np.concatenate([[not self.intervals or self.intervals[-1][1] < lo[0]], hi[:-1] < lo[1:]])
+        first = np.nonzero(new)[0]
+        last = np.append(first[1:] - 1, len(hi) - 1)
+        if not new[0]:
+            self.intervals[-1][1] = int(hi[first[0] - 1] if len(first) else hi[-1])
+        self.intervals.extend([a, b] for a, b in zip(lo[first].tolist(), hi[last].tolist()))
+
     def started(self, t: int) -> None:
         if self.want_start:
             self.marks[-1][1] = t
@@ -391,8 +419,10 @@ class _Runner:
         for j in range(1, reps + 1):
             for m, ident in zip(seg, ids[j - 1]):
                 self.marks.append([ident, m[1] + j * d, m[2] + j * d])
-            for a, b in log:
-                self.add_busy(a + j * d, b + j * d)
+        if log:
+            shift = (np.arange(1, reps + 1, dtype=np.int64) * d)[:, None]
+            a, b = np.array(log, dtype=np.int64).T
+            self.add_busy_all((a + shift).ravel(), (b + shift).ravel())
         last = self.marks[-1]   # the last skipped epoch's last mark is still open, as this epoch's was
         last[1] = open_mark[1] + reps * d if open_mark[1] >= 0 else -1
         last[2] = 0
@@ -554,8 +584,9 @@ class _Epochs:
     puts one at every layer's start and before the epilogue, in every stream). Jumping needs every stream (every
     representative of equal channel streams) to hold the same boundary marks in the same order. Epoch ``e`` of a
     stream is its items from boundary ``e`` up to boundary ``e + 1`` (the last: to the stream's end); two epochs are
-    identical when every stream's items are equal in them apart from PIM row fields, MARK ids and the occurrence
-    counts of SIGNAL/WAIT (their tokens and producers equal).
+    identical when every stream's words are equal in them apart from the fields that cannot change timing
+    (:func:`timing_signature`: PIM rows, ...), MARK ids and which of a group of equal channel streams a WAIT names
+    (:meth:`content`; the occurrence counts of SIGNAL/WAIT are not in the words).
     """
 
     def __init__(self, program: Program, runners: dict[int, _Runner], rep: list[int]) -> None:
@@ -563,59 +594,72 @@ class _Epochs:
         layer = {k for k, v in ops.items() if isinstance(v, dict) and v.get("kind") == "layer"}
         self.runners, self.rep, self.program = runners, rep, program
         self.pos: dict[int, list[int]] = {}
+        self.words: dict[int, list[int]] = {}   # the word each epoch starts at, and the stream's length
         seq = None
         self.ok = bool(layer)
+        layer_ids = np.array(sorted(layer), dtype=np.int64)
         for i, r in runners.items():
-            found = [(j, it[1]) for j, it in enumerate(r.items) if it[0] == MARK and it[1] in layer]
-            ids = [d for _, d in found]
+            items, word = item_table(r.s)
+            found = np.nonzero((items[:, 0] == MARK) & np.isin(items[:, 1], layer_ids))[0]
+            ids = items[found, 1].tolist()
             if seq is None:
                 seq = ids
             self.ok &= ids == seq
-            self.pos[i] = [j for j, _ in found] + [len(r.items)]
+            self.pos[i] = found.tolist() + [len(r.items)]
+            self.words[i] = word[found].tolist() + [len(r.s.words)]
         self.count = len(seq or [])
         self.ok &= self.count >= 3
         self._sig: dict[tuple[int, int], tuple] = {}
+        self._canonical: dict[int, np.ndarray] = {}
         if self.ok:   # how many WAITs each stream makes on each event: whose waits are still to come
             self.total_waits = {i: {} for i in runners}
+            rep_of = np.array(rep, dtype=np.int64)
             for i, r in runners.items():
-                for it in r.items:
-                    if it[0] == WAIT:
-                        key = (rep[it[1]], it[2])
-                        self.total_waits[i][key] = self.total_waits[i].get(key, 0) + 1
+                items = item_table(r.s)[0]
+                w = items[items[:, 0] == WAIT]
+                keys, n = np.unique(np.stack([rep_of[w[:, 1]], w[:, 2]], axis=1), axis=0, return_counts=True)
+                self.total_waits[i] = {(int(a), int(b)): int(c) for (a, b), c in zip(keys.tolist(), n.tolist())}
 
     def limit(self, i: int, seg: int) -> int:
         """Item index at which stream ``i`` pauses after segment ``seg`` (-1: before the first epoch)."""
         return self.pos[i][seg + 1] if seg + 1 < len(self.pos[i]) else len(self.runners[i].items)
 
     def signature(self, i: int, e: int) -> tuple:
-        """Epoch ``e`` of stream ``i``: ``(content, active, signals per token, waits per event, commands)``."""
+        """Epoch ``e`` of stream ``i``: ``(active, signals per token, waits per event)``; active: it holds unit
+        commands or SYNC events (not only MARKs)."""
         key = (i, e)
         if key not in self._sig:
             r = self.runners[i]
-            words = r.sig if r.kind == "pim" else r.s.words   # PIM commands compare by their timing signature
-            parts: list[Any] = []
             sig: dict[int, int] = {}
             waits: dict[tuple[int, int], int] = {}
             active = False
             for kind, a, b, c in r.items[self.pos[i][e]:self.pos[i][e + 1]]:
-                if kind == RUN:
-                    parts.append((words[a:b].tobytes(), c))
-                    active = True
-                elif kind == WAIT:
-                    parts.append((WAIT, self.rep[a], b))
+                if kind == WAIT:
                     waits[(self.rep[a], b)] = waits.get((self.rep[a], b), 0) + 1
-                    active = True
                 elif kind == SIGNAL:
-                    parts.append((SIGNAL, a))
                     sig[a] = sig.get(a, 0) + 1
-                    active = True
-                else:
-                    parts.append(MARK)
-            self._sig[key] = (tuple(parts), active, sig, waits)
+                active |= kind != MARK
+            self._sig[key] = (active, sig, waits)
         return self._sig[key]
 
+    def content(self, i: int, e: int) -> bytes:
+        """Epoch ``e`` of stream ``i`` as the bytes of its words with what may differ between identical epochs made
+        equal: PIM commands by their timing signature, WAITs naming their producer's representative, MARK ids 0
+        (computed once per stream; an epoch is a slice)."""
+        if i not in self._canonical:
+            r = self.runners[i]
+            words = (r.sig if r.kind == "pim" else r.s.words).copy()
+            pos, op, _, prod, _, _ = sync_table(r.s)
+            wait, mark = pos[op == SyncOp.WAIT], pos[op == SyncOp.MARK]
+            words[wait] = (words[wait] & ~_SYNC_STREAM) | (np.array(self.rep, dtype=np.uint64)[prod[op == SyncOp.WAIT]]
+                                                          << np.uint64(_SYNC_FIELDS["stream"][0]))
+            words[mark] &= ~_SYNC_ID
+            self._canonical[i] = words
+        lo, hi = self.words[i][e], self.words[i][e + 1]
+        return self._canonical[i][lo:hi].tobytes()
+
     def same(self, e: int, f: int) -> bool:
-        return all(self.signature(i, e)[0] == self.signature(i, f)[0] for i in self.runners)
+        return all(self.content(i, e) == self.content(i, f) for i in self.runners)
 
     def mark_ids(self, i: int, e: int) -> list[int]:
         return [it[1] for it in self.runners[i].items[self.pos[i][e]:self.pos[i][e + 1]] if it[0] == MARK]
@@ -634,7 +678,7 @@ class _Epochs:
         stream's :meth:`_Runner.state`, the passive streams' absolutely, and the events still to be waited for."""
         rs = self.runners
         ref = max(r.frontier * r.P for r in rs.values())
-        runners = tuple((i, r.state(ref) if self.signature(i, seg)[1] else r.state(0)) for i, r in rs.items())
+        runners = tuple((i, r.state(ref) if self.signature(i, seg)[0] else r.state(0)) for i, r in rs.items())
         pend = []
         for key, n in sorted(produced.items()):
             k0, lags = self.pending_from(key, n)
@@ -714,7 +758,7 @@ class SystemEngine:
         if prev is not None and prev[0] == seg - 1 and prev[2] == st and ep.same(seg - 1, seg):
             delta = ref - prev[1]
             rs = ep.runners
-            ok = delta > 0 and all(delta % r.P == 0 for i, r in rs.items() if ep.signature(i, seg)[1])
+            ok = delta > 0 and all(delta % r.P == 0 for i, r in rs.items() if ep.signature(i, seg)[0])
             reps = 0
             while ok and seg + 1 + reps < ep.count and ep.same(seg, seg + 1 + reps):
                 reps += 1
@@ -729,7 +773,7 @@ class SystemEngine:
         """Apply ``reps`` further repetitions of epoch ``seg``, each ``delta`` ticks after the one before."""
         first = {key: ep.pending_from(key, n)[0] for key, n in produced.items()}
         for i, r in ep.runners.items():
-            _, active, _, waits = ep.signature(i, seg)
+            active, _, waits = ep.signature(i, seg)
             ids = [ep.mark_ids(i, seg + j) for j in range(1, reps + 1)]
             r.jump(reps, delta // r.P if active else 0, ids, ep.pim_rows(i, seg + reps) if r.kind == "pim" else None)
             for key, n in waits.items():
@@ -738,7 +782,7 @@ class SystemEngine:
             if r.at >= len(r.items):   # the jump reached the stream's end
                 r.close_mark()
         for key, n in list(produced.items()):   # events still to be waited for move with their epoch
-            per = ep.signature(key[0], seg)[2].get(key[1], 0)
+            per = ep.signature(key[0], seg)[1].get(key[1], 0)
             for k in range(first[key], n):
                 events[(*key, k + reps * per)] = events[(*key, k)] + reps * delta
             produced[key] = n + reps * per

@@ -103,6 +103,14 @@ def _endpoint(name: str) -> int:
     return endpoint_code(name)
 
 
+@lru_cache(maxsize=None)
+def _xfer_words(src: int, dst: int, nbytes: int) -> tuple[int, ...]:
+    """The XFER words of a transfer of ``nbytes`` (none for 0; several where the 24-bit byte count overflows)."""
+    top = (1 << TABLES[Family.LINK].width("bytes")) - 1
+    return tuple(_word(Family.LINK, LinkOp.XFER, (("bytes", min(top, nbytes - a)), ("dst", dst), ("src", src)))
+                 for a in range(0, max(0, nbytes), top))
+
+
 def _sync(op: SyncOp, **f: int) -> int:
     return _word(Family.SYNC, op, tuple(sorted(f.items())))
 
@@ -149,12 +157,7 @@ class _Device:
             return 0
         s = _endpoint(src) if isinstance(src, str) else src
         d = _endpoint(dst) if isinstance(dst, str) else dst
-        left = int(nbytes)
-        top = (1 << TABLES[Family.LINK].width("bytes")) - 1
-        while left > 0:   # a transfer's byte count is a 24-bit field
-            n = min(left, top)
-            self.link.append(_word(Family.LINK, LinkOp.XFER, (("bytes", n), ("dst", d), ("src", s))))
-            left -= n
+        self.link.extend(_xfer_words(s, d, int(nbytes)))
         return int(nbytes)
 
     def vector_to_link(self) -> None:
@@ -197,27 +200,35 @@ class _Device:
             self.pim[c].append(done[key])
 
     def readouts(self, parts: list[sch.ChannelPart], dst: str = "vector") -> int:
-        """The link carries every channel's signalled results to ``dst``, round by round over the channels."""
-        total = 0
+        """The link carries every channel's signalled results to ``dst``, round by round over the channels (round
+        ``j``: a WAIT for each channel's ``j``-th SIGNAL, then the transfer of its ``readout_bytes[j]``); returns the
+        bytes. Built with numpy: the words of each distinct (channel, bytes) pair, gathered in round order."""
         rounds = max((len(p.signal_after) for p in parts), default=0)
+        nbytes = np.full((rounds, len(parts)), -1, dtype=np.int64)   # -1: the channel has no result in that round
+        for c, part in enumerate(parts):
+            nbytes[:len(part.signal_after), c] = part.readout_bytes
+        j, c = np.nonzero(nbytes >= 0)                                  # round by round, channels in order
+        b = nbytes[j, c]
+        if not len(b):
+            return 0
+        top = int(b.max()) + 1
+        pairs, inv = np.unique(c * top + b, return_inverse=True)
+        inv = inv.reshape(-1)
         d = _endpoint(dst)
-        for j in range(rounds):
-            for c, part in enumerate(parts):
-                if j < len(part.signal_after):
-                    self.link.append(self.wait(f"pim{c}", TOKENS["pim_ready"]))
-                    total += self.xfer(c, d, part.readout_bytes[j])
-        return total
+        table = [(self.wait(f"pim{pc}", TOKENS["pim_ready"]),) + _xfer_words(pc, d, pb)
+                 for pc, pb in (divmod(x, top) for x in pairs.tolist())]
+        lens = np.array([len(t) for t in table], dtype=np.int64)
+        flat = np.array([w for t in table for w in t], dtype=np.uint64)
+        n = lens[inv]
+        first = np.repeat((np.cumsum(lens) - lens)[inv] - (np.cumsum(n) - n), n)
+        self.link.extend(flat[first + np.arange(int(n.sum()))].tolist())
+        return int(b.sum())
 
     # ---- vector ops ------------------------------------------------------------------------------------------------
     def vec(self, op: VectorOp, length: int, count: int = 1, src2: int = 0) -> int:
         """One vector op, split so that its operands fit the buffer's thirds; returns its cycles."""
-        cfg = self.gen.device.vector
-        third = cfg.buffer_lines // 3
-        cycles = 0
-        for ln, cnt in _vector_pieces(op, length, count, src2, cfg, third):
-            self.vector.append(_word(Family.VECTOR, op, (("count", cnt), ("dst", 2 * third), ("length", ln),
-                                                         ("src", 0), ("src2", src2 if op == VectorOp.TOPK else third))))
-            cycles += vec_iface.vector_cycles(op, ln, cnt, src2, cfg)
+        words, cycles = _vector_words(op, length, count, src2, self.gen.device.vector)
+        self.vector.extend(words)
         self.value += 1
         return cycles
 
@@ -237,6 +248,19 @@ class _Device:
             kind = name.rsplit(".", 1)[-1]
             out.append(Stream(name, np.array(getattr(self, kind), dtype=np.uint64)))
         return out
+
+
+@lru_cache(maxsize=4096)
+def _vector_words(op: VectorOp, length: int, count: int, src2: int, cfg: Any) -> tuple[tuple[int, ...], int]:
+    """The words of one vector op split so that its operands fit the buffer's thirds (:func:`_vector_pieces`), and
+    its cycles (cached: every layer has the same ops)."""
+    third = cfg.buffer_lines // 3
+    words, cycles = [], 0
+    for ln, cnt in _vector_pieces(op, length, count, src2, cfg, third):
+        words.append(_word(Family.VECTOR, op, (("count", cnt), ("dst", 2 * third), ("length", ln), ("src", 0),
+                                               ("src2", src2 if op == VectorOp.TOPK else third))))
+        cycles += vec_iface.vector_cycles(op, ln, cnt, src2, cfg)
+    return tuple(words), cycles
 
 
 def _vector_pieces(op: VectorOp, length: int, count: int, src2: int, cfg: Any,

@@ -19,7 +19,7 @@ global-buffer fill, the MACs and a readout of the chunk's partial sums (the vect
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -273,11 +273,30 @@ def _concat(parts: list[ChannelPart]) -> ChannelPart:
     return out
 
 
+def _relative(kv: KvLayout) -> KvLayout:
+    """The layout with its key and value regions from DRAM row 0: every layer's cache has the same shape, so its
+    schedule is made once (cached) and moved to the layer's rows (:func:`_moved`)."""
+    k0, v0 = kv.k.row0, kv.v.row0
+    return replace(kv, k_at=tuple((c, r - k0) for c, r in kv.k_at), v_at=tuple((c, r - v0) for c, r in kv.v_at),
+                   k=replace(kv.k, name="", row0=0), v=replace(kv.v, name="", row0=0))
+
+
+def _moved(parts: tuple[ChannelPart, ...], row0: int) -> list[ChannelPart]:
+    """Copies of (cached) parts with their ACT rows moved ``row0`` DRAM rows up."""
+    return [ChannelPart(_shift_rows(p.words, row0), p.wait_at, list(p.signal_after), list(p.readout_bytes),
+                        p.data_bytes, p._counts) for p in parts]
+
+
 def kv_score(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelPart]:
     """Attention scores over the key cache of one layer: per key unit a GEMV in layout ``lanes`` (its tokens are the
     outputs, one head dimension per column) for each of ``inputs`` query vectors (the query heads sharing the key head
     times the query tokens); a SIGNAL after each unit. The link brings each unit's queries (every slot of a
     global-buffer column holds one element)."""
+    return _moved(_kv_score(device, _relative(kv), inputs), kv.k.row0)
+
+
+@lru_cache(maxsize=64)
+def _kv_score(device: DeviceConfig, kv: KvLayout, inputs: int) -> tuple[ChannelPart, ...]:
     nch = kv.k.channels
     per_ch: list[list[ChannelPart]] = [[] for _ in range(nch)]
     heads: list[set[int]] = [set() for _ in range(nch)]
@@ -288,7 +307,7 @@ def kv_score(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelPar
         part.signal_after, part.readout_bytes = [len(part.words) - 1], [sum(part.readout_bytes)]
         per_ch[ch].append(part)
         heads[ch].add(u // kv.blocks)
-    return _with_data(per_ch, heads, inputs * kv.head_dim * device.pim.column_bytes)
+    return tuple(_with_data(per_ch, heads, inputs * kv.head_dim * device.pim.column_bytes))
 
 
 def _with_data(per_ch: list[list[ChannelPart]], heads: list[set[int]], per_head: int) -> list[ChannelPart]:
@@ -305,6 +324,11 @@ def _with_data(per_ch: list[list[ChannelPart]], heads: list[set[int]], per_head:
 def kv_context(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelPart]:
     """Attention context over the transposed value cache: per value unit (``banks`` head dimensions) a GEMV in layout
     ``rows`` over the context's tokens, for each of ``inputs`` probability vectors; a SIGNAL after each unit."""
+    return _moved(_kv_context(device, _relative(kv), inputs), kv.v.row0)
+
+
+@lru_cache(maxsize=64)
+def _kv_context(device: DeviceConfig, kv: KvLayout, inputs: int) -> tuple[ChannelPart, ...]:
     nch = kv.v.channels
     p = device.pim
     per_ch: list[list[ChannelPart]] = [[] for _ in range(nch)]
@@ -315,7 +339,7 @@ def kv_context(device: DeviceConfig, kv: KvLayout, inputs: int) -> list[ChannelP
         part.signal_after, part.readout_bytes = [len(part.words) - 1], [sum(part.readout_bytes)]
         per_ch[ch].append(part)
         heads[ch].add(u // kv.v_per_head)
-    return _with_data(per_ch, heads, inputs * -(-kv.context // p.column_bytes) * p.column_bytes)
+    return tuple(_with_data(per_ch, heads, inputs * -(-kv.context // p.column_bytes) * p.column_bytes))
 
 
 _PIM_FIELDS = TABLES[Family.PIM].offsets()
@@ -328,24 +352,29 @@ def pim_word(op: int, all_banks: int = 0, bank: int = 0, row: int = 0, col: int 
             | bank << f["bank"][0] | row << f["row"][0] | col << f["col"][0] | count << f["count"][0])
 
 
-def _access(bank: int, row: int, op: PimOp, ranges: list[tuple[int, int]], all_banks: bool = False) -> list[int]:
-    """ACT ``row`` (one bank, or every bank), one RD/WR per ``(bank, col, count)`` range, PRE."""
-    ab = int(all_banks)
-    words = [pim_word(PimOp.ACT, ab, 0 if ab else bank, row)]
-    words += [pim_word(op, 0, b, 0, c, n) for b, c, n in ranges]
-    words.append(pim_word(PimOp.PRE, ab, 0 if ab else bank))
+def _accesses(op: PimOp, all_banks: np.ndarray, bank: np.ndarray, row: np.ndarray, run_of: np.ndarray,
+              run_bank: np.ndarray, run_col: np.ndarray, run_count: np.ndarray) -> np.ndarray:
+    """Row accesses in order, each ACT ``row`` (of ``bank``, or every bank where ``all_banks``), its RD/WR runs
+    ``(run_bank, run_col, run_count)`` (run ``i`` belongs to access ``run_of[i]``, non-decreasing), PRE."""
+    all_banks, bank, row, run_of = (np.asarray(a, dtype=np.int64) for a in (all_banks, bank, row, run_of))
+    per = np.bincount(run_of, minlength=len(row))
+    at = np.cumsum(per + 2) - (per + 2)          # each access's ACT
+    first_run = np.cumsum(per) - per
+    words = np.empty(int((per + 2).sum()), dtype=np.uint64)
+    one = np.where(all_banks == 1, 0, bank)
+    words[at] = pim_word(PimOp.ACT, all_banks, one, row)
+    words[at + per + 1] = pim_word(PimOp.PRE, all_banks, one)
+    words[at[run_of] + 1 + np.arange(len(run_of)) - first_run[run_of]] = pim_word(
+        op, 0, np.asarray(run_bank, dtype=np.int64), 0, np.asarray(run_col, dtype=np.int64),
+        np.asarray(run_count, dtype=np.int64))
     return words
 
 
-def _runs(cols: list[int]) -> list[tuple[int, int]]:
-    """Sorted column indices as ``(first, count)`` runs."""
-    out: list[tuple[int, int]] = []
-    for c in sorted(set(cols)):
-        if out and out[-1][0] + out[-1][1] == c:
-            out[-1] = (out[-1][0], out[-1][1] + 1)
-        else:
-            out.append((c, 1))
-    return out
+def _access(bank: int, row: int, op: PimOp, ranges: list[tuple[int, int, int]], all_banks: bool = False) -> list[int]:
+    """One row access (:func:`_accesses`): ACT ``row`` (one bank, or every bank), one RD/WR per ``(bank, col,
+    count)`` range, PRE."""
+    b, c, n = (np.array([r[i] for r in ranges], dtype=np.int64) for i in range(3))
+    return _accesses(op, [int(all_banks)], [bank], [row], np.zeros(len(ranges), dtype=np.int64), b, c, n).tolist()
 
 
 def kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> list[ChannelPart]:
@@ -355,42 +384,68 @@ def kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> list[ChannelP
     is written as ``head dim`` columns of its bank's row (an estimate of the addresses: the packed granules interleave
     the accumulators' groups); a value unit holds one head dimension per bank and a column's int8 weights of tokens
     per column: a token changes one column in every bank of the unit. Writes of a column cover the new tokens' codes
-    only (masked writes: an assumption, docs/mapping.md); the link brings whole column words."""
+    only (masked writes: an assumption, docs/mapping.md); the link brings whole column words. Per channel: the key
+    rows' accesses (one bank each) by row and bank, then the value rows' (all banks) by row; every column is written
+    once, consecutive columns of a bank in one run."""
+    out = []
+    for keys, values, ncols in _kv_write(device, _relative(kv), tokens):
+        words = np.concatenate([_shift_rows(keys, kv.k.row0), _shift_rows(values, kv.v.row0)])
+        out.append(ChannelPart(words, 0 if len(words) else None, data_bytes=ncols * device.pim.column_bytes))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _kv_write(device: DeviceConfig, kv: KvLayout, tokens: range) -> tuple[tuple[np.ndarray, np.ndarray, int], ...]:
+    """Per channel: the words writing the keys, those writing the values, and the columns written
+    (:func:`kv_write`)."""
     p = device.pim
     # keys: lane_outputs tokens per bank of a unit (layout 'lanes'); values: a column's int8 weights per column
     L, C, B, V = lane_outputs(device, 8), p.columns, p.banks, p.weights_per_column(8)
-    nch = kv.k.channels
-    keys: list[dict[tuple[int, int], list[int]]] = [dict() for _ in range(nch)]      # (bank, row) -> columns
-    values: list[dict[int, dict[int, list[int]]]] = [dict() for _ in range(nch)]     # row -> bank -> columns
-    vph = kv.v_per_head
-    for sh in range(kv.sequences * kv.kv_heads):
-        for t in tokens:
-            ch, row = kv.k_at[sh * kv.blocks + t // kv.tokens_per_unit]
-            bank = (t % kv.tokens_per_unit) % (B * L) // L
-            for j in range(kv.k_rows):
-                cols = range(j * C, min(kv.head_dim, (j + 1) * C))
-                keys[ch].setdefault((bank, row + j), []).extend(c - j * C for c in cols)
-            for db in range(vph):
-                ch, row = kv.v_at[sh * vph + db]
-                col = t // V
-                banks = values[ch].setdefault(row + col // C, {})
-                for b in range(min(B, kv.head_dim - db * B)):
-                    banks.setdefault(b, []).append(col % C)
+    t = np.arange(tokens.start, tokens.stop, tokens.step, dtype=np.int64)
+    sh = np.arange(kv.sequences * kv.kv_heads, dtype=np.int64)
+    k_at = np.array(kv.k_at, dtype=np.int64).reshape(-1, 2)
+    v_at = np.array(kv.v_at, dtype=np.int64).reshape(-1, 2)
+    # keys: the (unit, bank) pairs the tokens land in; row j of a unit gets columns 0 .. n_j - 1 of that bank
+    ub = np.unique((sh[:, None] * kv.blocks + t // kv.tokens_per_unit) * B + (t % kv.tokens_per_unit) % (B * L) // L)
+    u, bank = ub // B, ub % B
+    j = np.arange(kv.k_rows, dtype=np.int64)
+    n_j = np.maximum(0, np.minimum(kv.head_dim, (j + 1) * C) - j * C)
+    k_row = k_at[u, 1][:, None] + j
+    # values: unit (sh, d) holds head dimensions d * B ... in its banks; token t is column t // V of the unit's rows
+    col = np.unique(t // V)
+    unit = np.arange(len(v_at), dtype=np.int64)
+    u_, c_, b_ = (a.ravel() for a in np.meshgrid(unit, col, np.arange(B), indexing="ij"))
+    keep = b_ < kv.head_dim - (u_ % kv.v_per_head) * B
+    u_, c_, b_ = u_[keep], c_[keep], b_[keep]
+    v_row = v_at[u_, 1] + c_ // C
+    R = 1 + max([0] + [int(r.max()) for r in (k_row, v_row) if r.size])   # rows bound the keys' encoding below
+    key = ((k_at[u, 0][:, None] * R + k_row) * B + bank[:, None]).ravel()   # (channel, row, bank)
+    k_acc, inv = np.unique(key, return_inverse=True)
+    k_n = np.zeros(len(k_acc), dtype=np.int64)   # a row written for several keys: its widest run (all from column 0)
+    np.maximum.at(k_n, inv.reshape(-1), np.tile(n_j, len(u)))
+    v_cols = np.unique((((v_at[u_, 0] * R + v_row) * B + b_) * C + c_ % C))   # (channel, row, bank, column)
+    starts = np.ones(len(v_cols), dtype=bool)
+    starts[1:] = np.diff(v_cols) != 1
+    starts[1:] |= v_cols[1:] // C != v_cols[:-1] // C
+    first = np.nonzero(starts)[0]
+    runs, run_n = v_cols[first], np.diff(np.append(first, len(v_cols)))
+    v_acc, run_of = np.unique(runs // (C * B), return_inverse=True)                            # (channel, row)
+    run_of = run_of.reshape(-1)
     out = []
-    for c in range(nch):
-        words: list[int] = []
-        ncols = 0
-        for (bank, row), cols in sorted(keys[c].items(), key=lambda x: (x[0][1], x[0][0])):
-            runs = [(bank, a, n) for a, n in _runs(cols)]
-            words += _access(bank, row, PimOp.WR, runs)
-            ncols += sum(n for _, _, n in runs)
-        for row, banks in sorted(values[c].items()):   # a value unit's banks share the row: one all-bank ACT
-            runs = [(b, a, n) for b, cols in sorted(banks.items()) for a, n in _runs(cols)]
-            words += _access(0, row, PimOp.WR, runs, all_banks=True)
-            ncols += sum(n for _, _, n in runs)
-        out.append(ChannelPart(np.array(words, dtype=np.uint64), 0 if words else None,
-                               data_bytes=ncols * p.column_bytes))
-    return out
+    for ch in range(kv.k.channels):
+        ka, kb = np.searchsorted(k_acc // (R * B), [ch, ch + 1])
+        va, vb = np.searchsorted(v_acc // R, [ch, ch + 1])
+        ra, rb = np.searchsorted(run_of, [va, vb])
+        acc, n = k_acc[ka:kb], k_n[ka:kb]
+        has = np.nonzero(n)[0]
+        keys = _accesses(PimOp.WR, np.zeros(len(acc)), acc % B, acc // B % R, has, acc[has] % B, np.zeros(len(has)),
+                         n[has])
+        values = _accesses(PimOp.WR, np.ones(vb - va), np.zeros(vb - va), v_acc[va:vb] % R, run_of[ra:rb] - va,
+                           runs[ra:rb] // C % B, runs[ra:rb] % C, run_n[ra:rb])
+        keys.setflags(write=False)
+        values.setflags(write=False)
+        out.append((keys, values, int(n.sum() + run_n[ra:rb].sum())))
+    return tuple(out)
 
 
 def _row_reads(device: DeviceConfig, region: Region, rows: list[int]) -> list[ChannelPart]:

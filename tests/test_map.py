@@ -264,6 +264,73 @@ def test_placement_follows_the_packed_columns():
             assert plan.rows_used <= r.rows
 
 
+def _kv_write_token_by_token(dev, kv, tokens):
+    """KV-cache writes by a walk over every token, sequence, KV head and head dimension (the naive reference of
+    :func:`accel.mapping.schedule.kv_write`): per channel, the words and the columns written."""
+    from accel.isa import encode
+    from accel.mapping.gemv import lane_outputs
+
+    p = dev.pim
+    L, C, B, V = lane_outputs(dev, 8), p.columns, p.banks, p.weights_per_column(8)
+    keys = [dict() for _ in range(kv.k.channels)]      # (row, bank) -> columns
+    values = [dict() for _ in range(kv.k.channels)]    # row -> bank -> columns
+    for sh in range(kv.sequences * kv.kv_heads):
+        for t in tokens:
+            ch, row = kv.k_at[sh * kv.blocks + t // kv.tokens_per_unit]
+            bank = (t % kv.tokens_per_unit) % (B * L) // L
+            for j in range(kv.k_rows):
+                keys[ch].setdefault((row + j, bank), set()).update(range(min(kv.head_dim, (j + 1) * C) - j * C))
+            for d in range(kv.v_per_head):
+                ch, row = kv.v_at[sh * kv.v_per_head + d]
+                for b in range(min(B, kv.head_dim - d * B)):
+                    values[ch].setdefault(row + t // V // C, {}).setdefault(b, set()).add(t // V % C)
+
+    def runs(cols):
+        out = []
+        for c in sorted(cols):
+            if out and out[-1][0] + out[-1][1] == c:
+                out[-1][1] += 1
+            else:
+                out.append([c, 1])
+        return out
+
+    out = []
+    for k, v in zip(keys, values):
+        words, n = [], 0
+        for (row, bank), cols in sorted(k.items()):
+            words.append(encode("pim", "ACT", bank=bank, row=row))
+            words += [encode("pim", "WR", bank=bank, col=a, count=c) for a, c in runs(cols)]
+            words.append(encode("pim", "PRE", bank=bank))
+            n += len(cols)
+        for row, banks in sorted(v.items()):
+            words.append(encode("pim", "ACT", all_banks=1, row=row))
+            words += [encode("pim", "WR", bank=b, col=a, count=c) for b, cols in sorted(banks.items())
+                      for a, c in runs(cols)]
+            words.append(encode("pim", "PRE", all_banks=1))
+            n += sum(len(cols) for cols in banks.values())
+        out.append((words, n))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kv_write_equals_a_walk_over_the_tokens(seed):
+    """The KV-cache writes of new tokens (built with numpy, made once per layout shape and moved to each layer's
+    rows) are the words of a walk over every token, head and dimension, in every layer: random models, batches,
+    contexts and runs of new tokens (one for decode, many for prefill), on the scaled aim-gddr6 and on aim-gddr6."""
+    from accel.mapping.schedule import kv_write
+
+    rng = np.random.default_rng(seed)
+    arch, _ = _random_arch(rng)
+    dev = scaled_device(int(rng.integers(1, 5))) if seed % 2 else load_preset("aim-gddr6")
+    n = int(rng.integers(2, 60))
+    dp = place(workload(dev, arch, "prefill", n, int(rng.integers(1, 3))), dev).devices[0]
+    for layer, kv in dp.kv.items():
+        a = int(rng.integers(0, n))
+        tokens = range(a, int(rng.integers(a + 1, n + 1)))
+        got = [(p.words.tolist(), p.data_bytes // dev.pim.column_bytes) for p in kv_write(dev, kv, tokens)]
+        assert got == _kv_write_token_by_token(dev, kv, tokens), layer
+
+
 def test_regions_do_not_overlap_and_fit():
     dev = scaled_device()
     dp = place(workload(dev, tiny("mixtral", 2, 32, 4, 2, 32, experts=4), "decode", 30), dev).devices[0]

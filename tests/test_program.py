@@ -11,7 +11,7 @@ from system_random import random_program, system_devices
 from accel.cli import main
 from accel.config import load_preset
 from accel.emulator.system import SystemEngine
-from accel.isa import Family, SyncOp, encode
+from accel.isa import Family, PimOp, SyncOp, encode
 from accel.program import (Program, ProgramBuilder, ProgramError, Stream, is_program_file, parse_stream_name,
                            stream_items)
 
@@ -64,6 +64,63 @@ def test_builder_and_items():
         p = ProgramBuilder()
         p.stream("vector").wait("link", 0)
         p.build()
+
+
+def _walk(s: Stream) -> list[tuple[int, int, int, int]]:
+    """The items of a stream by a plain walk over its words (the naive reference of ``stream_items``)."""
+    from accel.program import MARK, RUN, SIGNAL, WAIT
+
+    out, lo, seen = [], 0, {}
+    f = {n: s.field(Family.SYNC, n) for n in ("op", "token", "stream", "id")}
+    for p in range(len(s.words)):
+        if p < lo or s.families[p] != Family.SYNC:
+            continue
+        op, tok, prod, ident = (int(f[n][p]) for n in ("op", "token", "stream", "id"))
+        if p > lo:
+            out.append((RUN, lo, p, 0))
+        lo = p + 1
+        key = (op, tok, prod if op == SyncOp.WAIT else 0)
+        k = seen.get(key, 0)
+        if op in (SyncOp.SIGNAL, SyncOp.WAIT):
+            seen[key] = k + 1
+        if op == SyncOp.SIGNAL:
+            out.append((SIGNAL, tok, k, 0))
+        elif op == SyncOp.WAIT:
+            out.append((WAIT, prod, tok, k))
+        elif op == SyncOp.MARK:
+            out.append((MARK, ident, 0, 0))
+        elif op == SyncOp.REPEAT:
+            out.append((RUN, p + 1, p + 1 + ident, tok))
+            lo = p + 1 + ident
+    if lo < len(s.words):
+        out.append((RUN, lo, len(s.words), 0))
+    return out
+
+
+def test_stream_items_equal_a_walk_of_the_words():
+    """Random streams of unit commands, SIGNALs, WAITs, MARKs, SYNC NOPs and REPEATs (bodies included): the items
+    (built with numpy) are those of a plain walk."""
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        words: list[int] = []
+        for _ in range(int(rng.integers(0, 40))):
+            r = rng.random()
+            if r < 0.4:
+                words.append(encode("pim", PimOp.ACT, row=int(rng.integers(4))))
+            elif r < 0.55:
+                words.append(encode("sync", SyncOp.SIGNAL, token=int(rng.integers(3))))
+            elif r < 0.7:
+                words.append(encode("sync", SyncOp.WAIT, stream=int(rng.integers(1, 3)), token=int(rng.integers(3))))
+            elif r < 0.8:
+                words.append(encode("sync", SyncOp.MARK, id=int(rng.integers(9))))
+            elif r < 0.87:
+                words.append(encode("sync", SyncOp.NOP))
+            else:
+                n = int(rng.integers(1, 4))
+                words += [encode("sync", SyncOp.REPEAT, token=int(rng.integers(1, 5)), id=n)]
+                words += [encode("pim", PimOp.MAC, col=int(rng.integers(4)))] * n
+        prog = Program([Stream("pim0", np.array(words, dtype=np.uint64))])
+        assert stream_items(prog, 0) == _walk(prog.streams[0])
 
 
 @pytest.mark.parametrize("text,msg", [

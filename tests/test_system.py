@@ -14,8 +14,8 @@ from accel.emulator.engine import ChannelEngine
 from accel.emulator.system import SystemEngine, SystemResult, run_program
 from accel.emulator.system_model import SystemModel
 from accel.errors import AccelError
-from accel.interfaces.pim import CFR_FORMAT
-from accel.isa import Family, SyncOp, encode
+from accel.interfaces.pim import CFR_FORMAT, mac_weights, stream_mac_work
+from accel.isa import Family, PimOp, SyncOp, encode
 from accel.program import DeadlockError, Program, ProgramBuilder, ProgramError, Stream
 
 DEVICES = system_devices()
@@ -271,3 +271,68 @@ def test_link_broadcast_or_copies():
     nobc = replace(dev, link=replace(dev.link, broadcast=False))
     without = SystemEngine(nobc).run(b.build()).streams["link"].busy
     assert with_bc == 64 * 8 // dev.link.width_bits and without == 3 * with_bc
+
+
+def _mac_work_row_by_row(unit, table, times):
+    """The MAC units' work by a walk over the rows and banks (the naive reference of ``stream_mac_work``)."""
+    fmt = [unit.reset_format] * unit.pim.banks
+    weights = terms = gb = 0
+    for (op, ab, bank, row, col, count), n in zip(table, times):
+        banks = range(unit.pim.banks) if ab else (bank,)
+        if op == PimOp.MAC:
+            for b in banks:
+                w = mac_weights(unit, fmt[b], col, max(1, count)) * n
+                weights += w
+                terms += w * unit.format_terms(fmt[b]) if unit.bitserial is not None else 0
+            gb += n * max(1, count) * max(unit.gb_columns_per_mac(fmt[b]) for b in banks)
+        elif op == PimOp.CFR and col == CFR_FORMAT:
+            for b in banks:
+                fmt[b] = row
+    return weights, terms, gb
+
+
+@pytest.mark.parametrize("preset", ["aim-gddr6", "aim-gddr6-bitmod", "hbm2-pim"])
+def test_mac_work_equals_a_walk_over_rows_and_banks(preset):
+    """The energy table's MAC work (vectorised over the rows: every bank's format from the latest format CFR that
+    reached it) equals a walk over every row and bank, on random streams of all-bank and single-bank MACs (on data and
+    metadata columns), format CFRs to all banks or one, other CFRs and repeated rows."""
+    unit = load_preset(preset).bank
+    rng = np.random.default_rng(11)
+    for _ in range(150):
+        rows = []
+        for _ in range(int(rng.integers(0, 30))):
+            ab, bank = int(rng.random() < 0.5), int(rng.integers(unit.pim.banks))
+            r = rng.random()
+            if r < 0.25:
+                rows.append((PimOp.CFR, ab, bank, int(rng.choice(unit.formats)), CFR_FORMAT, 0))
+            elif r < 0.3:
+                rows.append((PimOp.CFR, ab, bank, 3, CFR_FORMAT + 1, 0))
+            elif r < 0.4:
+                rows.append((PimOp.ACT, ab, bank, 5, 0, 0))
+            else:
+                col = int(rng.integers(unit.pim.columns))
+                rows.append((PimOp.MAC, ab, bank, 0, col, int(rng.integers(0, unit.pim.columns - col + 1))))
+        times = rng.integers(1, 9, len(rows)).tolist()
+        work = stream_mac_work(unit, rows, times)
+        assert (work.weights, work.terms, work.gb_columns) == _mac_work_row_by_row(unit, rows, times)
+
+
+def test_busy_intervals_at_once_equal_one_by_one():
+    """The epoch jump's copies of busy intervals merged at once (``add_busy_all``) give the busy cycles, coverage
+    and merged intervals of adding them one by one, after any earlier intervals (empty and reversed ones
+    included)."""
+    from accel.emulator.system import _Runner
+
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        one, many = (_Runner(Stream("vector", np.zeros(0, dtype=np.uint64)), [], 1) for _ in range(2))
+        for a in rng.integers(0, 30, int(rng.integers(0, 4))).tolist():
+            b = a + int(rng.integers(-2, 6))
+            one.add_busy(a, b)
+            many.add_busy(a, b)
+        starts = rng.integers(0, 60, int(rng.integers(0, 12)))
+        ends = starts + rng.integers(-3, 8, len(starts))
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            one.add_busy(a, b)
+        many.add_busy_all(starts, ends)
+        assert (one.busy, one.covered, one.intervals) == (many.busy, many.covered, many.intervals)

@@ -796,26 +796,45 @@ class MacWork:
     gb_columns: int
 
 
-def stream_mac_work(unit: BankUnit, table: Iterable[Sequence[int]], times: Sequence[int] | None = None) -> MacWork:
+def stream_mac_work(unit: BankUnit, table: Iterable[Sequence[int]] | np.ndarray,
+                    times: Sequence[int] | np.ndarray | None = None) -> MacWork:
     """The MAC units' work over a command stream (rows ``op, all_banks, bank, row, col, count``), the banks' formats
     following the stream's CFRs. ``times``: how often each row runs (a REPEAT's body, :func:`accel.program.repeats`;
     default once each); a repeated row counts in the formats its first run sees (a repeated body writes the same
-    formats every run)."""
-    fmt = [unit.reset_format] * unit.pim.banks
-    weights = terms = gb = 0
-    serial = unit.bitserial is not None
-    table = list(table)
-    for (op, ab, bank, row, col, count), n in zip(table, [1] * len(table) if times is None else times):
-        banks = range(unit.pim.banks) if ab else (bank,)
-        if op == PimOp.MAC:
-            for b in banks:
-                w = mac_weights(unit, fmt[b], col, max(1, count)) * n
-                weights += w
-                terms += w * unit.format_terms(fmt[b]) if serial else 0
-            gb += n * max(1, count) * max(unit.gb_columns_per_mac(fmt[b]) for b in banks)
-        elif op == PimOp.CFR and col == CFR_FORMAT:
-            for b in banks:
-                fmt[b] = row
+    formats every run). Vectorised over the rows: every bank's format at every MAC is the value of the latest CFR of
+    the format register that reached the bank before it (the reset format before any)."""
+    t = np.asarray(table, dtype=np.int64).reshape(-1, 6)
+    n = np.ones(len(t), dtype=np.int64) if times is None else np.asarray(times, dtype=np.int64)
+    op, ab, bank, row, col, count = t.T
+    mac = np.nonzero(op == PimOp.MAC)[0]
+    if not len(mac):
+        return MacWork(0, 0, 0)
+    member = (ab[:, None] == 1) | (bank[:, None] == np.arange(unit.pim.banks))   # the banks each row acts on
+    cfr = np.nonzero((op == PimOp.CFR) & (col == CFR_FORMAT))[0]
+    last = np.full((len(mac), unit.pim.banks), -1, dtype=np.int64)              # latest format CFR per bank
+    if len(cfr):
+        hit = np.where(member[cfr], cfr[:, None], -1)
+        run = np.maximum.accumulate(hit, axis=0)
+        before = np.searchsorted(cfr, mac) - 1                                 # CFRs before each MAC
+        last = np.where(before[:, None] >= 0, run[np.maximum(before, 0)], -1)
+    fmt = np.where(last >= 0, row[np.maximum(last, 0)], unit.reset_format)    # (MAC, bank)
+    # every (MAC, bank it acts on) by (format, col, count), weighted by the runs: few distinct keys
+    m = member[mac]
+    i, b = np.nonzero(m)
+    f, c, k = fmt[i, b], col[mac][i], np.maximum(count[mac], 1)[i]
+    dims = (int(f.max()) + 1, int(c.max()) + 1, int(k.max()) + 1)
+    keys, inv = np.unique(np.ravel_multi_index((f, c, k), dims), return_inverse=True)
+    runs = np.zeros(len(keys), dtype=np.int64)
+    np.add.at(runs, inv.reshape(-1), n[mac][i])
+    weights = terms = 0
+    for (fk, ck, kk), r in zip(zip(*(x.tolist() for x in np.unravel_index(keys, dims))), runs.tolist()):
+        w = mac_weights(unit, fk, ck, kk) * r
+        weights += w
+        terms += w * unit.format_terms(fk) if unit.bitserial is not None else 0
+    # the global buffer is read once per MAC column for all its banks: the most columns any of their formats reads
+    formats, at = np.unique(fmt, return_inverse=True)
+    per = np.array([unit.gb_columns_per_mac(x) for x in formats.tolist()], dtype=np.int64)[at.reshape(fmt.shape)]
+    gb = int((n[mac] * np.maximum(count[mac], 1) * np.where(m, per, 0).max(axis=1)).sum())
     return MacWork(weights, terms, gb)
 
 
