@@ -82,8 +82,9 @@ def group_formats(device: DeviceConfig, fmt: WeightFormat, m: int, k: int) -> tu
 
     A shape-only workload has no values, so: every group takes the format's datatypes in its fractions (a fixed
     low-discrepancy sequence over rows and groups; equal shares where the fractions are unknown), and the scales of
-    neighbouring groups and of the rows of one block always differ (real weights' scales do): every bank gets a
-    scale write (CFR) before each of its groups, as a program for real weights has.
+    neighbouring groups and of the rows of one block always differ (real weights' scales do). They are written into
+    the rows' metadata columns (:mod:`mapping.gemv`), which a MAC loads before each row's data columns, as for real
+    weights.
     """
     if device.pim.lane != "bitserial":
         return None
