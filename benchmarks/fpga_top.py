@@ -4,8 +4,8 @@ blocks (``<!-- figures: fpga_top -->``, ``<!-- figures: fpga_fit_error -->``), s
 
     python benchmarks/fpga_top.py [--write-docs]
 
-Both builds run at once (the tools are subprocesses; about four minutes on two cores once yowasp's WebAssembly is
-cached), under build/fpga-bench/.
+Both builds run at once (the tools are subprocesses; about three and a half minutes on two cores once yowasp's
+WebAssembly is cached), under build/fpga-bench/.
 """
 from __future__ import annotations
 

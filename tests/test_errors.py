@@ -110,8 +110,8 @@ CORPUS = [
      "device aim-gddr6 has 32 PIM channels; an FPGA top builds one channel: use --device fpga-tiny (the board's "
      "preset) or a device YAML with pim.channels: 1"),
     ("fpga build --board icebreaker --device fpga-small",
-     "preset fpga-small does not fit board icebreaker (iCE40UP5K-SG48): its bank arrays need 32 KiB of block RAM (4 "
-     "banks x 32 rows x 256 B) where the part has 15 KiB (30 blocks of 4096 bits); try --device fpga-tiny; or a board "
+     "preset fpga-small does not fit board icebreaker (iCE40UP5K-SG48): its bank arrays need 16 KiB of block RAM (4 "
+     "banks x 64 rows x 64 B) where the part has 15 KiB (30 blocks of 4096 bits); try --device fpga-tiny; or a board "
      "with a bigger part: --board ulx3s-85f (LFE5U-85F-6BG381C, 83640 LUTs, 208 BRAM, 156 DSP)"),
     ("fpga report half", "half/report.json: an incomplete or altered report (KeyError: 'preset'); rebuild with accel "
                          "fpga build"),
@@ -342,7 +342,7 @@ def test_numbers_are_readable(inputs, capsys):
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
     assert "e-0" not in out and "e+0" not in out
-    assert "32 KiB" in out and "12 MHz" in out and "8.192 TMAC/s" in out
+    assert "16 KiB" in out and "12 MHz" in out and "8.192 TMAC/s" in out
     assert main(["devices", "tiny.yaml"]) == 0
     out = capsys.readouterr().out
     assert "clock       12 MHz (tCK 83.33 ns)" in out and "12.000048" not in out

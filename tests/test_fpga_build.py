@@ -1,9 +1,9 @@
 """``accel fpga build|report``: report parsing and errors (fast), and one real bitstream per board (marker ``fpga``).
 
 The ``fpga`` tests run the real yowasp Yosys and nextpnr: the iCEBreaker with fpga-tiny and the ULX3S-85F with
-fpga-small, both started at once by one session fixture (about three minutes on two cores once yowasp's WebAssembly
-cache in ``~/.cache/YoWASP`` is warm; the first run on a machine compiles it, a minute or two more). They write under
-``build/fpga-test/``.
+fpga-small, both started at once by one session fixture (about three and a half minutes on two cores once yowasp's
+WebAssembly cache in ``~/.cache/YoWASP`` is warm; the first run on a machine compiles it, a minute or two more). They
+write under ``build/fpga-test/``.
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from accel.fpga import build as fb
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A real nextpnr-ice40 log (its end) of fpga-small on the iCEBreaker with synth_ice40 -dsp: more logic cells and block
-# RAMs than the iCE40UP5K has, and placement gives up on the DSPs before the table lists them.
+# A real nextpnr-ice40 log (its end) of an earlier fpga-small (the slot layout before the packed columns, its lanes
+# using multipliers) on the iCEBreaker with synth_ice40 -dsp: more logic cells and block RAMs than the iCE40UP5K has,
+# and placement gives up on the DSPs before the table lists them.
 ICE40_TOO_BIG = """\
 Info:       69 LCs used to legalise carry chains.
 Info: Checksum: 0xcd50d358

@@ -121,7 +121,7 @@ def test_illegal_command_reports_the_emulators_rule(board):
     with pytest.raises(PimIllegalError, match="rule CLOSED"):
         link.execute(encode("pim", PimOp.RD, bank=1, col=2))
     link.execute(encode("pim", PimOp.ACT, bank=1, row=3))
-    assert beat_words(TINY) == 1  # a beat: 2 units' accumulators x 32 bits (an RD beat: the 16-bit column)
+    assert beat_words(TINY) == 1  # one 64-bit word: an RD beat's 16-bit column (an RDMAC beat: one unit's 32 bits)
     assert link.execute(encode("pim", PimOp.RD, bank=1, col=2, count=2)) == (0x1234, 0xBEEF)
     with pytest.raises(PimIllegalError, match="rule ADDRESS"):
         link.execute(encode("pim", PimOp.ACT, bank=0, row=TINY.pim.rows))

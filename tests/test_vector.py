@@ -147,7 +147,7 @@ def test_link_and_vector_config_rules():
     with pytest.raises(ConfigError, match=r"^latency = -1: must be between 0 and"):
         LinkConfig(64, 100.0, -1, 1.0, True)
     dev = load_preset("fpga-small")
-    assert dev.link.bytes_per_s == 64 / 8 * 50e6 and v.buffer_lines == 32 and v.line_bytes == 8
+    assert dev.link.bytes_per_s == 16 / 8 * 50e6 and v.buffer_lines == 32 and v.line_bytes == 8
 
 
 def test_clocks_are_exact():
