@@ -29,7 +29,7 @@ __all__ = [
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
-#: Datatypes a bit-serial unit can be built for, in the order of their ``dtype`` code (see ``accel/numerics.py``).
+#: Datatypes a bit-serial unit can be built for, in the order of their ``dtype`` code (see ``accel/datatypes.py``).
 BITSERIAL_DATATYPES: tuple[str, ...] = (
     "int8", "int4", "int3",
     "fp4_er_pos", "fp4_er_neg", "fp4_ea_pos", "fp4_ea_neg",
@@ -97,7 +97,7 @@ class BitSerialConfig:
             _require(dt in BITSERIAL_DATATYPES, "datatypes", dt, f"must be one of {', '.join(BITSERIAL_DATATYPES)}")
         _require(len(set(self.datatypes)) == len(self.datatypes), "datatypes", list(self.datatypes),
                  "must not repeat a datatype")
-        from .numerics import DATATYPES  # numerics imports nothing from here at module level
+        from .datatypes import DATATYPES  # datatypes imports nothing from here
 
         for dt in self.datatypes:
             _require(DATATYPES[dt].code_bits <= self.max_weight_bits, "datatypes", dt,
@@ -125,27 +125,27 @@ class BitSerialConfig:
     @property
     def max_terms(self) -> int:
         """Most signed terms (cycles per beat) of any built datatype."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return max(DATATYPES[d].terms for d in self.datatypes)
 
     @property
     def max_shift(self) -> int:
         """Largest term shift of any built datatype (bits): the MAC stage's shifter spans ``0 .. max_shift``."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return max(t.shift for d in self.datatypes for terms in DATATYPES[d].term_table for t in terms)
 
     def cycles_per_group(self, dtype: str) -> int:
         """MAC cycles for one group of ``dtype`` weights (beats x terms), before any dequantiser stall."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return self.beats_per_group * DATATYPES[dtype].terms
 
     @property
     def peak_macs_per_cycle(self) -> float:
         """MACs per cycle at the fastest built datatype."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return self.lanes / min(DATATYPES[d].terms for d in self.datatypes)
 
@@ -447,7 +447,7 @@ class BankUnit:
         """Column formats (code storage bits) the bank reads, ascending."""
         if self.bitserial is None:
             return (8,)
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return tuple(sorted({storage_bits(DATATYPES[d].code_bits) for d in self.bitserial.datatypes}))
 
@@ -460,7 +460,7 @@ class BankUnit:
     @_memo
     def format_of(self, dtype: str) -> int:
         """The column format a datatype is stored in (its code's storage bits)."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         if self.bitserial is None:
             if dtype != "int8":
@@ -479,7 +479,7 @@ class BankUnit:
     @_memo
     def datatypes_of(self, fmt: int) -> tuple[str, ...]:
         """Built datatypes a column of format ``fmt`` can hold (codes of at most ``fmt`` bits), in built order."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         self._check_format(fmt)
         return tuple(d for d in self.bitserial.datatypes if DATATYPES[d].code_bits <= fmt)
@@ -487,7 +487,7 @@ class BankUnit:
     @_memo
     def format_terms(self, fmt: int) -> int:
         """Cycles a unit spends on one beat of format ``fmt``: the most terms of its datatypes."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return max(DATATYPES[d].terms for d in self.datatypes_of(fmt))
 
