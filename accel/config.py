@@ -14,7 +14,6 @@ import types
 import typing
 from dataclasses import dataclass
 from fractions import Fraction
-from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
@@ -1182,17 +1181,20 @@ def device_from_dict(data: Any) -> DeviceConfig:
     return _build(DeviceConfig, data, "")
 
 
-def load_device(path: str | Path) -> DeviceConfig:
-    """Load a device description from a YAML file, strictly (:func:`accel.files.read_yaml`; errors name the file)."""
-    data = read_yaml(path, "device description", ConfigError)
+def load_device(path: str | Path, shipped: bool = False) -> DeviceConfig:
+    """Load a device description from a YAML file, strictly (:func:`accel.files.read_yaml`; errors name the file;
+    ``shipped``: a preset file of accel's, as there)."""
+    data = read_yaml(path, "device description", ConfigError, shipped)
     try:
         return device_from_dict(data)
     except ConfigError as e:
         raise at(e, str(path)) from None
 
 
-def _preset_dir() -> Any:
-    return resources.files("accel") / "presets"
+def _preset_dir() -> Path:
+    """The presets' folder, inside the package (a file path: accel is never imported from a zip; importlib.resources
+    would cost the command's start-up tempfile, zipfile and their imports)."""
+    return Path(__file__).parent / "presets"
 
 
 def preset_names() -> list[str]:
@@ -1218,8 +1220,7 @@ def load_preset(name: str) -> DeviceConfig:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown preset {show(name)}{hint}; presets are {', '.join(names)}; "
                           f"or give a path to a YAML file")
-    with resources.as_file(_preset_dir() / f"{name}.yaml") as p:
-        dev = load_device(p)
+    dev = load_device(_preset_dir() / f"{name}.yaml", shipped=True)
     if dev.name != name:
         raise ConfigError(f"preset file {name}.yaml: name = {dev.name!r}: must equal the file name {name!r}")
     return dev

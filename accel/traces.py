@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import is_
+from operator import is_, itemgetter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -212,12 +212,9 @@ _NOT_MEM = (0, 0, 0, 0)
 _MEM_LINE = re.compile(r"([WR]) MEM ([0-9]{1,18}) ([0-9]{1,18}) ([0-9]{1,18})")
 
 
-def _columns(seq: list[tuple[int, int, int, int]]) -> tuple[list[int], list[int], list[int], list[int]]:
+def _columns(seq: list[tuple[int, int, int, int]]) -> tuple[list[int], ...]:
     """``(mem, channel, bank, row)`` tuples, one per request, as four columns."""
-    if not seq:
-        return [], [], [], []
-    mem, channel, bank, row = map(list, zip(*seq))
-    return mem, channel, bank, row
+    return tuple(list(map(itemgetter(k), seq)) for k in range(4))
 
 
 def read_aim_trace(text: str, source: str = "trace") -> AimTrace:
@@ -225,8 +222,8 @@ def read_aim_trace(text: str, source: str = "trace") -> AimTrace:
 
     Every line is checked, in order, up to ``AiM EOC``, after which only blank lines and comments may follow; the
     first bad line raises :class:`TraceError` naming ``source:line``. Plain ``W/R MEM`` lines (always valid here:
-    the device's ranges are checked by the AiM system) are read once per distinct line; every other line is parsed
-    on its own."""
+    the device's ranges are checked by the AiM system) are read once per distinct line, and so is every other request
+    line (a trace repeats its AiM lines too; each request keeps its own line number)."""
     lines = text.splitlines()
     plain: dict[str, tuple[int, int, int, int]] = {}
     for raw in set(lines):
@@ -237,6 +234,7 @@ def read_aim_trace(text: str, source: str = "trace") -> AimTrace:
     seq: list[tuple[int, int, int, int]] = []
     line: list[int] = []
     other: dict[int, HostRequest] = {}
+    parsed: dict[str, HostRequest] = {}       # a request line -> its request (at its first line)
     eoc = 0
     pos = 0                                     # lines before pos are taken
 
@@ -250,12 +248,19 @@ def read_aim_trace(text: str, source: str = "trace") -> AimTrace:
     for i in compress(range(len(lines)), map(is_, cols, repeat(None))):
         take_plain(i)
         pos = i + 1
-        toks = lines[i].split()
-        if not toks or toks[0].startswith("#"):
-            continue
-        if eoc:
-            _after_eoc(toks, i + 1, eoc, source)
-        r = _parse_line(toks, i + 1, source)
+        raw = lines[i]
+        first = parsed.get(raw)
+        if first is None:
+            toks = raw.split()
+            if not toks or toks[0].startswith("#"):
+                continue
+            if eoc:
+                _after_eoc(toks, i + 1, eoc, source)
+            r = parsed[raw] = _parse_line(toks, i + 1, source)
+        else:
+            if eoc:
+                _after_eoc(raw.split(), i + 1, eoc, source)
+            r = HostRequest(first.kind, first.op, dict(first.f), i + 1, source)
         line.append(i + 1)
         if r.op == "MEM":
             seq.append((1 if r.kind == "W" else 2, r.f["channel"], r.f["bank"], r.f["row"]))
