@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import eq
 from typing import Sequence
 
@@ -95,21 +96,22 @@ def decode_request(req: HostRequest, pim: PimConfig) -> tuple:
     if final is None:
         return (NOSEND,)
     mask = f["mask"]
-    chans = []
-    for i in range(32):
-        if mask >> i & 1:
-            ch = 31 - i
-            if ch >= nch:
-                raise TraceError(f"{req.where}: channel mask {mask:#x} selects channel {ch}; the device has "
-                                 f"{nch} channels (bit i is channel 31 - i)")
-            chans.append(ch)
-    chans.sort()
+    chans = _mask_channels(mask)
+    if chans and chans[-1] >= nch:
+        raise TraceError(f"{req.where}: channel mask {mask:#x} selects channel {chans[-1]}; the device has "
+                         f"{nch} channels (bit i is channel 31 - i)")
     if req.op == "WR_ABK" and len(chans) != 1:
         raise TraceError(f"{req.where}: WR_ABK must select exactly one channel (mask {mask:#x})")
     check_ranges(req, pim)
     bg, bank = _bank(f["bank"], req, groups, bpg) if "bank" in f else (-1, -1)
     kind = CONV if req.op in ("RD_SBK", "WR_SBK") else AIM
-    return (kind, tuple(chans), CMD[final], bg, bank, f.get("row", -1), f.get("opsize", 1), blocking, regmode, req.op)
+    return (kind, chans, CMD[final], bg, bank, f.get("row", -1), f.get("opsize", 1), blocking, regmode, req.op)
+
+
+@lru_cache(maxsize=None)
+def _mask_channels(mask: int) -> tuple[int, ...]:
+    """The channels a channel mask selects (bit ``i`` is channel ``31 - i``), ascending (a trace has a few masks)."""
+    return tuple(sorted(31 - i for i in range(32) if mask >> i & 1))
 
 
 def _bank(index: int, req: HostRequest, groups: int, bpg: int) -> tuple[int, int]:
