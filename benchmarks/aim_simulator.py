@@ -11,13 +11,17 @@ For each trace and each commit, one after the other (never concurrently): the si
 runs it (``build/ramulator2 -f test/example.yaml -t TRACE``; its ``memory_system_cycles`` and the sum over channels
 of its ``CHn_num_<CMD>_commands``), and the whole ``accel emulate TRACE --device aim-gddr6 --aim-timing COMMIT
 --json`` command of this checkout's venv (start-up included). A command shorter than ``--short`` seconds is run
-``--repeat`` times in all and the median wall time is kept. One JSON line per trace, then ``{"summary": ...}``:
+``--repeat`` times in all and the median wall time is kept. Before the first run the sources ``accel emulate``
+imports are compiled to bytecode (``compileall``, as installing a package does; ``--no-compile`` leaves them as they
+are): with ``PYTHONDONTWRITEBYTECODE`` set, as on some machines, every command would compile them again (about 50 ms
+of each command's start-up). One JSON line per trace, then ``{"summary": ...}``:
 total wall times and their ratio per commit, the median ratio, the smallest ratio over the traces whose simulator
 run takes more than 3 s, and whether every count and every DRAM command count is equal.
 """
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import re
@@ -66,6 +70,18 @@ def accel(trace: Path, commit: str, repeat: int, short: float) -> dict:
             "host_requests": rep["host_requests"], "wall_s": wall}
 
 
+def write_bytecode() -> list[str]:
+    """Compile the packages ``accel emulate`` imports (``accel``, ``accel.emulator``) to bytecode; their folders."""
+    import accel
+    import accel.emulator
+
+    folders = [str(Path(m.__file__).parent) for m in (accel, accel.emulator)]
+    for f in folders:
+        if not compileall.compile_dir(f, quiet=1):
+            sys.exit(f"compileall failed in {f}")
+    return folders
+
+
 def traces_of(targets: list[str]) -> list[Path]:
     out: list[Path] = []
     for t in map(Path, targets):
@@ -80,8 +96,10 @@ def main() -> int:
                     help="a simulator clone built at COMMIT (0f28a07 or 2eb1ee0); repeat for both")
     ap.add_argument("--repeat", type=int, default=3, help="runs of a short command (median kept)")
     ap.add_argument("--short", type=float, default=10.0, help="a command under this many seconds is repeated")
+    ap.add_argument("--no-compile", action="store_true", help="do not write accel's bytecode before the runs")
     a = ap.parse_args()
     sims = dict(s.split("=", 1) for s in a.simulator)
+    compiled = [] if a.no_compile else write_bytecode()
     rows = []
     for trace in traces_of(a.traces):
         row: dict = {"trace": trace.name, "load1": round(os.getloadavg()[0], 2)}
@@ -95,7 +113,8 @@ def main() -> int:
                            "speedup": round(ref["wall_s"] / got["wall_s"], 2)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    summary: dict = {"traces": len(rows)}
+    summary: dict = {"traces": len(rows), "bytecode_written": compiled,
+                     "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))}
     for commit in sims:
         rs = [r[commit] for r in rows]
         sim_s, acc_s = sum(r["simulator_s"] for r in rs), sum(r["accel_s"] for r in rs)
