@@ -13,13 +13,15 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from .errors import ConfigError, at
 from .files import read_yaml
 from .fmt import value as show
+
+if TYPE_CHECKING:   # fractions (and decimal under it) only where clocks are derived: not at every start-up
+    from fractions import Fraction
 
 __all__ = [
     "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "BankUnit", "storage_bits",
@@ -937,6 +939,8 @@ class EnergyConfig:
 
 def _exact(value: float) -> Fraction:
     """A config number as the exact decimal it was written as (``83.333`` is 83333/1000, not the nearest double)."""
+    from fractions import Fraction
+
     return Fraction(repr(float(value)))
 
 
@@ -1047,6 +1051,8 @@ class DeviceConfig:
     @property
     def clocks(self) -> Clocks:
         """The units' clocks in ticks of a common base (see :class:`Clocks`)."""
+        from fractions import Fraction
+
         periods = {"pim": _exact(self.pim.timing.tck_ns), "vector": 1000 / _exact(self.vector.clock_mhz),
                    "link": 1000 / _exact(self.link.clock_mhz), "net": 1000 / _exact(self.interconnect.clock_mhz)}
         if self.attention is not None:
