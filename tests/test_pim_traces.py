@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -407,6 +409,20 @@ def test_cli_emulate(tmp_path, capsys):
     bad.write_text("MAC bank=0\n")
     assert main(["emulate", str(bad)]) == 2
     assert "bank 0 has no open row; ACT a row first" in capsys.readouterr().err
+
+
+def test_cli_emulate_aim_trace_starts_lean(tmp_path):
+    """``accel emulate`` on an AiM trace imports only what it uses: its own command module, not the others', and
+    neither numpy nor importlib.resources (start-up is most of a short trace's run; docs/pim.md, "CENT traces")."""
+    f = tmp_path / "k.trace"
+    f.write_text("W MEM 0 1 2\nAiM MAC_ABK 64 0xffffffff 0\nAiM RD_MAC 0 0xffffffff\nAiM EOC\n")
+    code = ("import sys; from accel.cli import main; assert main(['emulate', sys.argv[1], '--json']) == 0; "
+            "print(sorted(m for m in sys.modules if m in ('numpy', 'importlib.resources', 'fractions') "
+            "or m.startswith(('accel.commands.', 'accel.rtl', 'accel.mapping', 'accel.equivalence'))), "
+            "file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True, check=True)
+    assert json.loads(res.stdout)["cycles"] > 0
+    assert res.stderr.strip() == "['accel.commands.emulate', 'accel.commands.options']"
 
 
 def test_cli_emulate_batch(tmp_path, capsys):
