@@ -117,9 +117,13 @@ class _Version(argparse.Action):
 
 def command_of(argv: Sequence[str]) -> str | None:
     """The command a command line names (its first argument that is not an option: the top-level options take no
-    value), or None if that is not a known command."""
-    name = next((a for a in argv if not a.startswith("-")), None)
-    return name if name in COMMAND_MODULES else None
+    value), or None if that is not a known command or the top-level help is asked for first (it lists them all)."""
+    for a in argv:
+        if a in ("-h", "--help"):
+            return None
+        if not a.startswith("-"):
+            return a if a in COMMAND_MODULES else None
+    return None
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
