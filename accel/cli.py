@@ -1,7 +1,10 @@
 """The ``accel`` command.
 
-Each area registers its subcommands from its own module (listed in :data:`COMMAND_MODULES`): a module defines
-``register(subparsers)`` and sets ``func`` on each parser it adds; ``func(args)`` returns the exit status.
+Each area registers its subcommands from its own module (listed in :data:`COMMAND_MODULES`, by command name): a
+module defines ``register(subparsers)``, adds the one command it is named for and sets ``func`` on each parser it adds;
+``func(args)`` returns the exit status. A command line naming a command imports only that command's module (start-up
+stays lean: ``accel emulate TRACE`` never imports the RTL, the mapper or the FPGA flow); anything else (``accel
+--help``, no command, an unknown one) registers them all, so that help and usage errors list every command.
 
 One error path for every command (docs/cli.md, "Errors and options"):
 
@@ -20,7 +23,6 @@ import importlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -29,18 +31,18 @@ from typing import Any, Sequence
 from .errors import AccelError, one_line
 from .fmt import value as show
 
-#: Modules that add subcommands, each with ``register(subparsers)``.
-COMMAND_MODULES = (
-    "accel.commands.devices",
-    "accel.commands.models",
-    "accel.commands.map",
-    "accel.commands.emulate",
-    "accel.commands.doctor",
-    "accel.commands.rtl",
-    "accel.commands.array",
-    "accel.commands.fpga",
-    "accel.commands.gpu",
-)
+#: Command name -> the module that adds it (``register(subparsers)``), in the order ``accel --help`` lists them.
+COMMAND_MODULES = {
+    "devices": "accel.commands.devices",
+    "models": "accel.commands.models",
+    "map": "accel.commands.map",
+    "emulate": "accel.commands.emulate",
+    "doctor": "accel.commands.doctor",
+    "rtl": "accel.commands.rtl",
+    "array": "accel.commands.array",
+    "fpga": "accel.commands.fpga",
+    "gpu": "accel.commands.gpu",
+}
 
 #: Exit statuses besides 0 and the commands' own 1 (a check that failed).
 EXIT_USER, EXIT_BUG, EXIT_PIPE, EXIT_INTERRUPT = 2, 70, 141, 130
@@ -87,6 +89,8 @@ class _Parser(argparse.ArgumentParser):
 
 def version_text() -> str:
     """``accel X.Y.Z``, with the git commit (and ``-dirty`` for uncommitted changes) when run from a checkout."""
+    import subprocess
+
     from . import __version__
 
     text = f"accel {__version__}"
@@ -111,7 +115,19 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command a command line names (its first argument that is not an option: the top-level options take no
+    value), or None if that is not a known command or the top-level help is asked for first (it lists them all)."""
+    for a in argv:
+        if a in ("-h", "--help"):
+            return None
+        if not a.startswith("-"):
+            return a if a in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``accel`` parser: with ``command`` (a name of :data:`COMMAND_MODULES`), that command only; else all."""
     parser = _Parser(prog="accel", description="Hardware/software co-design for transformer inference on PIM "
                                                "and dataflow hardware.")
     parser.add_argument("--version", action=_Version, help="print the version (and git commit) and exit")
@@ -119,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the traceback of every error (also ACCEL_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for name in [command] if command else COMMAND_MODULES:
+        importlib.import_module(COMMAND_MODULES[name]).register(sub)
     return parser
 
 
@@ -180,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if nul is not None:  # a process's arguments cannot hold one; a caller in Python can pass one
         print(f"accel: error: argument {show(nul)} holds a NUL byte, which no path or value can hold", file=sys.stderr)
         return EXIT_USER
-    args = build_parser().parse_args(argv)
+    args = build_parser(command_of(argv)).parse_args(argv)
     debug = args.debug or bool(os.environ.get("ACCEL_DEBUG"))
     _show_progress()
     try:

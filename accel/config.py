@@ -13,14 +13,15 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from fractions import Fraction
-from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from .errors import ConfigError, at
 from .files import read_yaml
 from .fmt import value as show
+
+if TYPE_CHECKING:   # fractions (and decimal under it) only where clocks are derived: not at every start-up
+    from fractions import Fraction
 
 __all__ = [
     "BITSERIAL_DATATYPES", "BitSerialConfig", "PimTiming", "PimConfig", "BankUnit", "storage_bits",
@@ -29,7 +30,7 @@ __all__ = [
     "DeviceConfig", "load_device", "load_preset", "preset_names", "device_from_dict", "ConfigError",
 ]
 
-#: Datatypes a bit-serial unit can be built for, in the order of their ``dtype`` code (see ``accel/numerics.py``).
+#: Datatypes a bit-serial unit can be built for, in the order of their ``dtype`` code (see ``accel/datatypes.py``).
 BITSERIAL_DATATYPES: tuple[str, ...] = (
     "int8", "int4", "int3",
     "fp4_er_pos", "fp4_er_neg", "fp4_ea_pos", "fp4_ea_neg",
@@ -97,7 +98,7 @@ class BitSerialConfig:
             _require(dt in BITSERIAL_DATATYPES, "datatypes", dt, f"must be one of {', '.join(BITSERIAL_DATATYPES)}")
         _require(len(set(self.datatypes)) == len(self.datatypes), "datatypes", list(self.datatypes),
                  "must not repeat a datatype")
-        from .numerics import DATATYPES  # numerics imports nothing from here at module level
+        from .datatypes import DATATYPES  # datatypes imports nothing from here
 
         for dt in self.datatypes:
             _require(DATATYPES[dt].code_bits <= self.max_weight_bits, "datatypes", dt,
@@ -125,27 +126,27 @@ class BitSerialConfig:
     @property
     def max_terms(self) -> int:
         """Most signed terms (cycles per beat) of any built datatype."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return max(DATATYPES[d].terms for d in self.datatypes)
 
     @property
     def max_shift(self) -> int:
         """Largest term shift of any built datatype (bits): the MAC stage's shifter spans ``0 .. max_shift``."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return max(t.shift for d in self.datatypes for terms in DATATYPES[d].term_table for t in terms)
 
     def cycles_per_group(self, dtype: str) -> int:
         """MAC cycles for one group of ``dtype`` weights (beats x terms), before any dequantiser stall."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return self.beats_per_group * DATATYPES[dtype].terms
 
     @property
     def peak_macs_per_cycle(self) -> float:
         """MACs per cycle at the fastest built datatype."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return self.lanes / min(DATATYPES[d].terms for d in self.datatypes)
 
@@ -447,7 +448,7 @@ class BankUnit:
         """Column formats (code storage bits) the bank reads, ascending."""
         if self.bitserial is None:
             return (8,)
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return tuple(sorted({storage_bits(DATATYPES[d].code_bits) for d in self.bitserial.datatypes}))
 
@@ -460,7 +461,7 @@ class BankUnit:
     @_memo
     def format_of(self, dtype: str) -> int:
         """The column format a datatype is stored in (its code's storage bits)."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         if self.bitserial is None:
             if dtype != "int8":
@@ -479,7 +480,7 @@ class BankUnit:
     @_memo
     def datatypes_of(self, fmt: int) -> tuple[str, ...]:
         """Built datatypes a column of format ``fmt`` can hold (codes of at most ``fmt`` bits), in built order."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         self._check_format(fmt)
         return tuple(d for d in self.bitserial.datatypes if DATATYPES[d].code_bits <= fmt)
@@ -487,7 +488,7 @@ class BankUnit:
     @_memo
     def format_terms(self, fmt: int) -> int:
         """Cycles a unit spends on one beat of format ``fmt``: the most terms of its datatypes."""
-        from .numerics import DATATYPES
+        from .datatypes import DATATYPES
 
         return max(DATATYPES[d].terms for d in self.datatypes_of(fmt))
 
@@ -938,6 +939,8 @@ class EnergyConfig:
 
 def _exact(value: float) -> Fraction:
     """A config number as the exact decimal it was written as (``83.333`` is 83333/1000, not the nearest double)."""
+    from fractions import Fraction
+
     return Fraction(repr(float(value)))
 
 
@@ -1050,6 +1053,8 @@ class DeviceConfig:
     @property
     def clocks(self) -> Clocks:
         """The units' clocks in ticks of a common base (see :class:`Clocks`)."""
+        from fractions import Fraction
+
         periods = {"pim": _exact(self.pim.timing.tck_ns), "vector": 1000 / _exact(self.vector.clock_mhz),
                    "link": 1000 / _exact(self.link.clock_mhz), "net": 1000 / _exact(self.interconnect.clock_mhz)}
         if self.attention is not None:
@@ -1184,17 +1189,20 @@ def device_from_dict(data: Any) -> DeviceConfig:
     return _build(DeviceConfig, data, "")
 
 
-def load_device(path: str | Path) -> DeviceConfig:
-    """Load a device description from a YAML file, strictly (:func:`accel.files.read_yaml`; errors name the file)."""
-    data = read_yaml(path, "device description", ConfigError)
+def load_device(path: str | Path, shipped: bool = False) -> DeviceConfig:
+    """Load a device description from a YAML file, strictly (:func:`accel.files.read_yaml`; errors name the file;
+    ``shipped``: a preset file of accel's, as there)."""
+    data = read_yaml(path, "device description", ConfigError, shipped)
     try:
         return device_from_dict(data)
     except ConfigError as e:
         raise at(e, str(path)) from None
 
 
-def _preset_dir() -> Any:
-    return resources.files("accel") / "presets"
+def _preset_dir() -> Path:
+    """The presets' folder, inside the package (a file path: accel is never imported from a zip; importlib.resources
+    would cost the command's start-up tempfile, zipfile and their imports)."""
+    return Path(__file__).parent / "presets"
 
 
 def preset_names() -> list[str]:
@@ -1220,8 +1228,7 @@ def load_preset(name: str) -> DeviceConfig:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown preset {show(name)}{hint}; presets are {', '.join(names)}; "
                           f"or give a path to a YAML file")
-    with resources.as_file(_preset_dir() / f"{name}.yaml") as p:
-        dev = load_device(p)
+    dev = load_device(_preset_dir() / f"{name}.yaml", shipped=True)
     if dev.name != name:
         raise ConfigError(f"preset file {name}.yaml: name = {dev.name!r}: must equal the file name {name!r}")
     return dev

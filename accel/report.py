@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from .config import DeviceConfig, GemmConfig, load_preset
 from .energy import EnergyBreakdown
 from .errors import AccelError, at
@@ -66,6 +64,7 @@ def trace_report(path: str | Path, device: DeviceConfig, *, timing: str = "0f28a
             stats.mac_lane_ops
         fmt, extra = "accel", {"commands": stats.commands, "elements": stats.elements, "strict": strict}
     cyc = max(cycles, 1)
+    pitch = p.timing.nCCD_AB
     return {
         "trace": str(path),
         "format": fmt,
@@ -73,12 +72,23 @@ def trace_report(path: str | Path, device: DeviceConfig, *, timing: str = "0f28a
         "cycles": int(cycles),
         "time_ns": cycles * p.timing.tck_ns,
         "tck_ns": p.timing.tck_ns,
-        "bank_active_fraction": (active / cyc).round(6).tolist(),
-        "bank_mac_fraction": (macs * p.timing.nCCD_AB / cyc).round(6).tolist(),
+        "bank_active_fraction": [[_round6(v / cyc) for v in row] for row in _rows(active)],
+        "bank_mac_fraction": [[_round6(v * pitch / cyc) for v in row] for row in _rows(macs)],
         "mac_lane_ops": int(lane_ops),
         "peak_mac_fraction": lane_ops / (device.peak_macs_per_cycle() * cyc),
         **extra,
     }
+
+
+def _rows(m: Any) -> list[list[int]]:
+    """A channels x banks table (lists, or the engine's array) as lists of Python ints."""
+    return m.tolist() if hasattr(m, "tolist") else m
+
+
+def _round6(x: float) -> float:
+    """``x`` rounded to 6 decimals as numpy rounds (``rint(x * 1e6) / 1e6``), so that reports read the same with or
+    without numpy."""
+    return round(x * 1e6) / 1e6
 
 
 def trace_paths(target: str | Path, batch: bool = False) -> list[Path]:
@@ -120,6 +130,8 @@ def trace_paths(target: str | Path, batch: bool = False) -> list[Path]:
 def batch_row(report: dict[str, Any], wall_s: float) -> dict[str, Any]:
     """One line of a batch: a :func:`trace_report` in short, with per-bank utilisation as the mean over channels of
     each bank (``bank_row_open``, ``bank_mac_busy``) and over everything (``row_open``, ``mac_busy``)."""
+    import numpy as np
+
     active = np.array(report["bank_active_fraction"])
     mac = np.array(report["bank_mac_fraction"])
     return {"trace": report["trace"], "format": report["format"], "cycles": report["cycles"],
@@ -167,6 +179,8 @@ def batch_table(batch: dict[str, Any]) -> str:
 def bank_summary(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Per bank of a :func:`trace_report`, over the channels: ``(mean, min, max)`` of the row-open fraction
     (``active``) and of the MAC-busy fraction (``mac``)."""
+    import numpy as np
+
     active = np.array(report["bank_active_fraction"])
     mac = np.array(report["bank_mac_fraction"])
     return [{"bank": b,
@@ -229,6 +243,8 @@ def _emulate(M: int, K: int, N: int, rows: int, cols: int, data_bits: int, dataf
         raise AccelError(f"--emulate: {cycles} cycles on {rows}x{cols} PEs is {cycles * rows * cols} PE-cycles, over "
                          f"the per-cycle model's limit of {EMULATE_LIMIT}; emulate a smaller shape (the RTL cycles "
                          f"are exact against the model for every shape)")
+    import numpy as np
+
     cfg = GemmConfig(rows=rows, cols=cols, data_bits=data_bits)
     rng = np.random.default_rng(0)
     hi = 1 << (cfg.data_bits - 1)

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_, itemgetter
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from .errors import AccelError
 from .fmt import value as show
@@ -128,13 +128,19 @@ class HostRequest:
 
 
 def is_aim_trace(text: str) -> bool:
-    """True if the text looks like a host-level AiM trace (its first command line starts with AiM, W or R)."""
-    for raw in text.splitlines():
-        toks = raw.split()
-        if not toks or toks[0].startswith("#"):
-            continue
-        return toks[0] in ("AiM", "W", "R")
-    return False
+    """True if the text looks like a host-level AiM trace (its first command line starts with AiM, W or R). Reads
+    lines from the head of the text only as far as that line (a trace runs to megabytes)."""
+    size = 4096
+    while True:
+        lines = text[:size].splitlines()
+        whole = size >= len(text)
+        for raw in lines if whole else lines[:-1]:   # the last line of a head may be cut short
+            toks = raw.split()
+            if toks and not toks[0].startswith("#"):
+                return toks[0] in ("AiM", "W", "R")
+        if whole:
+            return False
+        size *= 8
 
 
 def is_aim_trace_file(path: str | Path) -> bool:
@@ -154,14 +160,15 @@ def parse_aim_trace(text: str, source: str = "trace") -> list[HostRequest]:
 
 
 class AimTrace:
-    """A parsed host-level AiM trace, in columns: for request ``i``, ``mem[i]`` is 1 for ``W MEM``, 2 for ``R MEM``
-    (then ``channel``, ``bank``, ``row`` hold its fields) and 0 for any other request, which is ``other[i]``;
-    ``line[i]`` is its line in ``source``, the trace's name. The bulk of a CENT trace is KV-cache traffic (``W/R
-    MEM``, 53-94 % of its lines), which this form keeps as numbers rather than objects."""
+    """A parsed host-level AiM trace, in columns (lists, one entry per request): for request ``i``, ``mem[i]`` is 1
+    for ``W MEM``, 2 for ``R MEM`` (then ``channel``, ``bank``, ``row`` hold its fields) and 0 for any other request,
+    which is ``other[i]`` (its ``channel``, ``bank``, ``row`` are 0); ``line[i]`` is its line in ``source``, the
+    trace's name. The bulk of a CENT trace is KV-cache traffic (``W/R MEM``, 53-94 % of its lines), which this form
+    keeps as numbers rather than objects."""
 
     __slots__ = ("mem", "channel", "bank", "row", "line", "other", "source")
 
-    def __init__(self, mem: np.ndarray, channel: np.ndarray, bank: np.ndarray, row: np.ndarray, line: np.ndarray,
+    def __init__(self, mem: list[int], channel: list[int], bank: list[int], row: list[int], line: list[int],
                  other: dict[int, HostRequest], source: str = "trace") -> None:
         self.mem, self.channel, self.bank, self.row, self.line, self.other = mem, channel, bank, row, line, other
         self.source = source
@@ -172,108 +179,105 @@ class AimTrace:
     @classmethod
     def from_requests(cls, requests: Sequence[HostRequest]) -> "AimTrace":
         """The columns of a list of requests (named after the first one's source)."""
-        n = len(requests)
-        mem = np.zeros(n, dtype=np.int8)
-        cols = np.zeros((3, n), dtype=np.int64)
-        line = np.zeros(n, dtype=np.int64)
-        other = {}
+        seq, line, other = [], [], {}
         for i, r in enumerate(requests):
-            line[i] = r.line
+            line.append(r.line)
             if r.op == "MEM" and r.kind != "AiM":
-                mem[i] = 1 if r.kind == "W" else 2
-                cols[:, i] = r.f["channel"], r.f["bank"], r.f["row"]
+                seq.append((1 if r.kind == "W" else 2, r.f["channel"], r.f["bank"], r.f["row"]))
             else:
+                seq.append(_NOT_MEM)
                 other[i] = r
-        return cls(mem, cols[0], cols[1], cols[2], line, other, requests[0].source if requests else "trace")
+        return cls(*_columns(seq), line, other, requests[0].source if requests else "trace")
 
     def requests(self) -> list[HostRequest]:
         """The requests as :class:`HostRequest` objects."""
         return [self._mem_request(m, ch, bank, row, line) if m else self.other[i]
-                for i, (m, ch, bank, row, line) in enumerate(zip(self.mem.tolist(), self.channel.tolist(),
-                                                                 self.bank.tolist(), self.row.tolist(),
-                                                                 self.line.tolist()))]
+                for i, (m, ch, bank, row, line) in enumerate(zip(self.mem, self.channel, self.bank, self.row,
+                                                                 self.line))]
 
     def request(self, i: int) -> HostRequest:
         """Request ``i`` as a :class:`HostRequest`."""
-        m = int(self.mem[i])
-        return self._mem_request(m, int(self.channel[i]), int(self.bank[i]), int(self.row[i]), int(self.line[i])) \
-            if m else self.other[i]
+        m = self.mem[i]
+        return self._mem_request(m, self.channel[i], self.bank[i], self.row[i], self.line[i]) if m else self.other[i]
 
     def _mem_request(self, m: int, ch: int, bank: int, row: int, line: int) -> HostRequest:
         return HostRequest("W" if m == 1 else "R", "MEM", {"channel": ch, "bank": bank, "row": row}, line, self.source)
 
 
-#: ``W/R MEM`` lines in their plain form (decimal fields, single spaces), which :func:`read_aim_trace` reads in bulk.
-_MEM_BODY = re.compile(r"[WR] MEM \d{1,18} \d{1,18} \d{1,18}(?:\n[WR] MEM \d{1,18} \d{1,18} \d{1,18})*")
+#: The columns ``(mem, channel, bank, row)`` of a request that is not ``W/R MEM``.
+_NOT_MEM = (0, 0, 0, 0)
+
+#: A ``W/R MEM`` line in its plain form (decimal fields, single spaces), which :func:`read_aim_trace` reads once per
+#: distinct line (a CENT trace of 340K such lines has under 5K distinct ones).
+_MEM_LINE = re.compile(r"([WR]) MEM ([0-9]{1,18}) ([0-9]{1,18}) ([0-9]{1,18})")
+
+
+def _columns(seq: list[tuple[int, int, int, int]]) -> tuple[list[int], ...]:
+    """``(mem, channel, bank, row)`` tuples, one per request, as four columns."""
+    return tuple(list(map(itemgetter(k), seq)) for k in range(4))
 
 
 def read_aim_trace(text: str, source: str = "trace") -> AimTrace:
     """Parse a host-level AiM trace into an :class:`AimTrace` (what :func:`parse_aim_trace` returns as objects).
 
-    Plain ``W/R MEM`` lines are read in bulk; any trace with a line that is not plain, with an error or with a request
-    after ``AiM EOC`` is read line by line, which reports the first bad line (``source:line``)."""
+    Every line is checked, in order, up to ``AiM EOC``, after which only blank lines and comments may follow; the
+    first bad line raises :class:`TraceError` naming ``source:line``. Plain ``W/R MEM`` lines (always valid here:
+    the device's ranges are checked by the AiM system) are read once per distinct line, and so is every other request
+    line (a trace repeats its AiM lines too; each request keeps its own line number)."""
     lines = text.splitlines()
-    mem_lines = [i for i, raw in enumerate(lines) if raw[2:6] == "MEM "]
-    keep = np.ones(len(lines), dtype=bool)
-    keep[mem_lines] = False
-    others: list[tuple[int, HostRequest]] = []
-    eoc = None
-    try:
-        for i in np.flatnonzero(keep).tolist():
-            toks = lines[i].split()
+    plain: dict[str, tuple[int, int, int, int]] = {}
+    for raw in set(lines):
+        m = _MEM_LINE.fullmatch(raw)
+        if m:
+            plain[raw] = (1 if m[1] == "W" else 2, int(m[2]), int(m[3]), int(m[4]))
+    cols = list(map(plain.get, lines))          # None: a line to parse on its own
+    seq: list[tuple[int, int, int, int]] = []
+    line: list[int] = []
+    other: dict[int, HostRequest] = {}
+    parsed: dict[str, HostRequest] = {}       # a request line -> its request (at its first line)
+    eoc = 0
+    pos = 0                                     # lines before pos are taken
+
+    def take_plain(end: int) -> None:           # the plain MEM lines pos .. end - 1
+        if pos < end:
+            if eoc:
+                _after_eoc(lines[pos].split(), pos + 1, eoc, source)
+            seq.extend(cols[pos:end])
+            line.extend(range(pos + 1, end + 1))
+
+    for i in compress(range(len(lines)), map(is_, cols, repeat(None))):
+        take_plain(i)
+        pos = i + 1
+        raw = lines[i]
+        first = parsed.get(raw)
+        if first is None:
+            toks = raw.split()
             if not toks or toks[0].startswith("#"):
                 continue
-            r = _parse_line(toks, i + 1, source)
-            others.append((i, r))
+            if eoc:
+                _after_eoc(toks, i + 1, eoc, source)
+            r = parsed[raw] = _parse_line(toks, i + 1, source)
+        else:
+            if eoc:
+                _after_eoc(raw.split(), i + 1, eoc, source)
+            r = HostRequest(first.kind, first.op, dict(first.f), i + 1, source)
+        line.append(i + 1)
+        if r.op == "MEM":
+            seq.append((1 if r.kind == "W" else 2, r.f["channel"], r.f["bank"], r.f["row"]))
+        else:
+            other[len(seq)] = r
+            seq.append(_NOT_MEM)
             if r.kind == "AiM" and r.op == "EOC":
-                eoc = i
-                break
-    except TraceError:
-        eoc = None
-    if eoc is not None and any(t.split() and not t.split()[0].startswith("#") for t in lines[eoc + 1:]):
-        eoc = None          # a request after the EOC: the line-by-line reading names it
-    mem_idx = np.array(mem_lines, dtype=np.int64)
-    cut = int(np.searchsorted(mem_idx, eoc)) if eoc is not None else 0
-    body = "\n".join([lines[i] for i in mem_lines[:cut]])
-    if eoc is None or (cut and not _MEM_BODY.fullmatch(body)):
-        return AimTrace.from_requests(_parse_lines(lines, source))
-    nums = (np.fromstring(body.replace("W MEM", "1").replace("R MEM", "2"), dtype=np.int64, sep=" ")
-            if cut else np.zeros(0, dtype=np.int64)).reshape(-1, 4)
-    n = cut + len(others)
-    oline = np.array([i for i, _ in others], dtype=np.int64)
-    opos = np.arange(len(others)) + np.searchsorted(mem_idx[:cut], oline)
-    is_mem = np.ones(n, dtype=bool)
-    is_mem[opos] = False
-    mem = np.zeros(n, dtype=np.int8)
-    cols = np.zeros((3, n), dtype=np.int64)
-    line = np.zeros(n, dtype=np.int64)
-    mem[is_mem] = nums[:, 0]
-    cols[:, is_mem] = nums[:, 1:].T
-    line[is_mem] = mem_idx[:cut] + 1
-    line[opos] = oline + 1
-    return AimTrace(mem, cols[0], cols[1], cols[2], line, {int(p): r for p, (_, r) in zip(opos.tolist(), others)},
-                    source)
-
-
-def _parse_lines(lines: list[str], source: str) -> list[HostRequest]:
-    """The line-by-line reading (see :func:`read_aim_trace`): every line checked, up to ``AiM EOC``, after which only
-    blank lines and comments may follow."""
-    out: list[HostRequest] = []
-    eoc = 0
-    for lineno, raw in enumerate(lines, 1):
-        toks = raw.split()
-        if not toks or toks[0].startswith("#"):
-            continue
-        if eoc:
-            raise TraceError(f"{source}:{lineno}: {' '.join(toks)!r} follows 'AiM EOC' (line {eoc}), which ends the "
-                             f"trace; remove it or move the EOC after it")
-        r = _parse_line(toks, lineno, source)
-        out.append(r)
-        if r.kind == "AiM" and r.op == "EOC":
-            eoc = lineno
+                eoc = i + 1
+    take_plain(len(lines))
     if not eoc:
         raise TraceError(f"{source}: the trace ends without 'AiM EOC'; add it as the last request")
-    return out
+    return AimTrace(*_columns(seq), line, other, source)
+
+
+def _after_eoc(toks: list[str], lineno: int, eoc: int, source: str) -> None:
+    raise TraceError(f"{source}:{lineno}: {' '.join(toks)!r} follows 'AiM EOC' (line {eoc}), which ends the trace; "
+                     f"remove it or move the EOC after it")
 
 
 def _parse_line(toks: list[str], lineno: int, source: str) -> HostRequest:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["read_block", "write_blocks", "emit"]
+__all__ = ["read_block", "write_blocks", "emit", "table"]
 
 
 def _pattern(tag: str, name: str) -> re.Pattern:
@@ -31,6 +31,13 @@ def write_blocks(path: Path, tag: str, blocks: dict[str, str]) -> None:
             raise SystemExit(f"{path}: no '<!-- {tag}: {name} -->' ... '<!-- /{tag} -->' block")
         text = pat.sub(lambda m: m.group(1) + body + "\n" + m.group(3), text)
     Path(path).write_text(text)
+
+
+def table(head: list[str], lines: list[list]) -> str:
+    """A markdown table: a header row and one row per line (cells as ``str`` gives them)."""
+    out = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    out += ["| " + " | ".join(str(x) for x in line) + " |" for line in lines]
+    return "\n".join(out)
 
 
 def emit(result: Any, tag: str, markdown: Callable[[Any], dict[str, str]], write_docs: Path | None,

@@ -148,13 +148,9 @@ def figures(n: int) -> dict:
     return out
 
 
-def _table(head: list[str], lines: list[list]) -> str:
-    out = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
-    out += ["| " + " | ".join(str(x) for x in line) + " |" for line in lines]
-    return "\n".join(out)
-
-
 def markdown(res: dict) -> dict[str, str]:
+    from docblocks import table
+
     lines = []
     for preset, rows in res["gemv"].items():
         for w, r in rows.items():
@@ -162,15 +158,15 @@ def markdown(res: dict) -> dict[str, str]:
                           f"{r['time_us']:.2f}", f"{r['mac_bytes_read'] / 2**20:.2f}",
                           f"{r['gb_bytes_written'] / 2**10:.0f}", f"{r['bound_cycles']:.0f}",
                           f"{100 * r['of_bound']:.1f}%", f"{r['energy_uj']:.1f}"])
-    gemv = _table(["preset", "weights", "DRAM bits / weight", "rows per bank", "cycles", "time (us)",
-                   "MAC bytes read (MiB)", "GB bytes written (KiB)", "bank-bandwidth bound (cycles)", "of bound",
-                   "energy (uJ)"], lines)
+    gemv = table(["preset", "weights", "DRAM bits / weight", "rows per bank", "cycles", "time (us)",
+                  "MAC bytes read (MiB)", "GB bytes written (KiB)", "bank-bandwidth bound (cycles)", "of bound",
+                  "energy (uJ)"], lines)
     lines = []
     for preset, lays in res["presets"].items():
         for lay, rows in lays.items():
             for w, r in rows.items():
                 lines.append([preset, lay, w, r["cycles"], f"{r['time_us']:.2f}", f"{100 * r['of_bound']:.1f}%"])
-    presets = _table(["preset", "layout", "weights", "cycles", "time (us)", "of the bank-bandwidth bound"], lines)
+    presets = table(["preset", "layout", "weights", "cycles", "time (us)", "of the bank-bandwidth bound"], lines)
     return {"gemv": gemv, "presets": presets}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from accel.interfaces.pim import PIM_TIMING_RULES, rule_codes
 from accel.equivalence.pim import EQUIVALENT_MUTANTS, EngineModelSuite, coverage_configs, mutants, suite_bindings, suite_seeds
-from docblocks import emit
+from docblocks import emit, table
 
 
 def measure() -> dict:
@@ -40,22 +40,16 @@ def measure() -> dict:
             "model_runs": suite.model_runs}
 
 
-def _table(head: list[str], lines: list[list]) -> str:
-    out = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
-    out += ["| " + " | ".join(str(x) for x in line) + " |" for line in lines]
-    return "\n".join(out)
-
-
 def rules_table() -> str:
     codes = rule_codes()
-    return _table(["code", "rule", "level", "preceding", "following", "latency", "options"],
-                  [[codes[r.rule], *r.columns()] for r in PIM_TIMING_RULES])
+    return table(["code", "rule", "level", "preceding", "following", "latency", "options"],
+                 [[codes[r.rule], *r.columns()] for r in PIM_TIMING_RULES])
 
 
 def markdown(res: dict) -> dict[str, str]:
     """The generated sections of docs/pim.md, by marker name."""
     names = list(res["configs"])
-    bind = _table(["row", *[f"{n} ({res['configs'][n]['wait_mode_seeds']} programs)" for n in names], "total"],
+    bind = table(["row", *[f"{n} ({res['configs'][n]['wait_mode_seeds']} programs)" for n in names], "total"],
                   [[r["label"], *[r["bindings"][n] for n in names], r["total"]] for r in res["rows"]])
     kinds = sorted({k for r in res["rows"] for k in r["mutants"]}, key=lambda k: (k != "dropped", k != "shortened", k))
 
@@ -68,7 +62,7 @@ def markdown(res: dict) -> dict[str, str]:
         why = EQUIVALENT_MUTANTS.get((r["columns"][0], k))
         return f"equivalent: {why}" if why else "**not caught**"
 
-    mut = _table(["row", *kinds], [[r["label"], *[verdict(r, k) for k in kinds]] for r in res["rows"]])
+    mut = table(["row", *kinds], [[r["label"], *[verdict(r, k) for k in kinds]] for r in res["rows"]])
     return {"rules": rules_table(), "bindings": bind, "mutants": mut}
 
 

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import eq
 from typing import Sequence
-
-import numpy as np
 
 from accel.config import DeviceConfig, PimConfig
 from accel.traces import AimTrace, HostRequest, TraceError
@@ -96,21 +96,22 @@ def decode_request(req: HostRequest, pim: PimConfig) -> tuple:
     if final is None:
         return (NOSEND,)
     mask = f["mask"]
-    chans = []
-    for i in range(32):
-        if mask >> i & 1:
-            ch = 31 - i
-            if ch >= nch:
-                raise TraceError(f"{req.where}: channel mask {mask:#x} selects channel {ch}; the device has "
-                                 f"{nch} channels (bit i is channel 31 - i)")
-            chans.append(ch)
-    chans.sort()
+    chans = _mask_channels(mask)
+    if chans and chans[-1] >= nch:
+        raise TraceError(f"{req.where}: channel mask {mask:#x} selects channel {chans[-1]}; the device has "
+                         f"{nch} channels (bit i is channel 31 - i)")
     if req.op == "WR_ABK" and len(chans) != 1:
         raise TraceError(f"{req.where}: WR_ABK must select exactly one channel (mask {mask:#x})")
     check_ranges(req, pim)
     bg, bank = _bank(f["bank"], req, groups, bpg) if "bank" in f else (-1, -1)
     kind = CONV if req.op in ("RD_SBK", "WR_SBK") else AIM
-    return (kind, tuple(chans), CMD[final], bg, bank, f.get("row", -1), f.get("opsize", 1), blocking, regmode, req.op)
+    return (kind, chans, CMD[final], bg, bank, f.get("row", -1), f.get("opsize", 1), blocking, regmode, req.op)
+
+
+@lru_cache(maxsize=None)
+def _mask_channels(mask: int) -> tuple[int, ...]:
+    """The channels a channel mask selects (bit ``i`` is channel ``31 - i``), ascending (a trace has a few masks)."""
+    return tuple(sorted(31 - i for i in range(32) if mask >> i & 1))
 
 
 def _bank(index: int, req: HostRequest, groups: int, bpg: int) -> tuple[int, int]:
@@ -140,12 +141,13 @@ def check_ranges(req: HostRequest, pim: PimConfig) -> None:
 def _check_mem(trace: AimTrace, pim: PimConfig) -> None:
     """Every ``R/W MEM`` column of a trace within the device (channel, bank, row), checked at once before a run
     (stretches that repeat are jumped over, not visited); a bad one raises the error of the earliest bad request."""
-    is_mem = trace.mem > 0
-    bad = is_mem & ((trace.channel < 0) | (trace.channel >= pim.channels) | (trace.bank < 0)
-                    | (trace.bank >= pim.banks) | (trace.row < 0) | (trace.row >= pim.rows))
-    if not bad.any():
+    nch, nb, rows = pim.channels, pim.banks, pim.rows
+    ch, bank, row = trace.channel, trace.bank, trace.row   # 0 for other requests: within every device
+    if not ch or (0 <= min(ch) and max(ch) < nch and 0 <= min(bank) and max(bank) < nb and 0 <= min(row)
+                  and max(row) < rows):
         return
-    first = int(np.argmax(bad))
+    first = next(i for i, (m, c, b, r) in enumerate(zip(trace.mem, ch, bank, row))
+                 if m and not (0 <= c < nch and 0 <= b < nb and 0 <= r < rows))
     for i in sorted(i for i in trace.other if i < first):
         decode_request(trace.other[i], pim)        # an earlier bad request is the one to name
     decode_request(trace.request(first), pim)
@@ -154,12 +156,13 @@ def _check_mem(trace: AimTrace, pim: PimConfig) -> None:
 @dataclass
 class AimResult:
     """Outcome of an AiM trace: cycles (the simulator's memory_system_cycles), DRAM commands by name (all channels),
-    per channel and bank the cycles a row was open and the MAC commands, lane MACs, host requests."""
+    per channel and bank (lists: channels x banks) the cycles a row was open and the MAC commands, lane MACs, host
+    requests."""
 
     cycles: int
     commands: dict[str, int]
-    bank_active_cycles: np.ndarray
-    bank_mac_commands: np.ndarray
+    bank_active_cycles: list[list[int]]
+    bank_mac_commands: list[list[int]]
     mac_lane_ops: int
     host_requests: int
 
@@ -735,51 +738,61 @@ class _Stretch:
         self.a, self.b, self.p, self.chans = a, b, p, chans
 
 
-def _stretches(trace: AimTrace, nb: int, min_periods: int = 4, max_period: int = 8192
-               ) -> tuple[list[_Stretch], np.ndarray]:
-    """The repeating stretches of a trace's runs of MEM requests (:class:`_Stretch`), in order, and for every
-    request the last earlier MEM request of the same run to its channel, bank and row (-1: none)."""
+def _mem_runs(trace: AimTrace) -> list[tuple[int, int]]:
+    """The maximal runs ``[s, e)`` of consecutive ``R/W MEM`` requests (every request not in ``trace.other``)."""
+    out, last = [], -1
+    for o in [*sorted(trace.other), len(trace)]:
+        if o > last + 1:
+            out.append((last + 1, o))
+        last = o
+    return out
+
+
+def _stretches(trace: AimTrace, nb: int, runs: list[tuple[int, int]], min_periods: int = 4, max_period: int = 8192
+               ) -> tuple[list[_Stretch], list[int]]:
+    """The repeating stretches of a trace's runs of MEM requests (``runs``: :func:`_mem_runs`; :class:`_Stretch`), in
+    order, and for every request the last earlier MEM request of the same run to its channel, bank and row (-1:
+    none)."""
     n = len(trace)
-    prev = np.full(n, -1, dtype=np.int64)
-    is_mem = trace.mem > 0
-    if not is_mem.any():
-        return [], prev
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], is_mem.view(np.int8), [0]))))
-    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
-    # the previous request to the same (run, channel, bank, row): sort by that key, stably
-    run_id = np.cumsum(np.concatenate(([0], np.diff(is_mem.view(np.int8)) == 1)))
-    idx = np.flatnonzero(is_mem)
-    key = np.stack([trace.row[idx], trace.bank[idx], trace.channel[idx], run_id[idx]])
-    order = np.lexsort(key)
-    sk = key[:, order]
-    same = np.concatenate(([False], (sk[:, 1:] == sk[:, :-1]).all(axis=0)))
-    sidx = idx[order]
-    prev[sidx[same]] = sidx[np.flatnonzero(same) - 1]
+    prev = [-1] * n
+    chl, bankl, rowl, meml = trace.channel, trace.bank, trace.row, trace.mem
     out = []
     for s, e in runs:
+        last: dict[tuple[int, int, int], int] = {}
+        get = last.get
+        for i, key in enumerate(zip(chl[s:e], bankl[s:e], rowl[s:e]), s):
+            prev[i] = get(key, -1)
+            last[key] = i
         m = e - s
         if m < 2 * min_periods:
             continue
-        base = (trace.channel[s:e] * (nb + 1) + trace.bank[s:e]) * 3 + trace.mem[s:e]
-        back = np.where(prev[s:e] >= 0, np.arange(s, e) - prev[s:e], 0)
-        sig = base * (m + 1) + back
+        base = [(c * (nb + 1) + b) * 3 + k for c, b, k in zip(chl[s:e], bankl[s:e], meml[s:e])]
         mid = m // 2
         period = 0
-        for p in np.flatnonzero(base[mid + 1:mid + 1 + max_period] == base[mid]).tolist():
-            p += 1
+        x = base[mid]
+        for j in range(mid + 1, min(m, mid + 1 + max_period)):
+            if base[j] != x:
+                continue
+            p = j - mid
             if p > m // min_periods:
                 break
-            if np.count_nonzero(base[p:] == base[:-p]) * 2 >= m - p:
+            if sum(map(eq, base[p:], base[:-p])) * 2 >= m - p:
                 period = p
                 break
         if not period:
             continue
-        eq = np.concatenate(([False], sig[period:] == sig[:-period], [False]))
-        runs_eq = np.flatnonzero(eq[1:] != eq[:-1])
-        for u, v in zip(runs_eq[::2].tolist(), runs_eq[1::2].tolist()):   # sig[j] == sig[j + p], j in [u, v)
-            if v + period - u >= min_periods * period:
-                chans = sorted(set(trace.channel[s + u:s + u + period].tolist()))
-                out.append(_Stretch(s + u, s + v + period, period, chans))
+        w = m + 1
+        sig = [bs * w + (i - q if q >= 0 else 0) for i, bs, q in zip(range(s, e), base, prev[s:e])]
+        j, top = 0, m - period
+        while j < top:                           # runs [u, v) with sig[j] == sig[j + period] for j in [u, v)
+            if sig[j] != sig[j + period]:
+                j += 1
+                continue
+            u = j
+            while j < top and sig[j] == sig[j + period]:
+                j += 1
+            if j + period - u >= min_periods * period:
+                out.append(_Stretch(s + u, s + j + period, period, sorted(set(chl[s + u:s + u + period]))))
     return out, prev
 
 
@@ -958,13 +971,9 @@ class AimSystem:
         """Whether the requests of the periods to jump hit their channel's starting rows exactly where the last period
         did (every other row equality is fixed by the stretch's repeating distances)."""
         lo, hi = i - st.p, i + periods * st.p
-        closed = np.iinfo(np.int64).min
-        r0 = np.full((self.nch, self.nb + 1), closed, dtype=np.int64)
-        for ch in st.chans:
-            r0[ch, :self.nb] = [closed if r is None else r for r in self.owner[ch].r0]
-        ch = self.trace.channel[lo:hi]
-        hit = self.trace.row[lo:hi] == r0[ch, self.nodea[lo:hi]]
-        return bool((hit[st.p:] == hit[:-st.p]).all())
+        r0 = {ch: self.owner[ch].r0 for ch in st.chans}    # a closed row (None) equals no row
+        hit = [row == r0[ch][node] for ch, node, row in zip(self.chl[lo:hi], self.nodel[lo:hi], self.rowl[lo:hi])]
+        return hit[st.p:] == hit[:-st.p]
 
     def _run(self, trace: AimTrace) -> AimResult:
         pim = self.device.pim
@@ -980,16 +989,13 @@ class AimSystem:
         self.base_counts = [0] * len(AIM_COMMANDS)
         self.trace = trace
         n = len(trace)
-        self.meml, self.chl, self.rowl = trace.mem.tolist(), trace.channel.tolist(), trace.row.tolist()
-        bank = trace.bank
-        self.nodea = np.where((bank >= 0) & (bank < nb), (bank // bpg) * bpg + bank % bpg, nb)
-        self.nodel = self.nodea.tolist()
-        stretches, prev = _stretches(trace, nb)
-        self.prevl = prev.tolist()
-        is_mem = trace.mem > 0
-        starts = np.flatnonzero(is_mem & ~np.concatenate(([False], is_mem[:-1])))
-        self.runl = np.where(is_mem, starts[np.maximum(np.searchsorted(starts, np.arange(n), "right") - 1, 0)]
-                             if len(starts) else 0, -1).tolist()
+        # a MEM request's node is its bank (checked above: 0 <= bank < nb); other requests are decoded on their own
+        self.meml, self.chl, self.rowl, self.nodel = trace.mem, trace.channel, trace.row, trace.bank
+        runs = _mem_runs(trace)
+        stretches, self.prevl = _stretches(trace, nb, runs)
+        self.runl = [-1] * n        # for each MEM request the first request of its run
+        for s, e in runs:
+            self.runl[s:e] = [s] * (e - s)
         self.last_idx: dict[tuple[int, int, int], int] = {}
         self.cp_ref = None
         self.fe_raised = False
@@ -1080,6 +1086,5 @@ class AimSystem:
             c.advance(end)
             c.flush(end)
         counts = {name: n for name, n in zip(AIM_COMMANDS, self.base_counts) if n}
-        active = np.array(self.base_active, dtype=np.int64)
-        macs = np.array(self.base_macs, dtype=np.int64)
-        return AimResult(end, counts, active, macs, int(macs.sum()) * self.device.pim.mac_lanes, n)
+        macs = self.base_macs
+        return AimResult(end, counts, self.base_active, macs, sum(map(sum, macs)) * self.device.pim.mac_lanes, n)

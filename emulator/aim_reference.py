@@ -367,7 +367,8 @@ class _RefSystem:
                     if c.row[g][b] is not None:
                         active[ci, g * self.bpg + b] += c.clk - c.open_since[g][b]
         macs = np.stack([c.macs.reshape(-1) for c in self.channels])
-        return AimResult(clk, dict(self.command_counts), active, macs, int(macs.sum()) * p.mac_lanes, n)
+        return AimResult(clk, dict(self.command_counts), active.tolist(), macs.tolist(), int(macs.sum()) * p.mac_lanes,
+                         n)
 
 
 def run_reference(sysm: AimSystem, requests: Sequence[HostRequest]) -> AimResult:

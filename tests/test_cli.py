@@ -108,3 +108,27 @@ def test_malformed_yaml_through_the_console_script(tmp_path):
     assert p.returncode == 2
     assert p.stderr == f"accel: error: {bad}:2:1: duplicate key 'name' (first given on line 1); give each key once\n"
     assert "Traceback" not in p.stderr
+
+
+
+def test_a_named_command_parses_as_with_every_command(capsys):
+    """A command line naming a command registers that command only: its help and usage read as when every command is
+    registered; the top-level help (also asked for before a command) and an unknown command list every command."""
+    from accel.cli import COMMAND_MODULES, build_parser, command_of
+
+    def sub_help(parser, name):
+        return parser._subparsers._group_actions[0].choices[name].format_help()
+
+    full = build_parser()
+    for name in COMMAND_MODULES:
+        assert command_of(["--debug", name, "--json"]) == name
+        assert sub_help(build_parser(name), name) == sub_help(full, name)
+    assert command_of(["--help", "emulate"]) is None and command_of(["emulat"]) is None and command_of([]) is None
+    with pytest.raises(SystemExit):
+        main(["-h", "emulate"])
+    out = capsys.readouterr().out
+    assert all(f"    {name} " in out for name in COMMAND_MODULES)
+    with pytest.raises(SystemExit) as e:
+        main(["emulat", "x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and all(repr(name) in err for name in COMMAND_MODULES)

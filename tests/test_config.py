@@ -10,6 +10,7 @@ import yaml
 
 from accel.config import (BankUnit, BitSerialConfig, ConfigError, DeviceConfig, GemmConfig, device_from_dict,
                           load_device, load_preset, preset_names, storage_bits)
+from accel.files import parse_yaml
 
 PRESET_DIR = Path(__file__).parent.parent / "accel" / "presets"
 
@@ -29,6 +30,20 @@ def test_presets_load(name):
 def test_preset_by_path_equals_preset_by_name():
     for name in preset_names():
         assert load_preset(str(PRESET_DIR / f"{name}.yaml")) == load_preset(name)
+
+
+def test_shipped_yaml_reads_as_any_file():
+    """Presets are read on libyaml's parser (``shipped``): the same data as the pure-Python strict reading, and a
+    document it refuses gives the same error as any file."""
+    for name in preset_names():
+        text = (PRESET_DIR / f"{name}.yaml").read_text()
+        assert parse_yaml(text, name, shipped=True) == parse_yaml(text, name)
+    for bad in ("a: 1\na: 2\n", "a: b: c\n", "[" * 150 + "]" * 150, "x: [1, 2\n"):
+        with pytest.raises(ConfigError) as want:
+            parse_yaml(bad, "s", ConfigError)
+        with pytest.raises(ConfigError) as got:
+            parse_yaml(bad, "s", ConfigError, shipped=True)
+        assert str(got.value) == str(want.value)
 
 
 def test_gemm_config_is_derived_from_the_attention_array():

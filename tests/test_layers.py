@@ -5,9 +5,10 @@ Every module of the ``accel`` namespace (the folders of ``setup.py``'s ``FOLDERS
 import (module level or inside a function, absolute or relative) of an ``accel`` module is checked against the layer
 of both ends. Layers, lowest first:
 
-0. ground: ``accel/`` config, isa, program, numerics, errors, files (reading users' files), outputs (writing them:
-   checked paths, atomic files), fmt (number formats), progress (progress bars and long steps), energy (the energy
-   formula), rows (the report's per-operator row), interfaces, traces (the trace parsers), presets;
+0. ground: ``accel/`` config, isa, program, numerics, datatypes (the weight datatypes numerics re-exports), errors,
+   files (reading users' files), outputs (writing them: checked paths, atomic files), fmt (number formats), progress
+   (progress bars and long steps), energy (the energy formula), rows (the report's per-operator row), interfaces,
+   traces (the trace parsers), presets;
 1. ``rtl/`` and ``emulator/``, side by side, never each other;
 2. ``mapping/``, ``fpga/``, the equivalence harness ``accel/equivalence/``, ``accel/gpu/`` (Triton kernels and the
    roofline the mapper's fallback reads), ``accel/report.py``, ``accel/plots.py``, ``accel/perfetto.py``,
@@ -20,8 +21,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUND = {"config", "isa", "program", "numerics", "errors", "files", "outputs", "fmt", "progress", "energy",
-          "rows", "interfaces", "traces", "presets"}
+GROUND = {"config", "isa", "program", "numerics", "datatypes", "errors", "files", "outputs", "fmt", "progress",
+          "energy", "rows", "interfaces", "traces", "presets"}
 LAYER_NAMES = {0: "ground", 1: "rtl/ and emulator/", 2: "mapping/, fpga/, equivalence harness, report",
                3: "the CLI"}
 #: (importer, imported) edges allowed for now, each with the change that removes it.

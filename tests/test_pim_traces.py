@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from accel.emulator.aim import AIM_RULE_VARIANTS, AIM_RULES, AimSystem, latency
 from accel.emulator.aim_rules import rule_rows
 from accel.errors import ConfigError
 from accel.report import trace_report
-from accel.traces import AimTrace, TraceError, parse_aim_trace, parse_text_program, read_aim_trace
+from accel.traces import AimTrace, TraceError, _parse_line, parse_aim_trace, parse_text_program, read_aim_trace
 
 from aim_random import cent_like_trace, mem_heavy_trace, random_aim_trace
 
@@ -172,8 +174,8 @@ def small_aim(channels: int):
 def assert_same(fast, ref):
     assert fast.cycles == ref.cycles
     assert fast.commands == ref.commands
-    assert (fast.bank_active_cycles == ref.bank_active_cycles).all()
-    assert (fast.bank_mac_commands == ref.bank_mac_commands).all()
+    assert fast.bank_active_cycles == ref.bank_active_cycles
+    assert fast.bank_mac_commands == ref.bank_mac_commands
     assert (fast.mac_lane_ops, fast.host_requests) == (ref.mac_lane_ops, ref.host_requests)
 
 
@@ -240,12 +242,61 @@ def test_rule_variants_are_rows_of_the_table():
         rule_rows("x")
 
 
-def test_trace_columns_round_trip():
-    """The bulk reading of W/R MEM lines gives what the line-by-line reading gives, and falls back to it (and its
-    error messages) on lines that are not plain, and on requests after the EOC (an error, as in the line-by-line
-    reading)."""
+def _line_by_line(text: str, source: str = "trace") -> list:
+    """The trace rules applied one line at a time (the reading :func:`read_aim_trace` must equal): every line parsed
+    with the trace's own line parser, none but blank lines and comments after the EOC, the EOC required."""
+    out, eoc = [], 0
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        toks = raw.split()
+        if not toks or toks[0].startswith("#"):
+            continue
+        if eoc:
+            raise TraceError(f"{source}:{lineno}: {' '.join(toks)!r} follows 'AiM EOC' (line {eoc}), which ends the "
+                             f"trace; remove it or move the EOC after it")
+        out.append(_parse_line(toks, lineno, source))
+        if out[-1].kind == "AiM" and out[-1].op == "EOC":
+            eoc = lineno
+    if not eoc:
+        raise TraceError(f"{source}: the trace ends without 'AiM EOC'; add it as the last request")
+    return out
+
+
+#: Lines that are not plain ``W/R MEM`` lines (read on their own), good and bad, for the randomised reading test.
+_ODD_LINES = ["W MEM 0 0x1 2", "W  MEM 1 2 3", "R MEM 2 3 4 ", "# W MEM 1 1 1", "", "   ", "W MEM 1 2",
+              "R MEM 1 -2 3", "X MEM 1 2 3", "W MEM 1 2 3 4", "W CFR 0 1", "AiM SYNC", "W MEM 1 2 0b1",
+              "W MEM 1 2 99999999999999999999", "AiM EOC", "R MEM 3 4 5 # note"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_trace_reading_equals_line_by_line(seed):
+    """Random traces (random, CENT-shaped, MEM-heavy), some with odd lines mixed in (hex and padded MEM fields,
+    comments, blank lines, bad fields, a second EOC, lines after the EOC), some with CR LF line ends: the columns
+    read the same requests as the line-by-line reading, and a bad trace raises the same error."""
+    rng = random.Random(seed)
+    text = (random_aim_trace, cent_like_trace, mem_heavy_trace)[seed % 3](seed, 8)
+    lines = text.splitlines()
+    for _ in range(rng.choice([0, 0, 1, 3])):
+        lines.insert(rng.randint(0, len(lines)), rng.choice(_ODD_LINES))
+    if seed % 4 == 1:
+        lines += [rng.choice(["# after", "", "W MEM 1 1 1", "AiM SYNC"]) for _ in range(rng.randint(1, 3))]
+    text = ("\r\n" if seed % 5 == 2 else "\n").join(lines) + "\n"
+    try:
+        want = _line_by_line(text, "t")
+    except TraceError as e:
+        with pytest.raises(TraceError) as got:
+            read_aim_trace(text, "t")
+        assert str(got.value) == str(e)
+        return
+    trace = read_aim_trace(text, "t")
+    assert trace.requests() == want
+    cols = AimTrace.from_requests(want)
+    assert (cols.mem, cols.channel, cols.bank, cols.row, cols.line, cols.other) == \
+        (trace.mem, trace.channel, trace.bank, trace.row, trace.line, trace.other)
+
+
+def test_trace_reading_errors():
+    """A request after the EOC, a missing EOC and a bad MEM line are named by their line."""
     text = cent_like_trace(3)
-    assert read_aim_trace(text).requests() == parse_aim_trace(text)
     with pytest.raises(TraceError, match=r"^t:\d+: 'R MEM 9 9 9' follows 'AiM EOC' \(line \d+\), which ends the trace"):
         read_aim_trace(text + "# after\nR MEM 9 9 9\n", "t")
     assert read_aim_trace(text + "# a comment after the EOC\n\n").requests() == parse_aim_trace(text)
@@ -254,8 +305,8 @@ def test_trace_columns_round_trip():
                                                              ("W", {"channel": 1, "bank": 2, "row": 3}), ("AiM", {})]
     with pytest.raises(TraceError, match=r"^t:2: W MEM takes 3 field\(s\), got 2$"):
         read_aim_trace("W MEM 0 1 2\nW MEM 0 1\nAiM EOC\n", "t")
-    trace = AimTrace.from_requests(parse_aim_trace(text))
-    assert (trace.mem == read_aim_trace(text).mem).all() and trace.other == read_aim_trace(text).other
+    with pytest.raises(TraceError, match=r"^t: the trace ends without 'AiM EOC'"):
+        read_aim_trace("W MEM 0 1 2\n", "t")
 
 
 def test_macab_steady_state():
@@ -358,6 +409,20 @@ def test_cli_emulate(tmp_path, capsys):
     bad.write_text("MAC bank=0\n")
     assert main(["emulate", str(bad)]) == 2
     assert "bank 0 has no open row; ACT a row first" in capsys.readouterr().err
+
+
+def test_cli_emulate_aim_trace_starts_lean(tmp_path):
+    """``accel emulate`` on an AiM trace imports only what it uses: its own command module, not the others', and
+    neither numpy nor importlib.resources (start-up is most of a short trace's run; docs/pim.md, "CENT traces")."""
+    f = tmp_path / "k.trace"
+    f.write_text("W MEM 0 1 2\nAiM MAC_ABK 64 0xffffffff 0\nAiM RD_MAC 0 0xffffffff\nAiM EOC\n")
+    code = ("import sys; from accel.cli import main; assert main(['emulate', sys.argv[1], '--json']) == 0; "
+            "print(sorted(m for m in sys.modules if m in ('numpy', 'importlib.resources', 'fractions') "
+            "or m.startswith(('accel.commands.', 'accel.rtl', 'accel.mapping', 'accel.equivalence'))), "
+            "file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True, check=True)
+    assert json.loads(res.stdout)["cycles"] > 0
+    assert res.stderr.strip() == "['accel.commands.emulate', 'accel.commands.options']"
 
 
 def test_cli_emulate_batch(tmp_path, capsys):
