@@ -79,7 +79,8 @@ def locked_dir(path: str | Path, what: str = "output", wait: bool = False) -> It
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise OutputError(f"{what} {path}: cannot create {lock.name} there ({e.strerror}); give another folder") from None
+        raise OutputError(f"{what} {path}: cannot create {lock.name} there ({e.strerror}); "
+                          f"give another folder") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

